@@ -1,0 +1,180 @@
+package cache
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestKey(t *testing.T) {
+	tests := []struct {
+		name                     string
+		scheme, host, path, rawQ string
+		q                        QueryPolicy
+		want                     string
+	}{
+		{"plain", "http", "demo.example", "/a", "", QueryPolicy{}, "http://demo.example/a"},
+		{"empty path is /", "http", "demo.example", "", "", QueryPolicy{}, "http://demo.example/"},
+		{"https is its own key", "https", "demo.example", "/a", "", QueryPolicy{}, "https://demo.example/a"},
+		{"query kept in order", "http", "h", "/", "b=2&a=1", QueryPolicy{}, "http://h/?b=2&a=1"},
+		{"query sorted", "http", "h", "/", "b=2&a=1", QueryPolicy{Sort: true}, "http://h/?a=1&b=2"},
+		{"params dropped", "http", "h", "/", "utm_source=x&id=3&utm_medium=y", QueryPolicy{Drop: []string{"utm_source", "utm_medium"}}, "http://h/?id=3"},
+		{"encoded name dropped", "http", "h", "/", "utm%5Fsource=x&id=3", QueryPolicy{Drop: []string{"utm_source"}}, "http://h/?id=3"},
+		{"all dropped leaves no ?", "http", "h", "/p", "utm_source=x", QueryPolicy{Drop: []string{"utm_source"}}, "http://h/p"},
+		{"empty members removed when normalizing", "http", "h", "/", "a=1&&b=2", QueryPolicy{Sort: true}, "http://h/?a=1&b=2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Key(tt.scheme, tt.host, tt.path, tt.rawQ, tt.q); got != tt.want {
+				t.Errorf("Key() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLifetime(t *testing.T) {
+	date := "Mon, 02 Jan 2006 15:04:05 GMT"
+	tests := []struct {
+		name   string
+		header http.Header
+		policy Policy
+		want   time.Duration
+	}{
+		{"RFC9111 4.2.1 s-maxage beats max-age", http.Header{"Cache-Control": {"max-age=10, s-maxage=20"}}, Policy{}, 20 * time.Second},
+		{"RFC9111 4.2.1 max-age beats Expires", http.Header{"Cache-Control": {"max-age=10"}, "Date": {date}, "Expires": {"Mon, 02 Jan 2006 16:04:05 GMT"}}, Policy{}, 10 * time.Second},
+		{"RFC9111 4.2.1 Expires minus Date", http.Header{"Date": {date}, "Expires": {"Mon, 02 Jan 2006 16:04:05 GMT"}}, Policy{}, time.Hour},
+		{"RFC9111 5.3 invalid Expires is stale", http.Header{"Date": {date}, "Expires": {"0"}}, Policy{DefaultTTL: time.Hour}, 0},
+		{"RFC9111 5.3 Expires before Date is stale", http.Header{"Date": {date}, "Expires": {"Mon, 02 Jan 2006 14:04:05 GMT"}}, Policy{}, 0},
+		{"RFC9111 5.2.2.1 invalid max-age is stale", http.Header{"Cache-Control": {"max-age=abc"}}, Policy{DefaultTTL: time.Hour}, 0},
+		{"no freshness, no default", http.Header{}, Policy{}, 0},
+		{"no freshness, default TTL", http.Header{}, Policy{DefaultTTL: time.Minute}, time.Minute},
+		{"min clamp", http.Header{"Cache-Control": {"max-age=5"}}, Policy{MinTTL: time.Minute}, time.Minute},
+		{"max clamp", http.Header{"Cache-Control": {"max-age=86400"}}, Policy{MaxTTL: time.Hour}, time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Lifetime(tt.header, tt.policy); got != tt.want {
+				t.Errorf("Lifetime() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestStorable(t *testing.T) {
+	get := func(h http.Header) *http.Request {
+		return &http.Request{Method: http.MethodGet, Header: h}
+	}
+	tests := []struct {
+		name       string
+		req        *http.Request
+		status     int
+		header     http.Header
+		lifetime   time.Duration
+		wantOK     bool
+		wantReason string
+	}{
+		{"RFC9111 3 fresh 200", get(http.Header{}), 200, http.Header{}, time.Minute, true, ""},
+		{"RFC9111 3 POST not stored", &http.Request{Method: http.MethodPost, Header: http.Header{}}, 200, http.Header{}, time.Minute, false, ReasonMethod},
+		{"RFC9111 3 request no-store", get(http.Header{"Cache-Control": {"no-store"}}), 200, http.Header{}, time.Minute, false, ReasonRequestNoStore},
+		{"RFC9111 3 response no-store", get(http.Header{}), 200, http.Header{"Cache-Control": {"no-store, max-age=60"}}, time.Minute, false, ReasonNoStore},
+		{"RFC9111 3 private in a shared cache", get(http.Header{}), 200, http.Header{"Cache-Control": {"private, max-age=60"}}, time.Minute, false, ReasonPrivate},
+		{"RFC9111 3.5 Authorization without public", get(http.Header{"Authorization": {"Bearer x"}}), 200, http.Header{"Cache-Control": {"max-age=60"}}, time.Minute, false, ReasonAuthorization},
+		{"RFC9111 3.5 Authorization with public", get(http.Header{"Authorization": {"Bearer x"}}), 200, http.Header{"Cache-Control": {"public, max-age=60"}}, time.Minute, true, ""},
+		{"RFC9111 3.5 Authorization with s-maxage", get(http.Header{"Authorization": {"Bearer x"}}), 200, http.Header{"Cache-Control": {"s-maxage=60"}}, time.Minute, true, ""},
+		{"RFC9110 15.1 404 is cacheable", get(http.Header{}), 404, http.Header{}, time.Minute, true, ""},
+		{"RFC9110 15.1 500 is not", get(http.Header{}), 500, http.Header{"Cache-Control": {"max-age=60"}}, time.Minute, false, ReasonStatus},
+		{"206 is not stored", get(http.Header{}), 206, http.Header{}, time.Minute, false, ReasonStatus},
+		{"Set-Cookie without public", get(http.Header{}), 200, http.Header{"Set-Cookie": {"a=b"}, "Cache-Control": {"max-age=60"}}, time.Minute, false, ReasonSetCookie},
+		{"Set-Cookie with public", get(http.Header{}), 200, http.Header{"Set-Cookie": {"a=b"}, "Cache-Control": {"public, max-age=60"}}, time.Minute, true, ""},
+		{"Vary not stored yet", get(http.Header{}), 200, http.Header{"Vary": {"Accept-Encoding"}}, time.Minute, false, ReasonVary},
+		{"no freshness", get(http.Header{}), 200, http.Header{}, 0, false, ReasonNoFreshness},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok, reason := Storable(tt.req, tt.status, tt.header, tt.lifetime)
+			if ok != tt.wantOK || reason != tt.wantReason {
+				t.Errorf("Storable() = %v, %q; want %v, %q", ok, reason, tt.wantOK, tt.wantReason)
+			}
+		})
+	}
+}
+
+func TestInitialAgeAndEntryAge(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name        string
+		header      http.Header
+		req, resp   time.Time
+		wantInitial time.Duration
+		now         time.Time
+		lifetime    time.Duration
+		wantAge     time.Duration
+		wantFresh   bool
+	}{
+		{"RFC9111 4.2.3 no Date, no Age: response delay", http.Header{}, t0, t0.Add(2 * time.Second), 2 * time.Second, t0.Add(12 * time.Second), time.Minute, 12 * time.Second, true},
+		{"RFC9111 4.2.3 Age header plus delay", http.Header{"Age": {"30"}}, t0, t0.Add(time.Second), 31 * time.Second, t0.Add(time.Second), time.Minute, 31 * time.Second, true},
+		{"RFC9111 4.2.3 apparent age from Date", http.Header{"Date": {t0.Add(-50 * time.Second).Format(http.TimeFormat)}}, t0, t0, 50 * time.Second, t0.Add(10 * time.Second), time.Minute, time.Minute, false},
+		{"RFC9111 4.2.3 Date in the future counts 0", http.Header{"Date": {t0.Add(time.Hour).Format(http.TimeFormat)}}, t0, t0, 0, t0, time.Minute, 0, true},
+		{"bad Age ignored", http.Header{"Age": {"x"}}, t0, t0, 0, t0, time.Minute, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := InitialAge(tt.header, tt.req, tt.resp)
+			if got != tt.wantInitial {
+				t.Fatalf("InitialAge() = %v, want %v", got, tt.wantInitial)
+			}
+			e := &Entry{ResponseTime: tt.resp, InitialAge: got, Lifetime: tt.lifetime}
+			if age := e.Age(tt.now); age != tt.wantAge {
+				t.Errorf("Age() = %v, want %v", age, tt.wantAge)
+			}
+			if fresh := e.Fresh(tt.now); fresh != tt.wantFresh {
+				t.Errorf("Fresh() = %v, want %v", fresh, tt.wantFresh)
+			}
+		})
+	}
+}
+
+func TestStorageTTL(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		header http.Header
+		swr    time.Duration
+		sie    time.Duration
+		want   time.Duration
+	}{
+		{"freshness only", http.Header{}, 0, 0, time.Minute},
+		{"RFC5861 longest stale window", http.Header{}, 10 * time.Second, 30 * time.Second, time.Minute + 30*time.Second},
+		{"validators add keep", http.Header{"Etag": {`"a"`}}, 0, 0, time.Minute + time.Hour},
+		{"Last-Modified is a validator", http.Header{"Last-Modified": {now.Format(http.TimeFormat)}}, 0, 2 * time.Hour, time.Minute + 2*time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &Entry{Header: tt.header, ResponseTime: now, Lifetime: time.Minute, StaleWhileRevalidate: tt.swr, StaleIfError: tt.sie}
+			if got := e.StorageTTL(now, time.Hour); got != tt.want {
+				t.Errorf("StorageTTL() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestStatusFormat(t *testing.T) {
+	tests := []struct {
+		name string
+		s    Status
+		want string
+	}{
+		{"RFC9211 hit", Status{Hit: true, TTL: 90 * time.Second, HasTTL: true}, "outpost/x; hit; ttl=90"},
+		{"RFC9211 stored miss", Status{Fwd: FwdURIMiss, FwdStatus: 200, Stored: true, TTL: time.Hour, HasTTL: true}, "outpost/x; fwd=uri-miss; fwd-status=200; ttl=3600; stored"},
+		{"RFC9211 collapsed", Status{Fwd: FwdURIMiss, FwdStatus: 200, Collapsed: true}, "outpost/x; fwd=uri-miss; fwd-status=200; collapsed"},
+		{"RFC9211 negative ttl when stale", Status{Hit: true, TTL: -5 * time.Second, HasTTL: true}, "outpost/x; hit; ttl=-5"},
+		{"RFC9211 detail", Status{Fwd: FwdURIMiss, FwdStatus: 200, Detail: ReasonNoStore}, "outpost/x; fwd=uri-miss; fwd-status=200; detail=no-store"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.s.Format("outpost/x"); got != tt.want {
+				t.Errorf("Format() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

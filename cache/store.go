@@ -1,0 +1,136 @@
+package cache
+
+import (
+	"net/http"
+	"time"
+)
+
+// Entry is one stored response. An Entry is immutable once it has been
+// offered to a Store: readers share it without locks, and a refresh (a 304
+// merge, say) makes a new Entry instead of editing this one.
+type Entry struct {
+	// Key is the cache key the entry is stored under (see Key).
+	Key string
+	// Status is the response status code.
+	Status int
+	// Header holds the stored end-to-end response header fields: hop-by-hop
+	// fields and Age are removed before storing.
+	Header http.Header
+	// Body is the complete response body.
+	Body []byte
+
+	// RequestTime is when the request that produced this response was sent
+	// (request_time in RFC 9111 §4.2.3).
+	RequestTime time.Time
+	// ResponseTime is when the response was received (response_time).
+	ResponseTime time.Time
+	// InitialAge is corrected_initial_age of RFC 9111 §4.2.3: the response's
+	// age at ResponseTime.
+	InitialAge time.Duration
+	// Lifetime is the freshness lifetime (RFC 9111 §4.2.1), after the
+	// service's TTL overrides were applied.
+	Lifetime time.Duration
+	// StaleWhileRevalidate and StaleIfError are the RFC 5861 windows after
+	// the entry turns stale during which it may still be served.
+	StaleWhileRevalidate time.Duration
+	StaleIfError         time.Duration
+}
+
+// entryOverhead approximates the bytes an Entry costs beyond its key,
+// header and body: the struct, slice and map headers, and the store's own
+// bookkeeping.
+const entryOverhead = 160
+
+// Size is the entry's cost in bytes for cache accounting: body, header
+// fields, key and a fixed overhead.
+func (e *Entry) Size() int64 {
+	n := int64(len(e.Body)) + int64(len(e.Key)) + entryOverhead
+	for name, values := range e.Header {
+		for _, v := range values {
+			n += int64(len(name) + len(v) + 4) // ": " and CRLF
+		}
+	}
+	return n
+}
+
+// Age is the entry's current_age at now (RFC 9111 §4.2.3).
+func (e *Entry) Age(now time.Time) time.Duration {
+	resident := now.Sub(e.ResponseTime)
+	if resident < 0 {
+		resident = 0
+	}
+	return e.InitialAge + resident
+}
+
+// Fresh reports whether the entry is fresh at now (RFC 9111 §4.2).
+func (e *Entry) Fresh(now time.Time) bool {
+	return e.Lifetime > e.Age(now)
+}
+
+// TTL is the remaining freshness at now; it is negative once the entry is
+// stale. It is what Cache-Status reports as ttl (RFC 9211 §2.5).
+func (e *Entry) TTL(now time.Time) time.Duration {
+	return e.Lifetime - e.Age(now)
+}
+
+// HasValidators reports whether the stored response carries a validator
+// (ETag or Last-Modified), so that a stale copy can be revalidated with a
+// conditional request instead of being fetched again.
+func (e *Entry) HasValidators() bool {
+	return e.Header.Get("ETag") != "" || e.Header.Get("Last-Modified") != ""
+}
+
+// StorageTTL is how long, from now, a store should keep the entry: the rest
+// of its freshness lifetime plus the longest window in which it may still be
+// used when stale (stale-while-revalidate, stale-if-error) and, for entries
+// with validators, keep, so they can be revalidated rather than refetched.
+// A result of zero or less means the entry is of no further use.
+func (e *Entry) StorageTTL(now time.Time, keep time.Duration) time.Duration {
+	extra := max(e.StaleWhileRevalidate, e.StaleIfError)
+	if e.HasValidators() {
+		extra = max(extra, keep)
+	}
+	return e.TTL(now) + extra
+}
+
+// Store holds entries by key in memory. Implementations are safe for
+// concurrent use. A Store may apply Set asynchronously and may decline an
+// entry (admission policy, full buffers), so a Get right after a Set is not
+// guaranteed to find it; implementations should bridge that gap where they
+// can.
+type Store interface {
+	// Get returns the entry stored under key.
+	Get(key string) (*Entry, bool)
+	// Set offers e, stored under e.Key, for ttl. It never blocks on the
+	// store's internal work.
+	Set(e *Entry, ttl time.Duration)
+	// Delete removes the entry stored under key, including one whose Set is
+	// still pending.
+	Delete(key string)
+	// Stats returns the store's counters.
+	Stats() StoreStats
+	// Close stops the store's background work and releases its memory.
+	Close()
+}
+
+// RejectionReporter is implemented by stores whose admission policy can
+// decline an entry. The PoP asks it on a miss so that Cache-Status can say
+// the previous fill was not admitted.
+type RejectionReporter interface {
+	// Rejected reports whether the most recent Set for key was declined by
+	// the admission policy.
+	Rejected(key string) bool
+}
+
+// StoreStats are a store's counters. Items and Bytes are current values;
+// the rest count events since the store was made.
+type StoreStats struct {
+	Items    int64 // entries held now
+	Bytes    int64 // cost of the entries held now
+	MaxBytes int64 // the store's capacity
+
+	Admissions uint64 // entries the admission policy accepted
+	Rejections uint64 // entries the admission policy declined
+	Drops      uint64 // Sets lost before reaching the policy (full buffers)
+	Evictions  uint64 // entries removed to make room or because their TTL ran out
+}

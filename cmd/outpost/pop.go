@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/outpost-cdn/outpost/config"
+	"github.com/outpost-cdn/outpost/pop"
+)
+
+func runPoP(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("pop", "--config FILE [--pop NAME] [--check]", stdout, stderr)
+	configPath := fs.String("config", "", "the CDN's YAML file (required)")
+	popName := fs.String("pop", "", "which PoP of the file to run (may be omitted when the file has one)")
+	check := fs.Bool("check", false, "validate the file and the PoP choice, then exit")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if *configPath == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	logger, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	pc, err := cfg.POP(*popName)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: ok (version %s, pop %s, %d services)\n", *configPath, cfg.Version, pc.Name, len(cfg.Services))
+		return nil
+	}
+	p, err := pop.New(cfg, pc.Name, pop.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return p.Run(ctx)
+}
+
+// newLogger makes the text logger the roles write to stderr.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("bad --log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

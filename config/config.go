@@ -1,0 +1,268 @@
+// Package config parses and validates the one YAML file that describes a
+// whole Outpost CDN: its services (hostnames, origins, cache policy), its
+// PoPs (location, listen and admin addresses, cache size) and the shared
+// purge token.
+//
+// Every role (PoP, DNS, bench, purge…) reads the same file and takes its
+// part, so the file is validated as a whole: the decoder walks the YAML node
+// tree itself rather than unmarshalling into structs, which lets it keep
+// going after a problem and report every problem at once, each as
+// "FILE:LINE: KEY: message" with KEY the dotted path of the offending value
+// (for example services[0].origin.servers[1].url). Unknown and duplicate
+// keys are errors, and every optional setting has a documented default that
+// is applied here, so the rest of the program never sees a zero value that
+// means "unset".
+//
+// A Config is read-only once Load or Parse returns it and may be shared by
+// any number of goroutines.
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults applied by Parse to settings the file leaves out.
+const (
+	defaultPolicy           = PolicyRoundRobin
+	defaultWeight           = 1
+	defaultConnectTimeout   = 2 * time.Second
+	defaultFirstByteTimeout = 15 * time.Second
+	defaultIdleTimeout      = 30 * time.Second
+	defaultMaxObject        = 64 << 20 // 64 MiB
+	defaultKeep             = time.Hour
+	defaultCacheSize        = 256 << 20 // 256 MiB
+	minCacheSize            = 1 << 20   // 1 MiB
+	defaultDrain            = 5 * time.Second
+	defaultReadHeader       = 10 * time.Second
+	defaultServerIdle       = 120 * time.Second
+	maxWeight               = 1000
+)
+
+// PolicyRoundRobin is the origin balancing policy that sends requests to the
+// servers in turn, in proportion to their weights. It is the default and,
+// for now, the only policy accepted.
+const PolicyRoundRobin = "round_robin"
+
+// Config is a validated CDN description. Load and Parse apply every default,
+// so each field holds the value to use.
+type Config struct {
+	Path     string    // the file it came from (the name given to Parse)
+	Version  string    // first 12 hex digits of the SHA-256 of the file bytes, to tell configs apart in logs and /healthz
+	Zone     string    // the DNS zone the CDN answers for, lowercased without a trailing dot; "" if not set
+	Services []Service // at least one
+	POPs     []POP     // at least one
+	Purge    Purge
+
+	// hosts maps each hostname to its index in Services. It is built by
+	// Parse; a Config assembled by hand has none and ServiceByHost scans.
+	hosts map[string]int
+}
+
+// Purge configures the purge endpoint on each PoP's admin listener.
+type Purge struct {
+	// Token is the bearer token purge requests must carry. "" (no purge
+	// section in the file) means purge is not configured.
+	Token string
+}
+
+// Service is one site the CDN serves: the hostnames it answers for, where
+// its content comes from, and how it is cached.
+type Service struct {
+	Name      string   // unique among services; matches ^[a-z0-9][a-z0-9_-]*$
+	Hostnames []string // at least one; lowercased, no port, no trailing dot; IPv6 literals without brackets
+	Origin    Origin
+	Cache     CachePolicy
+}
+
+// Origin is the set of servers a service's content is fetched from.
+type Origin struct {
+	Policy   string         // balancing policy; PolicyRoundRobin (the default and only value for now)
+	Servers  []OriginServer // at least one
+	Timeouts OriginTimeouts
+}
+
+// OriginServer is one server of an origin.
+type OriginServer struct {
+	// URL has an http or https scheme and a host, no user info, query or
+	// fragment; its path ("" or "/...") is prefixed to request paths.
+	URL    *url.URL
+	Weight int // share of requests relative to the other servers, 1..1000; default 1
+}
+
+// OriginTimeouts bound each phase of a request to an origin server. All are
+// positive.
+type OriginTimeouts struct {
+	Connect   time.Duration // to establish the connection (and TLS); default 2s
+	FirstByte time.Duration // from sending the request to receiving the response headers; default 15s
+	Idle      time.Duration // longest gap between reads while reading the body; default 30s
+}
+
+// CachePolicy says how a service's responses are cached.
+type CachePolicy struct {
+	// DefaultTTL is the freshness lifetime of storable responses that carry
+	// no explicit freshness (max-age, Expires). 0, the default, means such
+	// responses are not given one.
+	DefaultTTL time.Duration
+	// MinTTL and MaxTTL clamp every freshness lifetime; 0 means no clamp
+	// (the default for both). When both are set MinTTL <= MaxTTL.
+	MinTTL time.Duration
+	MaxTTL time.Duration
+	// MaxObject is the largest body, in bytes, that is stored; larger
+	// responses stream through uncached. Default 64 MiB.
+	MaxObject int64
+	// Keep is how long past staleness an entry with validators (ETag,
+	// Last-Modified) is kept so it can be revalidated. Default 1h; 0 means
+	// stale entries are dropped.
+	Keep  time.Duration
+	Query QueryPolicy
+}
+
+// QueryPolicy says how the query string takes part in the cache key.
+type QueryPolicy struct {
+	Sort bool     // sort parameters so ?a=1&b=2 and ?b=2&a=1 share an entry; default false
+	Drop []string // parameter names removed from the key (e.g. utm_source); case-sensitive
+}
+
+// POP is one point of presence: a process that serves every service from
+// its own cache.
+type POP struct {
+	Name      string   // unique among PoPs; matches ^[a-z0-9][a-z0-9_-]*$
+	Location  Location // where it is, for geo DNS
+	Listen    string   // host:port for the HTTP(S) listener; host "" means all addresses
+	Admin     string   // host:port for /healthz, metrics, purge and stats; must not clash with Listen
+	CacheSize int64    // cache capacity in bytes; default 256 MiB, at least 1 MiB
+	// Drain is how long, after SIGTERM, the PoP keeps serving while
+	// /healthz reports draining so DNS steers users away. Default 5s; 0
+	// means no delay.
+	Drain    time.Duration
+	Timeouts ServerTimeouts
+}
+
+// Location is a point on Earth in decimal degrees.
+type Location struct {
+	Lat float64 // latitude, -90..90
+	Lon float64 // longitude, -180..180
+}
+
+// ServerTimeouts bound client connections to a PoP. Both are positive.
+type ServerTimeouts struct {
+	ReadHeader time.Duration // to read a request's headers; default 10s
+	Idle       time.Duration // keep-alive connection idle time; default 120s
+}
+
+// Load reads and validates the file at path. See Parse for the errors.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse validates data as if read from a file named name. On failure the
+// error joins (errors.Join) one error per problem found, each formatted
+// "NAME:LINE: KEY: message", so its message lists every problem, one per
+// line.
+func Parse(name string, data []byte) (*Config, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, &problem{file: name, msg: `file is empty (want a mapping with at least "services" and "pops")`}
+	}
+	root, err := parseYAML(name, data)
+	if err != nil {
+		return nil, err
+	}
+	d := newDecoder(name)
+	c := d.config(root)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	c.Path = name
+	c.Version = hex.EncodeToString(sum[:])[:12]
+	c.hosts = make(map[string]int)
+	for i, s := range c.Services {
+		for _, h := range s.Hostnames {
+			c.hosts[h] = i
+		}
+	}
+	return c, nil
+}
+
+// ServiceByHost returns the service that serves host, which should already
+// be lowercased with any port removed (as the PoP does with the Host
+// header). A trailing dot and IPv6 brackets are tolerated.
+func (c *Config) ServiceByHost(host string) (*Service, bool) {
+	if i, ok := c.lookupHost(host); ok {
+		return &c.Services[i], true
+	}
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
+	}
+	if h == host {
+		return nil, false
+	}
+	if i, ok := c.lookupHost(h); ok {
+		return &c.Services[i], true
+	}
+	return nil, false
+}
+
+// lookupHost finds host exactly as given, through the index when Parse built
+// one, else by scanning.
+func (c *Config) lookupHost(host string) (int, bool) {
+	if c.hosts != nil {
+		i, ok := c.hosts[host]
+		if ok && i < len(c.Services) {
+			return i, true
+		}
+		return 0, false
+	}
+	for i, s := range c.Services {
+		if slices.Contains(s.Hostnames, host) {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// POP returns the PoP with the given name. When name is "" and the file has
+// exactly one PoP, it returns that one; otherwise the error lists the PoP
+// names to choose from.
+func (c *Config) POP(name string) (*POP, error) {
+	if name == "" {
+		switch len(c.POPs) {
+		case 0:
+			return nil, fmt.Errorf("config: %s has no PoPs", c.Path)
+		case 1:
+			return &c.POPs[0], nil
+		}
+		return nil, fmt.Errorf("config: %s has %d PoPs (%s); name the one to run", c.Path, len(c.POPs), c.popNames())
+	}
+	for i := range c.POPs {
+		if c.POPs[i].Name == name {
+			return &c.POPs[i], nil
+		}
+	}
+	return nil, fmt.Errorf("config: no PoP named %q in %s (have %s)", name, c.Path, c.popNames())
+}
+
+// popNames lists the PoP names for error messages.
+func (c *Config) popNames() string {
+	names := make([]string, len(c.POPs))
+	for i, p := range c.POPs {
+		names[i] = p.Name
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}

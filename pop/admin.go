@@ -1,0 +1,93 @@
+package pop
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// AdminHandler serves the admin endpoints: /healthz ("ok", or 503
+// "draining" during shutdown), /stats (the PoP's figures as JSON) and
+// /metrics (Prometheus text). All are read-only and need no credentials;
+// bind the admin listener to an address only operators reach.
+func (p *PoP) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", p.serveHealth)
+	mux.HandleFunc("GET /stats", p.serveStats)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func (p *PoP) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if p.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "draining\n")
+		return
+	}
+	io.WriteString(w, "ok\n")
+}
+
+// Stats is the document /stats serves: the PoP's figures in total and per
+// service, and its cache's counters.
+type Stats struct {
+	PoP           string  `json:"pop"`
+	ConfigVersion string  `json:"config_version"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	Draining      bool    `json:"draining"`
+	figures
+	Cache    CacheStats         `json:"cache"`
+	Services map[string]figures `json:"services"`
+}
+
+// CacheStats are the store's counters as /stats reports them.
+type CacheStats struct {
+	Items      int64  `json:"items"`
+	Bytes      int64  `json:"bytes"`
+	MaxBytes   int64  `json:"max_bytes"`
+	Admissions uint64 `json:"admissions"`
+	Rejections uint64 `json:"rejections"`
+	Drops      uint64 `json:"drops"`
+	Evictions  uint64 `json:"evictions"`
+	Fills      int    `json:"fills_in_flight"`
+}
+
+// Stats returns a snapshot of the PoP's figures.
+func (p *PoP) Stats() Stats {
+	s := Stats{
+		PoP:           p.name,
+		ConfigVersion: p.version,
+		UptimeSeconds: p.now().Sub(p.started).Round(time.Millisecond).Seconds(),
+		Draining:      p.draining.Load(),
+		Services:      make(map[string]figures, len(p.serviceList)),
+	}
+	total := p.unrouted.snapshot()
+	for _, svc := range p.serviceList {
+		f := svc.stats.snapshot()
+		s.Services[svc.name] = f
+		total.add(f)
+	}
+	total.derive()
+	s.figures = total
+	st := p.store.Stats()
+	s.Cache = CacheStats{
+		Items: st.Items, Bytes: st.Bytes, MaxBytes: st.MaxBytes,
+		Admissions: st.Admissions, Rejections: st.Rejections, Drops: st.Drops, Evictions: st.Evictions,
+		Fills: p.fills.inFlight(),
+	}
+	return s
+}
+
+func (p *PoP) serveStats(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(p.Stats()); err != nil {
+		p.log.Debug("writing stats", "err", err)
+	}
+}

@@ -1,0 +1,69 @@
+package pop
+
+import (
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/outpost-cdn/outpost/origin"
+)
+
+// forwardHeader returns the header fields to send to the origin for r:
+// the client's end-to-end fields, Via, and the client's address in
+// X-Forwarded-For and Forwarded (RFC 7239).
+func (p *PoP) forwardHeader(r *http.Request) http.Header {
+	h := r.Header.Clone()
+	if h == nil {
+		h = make(http.Header)
+	}
+	origin.RemoveHopByHop(h)
+	client := clientIP(r)
+	if client != "" {
+		if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
+			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+client)
+		} else {
+			h.Set("X-Forwarded-For", client)
+		}
+	}
+	h.Set("X-Forwarded-Host", r.Host)
+	h.Set("X-Forwarded-Proto", scheme(r))
+	h.Add("Forwarded", forwardedElement(client, r.Host, scheme(r)))
+	h.Add("Via", p.viaFor(r))
+	return h
+}
+
+// fillRequest is the origin request that fills the cache for r: always a
+// GET for the whole object, without the client's conditionals or range, so
+// the answer can be stored and serve everyone.
+func (p *PoP) fillRequest(r *http.Request) origin.Request {
+	h := p.forwardHeader(r)
+	for _, name := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+		h.Del(name)
+	}
+	return origin.Request{Method: http.MethodGet, Target: r.URL.RequestURI(), Header: h}
+}
+
+// clientIP is the client's address without port.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// forwardedElement formats one Forwarded element (RFC 7239 §4).
+func forwardedElement(client, host, proto string) string {
+	var b strings.Builder
+	if client != "" {
+		b.WriteString("for=")
+		if strings.Contains(client, ":") {
+			b.WriteString(`"[` + client + `]"`)
+		} else {
+			b.WriteString(client)
+		}
+		b.WriteByte(';')
+	}
+	b.WriteString(`host="` + strings.ReplaceAll(host, `"`, "") + `";proto=` + proto)
+	return b.String()
+}

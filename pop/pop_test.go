@@ -1,0 +1,792 @@
+package pop
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/outpost-cdn/outpost/config"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testLogger sends the PoP's logs to the test's log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// clock is a test clock that only moves when told to.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// testOrigin is a real HTTP origin that counts requests per path.
+type testOrigin struct {
+	*httptest.Server
+	mu     sync.Mutex
+	counts map[string]int
+	last   map[string]*http.Request
+}
+
+func newTestOrigin(t *testing.T, handler http.HandlerFunc) *testOrigin {
+	t.Helper()
+	o := &testOrigin{counts: map[string]int{}, last: map[string]*http.Request{}}
+	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.mu.Lock()
+		o.counts[r.URL.Path]++
+		o.last[r.URL.Path] = r.Clone(context.Background())
+		o.mu.Unlock()
+		handler(w, r)
+	}))
+	t.Cleanup(o.Close)
+	return o
+}
+
+func (o *testOrigin) count(path string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.counts[path]
+}
+
+func (o *testOrigin) lastRequest(path string) *http.Request {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.last[path]
+}
+
+// testPoP is a PoP serving on real loopback listeners.
+type testPoP struct {
+	*PoP
+	url    string // serving listener base URL
+	admin  string // admin listener base URL
+	clock  *clock
+	client *http.Client
+	cancel context.CancelFunc
+	done   chan error
+}
+
+const testConfig = `
+services:
+  - name: demo
+    hostnames: [demo.example, 127.0.0.1]
+    origin:
+      servers: [{url: "%s"}]
+      timeouts: {connect: 2s, first_byte: 2s, idle: 1s}
+    cache:
+      max_object: 1MiB
+      query: {sort: true, drop: [utm_source]}
+pops:
+  - name: test
+    location: {lat: 50, lon: 14}
+    listen: 127.0.0.1:0
+    admin: 127.0.0.2:0
+    cache_size: 64MiB
+    drain: %s
+`
+
+func startPoP(t *testing.T, originURL string) *testPoP {
+	return startPoPWithDrain(t, originURL, "0s")
+}
+
+func startPoPWithDrain(t *testing.T, originURL, drain string) *testPoP {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf(testConfig, originURL, drain)))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	clk := newClock()
+	p, err := New(cfg, "", Options{Now: clk.Now, ShutdownGrace: 5 * time.Second, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	serveLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tp := &testPoP{
+		PoP:    p,
+		url:    "http://" + serveLn.Addr().String(),
+		admin:  "http://" + adminLn.Addr().String(),
+		clock:  clk,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200, DisableCompression: true}},
+		cancel: cancel,
+		done:   make(chan error, 1),
+	}
+	go func() { tp.done <- p.Serve(ctx, serveLn, adminLn) }()
+	t.Cleanup(func() {
+		tp.stop(t)
+		p.Close()
+	})
+	return tp
+}
+
+// stop shuts the PoP down and waits for Serve to return.
+func (tp *testPoP) stop(t *testing.T) {
+	t.Helper()
+	tp.cancel()
+	select {
+	case err := <-tp.done:
+		if err != nil {
+			t.Errorf("Serve returned %v", err)
+		}
+		tp.done <- nil // later calls return at once
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after cancel")
+	}
+	tp.client.CloseIdleConnections()
+}
+
+// get sends a request with the given Host and returns the response with
+// its body read.
+func (tp *testPoP) do(t *testing.T, method, path, host string, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, tp.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := tp.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return resp, body
+}
+
+func (tp *testPoP) get(t *testing.T, path string) (*http.Response, []byte) {
+	t.Helper()
+	return tp.do(t, http.MethodGet, path, "demo.example", nil)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func cacheable(body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, body)
+	}
+}
+
+func TestMissThenHit(t *testing.T) {
+	o := newTestOrigin(t, cacheable("hello"))
+	tp := startPoP(t, o.URL)
+
+	tests := []struct {
+		name       string
+		advance    time.Duration
+		wantStatus string
+		wantAge    string
+		wantOrigin int
+	}{
+		{"RFC9111 3 first request is a stored miss", 0, "outpost/test; fwd=uri-miss; fwd-status=200; ttl=60; stored", "", 1},
+		{"RFC9111 4 fresh entry is a hit", 10 * time.Second, "outpost/test; hit; ttl=50", "10", 1},
+		{"RFC9111 4.2.3 Age grows with the clock", 20 * time.Second, "outpost/test; hit; ttl=30", "30", 1},
+		{"RFC9111 4.2 stale entry goes to origin", 31 * time.Second, "outpost/test; fwd=stale; fwd-status=200; ttl=60; stored", "", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tp.clock.Advance(tt.advance)
+			if tt.wantOrigin == 2 {
+				// The first fill must be in the store before it goes stale.
+				waitFor(t, "entry stored", func() bool { return tp.store.Stats().Items == 1 })
+			}
+			resp, body := tp.get(t, "/a")
+			if resp.StatusCode != 200 || string(body) != "hello" {
+				t.Fatalf("got %d %q", resp.StatusCode, body)
+			}
+			if got := resp.Header.Get("Cache-Status"); got != tt.wantStatus {
+				t.Errorf("Cache-Status = %q, want %q", got, tt.wantStatus)
+			}
+			if got := resp.Header.Get("Age"); got != tt.wantAge {
+				t.Errorf("Age = %q, want %q", got, tt.wantAge)
+			}
+			if got := resp.Header.Get("Via"); got != "1.1 test (outpost)" {
+				t.Errorf("Via = %q", got)
+			}
+			if got := o.count("/a"); got != tt.wantOrigin {
+				t.Errorf("origin requests = %d, want %d", got, tt.wantOrigin)
+			}
+		})
+	}
+	st := tp.Stats()
+	if st.Hits != 2 || st.Misses != 2 || st.Requests != 4 || st.HitRatio != 0.5 {
+		t.Errorf("stats = %+v", st.figures)
+	}
+}
+
+func TestCacheKey(t *testing.T) {
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, r.URL.RawQuery)
+	})
+	tp := startPoP(t, o.URL)
+	tests := []struct {
+		name, path, host string
+		wantHit          bool
+	}{
+		{"first", "/k?b=2&a=1", "demo.example", false},
+		{"sorted query shares the entry", "/k?a=1&b=2", "demo.example", true},
+		{"dropped parameter shares the entry", "/k?a=1&utm_source=mail&b=2", "demo.example", true},
+		{"host case and port do not split", "/k?a=1&b=2", "DEMO.example:8080", true},
+		{"other hostname of the service is its own key", "/k?a=1&b=2", "127.0.0.1", false},
+		{"other value is its own key", "/k?a=2&b=2", "demo.example", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			waitFor(t, "fills done", func() bool { return tp.fills.inFlight() == 0 })
+			resp, _ := tp.do(t, http.MethodGet, tt.path, tt.host, nil)
+			hit := strings.Contains(resp.Header.Get("Cache-Status"), "; hit")
+			if hit != tt.wantHit {
+				t.Errorf("hit = %v, want %v (Cache-Status %q)", hit, tt.wantHit, resp.Header.Get("Cache-Status"))
+			}
+		})
+	}
+	if got := o.lastRequest("/k").URL.RawQuery; got != "a=2&b=2" {
+		t.Errorf("origin saw query %q; the original query must reach the origin", got)
+	}
+}
+
+func TestCollapsedMisses(t *testing.T) {
+	const clients = 100
+	release := make(chan struct{})
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, strings.Repeat("x", 100<<10))
+	})
+	tp := startPoP(t, o.URL)
+
+	var wg sync.WaitGroup
+	statuses := make([]string, clients)
+	for i := range clients {
+		wg.Go(func() {
+			resp, body := tp.get(t, "/hot")
+			if resp.StatusCode != 200 || len(body) != 100<<10 {
+				t.Errorf("client %d: %d, %d bytes", i, resp.StatusCode, len(body))
+			}
+			statuses[i] = resp.Header.Get("Cache-Status")
+		})
+	}
+	waitFor(t, "all clients to join the fill", func() bool { return tp.fills.joined("http://demo.example/hot") == clients })
+	close(release)
+	wg.Wait()
+
+	if got := o.count("/hot"); got != 1 {
+		t.Errorf("origin requests = %d, want 1", got)
+	}
+	var stored, collapsed int
+	for _, s := range statuses {
+		switch {
+		case strings.Contains(s, "; collapsed"):
+			collapsed++
+		case strings.Contains(s, "; stored"):
+			stored++
+		}
+	}
+	if stored != 1 || collapsed != clients-1 {
+		t.Errorf("stored %d, collapsed %d; want 1 and %d", stored, collapsed, clients-1)
+	}
+	st := tp.Stats()
+	if st.Misses != 1 || st.Collapsed != clients-1 || st.OriginFetches != 1 {
+		t.Errorf("stats = %+v", st.figures)
+	}
+	if st.OriginOffload < 0.98 {
+		t.Errorf("origin offload = %v, want 0.99", st.OriginOffload)
+	}
+}
+
+// TestClientHangsUpMidFill checks that the leader hanging up does not
+// cancel the fill for a request waiting on it.
+func TestClientHangsUpMidFill(t *testing.T) {
+	firstHalf := make(chan struct{})
+	release := make(chan struct{})
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", "20")
+		io.WriteString(w, "0123456789")
+		w.(http.Flusher).Flush()
+		close(firstHalf)
+		<-release
+		io.WriteString(w, "abcdefghij")
+	})
+	tp := startPoP(t, o.URL)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, tp.url+"/f", nil)
+	req.Host = "demo.example"
+	resp, err := tp.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-firstHalf
+	buf := make([]byte, 10)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "0123456789" {
+		t.Fatalf("leader read %q, %v", buf, err)
+	}
+	// A second request joins the fill, then the leader hangs up.
+	got := make(chan []byte)
+	go func() {
+		_, body := tp.get(t, "/f")
+		got <- body
+	}()
+	waitFor(t, "second request to join", func() bool { return tp.fills.joined("http://demo.example/f") == 2 })
+	cancel()
+	resp.Body.Close()
+	close(release)
+	if body := <-got; string(body) != "0123456789abcdefghij" {
+		t.Fatalf("waiter got %q", body)
+	}
+	waitFor(t, "fill done", func() bool { return tp.fills.inFlight() == 0 })
+	resp3, body3 := tp.get(t, "/f")
+	if !strings.Contains(resp3.Header.Get("Cache-Status"), "; hit") || string(body3) != "0123456789abcdefghij" {
+		t.Errorf("third request: %q %q", resp3.Header.Get("Cache-Status"), body3)
+	}
+	if n := o.count("/f"); n != 1 {
+		t.Errorf("origin requests = %d, want 1", n)
+	}
+}
+
+func TestUncacheableReleasesWaiters(t *testing.T) {
+	const clients = 5
+	release := make(chan struct{})
+	var calls atomic.Int32
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			<-release
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		fmt.Fprintf(w, "private for %s", r.Header.Get("X-User"))
+	})
+	tp := startPoP(t, o.URL)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			user := fmt.Sprint(i)
+			resp, body := tp.do(t, http.MethodGet, "/me", "demo.example", http.Header{"X-User": {user}})
+			if string(body) != "private for "+user {
+				t.Errorf("user %s got %q", user, body)
+			}
+			if cs := resp.Header.Get("Cache-Status"); strings.Contains(cs, "stored") || strings.Contains(cs, "collapsed") {
+				t.Errorf("Cache-Status %q for an uncacheable response", cs)
+			}
+		})
+	}
+	waitFor(t, "clients to join", func() bool { return tp.fills.joined("http://demo.example/me") == clients })
+	close(release)
+	wg.Wait()
+	if n := o.count("/me"); n != clients {
+		t.Errorf("origin requests = %d, want %d (one each)", n, clients)
+	}
+	if st := tp.Stats(); st.Misses != clients {
+		t.Errorf("misses = %d, want %d", st.Misses, clients)
+	}
+}
+
+func TestNotStored(t *testing.T) {
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/nostore":
+			w.Header().Set("Cache-Control", "no-store")
+		case "/private":
+			w.Header().Set("Cache-Control", "private, max-age=60")
+		case "/nofresh":
+		case "/big":
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("Content-Length", fmt.Sprint(2<<20))
+			w.Write(bytes.Repeat([]byte("b"), 2<<20))
+			return
+		case "/bigchunked":
+			w.Header().Set("Cache-Control", "max-age=60")
+			for range 64 {
+				w.Write(bytes.Repeat([]byte("c"), 32<<10))
+				w.(http.Flusher).Flush()
+			}
+			return
+		case "/error":
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		io.WriteString(w, "body")
+	})
+	tp := startPoP(t, o.URL)
+	tests := []struct {
+		path       string
+		wantDetail string
+		wantLen    int
+	}{
+		{"/nostore", "detail=no-store", 4},
+		{"/private", "detail=private", 4},
+		{"/nofresh", "detail=no-freshness", 4},
+		{"/big", "detail=too-large", 2 << 20},
+		{"/bigchunked", "", 2 << 20},
+		{"/error", "detail=status", 4},
+	}
+	for _, tt := range tests {
+		t.Run("RFC9111 3 "+tt.path, func(t *testing.T) {
+			for i := 1; i <= 2; i++ {
+				waitFor(t, "fills done", func() bool { return tp.fills.inFlight() == 0 })
+				resp, body := tp.get(t, tt.path)
+				if len(body) != tt.wantLen {
+					t.Fatalf("body is %d bytes, want %d", len(body), tt.wantLen)
+				}
+				cs := resp.Header.Get("Cache-Status")
+				if strings.Contains(cs, "; hit") || !strings.Contains(cs, tt.wantDetail) {
+					t.Errorf("request %d: Cache-Status %q, want a miss with %q", i, cs, tt.wantDetail)
+				}
+				if n := o.count(tt.path); n != i {
+					t.Errorf("origin requests = %d, want %d", n, i)
+				}
+			}
+		})
+	}
+	if n := tp.store.Stats().Items; n != 0 {
+		t.Errorf("store holds %d items, want 0", n)
+	}
+}
+
+func TestUnknownHost(t *testing.T) {
+	o := newTestOrigin(t, cacheable("x"))
+	tp := startPoP(t, o.URL)
+	resp, body := tp.do(t, http.MethodGet, "/", "evil.example", nil)
+	if resp.StatusCode != http.StatusMisdirectedRequest || !strings.Contains(string(body), `"evil.example"`) {
+		t.Errorf("got %d %q", resp.StatusCode, body)
+	}
+	if n := o.count("/"); n != 0 {
+		t.Errorf("origin contacted %d times", n)
+	}
+	if st := tp.Stats(); st.Errors != 1 || st.Requests != 1 {
+		t.Errorf("stats %+v", st.figures)
+	}
+}
+
+func TestOriginFailures(t *testing.T) {
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slowheader":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+		case "/reset":
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("Content-Length", "1000")
+			io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.(*net.TCPConn).SetLinger(0)
+				conn.Close()
+			}
+		case "/stall":
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("Content-Length", "1000")
+			io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+		}
+	})
+	tp := startPoP(t, o.URL)
+
+	// An origin that refuses connections.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "http://" + dead.Addr().String()
+	dead.Close()
+	tpDown := startPoP(t, deadURL)
+
+	tests := []struct {
+		name       string
+		tp         *testPoP
+		path       string
+		wantStatus int
+		wantBroken bool // response cut short after the header
+	}{
+		{"RFC9110 15.6.3 unreachable origin is 502", tpDown, "/x", http.StatusBadGateway, false},
+		{"RFC9110 15.6.5 first-byte timeout is 504", tp, "/slowheader", http.StatusGatewayTimeout, false},
+		{"reset mid-body cuts the client short", tp, "/reset", 200, true},
+		{"idle body timeout cuts the client short", tp, "/stall", 200, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i := 0; i < 2; i++ { // twice: a broken fill must not be stored
+				req, _ := http.NewRequest(http.MethodGet, tt.tp.url+tt.path, nil)
+				req.Host = "demo.example"
+				resp, err := tt.tp.client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, readErr := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.wantStatus {
+					t.Errorf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+				}
+				if broken := readErr != nil; broken != tt.wantBroken {
+					t.Errorf("body error %v, want broken=%v", readErr, tt.wantBroken)
+				}
+				waitFor(t, "fills done", func() bool { return tt.tp.fills.inFlight() == 0 })
+			}
+			if tt.tp == tp {
+				if n := o.count(tt.path); n != 2 {
+					t.Errorf("origin requests = %d, want 2 (nothing stored)", n)
+				}
+			}
+		})
+	}
+	if st := tpDown.Stats(); st.Errors != 2 {
+		t.Errorf("errors = %d, want 2", st.Errors)
+	}
+}
+
+func TestPassAndHeaders(t *testing.T) {
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Connection", "X-Hop")
+		w.Header().Set("X-Hop", "secret")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "%s %s", r.Method, body)
+	})
+	tp := startPoP(t, o.URL)
+	tests := []struct {
+		name       string
+		method     string
+		header     http.Header
+		wantFwd    string
+		wantResult string
+	}{
+		{"RFC9111 3 POST is passed", http.MethodPost, nil, "fwd=method", "pass"},
+		{"RFC9111 5.2.1.4 request no-cache is passed", http.MethodGet, http.Header{"Cache-Control": {"no-cache"}}, "fwd=request", "pass"},
+		{"RFC9111 5.4 Pragma no-cache is passed", http.MethodGet, http.Header{"Pragma": {"no-cache"}}, "fwd=request", "pass"},
+		{"RFC9111 3.5 Authorization is passed", http.MethodGet, http.Header{"Authorization": {"Bearer t"}}, "fwd=request", "pass"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, tp.url+"/p", strings.NewReader("payload"))
+			req.Host = "demo.example"
+			for k, v := range tt.header {
+				req.Header[k] = v
+			}
+			req.Header.Set("Connection", "X-Client-Hop")
+			req.Header.Set("X-Client-Hop", "1")
+			resp, err := tp.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if tt.method == http.MethodPost && string(body) != "POST payload" {
+				t.Errorf("body %q", body)
+			}
+			if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, tt.wantFwd) {
+				t.Errorf("Cache-Status %q, want %q", cs, tt.wantFwd)
+			}
+			if resp.Header.Get("X-Hop") != "" || resp.Header.Get("Keep-Alive") != "" {
+				t.Errorf("hop-by-hop response fields reached the client: %v", resp.Header)
+			}
+			seen := o.lastRequest("/p")
+			if seen.Header.Get("X-Client-Hop") != "" {
+				t.Errorf("hop-by-hop request field reached the origin")
+			}
+			if seen.Header.Get("X-Forwarded-For") != "127.0.0.1" || !strings.Contains(seen.Header.Get("Forwarded"), "for=127.0.0.1") {
+				t.Errorf("origin saw X-Forwarded-For %q, Forwarded %q", seen.Header.Get("X-Forwarded-For"), seen.Header.Get("Forwarded"))
+			}
+			if seen.Header.Get("Via") != "1.1 test (outpost)" {
+				t.Errorf("origin saw Via %q", seen.Header.Get("Via"))
+			}
+		})
+	}
+	if st := tp.Stats(); st.Passes != uint64(len(tests)) || st.Hits+st.Misses != 0 {
+		t.Errorf("stats %+v", st.figures)
+	}
+}
+
+func TestHeadFillsForGet(t *testing.T) {
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			t.Errorf("origin got %s, want GET", r.Method)
+		}
+		cacheable("full body")(w, r)
+	})
+	tp := startPoP(t, o.URL)
+	resp, body := tp.do(t, http.MethodHead, "/h", "demo.example", nil)
+	if resp.StatusCode != 200 || len(body) != 0 {
+		t.Fatalf("HEAD: %d, %q", resp.StatusCode, body)
+	}
+	waitFor(t, "fill done", func() bool { return tp.fills.inFlight() == 0 })
+	resp, body = tp.get(t, "/h")
+	if !strings.Contains(resp.Header.Get("Cache-Status"), "; hit") || string(body) != "full body" {
+		t.Errorf("GET after HEAD: %q %q", resp.Header.Get("Cache-Status"), body)
+	}
+	resp, _ = tp.do(t, http.MethodHead, "/h", "demo.example", nil)
+	if resp.Header.Get("Content-Length") != "9" {
+		t.Errorf("HEAD hit Content-Length %q, want 9", resp.Header.Get("Content-Length"))
+	}
+}
+
+func TestAdmin(t *testing.T) {
+	o := newTestOrigin(t, cacheable("x"))
+	tp := startPoP(t, o.URL)
+	tp.get(t, "/a")
+	waitFor(t, "entry stored", func() bool { return tp.store.Stats().Items == 1 })
+	tp.get(t, "/a")
+
+	tests := []struct {
+		path, wantType string
+		want           []string
+	}{
+		{"/healthz", "text/plain", []string{"ok"}},
+		{"/stats", "application/json", []string{`"hits": 1`, `"misses": 1`, `"hit_ratio": 0.5`, `"services"`, `"demo"`, `"items": 1`}},
+		{"/metrics", "text/plain", []string{
+			`outpost_pop_requests_total{result="hit",service="demo"} 1`,
+			`outpost_pop_requests_total{result="miss",service="demo"} 1`,
+			`outpost_cache_items 1`,
+			`outpost_pop_origin_requests_total{service="demo"} 1`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			resp, err := tp.client.Get(tp.admin + tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), tt.wantType) {
+				t.Fatalf("%d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(string(body), w) {
+					t.Errorf("missing %q in\n%s", w, body)
+				}
+			}
+		})
+	}
+	// Admin requests are not counted as requests.
+	var st Stats
+	resp, err := tp.client.Get(tp.admin + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Requests != 2 {
+		t.Errorf("requests = %d, want 2", st.Requests)
+	}
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		io.WriteString(w, "finished")
+	})
+	tp := startPoPWithDrain(t, o.URL, "3s")
+
+	got := make(chan string, 1)
+	go func() {
+		_, body := tp.get(t, "/inflight")
+		got <- string(body)
+	}()
+	<-started
+	tp.cancel() // SIGTERM
+	waitFor(t, "draining", func() bool {
+		resp, err := tp.client.Get(tp.admin + "/healthz")
+		if err != nil {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.TrimSpace(string(body)) == "draining"
+	})
+	// Still serving while draining.
+	if resp, _ := tp.do(t, http.MethodGet, "/", "nobody.example", nil); resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("while draining: %d", resp.StatusCode)
+	}
+	close(release)
+	if body := <-got; body != "finished" {
+		t.Errorf("in-flight request got %q", body)
+	}
+}
+
+func TestServeReturnsListenerError(t *testing.T) {
+	o := newTestOrigin(t, cacheable("x"))
+	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(testConfig, o.URL, "0s")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(cfg, "", Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln.Close() // Serve fails at once
+	err = p.Serve(context.Background(), ln, adminLn)
+	if err == nil || errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Serve on a closed listener returned %v", err)
+	}
+}

@@ -1,0 +1,133 @@
+package pop
+
+import (
+	"sync/atomic"
+)
+
+// result is what became of one request on a serving listener. Every request
+// is exactly one of these (see the README's "figures").
+type result int
+
+const (
+	resultHit          result = iota // served from storage without waiting on origin
+	resultCollapsed                  // waited on another request's fill
+	resultRevalidated                // origin answered 304, body from storage
+	resultStaleOnError               // origin failed, stored body served
+	resultMiss                       // cache-eligible, body from origin
+	resultPass                       // not eligible for the cache
+	resultError                      // the PoP could not answer
+	numResults
+)
+
+// resultNames are the names results carry in /stats and /metrics.
+var resultNames = [numResults]string{
+	resultHit:          "hit",
+	resultCollapsed:    "collapsed",
+	resultRevalidated:  "revalidated",
+	resultStaleOnError: "stale_on_error",
+	resultMiss:         "miss",
+	resultPass:         "pass",
+	resultError:        "error",
+}
+
+// fromStorage reports whether the body of a request with this result came
+// from storage, for the byte hit ratio.
+func (r result) fromStorage() bool {
+	switch r {
+	case resultHit, resultCollapsed, resultRevalidated, resultStaleOnError:
+		return true
+	}
+	return false
+}
+
+// counters are the figures of one service (or of requests that matched no
+// service). They are plain atomics, read by /stats and the metrics
+// collector; nothing else is kept per request.
+type counters struct {
+	results        [numResults]atomic.Uint64
+	bytesServed    atomic.Uint64 // body bytes sent to clients
+	bytesFromCache atomic.Uint64 // of those, bytes that came from storage
+	originBytes    atomic.Uint64 // body bytes read from origins
+	originFetches  atomic.Uint64 // requests sent to origins
+}
+
+// record counts one finished request and the body bytes it was sent.
+func (c *counters) record(r result, bodyBytes int64) {
+	c.results[r].Add(1)
+	if bodyBytes > 0 {
+		c.bytesServed.Add(uint64(bodyBytes))
+		if r.fromStorage() {
+			c.bytesFromCache.Add(uint64(bodyBytes))
+		}
+	}
+}
+
+// figures is a snapshot of counters with the ratios derived from them, in
+// the shape /stats reports.
+type figures struct {
+	Requests       uint64  `json:"requests"`
+	Hits           uint64  `json:"hits"`
+	Collapsed      uint64  `json:"collapsed"`
+	Revalidated    uint64  `json:"revalidated"`
+	StaleOnError   uint64  `json:"stale_on_error"`
+	Misses         uint64  `json:"misses"`
+	Passes         uint64  `json:"passes"`
+	Errors         uint64  `json:"errors"`
+	HitRatio       float64 `json:"hit_ratio"`
+	ByteHitRatio   float64 `json:"byte_hit_ratio"`
+	OriginOffload  float64 `json:"origin_offload"`
+	OriginFetches  uint64  `json:"origin_fetches"`
+	BytesServed    uint64  `json:"bytes_served"`
+	BytesFromCache uint64  `json:"bytes_from_cache"`
+	OriginBytes    uint64  `json:"origin_bytes"`
+}
+
+// snapshot reads the counters.
+func (c *counters) snapshot() figures {
+	var f figures
+	f.Hits = c.results[resultHit].Load()
+	f.Collapsed = c.results[resultCollapsed].Load()
+	f.Revalidated = c.results[resultRevalidated].Load()
+	f.StaleOnError = c.results[resultStaleOnError].Load()
+	f.Misses = c.results[resultMiss].Load()
+	f.Passes = c.results[resultPass].Load()
+	f.Errors = c.results[resultError].Load()
+	f.Requests = f.Hits + f.Collapsed + f.Revalidated + f.StaleOnError + f.Misses + f.Passes + f.Errors
+	f.OriginFetches = c.originFetches.Load()
+	f.BytesServed = c.bytesServed.Load()
+	f.BytesFromCache = c.bytesFromCache.Load()
+	f.OriginBytes = c.originBytes.Load()
+	f.derive()
+	return f
+}
+
+// add sums another snapshot into f (ratios are derived again after).
+func (f *figures) add(o figures) {
+	f.Requests += o.Requests
+	f.Hits += o.Hits
+	f.Collapsed += o.Collapsed
+	f.Revalidated += o.Revalidated
+	f.StaleOnError += o.StaleOnError
+	f.Misses += o.Misses
+	f.Passes += o.Passes
+	f.Errors += o.Errors
+	f.OriginFetches += o.OriginFetches
+	f.BytesServed += o.BytesServed
+	f.BytesFromCache += o.BytesFromCache
+	f.OriginBytes += o.OriginBytes
+}
+
+// derive computes the ratios from the sums: hit_ratio = (hits + collapsed)
+// / requests; byte_hit_ratio = bytes from storage / bytes served;
+// origin_offload = 1 - origin bytes / bytes served. A ratio with nothing to
+// divide by is 0.
+func (f *figures) derive() {
+	f.HitRatio, f.ByteHitRatio, f.OriginOffload = 0, 0, 0
+	if f.Requests > 0 {
+		f.HitRatio = float64(f.Hits+f.Collapsed) / float64(f.Requests)
+	}
+	if f.BytesServed > 0 {
+		f.ByteHitRatio = float64(f.BytesFromCache) / float64(f.BytesServed)
+		f.OriginOffload = 1 - float64(f.OriginBytes)/float64(f.BytesServed)
+	}
+}
