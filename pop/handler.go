@@ -98,15 +98,17 @@ func quote(s string) string {
 func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *service) {
 	key := cache.Key(scheme(r), hostOnly(r.Host), r.URL.EscapedPath(), r.URL.RawQuery, svc.query)
 	now := p.now()
-	fwd := cache.FwdURIMiss
+	status := cache.Status{Fwd: cache.FwdURIMiss}
 	if e, ok := p.store.Get(key); ok {
 		if e.Fresh(now) {
 			p.serveHit(w, r, svc, e, now)
 			return
 		}
-		fwd = cache.FwdStale
+		status.Fwd = cache.FwdStale
+	} else if p.rejections != nil && p.rejections.Rejected(key) {
+		status.Detail = "rejected" // the store declined the last fill
 	}
-	p.serveMiss(w, r, svc, key, fwd)
+	p.serveMiss(w, r, svc, key, status)
 }
 
 func scheme(r *http.Request) string {
@@ -135,7 +137,8 @@ func (p *PoP) serveHit(w http.ResponseWriter, r *http.Request, svc *service, e *
 
 // serveMiss fetches key's object from origin, joining a fill in flight
 // when there is one.
-func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, key, fwd string) {
+func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, key string, status cache.Status) {
+	fwd := status.Fwd
 	f, leader := p.fills.join(key)
 	role := resultMiss
 	if !leader {
@@ -154,7 +157,7 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, ke
 		return
 	}
 
-	status := cache.Status{Fwd: fwd, Collapsed: !leader}
+	status.Collapsed = !leader
 	if f.err != nil {
 		p.originFailed(w, svc, status, f.err)
 		return

@@ -50,14 +50,16 @@ type Options struct {
 // PoP is one Point-of-Presence. Its zero value is not usable: make one with
 // New.
 type PoP struct {
-	name     string
-	cfg      *config.POP
-	version  string
-	log      *slog.Logger
-	now      func() time.Time
-	store    cache.Store
-	registry *prometheus.Registry
-	grace    time.Duration
+	name    string
+	cfg     *config.POP
+	version string
+	log     *slog.Logger
+	now     func() time.Time
+	store   cache.Store
+	// rejections is the store's rejection report, if it keeps one.
+	rejections cache.RejectionReporter
+	registry   *prometheus.Registry
+	grace      time.Duration
 
 	services    map[string]*service // by hostname
 	serviceList []*service
@@ -133,6 +135,7 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		}
 		p.store = st
 	}
+	p.rejections, _ = p.store.(cache.RejectionReporter)
 	if p.registry == nil {
 		p.registry = prometheus.NewRegistry()
 		p.registry.MustRegister(

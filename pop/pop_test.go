@@ -790,3 +790,5 @@ func TestServeReturnsListenerError(t *testing.T) {
 		t.Errorf("Serve on a closed listener returned %v", err)
 	}
 }
+
+func listenLoopback() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

@@ -1,0 +1,112 @@
+package pop
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-cdn/outpost/config"
+)
+
+// discardWriter is a ResponseWriter that throws the response away, so the
+// benchmark measures the PoP's own work on the hit path.
+type discardWriter struct {
+	h      http.Header
+	status int
+	n      int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) WriteHeader(status int)      { w.status = status }
+func (w *discardWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
+
+// BenchmarkHit measures serving a fresh stored object, by size.
+func BenchmarkHit(b *testing.B) {
+	for _, size := range []int{1 << 10, 100 << 10, 1 << 20} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			body := strings.Repeat("x", size)
+			o := newBenchOrigin(b, body)
+			cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(testConfig, o, "0s")))
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := New(cfg, "", Options{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			req, _ := http.NewRequest(http.MethodGet, "http://demo.example/obj", nil)
+			req.RemoteAddr = "127.0.0.1:5000"
+			// Fill, then wait until the store holds the entry.
+			w := &discardWriter{h: http.Header{}}
+			p.ServeHTTP(w, req)
+			deadline := time.Now().Add(5 * time.Second)
+			for p.store.Stats().Items == 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				w.n = 0
+				p.ServeHTTP(w, req)
+				if w.n != size {
+					b.Fatalf("served %d bytes, want %d", w.n, size)
+				}
+			}
+			if st := p.Stats(); st.Hits < uint64(b.N) {
+				b.Fatalf("hits %d < %d: not measuring hits", st.Hits, b.N)
+			}
+		})
+	}
+}
+
+// BenchmarkHitParallel measures the hit path from many goroutines.
+func BenchmarkHitParallel(b *testing.B) {
+	body := strings.Repeat("x", 1<<10)
+	o := newBenchOrigin(b, body)
+	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(testConfig, o, "0s")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := New(cfg, "", Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	req, _ := http.NewRequest(http.MethodGet, "http://demo.example/obj", nil)
+	p.ServeHTTP(&discardWriter{h: http.Header{}}, req)
+	deadline := time.Now().Add(5 * time.Second)
+	for p.store.Stats().Items == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		w := &discardWriter{h: http.Header{}}
+		for pb.Next() {
+			clear(w.h)
+			p.ServeHTTP(w, req)
+		}
+	})
+}
+
+func newBenchOrigin(b *testing.B, body string) string {
+	b.Helper()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("ETag", `"v1"`)
+		io.WriteString(w, body)
+	})}
+	ln, err := listenLoopback()
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
