@@ -2,7 +2,9 @@ package cache
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -10,10 +12,13 @@ import (
 type Policy struct {
 	// DefaultTTL is the freshness lifetime given to storable responses that
 	// carry no explicit freshness (max-age, s-maxage, Expires). Zero leaves
-	// them with none.
+	// them to heuristic freshness (RFC 9111 §4.2.2).
 	DefaultTTL time.Duration
 	// MinTTL and MaxTTL clamp every freshness lifetime; zero means no clamp.
 	MinTTL, MaxTTL time.Duration
+	// StaleIfError is the stale-if-error window used when the origin gives
+	// none; zero means none.
+	StaleIfError time.Duration
 }
 
 // Reasons a response is not stored, as reported in Cache-Status's detail.
@@ -25,69 +30,107 @@ const (
 	ReasonNoStore        = "no-store"
 	ReasonPrivate        = "private"
 	ReasonSetCookie      = "set-cookie"
-	ReasonVary           = "vary"
+	ReasonVaryStar       = "vary-star"
 	ReasonNoFreshness    = "no-freshness"
 	ReasonTooLarge       = "too-large"
+	ReasonPartial        = "partial"
 )
 
-// storableStatus lists the final status codes the PoP stores. They are the
-// codes RFC 9110 §15.1 defines as heuristically cacheable, less 206 (the PoP
-// always fetches whole objects).
-var storableStatus = map[int]bool{
+// HeuristicMaxLifetime caps heuristic freshness (RFC 9111 §4.2.2), as
+// Apache Traffic Server's default does.
+const HeuristicMaxLifetime = 24 * time.Hour
+
+// heuristicStatus lists the status codes that are heuristically cacheable
+// (RFC 9110 §15.1), less 206: the PoP stores whole objects only.
+var heuristicStatus = map[int]bool{
 	200: true, 203: true, 204: true, 300: true, 301: true, 308: true,
 	404: true, 405: true, 410: true, 414: true, 501: true,
 }
 
-// Storable decides whether a shared cache may store the response to req
-// (RFC 9111 §3) with the freshness lifetime it computed, and if not, why.
-// The returned reason is one of the Reason constants.
+// Targeted fields (RFC 9213) that govern this cache, most specific first.
+// When one is present, Cache-Control and Expires are ignored for caching
+// decisions, and the field is never forwarded to clients.
+var targetedFields = []string{"Outpost-Cache-Control", "CDN-Cache-Control"}
+
+// TargetedFields returns the names of the targeted cache-control fields the
+// PoP obeys and removes from responses it forwards.
+func TargetedFields() []string { return slices.Clone(targetedFields) }
+
+// responseDirectives returns the directives that govern a shared cache for
+// a response, and whether they came from a targeted field.
+func responseDirectives(h http.Header) (Directives, bool) {
+	for _, name := range targetedFields {
+		if values := h.Values(name); len(values) > 0 {
+			d := make(Directives, 4)
+			for _, line := range values {
+				parseDirectives(line, d)
+			}
+			return d, true
+		}
+	}
+	return ParseCacheControl(h), false
+}
+
+// Decision is what the caching rules say about one response.
+type Decision struct {
+	// Storable says the response may be stored; if not, Reason says why
+	// (one of the Reason constants).
+	Storable bool
+	Reason   string
+	// Lifetime is the freshness lifetime (RFC 9111 §4.2.1) after the
+	// policy's clamps; Heuristic says it was computed by §4.2.2.
+	Lifetime  time.Duration
+	Heuristic bool
+	// InitialAge is corrected_initial_age (RFC 9111 §4.2.3).
+	InitialAge time.Duration
+	// StaleWhileRevalidate and StaleIfError are the RFC 5861 windows.
+	StaleWhileRevalidate, StaleIfError time.Duration
+	// NoCache: a stored copy must be revalidated before every use
+	// (response no-cache without field names).
+	NoCache bool
+	// MustRevalidate: once stale, the copy must not be used without
+	// successful revalidation (must-revalidate, proxy-revalidate, s-maxage).
+	MustRevalidate bool
+	// StripFields are header fields that must not be stored or served from
+	// storage (private="..." and no-cache="..." with field names).
+	StripFields []string
+}
+
+// Decide applies RFC 9111 §3 and §4.2 to the response to req: whether a
+// shared cache may store it, and for how long it is fresh. requestTime and
+// responseTime bracket the origin exchange.
 //
 // Responses with Set-Cookie are stored only when the origin marked them
 // public explicitly, so one user's cookie is never served to another.
-// Responses with Vary are not stored yet: serving one user's variant to
-// another would be wrong, and variant storage is not built.
-func Storable(req *http.Request, status int, h http.Header, lifetime time.Duration) (ok bool, reason string) {
-	if req.Method != http.MethodGet {
-		return false, ReasonMethod
+func Decide(req *http.Request, status int, h http.Header, p Policy, requestTime, responseTime time.Time) Decision {
+	cc, targeted := responseDirectives(h)
+	d := Decision{InitialAge: InitialAge(h, requestTime, responseTime)}
+	d.StaleWhileRevalidate, _, _ = cc.Seconds("stale-while-revalidate")
+	d.StaleIfError, _, _ = cc.Seconds("stale-if-error")
+	if d.StaleIfError == 0 {
+		d.StaleIfError = p.StaleIfError
 	}
-	reqCC := ParseCacheControl(req.Header)
-	if reqCC.Has("no-store") {
-		return false, ReasonRequestNoStore
+	d.MustRevalidate = cc.Has("must-revalidate") || cc.Has("proxy-revalidate") || cc.Has("s-maxage")
+	if arg, ok := cc["no-cache"]; ok {
+		if fields := fieldNames(arg); len(fields) > 0 {
+			d.StripFields = append(d.StripFields, fields...)
+		} else {
+			d.NoCache = true
+		}
 	}
-	cc := ParseCacheControl(h)
-	if cc.Has("no-store") {
-		return false, ReasonNoStore
+	if arg, ok := cc["private"]; ok {
+		if fields := fieldNames(arg); len(fields) > 0 {
+			d.StripFields = append(d.StripFields, fields...)
+		}
 	}
-	if cc.Has("private") {
-		return false, ReasonPrivate
-	}
-	if req.Header.Get("Authorization") != "" &&
-		!cc.Has("public") && !cc.Has("s-maxage") && !cc.Has("must-revalidate") {
-		return false, ReasonAuthorization
-	}
-	if !storableStatus[status] {
-		return false, ReasonStatus
-	}
-	if len(h.Values("Set-Cookie")) > 0 && !cc.Has("public") {
-		return false, ReasonSetCookie
-	}
-	if len(h.Values("Vary")) > 0 {
-		return false, ReasonVary
-	}
-	if lifetime <= 0 {
-		return false, ReasonNoFreshness
-	}
-	return true, ""
-}
 
-// Lifetime computes a response's freshness lifetime for a shared cache
-// (RFC 9111 §4.2.1): s-maxage, else max-age, else Expires minus Date, else
-// the policy's default TTL; then the policy's clamps. An invalid max-age or
-// Expires makes the response stale (lifetime 0), as §5.2.2.1 and §5.3 ask.
-func Lifetime(h http.Header, p Policy) time.Duration {
-	lifetime, explicit := explicitLifetime(h)
-	if !explicit {
+	lifetime, explicit := explicitLifetime(h, cc, targeted)
+	switch {
+	case explicit:
+	case p.DefaultTTL > 0:
 		lifetime = p.DefaultTTL
+	default:
+		lifetime, d.Heuristic = heuristicLifetime(h, status)
 	}
 	if p.MinTTL > 0 && lifetime < p.MinTTL {
 		lifetime = p.MinTTL
@@ -95,12 +138,80 @@ func Lifetime(h http.Header, p Policy) time.Duration {
 	if p.MaxTTL > 0 && lifetime > p.MaxTTL {
 		lifetime = p.MaxTTL
 	}
-	return lifetime
+	d.Lifetime = lifetime
+	d.Storable, d.Reason = storable(req, status, h, cc, explicit, d)
+	return d
+}
+
+// storable applies RFC 9111 §3 to a response.
+func storable(req *http.Request, status int, h http.Header, cc Directives, explicit bool, d Decision) (bool, string) {
+	if req.Method != http.MethodGet {
+		return false, ReasonMethod
+	}
+	if ParseCacheControl(req.Header).Has("no-store") {
+		return false, ReasonRequestNoStore
+	}
+	if cc.Has("no-store") {
+		return false, ReasonNoStore
+	}
+	if arg, ok := cc["private"]; ok && len(fieldNames(arg)) == 0 {
+		return false, ReasonPrivate
+	}
+	if req.Header.Get("Authorization") != "" &&
+		!cc.Has("public") && !cc.Has("s-maxage") && !cc.Has("must-revalidate") {
+		return false, ReasonAuthorization
+	}
+	switch {
+	case status == http.StatusPartialContent:
+		return false, ReasonPartial
+	case status < 200 || status == http.StatusNotModified || status > 599:
+		return false, ReasonStatus
+	case !heuristicStatus[status] && !explicit && !cc.Has("public"):
+		return false, ReasonStatus
+	}
+	if len(h.Values("Set-Cookie")) > 0 && !cc.Has("public") {
+		return false, ReasonSetCookie
+	}
+	for _, v := range h.Values("Vary") {
+		if strings.TrimSpace(v) == "*" || strings.Contains(v, "*") {
+			return false, ReasonVaryStar
+		}
+	}
+	if d.Lifetime-d.InitialAge <= 0 && !hasValidators(h) {
+		return false, ReasonNoFreshness
+	}
+	return true, ""
+}
+
+// fieldNames splits the argument of a qualified no-cache or private
+// directive into canonical header names.
+func fieldNames(arg string) []string {
+	var names []string
+	for name := range strings.SplitSeq(arg, ",") {
+		if name = strings.TrimSpace(name); name != "" && isToken(name) {
+			names = append(names, http.CanonicalHeaderKey(name))
+		}
+	}
+	return names
+}
+
+func hasValidators(h http.Header) bool {
+	return h.Get("ETag") != "" || h.Get("Last-Modified") != ""
+}
+
+// Lifetime computes a response's freshness lifetime for a shared cache
+// (RFC 9111 §4.2.1): s-maxage, else max-age, else Expires minus Date, else
+// the policy's default TTL, else heuristic freshness for a 200; then the
+// policy's clamps.
+func Lifetime(h http.Header, p Policy) time.Duration {
+	req := &http.Request{Method: http.MethodGet, Header: http.Header{}}
+	return Decide(req, http.StatusOK, h, p, time.Time{}, time.Time{}).Lifetime
 }
 
 // explicitLifetime returns the lifetime the origin stated, if it stated one.
-func explicitLifetime(h http.Header) (time.Duration, bool) {
-	cc := ParseCacheControl(h)
+// An invalid max-age or Expires makes the response stale (lifetime 0), as
+// RFC 9111 §4.2.1 and §5.3 ask.
+func explicitLifetime(h http.Header, cc Directives, targeted bool) (time.Duration, bool) {
 	for _, name := range []string{"s-maxage", "max-age"} {
 		if v, present, valid := cc.Seconds(name); present {
 			if !valid {
@@ -108,6 +219,9 @@ func explicitLifetime(h http.Header) (time.Duration, bool) {
 			}
 			return v, true
 		}
+	}
+	if targeted {
+		return 0, false // a targeted field replaces Expires too (RFC 9213 §2.2)
 	}
 	expires := h.Values("Expires")
 	if len(expires) == 0 {
@@ -124,13 +238,26 @@ func explicitLifetime(h http.Header) (time.Duration, bool) {
 	return max(exp.Sub(date), 0), true
 }
 
-// StaleWindows returns the RFC 5861 stale-while-revalidate and
-// stale-if-error windows of a response.
-func StaleWindows(h http.Header) (whileRevalidate, ifError time.Duration) {
-	cc := ParseCacheControl(h)
-	whileRevalidate, _, _ = cc.Seconds("stale-while-revalidate")
-	ifError, _, _ = cc.Seconds("stale-if-error")
-	return whileRevalidate, ifError
+// heuristicLifetime is 10% of the time since Last-Modified (RFC 9111
+// §4.2.2), for heuristically cacheable status codes, capped at
+// HeuristicMaxLifetime.
+func heuristicLifetime(h http.Header, status int) (time.Duration, bool) {
+	if !heuristicStatus[status] {
+		return 0, false
+	}
+	lm, err := http.ParseTime(h.Get("Last-Modified"))
+	if err != nil {
+		return 0, false
+	}
+	date, err := http.ParseTime(h.Get("Date"))
+	if err != nil {
+		return 0, false
+	}
+	since := date.Sub(lm)
+	if since <= 0 {
+		return 0, false
+	}
+	return min(since/10, HeuristicMaxLifetime).Truncate(time.Second), true
 }
 
 // InitialAge computes corrected_initial_age (RFC 9111 §4.2.3) for a
@@ -142,7 +269,7 @@ func InitialAge(h http.Header, requestTime, responseTime time.Time) time.Duratio
 	}
 	var ageValue time.Duration
 	if v := h.Get("Age"); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > 0 {
 			ageValue = time.Duration(min(n, 1<<31)) * time.Second
 		}
 	}
@@ -153,4 +280,32 @@ func InitialAge(h http.Header, requestTime, responseTime time.Time) time.Duratio
 // AgeHeader formats an age for the Age header: whole seconds, rounded down.
 func AgeHeader(age time.Duration) string {
 	return strconv.FormatInt(int64(age/time.Second), 10)
+}
+
+// notModifiedExcluded lists the fields a 304 never updates in a stored
+// response (RFC 9111 §3.2): framing fields, and those of §3.1.
+var notModifiedExcluded = map[string]bool{
+	"Content-Length":    true,
+	"Transfer-Encoding": true,
+	"Content-Range":     true,
+	"Connection":        true,
+	"Keep-Alive":        true,
+	"Trailer":           true,
+	"Upgrade":           true,
+	"Proxy-Connection":  true,
+	"Age":               true,
+}
+
+// MergeNotModified returns the stored header fields updated with those of
+// a 304 response (RFC 9111 §3.2, §4.3.4): each field the 304 carries
+// replaces the stored one, except framing fields. Neither input changes.
+func MergeNotModified(stored, notModified http.Header) http.Header {
+	merged := stored.Clone()
+	for name, values := range notModified {
+		if notModifiedExcluded[name] {
+			continue
+		}
+		merged[name] = slices.Clone(values)
+	}
+	return merged
 }

@@ -60,40 +60,94 @@ func TestLifetime(t *testing.T) {
 	}
 }
 
-func TestStorable(t *testing.T) {
+func TestDecideStorable(t *testing.T) {
 	get := func(h http.Header) *http.Request {
 		return &http.Request{Method: http.MethodGet, Header: h}
 	}
+	fresh := http.Header{"Cache-Control": {"max-age=60"}}
 	tests := []struct {
 		name       string
 		req        *http.Request
 		status     int
 		header     http.Header
-		lifetime   time.Duration
+		policy     Policy
 		wantOK     bool
 		wantReason string
 	}{
-		{"RFC9111 3 fresh 200", get(http.Header{}), 200, http.Header{}, time.Minute, true, ""},
-		{"RFC9111 3 POST not stored", &http.Request{Method: http.MethodPost, Header: http.Header{}}, 200, http.Header{}, time.Minute, false, ReasonMethod},
-		{"RFC9111 3 request no-store", get(http.Header{"Cache-Control": {"no-store"}}), 200, http.Header{}, time.Minute, false, ReasonRequestNoStore},
-		{"RFC9111 3 response no-store", get(http.Header{}), 200, http.Header{"Cache-Control": {"no-store, max-age=60"}}, time.Minute, false, ReasonNoStore},
-		{"RFC9111 3 private in a shared cache", get(http.Header{}), 200, http.Header{"Cache-Control": {"private, max-age=60"}}, time.Minute, false, ReasonPrivate},
-		{"RFC9111 3.5 Authorization without public", get(http.Header{"Authorization": {"Bearer x"}}), 200, http.Header{"Cache-Control": {"max-age=60"}}, time.Minute, false, ReasonAuthorization},
-		{"RFC9111 3.5 Authorization with public", get(http.Header{"Authorization": {"Bearer x"}}), 200, http.Header{"Cache-Control": {"public, max-age=60"}}, time.Minute, true, ""},
-		{"RFC9111 3.5 Authorization with s-maxage", get(http.Header{"Authorization": {"Bearer x"}}), 200, http.Header{"Cache-Control": {"s-maxage=60"}}, time.Minute, true, ""},
-		{"RFC9110 15.1 404 is cacheable", get(http.Header{}), 404, http.Header{}, time.Minute, true, ""},
-		{"RFC9110 15.1 500 is not", get(http.Header{}), 500, http.Header{"Cache-Control": {"max-age=60"}}, time.Minute, false, ReasonStatus},
-		{"206 is not stored", get(http.Header{}), 206, http.Header{}, time.Minute, false, ReasonStatus},
-		{"Set-Cookie without public", get(http.Header{}), 200, http.Header{"Set-Cookie": {"a=b"}, "Cache-Control": {"max-age=60"}}, time.Minute, false, ReasonSetCookie},
-		{"Set-Cookie with public", get(http.Header{}), 200, http.Header{"Set-Cookie": {"a=b"}, "Cache-Control": {"public, max-age=60"}}, time.Minute, true, ""},
-		{"Vary not stored yet", get(http.Header{}), 200, http.Header{"Vary": {"Accept-Encoding"}}, time.Minute, false, ReasonVary},
-		{"no freshness", get(http.Header{}), 200, http.Header{}, 0, false, ReasonNoFreshness},
+		{"RFC9111 3 fresh 200", get(http.Header{}), 200, fresh, Policy{}, true, ""},
+		{"RFC9111 3 POST not stored", &http.Request{Method: http.MethodPost, Header: http.Header{}}, 200, fresh, Policy{}, false, ReasonMethod},
+		{"RFC9111 3 request no-store", get(http.Header{"Cache-Control": {"no-store"}}), 200, fresh, Policy{}, false, ReasonRequestNoStore},
+		{"RFC9111 5.2.2.5 response no-store", get(http.Header{}), 200, http.Header{"Cache-Control": {"no-store, max-age=60"}}, Policy{}, false, ReasonNoStore},
+		{"RFC9111 5.2.2.7 private in a shared cache", get(http.Header{}), 200, http.Header{"Cache-Control": {"private, max-age=60"}}, Policy{}, false, ReasonPrivate},
+		{"RFC9111 5.2.2.7 qualified private is stored without the field", get(http.Header{}), 200, http.Header{"Cache-Control": {`private="X-User", max-age=60`}}, Policy{}, true, ""},
+		{"RFC9111 3.5 Authorization without public", get(http.Header{"Authorization": {"Bearer x"}}), 200, fresh, Policy{}, false, ReasonAuthorization},
+		{"RFC9111 3.5 Authorization with public", get(http.Header{"Authorization": {"Bearer x"}}), 200, http.Header{"Cache-Control": {"public, max-age=60"}}, Policy{}, true, ""},
+		{"RFC9111 3.5 Authorization with s-maxage", get(http.Header{"Authorization": {"Bearer x"}}), 200, http.Header{"Cache-Control": {"s-maxage=60"}}, Policy{}, true, ""},
+		{"RFC9111 3.5 Authorization with must-revalidate", get(http.Header{"Authorization": {"Bearer x"}}), 200, http.Header{"Cache-Control": {"must-revalidate, max-age=60"}}, Policy{}, true, ""},
+		{"RFC9110 15.1 404 with max-age", get(http.Header{}), 404, fresh, Policy{}, true, ""},
+		{"RFC9111 3 302 with explicit freshness", get(http.Header{}), 302, fresh, Policy{}, true, ""},
+		{"RFC9111 3 302 without freshness", get(http.Header{}), 302, http.Header{"Last-Modified": {"Mon, 02 Jan 2006 15:04:05 GMT"}, "Date": {"Mon, 09 Jan 2006 15:04:05 GMT"}}, Policy{}, false, ReasonStatus},
+		{"RFC9111 3 500 with max-age is understood", get(http.Header{}), 500, fresh, Policy{}, true, ""},
+		{"RFC9111 3 default TTL only for heuristic statuses", get(http.Header{}), 500, http.Header{}, Policy{DefaultTTL: time.Minute}, false, ReasonStatus},
+		{"206 is not stored", get(http.Header{}), 206, fresh, Policy{}, false, ReasonPartial},
+		{"304 is not stored", get(http.Header{}), 304, fresh, Policy{}, false, ReasonStatus},
+		{"Set-Cookie without public", get(http.Header{}), 200, http.Header{"Set-Cookie": {"a=b"}, "Cache-Control": {"max-age=60"}}, Policy{}, false, ReasonSetCookie},
+		{"Set-Cookie with public", get(http.Header{}), 200, http.Header{"Set-Cookie": {"a=b"}, "Cache-Control": {"public, max-age=60"}}, Policy{}, true, ""},
+		{"RFC9110 12.5.5 Vary is stored", get(http.Header{}), 200, http.Header{"Vary": {"Accept-Encoding"}, "Cache-Control": {"max-age=60"}}, Policy{}, true, ""},
+		{"RFC9110 12.5.5 Vary * never matches", get(http.Header{}), 200, http.Header{"Vary": {"*"}, "Cache-Control": {"max-age=60"}}, Policy{}, false, ReasonVaryStar},
+		{"no freshness, no validator", get(http.Header{}), 200, http.Header{}, Policy{}, false, ReasonNoFreshness},
+		{"RFC9111 4.3 no freshness but a validator: stored to revalidate", get(http.Header{}), 200, http.Header{"Etag": {`"a"`}}, Policy{}, true, ""},
+		{"RFC9111 5.2.2.4 no-cache with validator", get(http.Header{}), 200, http.Header{"Cache-Control": {"no-cache"}, "Etag": {`"a"`}}, Policy{}, true, ""},
+		{"RFC9213 CDN-Cache-Control no-store wins", get(http.Header{}), 200, http.Header{"Cache-Control": {"max-age=60"}, "Cdn-Cache-Control": {"no-store"}}, Policy{}, false, ReasonNoStore},
+		{"RFC9213 CDN-Cache-Control makes it storable", get(http.Header{}), 200, http.Header{"Cache-Control": {"no-store"}, "Cdn-Cache-Control": {"max-age=60"}}, Policy{}, true, ""},
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(tt.req, tt.status, tt.header, tt.policy, t0, t0)
+			if d.Storable != tt.wantOK || d.Reason != tt.wantReason {
+				t.Errorf("Decide() storable %v, %q; want %v, %q", d.Storable, d.Reason, tt.wantOK, tt.wantReason)
+			}
+		})
+	}
+}
+
+func TestDecideDirectives(t *testing.T) {
+	req := &http.Request{Method: http.MethodGet, Header: http.Header{}}
+	tests := []struct {
+		name   string
+		header http.Header
+		policy Policy
+		check  func(Decision) bool
+	}{
+		{"RFC9111 5.2.2.4 no-cache revalidates always", http.Header{"Cache-Control": {"no-cache, max-age=60"}}, Policy{}, func(d Decision) bool { return d.NoCache }},
+		{"RFC9111 5.2.2.4 qualified no-cache strips the field", http.Header{"Cache-Control": {`no-cache="Set-Cookie", max-age=60`}}, Policy{}, func(d Decision) bool {
+			return !d.NoCache && len(d.StripFields) == 1 && d.StripFields[0] == "Set-Cookie"
+		}},
+		{"RFC9111 5.2.2.2 must-revalidate", http.Header{"Cache-Control": {"must-revalidate, max-age=60"}}, Policy{}, func(d Decision) bool { return d.MustRevalidate }},
+		{"RFC9111 5.2.2.8 proxy-revalidate", http.Header{"Cache-Control": {"proxy-revalidate, max-age=60"}}, Policy{}, func(d Decision) bool { return d.MustRevalidate }},
+		{"RFC9111 5.2.2.10 s-maxage implies proxy-revalidate", http.Header{"Cache-Control": {"s-maxage=60"}}, Policy{}, func(d Decision) bool { return d.MustRevalidate }},
+		{"RFC5861 stale windows", http.Header{"Cache-Control": {"max-age=1, stale-while-revalidate=30, stale-if-error=300"}}, Policy{}, func(d Decision) bool {
+			return d.StaleWhileRevalidate == 30*time.Second && d.StaleIfError == 300*time.Second
+		}},
+		{"policy stale-if-error default", http.Header{"Cache-Control": {"max-age=1"}}, Policy{StaleIfError: time.Hour}, func(d Decision) bool { return d.StaleIfError == time.Hour }},
+		{"RFC9111 4.2.2 heuristic: 10% of Date - Last-Modified", http.Header{"Date": {"Mon, 11 Jan 2006 00:00:00 GMT"}, "Last-Modified": {"Mon, 01 Jan 2006 00:00:00 GMT"}}, Policy{}, func(d Decision) bool {
+			return d.Heuristic && d.Lifetime == 24*time.Hour
+		}},
+		{"RFC9111 4.2.2 heuristic is capped", http.Header{"Date": {"Mon, 01 Jan 2007 00:00:00 GMT"}, "Last-Modified": {"Mon, 01 Jan 2006 00:00:00 GMT"}}, Policy{}, func(d Decision) bool {
+			return d.Lifetime == HeuristicMaxLifetime
+		}},
+		{"default TTL beats the heuristic", http.Header{"Date": {"Mon, 11 Jan 2006 00:00:00 GMT"}, "Last-Modified": {"Mon, 01 Jan 2006 00:00:00 GMT"}}, Policy{DefaultTTL: time.Minute}, func(d Decision) bool {
+			return !d.Heuristic && d.Lifetime == time.Minute
+		}},
+		{"RFC9213 targeted field ignores Expires", http.Header{"Cdn-Cache-Control": {"public"}, "Date": {"Mon, 01 Jan 2006 00:00:00 GMT"}, "Expires": {"Mon, 01 Jan 2006 01:00:00 GMT"}}, Policy{}, func(d Decision) bool { return d.Lifetime == 0 }},
+		{"Outpost-Cache-Control beats CDN-Cache-Control", http.Header{"Cdn-Cache-Control": {"max-age=10"}, "Outpost-Cache-Control": {"max-age=20"}}, Policy{}, func(d Decision) bool { return d.Lifetime == 20*time.Second }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ok, reason := Storable(tt.req, tt.status, tt.header, tt.lifetime)
-			if ok != tt.wantOK || reason != tt.wantReason {
-				t.Errorf("Storable() = %v, %q; want %v, %q", ok, reason, tt.wantOK, tt.wantReason)
+			d := Decide(req, 200, tt.header, tt.policy, time.Time{}, time.Time{})
+			if !tt.check(d) {
+				t.Errorf("Decide() = %+v", d)
 			}
 		})
 	}

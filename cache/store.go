@@ -34,7 +34,24 @@ type Entry struct {
 	// the entry turns stale during which it may still be served.
 	StaleWhileRevalidate time.Duration
 	StaleIfError         time.Duration
+	// NoCache says the entry must be revalidated before every use.
+	NoCache bool
+	// MustRevalidate says the entry must not be used stale without a
+	// successful revalidation.
+	MustRevalidate bool
+
+	// VaryFields, when set, makes this entry a variant index rather than a
+	// response: the stored response varies on these request header fields
+	// (canonical names, sorted), and each variant is stored under
+	// VariantKey(Key, VaryNonce, ...). A new index gets a new nonce, so
+	// dropping the index (an invalidation, a purge) orphans every old
+	// variant at once.
+	VaryFields []string
+	VaryNonce  string
 }
+
+// IsVaryIndex reports whether the entry is a variant index (see VaryFields).
+func (e *Entry) IsVaryIndex() bool { return e.VaryFields != nil }
 
 // entryOverhead approximates the bytes an Entry costs beyond its key,
 // header and body: the struct, slice and map headers, and the store's own

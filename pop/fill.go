@@ -2,6 +2,7 @@ package pop
 
 import (
 	"context"
+	"github.com/outpost-cdn/outpost/cache"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -36,9 +37,26 @@ type fill struct {
 	reason string
 	// requestTime and responseTime bracket the origin exchange.
 	requestTime, responseTime time.Time
-	// lifetime and initialAge are the response's freshness lifetime and
-	// corrected initial age (RFC 9111 §4.2).
-	lifetime, initialAge time.Duration
+	// decision is what the caching rules said of resp.
+	decision cache.Decision
+	// entry, when set, answers every request of the fill from storage:
+	// the stored response freshened by a 304, or served stale because the
+	// origin failed (outcome says which); fwdStatus is the origin's status.
+	entry     *cache.Entry
+	outcome   result
+	fwdStatus int
+	// storeKey is the key the response will be stored under: the URL's
+	// key, or its variant's when the response varies on varyFields.
+	storeKey   string
+	varyFields []string
+	varyNonce  string
+
+	// Set by startFill before the fill runs.
+	primary      string       // the URL's key
+	index        *cache.Entry // the variant index found, if any
+	stale        *cache.Entry // the stored entry being validated, if any
+	leaderHeader http.Header  // the leading request's header fields
+	background   bool         // a stale-while-revalidate refresh: no leader reads it
 
 	mu sync.Mutex
 	// leaderGone records that the leader left before the header came, so a
@@ -53,6 +71,8 @@ type fill struct {
 	readers map[*bodyReader]struct{}
 	done    bool
 	bodyErr error
+	// final is the complete, stored entry once done without error.
+	final *cache.Entry
 	// changed is closed, and replaced, whenever body, done or readers change.
 	changed chan struct{}
 	// cancel stops the origin fetch.
@@ -125,15 +145,24 @@ func (f *fill) stopStoring() {
 	f.trimLocked()
 }
 
-// finish records the end of the body (err nil on a complete one) and
-// returns the complete body when it is still to be stored.
-func (f *fill) finish(err error) (body []byte, store bool) {
+// finish records the end of the body (err nil on a complete one). When the
+// body is complete and still to be stored, store makes and stores the
+// entry, which then serves the readers that need the whole object.
+func (f *fill) finish(err error, store func(body []byte) *cache.Entry) {
+	f.mu.Lock()
+	keep := f.storing && err == nil
+	body := f.body
+	f.mu.Unlock()
+	var final *cache.Entry
+	if keep {
+		final = store(body)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.final = final
 	f.done = true
 	f.bodyErr = err
 	f.notifyLocked()
-	return f.body, f.storing && err == nil
 }
 
 // trimLocked drops bytes every reader has passed, when not storing.
@@ -210,6 +239,16 @@ func (r *bodyReader) next(ctx context.Context) (chunk []byte, done bool, err err
 		case <-changed:
 		case <-ctx.Done():
 			return nil, false, ctx.Err()
+		}
+	}
+}
+
+// drain waits until the whole body has arrived, discarding it.
+func (r *bodyReader) drain(ctx context.Context) error {
+	for {
+		_, done, err := r.next(ctx)
+		if done || err != nil {
+			return err
 		}
 	}
 }

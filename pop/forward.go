@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/outpost-cdn/outpost/cache"
 	"github.com/outpost-cdn/outpost/origin"
 )
 
@@ -34,11 +35,20 @@ func (p *PoP) forwardHeader(r *http.Request) http.Header {
 
 // fillRequest is the origin request that fills the cache for r: always a
 // GET for the whole object, without the client's conditionals or range, so
-// the answer can be stored and serve everyone.
-func (p *PoP) fillRequest(r *http.Request) origin.Request {
+// the answer can be stored and serve everyone. When a stored entry is being
+// validated, it carries that entry's validators instead (RFC 9111 §4.3.1).
+func (p *PoP) fillRequest(r *http.Request, stale *cache.Entry) origin.Request {
 	h := p.forwardHeader(r)
 	for _, name := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
 		h.Del(name)
+	}
+	if stale != nil {
+		if etag := stale.Header.Get("ETag"); etag != "" {
+			h.Set("If-None-Match", etag)
+		}
+		if lm := stale.Header.Get("Last-Modified"); lm != "" {
+			h.Set("If-Modified-Since", lm)
+		}
 	}
 	return origin.Request{Method: http.MethodGet, Target: r.URL.RequestURI(), Header: h}
 }

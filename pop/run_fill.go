@@ -2,10 +2,14 @@ package pop
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/outpost-cdn/outpost/cache"
 	"github.com/outpost-cdn/outpost/origin"
@@ -14,9 +18,20 @@ import (
 // errNoReaders stops a fill that is not storing once its readers have gone.
 var errNoReaders = errors.New("pop: fill has no readers left")
 
+// startFill prepares f for the request that leads it and runs it on its own
+// goroutine. A stored entry that must be validated turns the fill into a
+// conditional request.
+func (p *PoP) startFill(f *fill, r *http.Request, svc *service, l lookup) {
+	f.primary = l.primary
+	f.index = l.index
+	f.stale = l.entry
+	f.leaderHeader = r.Header.Clone()
+	go p.runFill(f, svc, p.fillRequest(r, l.entry))
+}
+
 // runFill fetches f's object from the service's origin on behalf of every
-// request that joins f. It runs on its own goroutine, detached from the
-// clients, so one client hanging up does not cancel the fill for the rest.
+// request that joins f. It runs detached from the clients, so one client
+// hanging up does not cancel the fill for the rest.
 func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
 	defer p.fills.forget(f)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -30,21 +45,59 @@ func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
 	f.responseTime = p.now()
 	if err != nil {
 		cancel()
-		f.err = err
+		if f.stale != nil && f.stale.UsableOnError(f.responseTime) {
+			p.log.Warn("origin failed; serving stale", "service", svc.name, "key", f.key, "err", err)
+			f.entry, f.outcome = f.stale, resultStaleOnError
+		} else {
+			f.err = err
+		}
 		f.publish()
 		return
 	}
 	origin.RemoveHopByHop(resp.Header)
-	f.resp = resp
-	f.lifetime = cache.Lifetime(resp.Header, svc.policy)
-	f.initialAge = cache.InitialAge(resp.Header, f.requestTime, f.responseTime)
-	getReq := &http.Request{Method: http.MethodGet, Header: out.Header}
-	storable, reason := cache.Storable(getReq, resp.StatusCode, resp.Header, f.lifetime-f.initialAge)
-	if storable && resp.ContentLength > svc.maxObject {
-		storable, reason = false, cache.ReasonTooLarge
+	getReq := &http.Request{Method: http.MethodGet, Header: f.leaderHeader}
+
+	if f.stale != nil {
+		switch {
+		case resp.StatusCode == http.StatusNotModified:
+			// RFC 9111 §4.3.4: freshen the stored response.
+			resp.Body.Close()
+			cancel()
+			merged := cache.MergeNotModified(f.stale.Header, resp.Header)
+			d := cache.Decide(getReq, f.stale.Status, merged, svc.policy, f.requestTime, f.responseTime)
+			e := p.newEntry(f.key, f.stale.Status, merged, f.stale.Body, d, f.requestTime, f.responseTime)
+			if d.Storable {
+				p.store.Set(e, e.StorageTTL(p.now(), svc.keep))
+			}
+			f.entry, f.outcome, f.fwdStatus = e, resultRevalidated, resp.StatusCode
+			f.publish()
+			return
+		case resp.StatusCode >= 500 && f.stale.UsableOnError(f.responseTime):
+			// RFC 5861 §4: the origin errs; the stale copy stands in.
+			resp.Body.Close()
+			cancel()
+			f.entry, f.outcome, f.fwdStatus = f.stale, resultStaleOnError, resp.StatusCode
+			f.publish()
+			return
+		}
 	}
-	f.shared, f.storing, f.reason = storable, storable, reason
-	if !storable {
+
+	f.resp = resp
+	d := cache.Decide(getReq, resp.StatusCode, resp.Header, svc.policy, f.requestTime, f.responseTime)
+	if d.Storable && resp.ContentLength > svc.maxObject {
+		d.Storable, d.Reason = false, cache.ReasonTooLarge
+	}
+	f.decision = d
+	f.storeKey = f.primary
+	if fields, _ := cache.VaryFields(resp.Header); d.Storable && len(fields) > 0 {
+		f.varyFields, f.varyNonce = fields, newNonce()
+		if f.index != nil && slices.Equal(f.index.VaryFields, fields) {
+			f.varyNonce = f.index.VaryNonce
+		}
+		f.storeKey = cache.VariantKey(f.primary, f.varyNonce, fields, f.leaderHeader)
+	}
+	f.shared, f.storing, f.reason = d.Storable, d.Storable, d.Reason
+	if !d.Storable {
 		// The leader reads the body itself and closes it; waiters fetch
 		// their own.
 		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
@@ -61,14 +114,23 @@ func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
 	resp.Body.Close()
 	cancel()
 	svc.stats.originBytes.Add(uint64(total))
-	body, store := f.finish(err)
 	if err != nil && !errors.Is(err, errNoReaders) {
 		p.log.Warn("origin body failed", "service", svc.name, "key", f.key, "bytes", total, "err", err)
 	}
-	if store {
-		e := p.entry(f, body)
-		p.store.Set(e, e.StorageTTL(p.now(), svc.keep))
-	}
+	f.finish(err, func(body []byte) *cache.Entry {
+		e := p.newEntry(f.storeKey, resp.StatusCode, resp.Header, body, d, f.requestTime, f.responseTime)
+		ttl := e.StorageTTL(p.now(), svc.keep)
+		if f.varyFields != nil && (f.index == nil || f.index.VaryNonce != f.varyNonce) {
+			index := &cache.Entry{
+				Key: f.primary, Status: resp.StatusCode, Header: http.Header{},
+				RequestTime: f.requestTime, ResponseTime: f.responseTime,
+				VaryFields: f.varyFields, VaryNonce: f.varyNonce,
+			}
+			p.store.Set(index, ttl+svc.keep)
+		}
+		p.store.Set(e, ttl)
+		return e
+	})
 }
 
 // readBody copies the origin body into f until its end, an error, or the
@@ -97,27 +159,40 @@ func (p *PoP) readBody(f *fill, svc *service, body io.Reader) (int64, error) {
 	}
 }
 
-// entry makes the stored entry of a completed fill.
-func (p *PoP) entry(f *fill, body []byte) *cache.Entry {
-	h := f.resp.Header.Clone()
+// newEntry makes a stored entry from a response and the rules' decision
+// about it. Fields the origin marked private or no-cache by name are not
+// stored (RFC 9111 §5.2.2.4, §5.2.2.7).
+func (p *PoP) newEntry(key string, status int, header http.Header, body []byte, d cache.Decision, requestTime, responseTime time.Time) *cache.Entry {
+	h := header.Clone()
 	h.Del("Age")
+	for _, name := range d.StripFields {
+		h.Del(name)
+	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	if h.Get("Date") == "" {
-		h.Set("Date", f.responseTime.UTC().Format(http.TimeFormat))
+		h.Set("Date", responseTime.UTC().Format(http.TimeFormat))
 	}
-	swr, sie := cache.StaleWindows(h)
 	return &cache.Entry{
-		Key:                  f.key,
-		Status:               f.resp.StatusCode,
+		Key:                  key,
+		Status:               status,
 		Header:               h,
 		Body:                 body,
-		RequestTime:          f.requestTime,
-		ResponseTime:         f.responseTime,
-		InitialAge:           f.initialAge,
-		Lifetime:             f.lifetime,
-		StaleWhileRevalidate: swr,
-		StaleIfError:         sie,
+		RequestTime:          requestTime,
+		ResponseTime:         responseTime,
+		InitialAge:           d.InitialAge,
+		Lifetime:             d.Lifetime,
+		StaleWhileRevalidate: d.StaleWhileRevalidate,
+		StaleIfError:         d.StaleIfError,
+		NoCache:              d.NoCache,
+		MustRevalidate:       d.MustRevalidate,
 	}
+}
+
+// newNonce returns a fresh variant-index nonce.
+func newNonce() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // cancelOnClose releases a fill's context when the leader closes the body

@@ -1,0 +1,271 @@
+package pop
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/outpost-cdn/outpost/cache"
+	"github.com/outpost-cdn/outpost/origin"
+)
+
+// serveMiss answers a request that storage could not, through the fill for
+// its key: it starts the fill or joins the one in flight.
+func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l lookup, status cache.Status) {
+	f, leader := p.fills.join(l.key)
+	// Attach before the fill starts, so no byte of a shared body can pass
+	// before this request is there to read it.
+	reader := f.attach()
+	defer func() {
+		if reader != nil {
+			reader.detach()
+		}
+	}()
+	if leader {
+		p.startFill(f, r, svc, l)
+	}
+	role := resultMiss
+	if !leader {
+		role = resultCollapsed
+	}
+	select {
+	case <-f.ready:
+	case <-r.Context().Done():
+		if leader {
+			f.abandon()
+		}
+		svc.stats.record(role, 0)
+		return
+	}
+	status.Collapsed = !leader
+
+	switch {
+	case f.err != nil:
+		p.originFailed(w, svc, status, f.err)
+		return
+	case f.entry != nil: // revalidated, or stale served on origin error
+		status.FwdStatus = f.fwdStatus
+		res := f.outcome
+		if res == resultRevalidated {
+			status.Stored = true
+			if !leader {
+				res = resultCollapsed
+			}
+		} else {
+			status.Detail = "stale-if-error"
+		}
+		p.serveStored(w, r, svc, f.entry, status, res)
+		return
+	}
+	status.FwdStatus = f.resp.StatusCode
+	if !f.shared {
+		if leader {
+			status.Detail = f.reason
+			p.relay(w, r, svc, f.resp, status, resultMiss)
+			return
+		}
+		// The response is not to be shared: fetch this request's own.
+		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: f.reason}, resultMiss)
+		return
+	}
+	if f.varyFields != nil && !leader && !l.retried {
+		if mine := cache.VariantKey(l.primary, f.varyNonce, f.varyFields, r.Header); mine != f.storeKey {
+			// Another variant of the URL: it needs a fill of its own.
+			index := &cache.Entry{Key: l.primary, VaryFields: f.varyFields, VaryNonce: f.varyNonce}
+			status.Fwd, status.Collapsed = cache.FwdVary, false
+			reader.detach()
+			reader = nil
+			p.serveMiss(w, r, svc, lookup{primary: l.primary, key: mine, index: index, retried: true}, status)
+			return
+		}
+	}
+	if reader == nil { // the body outgrew the object limit and was trimmed
+		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: cache.ReasonTooLarge}, resultMiss)
+		return
+	}
+	status.Stored = true
+	status.TTL, status.HasTTL = remaining(f.decision.Lifetime, f.decision.InitialAge, f.responseTime, p.now()), true
+
+	if needsEvaluation(r) {
+		// Preconditions and ranges are answered from the complete object.
+		if err := reader.drain(r.Context()); err != nil || f.final == nil {
+			if r.Context().Err() == nil {
+				p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: f.reason}, resultMiss)
+			}
+			return
+		}
+		status.HasTTL = false // serveStored reports the entry's
+		p.serveStored(w, r, svc, f.final, status, role)
+		return
+	}
+	p.streamFill(w, r, svc, f, reader, status, role)
+}
+
+// streamFill sends a shared fill's response to one client as its body
+// arrives from the origin.
+func (p *PoP) streamFill(w http.ResponseWriter, r *http.Request, svc *service, f *fill, reader *bodyReader, status cache.Status, role result) {
+	h := w.Header()
+	copyHeader(h, f.resp.Header)
+	p.dropTargeted(h)
+	if age := f.decision.InitialAge + p.now().Sub(f.responseTime); age >= 1e9 {
+		h.Set("Age", cache.AgeHeader(age))
+	}
+	p.addVia(h, r)
+	p.addStatus(h, status)
+	w.WriteHeader(f.resp.StatusCode)
+	if r.Method == http.MethodHead {
+		svc.stats.record(role, 0)
+		return
+	}
+	flusher := http.NewResponseController(w)
+	var sent int64
+	for {
+		chunk, done, err := reader.next(r.Context())
+		if done || err != nil {
+			if err != nil && !errors.Is(err, context.Canceled) && r.Context().Err() == nil {
+				// The origin failed mid-body: cut the client's response
+				// short so it cannot mistake it for a whole one.
+				svc.stats.record(resultError, sent)
+				panic(http.ErrAbortHandler)
+			}
+			svc.stats.record(role, sent)
+			return
+		}
+		n, werr := w.Write(chunk)
+		sent += int64(n)
+		if werr != nil {
+			svc.stats.record(role, sent)
+			return
+		}
+		_ = flusher.Flush()
+	}
+}
+
+// pass sends the request to origin on its own and relays the answer; the
+// response is not stored. A successful unsafe request invalidates what is
+// stored for its URL (RFC 9111 §4.4).
+func (p *PoP) pass(w http.ResponseWriter, r *http.Request, svc *service, status cache.Status, res result) {
+	out := origin.Request{
+		Method: r.Method,
+		Target: r.URL.RequestURI(),
+		Header: p.forwardHeader(r),
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		out.Body = r.Body
+		out.ContentLength = r.ContentLength
+	}
+	svc.stats.originFetches.Add(1)
+	resp, err := svc.pool.Do(r.Context(), out)
+	if err != nil {
+		if r.Context().Err() != nil {
+			svc.stats.record(res, 0)
+			return
+		}
+		p.originFailed(w, svc, status, err)
+		return
+	}
+	origin.RemoveHopByHop(resp.Header)
+	if unsafeMethod(r.Method) && resp.StatusCode >= 200 && resp.StatusCode < 400 {
+		p.invalidate(r, svc, resp.Header)
+	}
+	status.FwdStatus = resp.StatusCode
+	p.relay(w, r, svc, resp, status, res)
+}
+
+// unsafeMethod reports methods that may change the resource (RFC 9110 §9.2.1).
+func unsafeMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return false
+	}
+	return true
+}
+
+// invalidate drops what is stored for the request's URL and for the URLs
+// in Location and Content-Location on the same host (RFC 9111 §4.4), under
+// both schemes.
+func (p *PoP) invalidate(r *http.Request, svc *service, h http.Header) {
+	host := hostOnly(r.Host)
+	targets := []*url.URL{r.URL}
+	for _, name := range []string{"Location", "Content-Location"} {
+		v := h.Get(name)
+		if v == "" {
+			continue
+		}
+		u, err := r.URL.Parse(v)
+		if err != nil || (u.Host != "" && hostOnly(u.Host) != host) {
+			continue
+		}
+		targets = append(targets, u)
+	}
+	for _, u := range targets {
+		for _, sch := range []string{"http", "https"} {
+			p.store.Delete(cache.Key(sch, host, u.EscapedPath(), u.RawQuery, svc.query))
+		}
+	}
+}
+
+// relay streams an origin response that is not stored to the client, and
+// closes its body.
+func (p *PoP) relay(w http.ResponseWriter, r *http.Request, svc *service, resp *http.Response, status cache.Status, res result) {
+	defer resp.Body.Close()
+	h := w.Header()
+	copyHeader(h, resp.Header)
+	p.dropTargeted(h)
+	p.addVia(h, r)
+	p.addStatus(h, status)
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		svc.stats.record(res, 0)
+		return
+	}
+	n, err := copyFlushing(w, resp.Body)
+	svc.stats.originBytes.Add(uint64(n))
+	if err != nil {
+		if _, fromOrigin := errors.AsType[*origin.Error](err); fromOrigin {
+			svc.stats.record(resultError, n)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	svc.stats.record(res, n)
+}
+
+// copyFlushing copies src to the client, flushing after each read so a
+// slow origin's bytes reach the client as they come. The error is src's
+// (an *origin.Error) or the client's.
+func copyFlushing(w http.ResponseWriter, src io.Reader) (int64, error) {
+	flusher := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	var total int64
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			written, werr := w.Write(buf[:n])
+			total += int64(written)
+			if werr != nil {
+				return total, werr
+			}
+			_ = flusher.Flush()
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// originFailed answers when no response header came from the origin and
+// nothing stored may stand in.
+func (p *PoP) originFailed(w http.ResponseWriter, svc *service, status cache.Status, err error) {
+	code := origin.StatusFor(err)
+	status.Detail = "origin-error"
+	if code == http.StatusGatewayTimeout {
+		status.Detail = "origin-timeout"
+	}
+	p.log.Warn("origin request failed", "service", svc.name, "status", code, "err", err)
+	p.plainError(w, svc, code, status, "outpost: "+http.StatusText(code)+": the origin did not answer\n")
+}

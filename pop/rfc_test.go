@@ -1,0 +1,325 @@
+package pop
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// rfcOrigin is an origin whose answers are set by query parameters:
+// cc (Cache-Control, default max-age=60), cdncc (CDN-Cache-Control),
+// etag, lm=1 (a Last-Modified), vary (Vary, the body names the values),
+// cookie=1 (Set-Cookie), hdr=1 (an X-User field). It answers conditionals
+// with 304. The test makes it fail with fail (503) or reset.
+type rfcOrigin struct {
+	counts sync.Map // path -> *atomic.Int32
+	fail   atomic.Value
+}
+
+const rfcLastModified = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+func (o *rfcOrigin) count(path string) int {
+	c, _ := o.counts.LoadOrStore(path, new(atomic.Int32))
+	return int(c.(*atomic.Int32).Load())
+}
+
+func (o *rfcOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, _ := o.counts.LoadOrStore(r.URL.Path, new(atomic.Int32))
+	n := c.(*atomic.Int32).Add(1)
+	switch mode, _ := o.fail.Load().(string); mode {
+	case "503":
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "down")
+		return
+	case "reset":
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+		return
+	}
+	q := r.URL.Query()
+	h := w.Header()
+	cc := "max-age=60"
+	if v, ok := q["cc"]; ok {
+		cc = v[0]
+	}
+	if cc != "" {
+		h.Set("Cache-Control", cc)
+	}
+	if v := q.Get("cdncc"); v != "" {
+		h.Set("CDN-Cache-Control", v)
+	}
+	if q.Get("cookie") == "1" {
+		h.Set("Set-Cookie", "session=secret")
+	}
+	if q.Get("hdr") == "1" {
+		h.Set("X-User", "alice")
+	}
+	etag := q.Get("etag")
+	if etag != "" {
+		h.Set("ETag", `"`+etag+`"`)
+	}
+	if q.Get("lm") == "1" {
+		h.Set("Last-Modified", rfcLastModified)
+	}
+	body := fmt.Sprintf("v%d", n)
+	if v := q.Get("vary"); v != "" {
+		h.Set("Vary", v)
+		body += " " + r.Header.Get(v)
+	}
+	if (etag != "" && r.Header.Get("If-None-Match") == `"`+etag+`"`) ||
+		(etag == "" && q.Get("lm") == "1" && r.Header.Get("If-Modified-Since") == rfcLastModified) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	io.WriteString(w, body)
+}
+
+// step is one request of a scenario and what must come of it.
+type step struct {
+	advance    time.Duration // move the clock first
+	fail       string        // make the origin fail ("503", "reset") for this step
+	method     string        // default GET
+	header     http.Header
+	wantCode   int    // default 200
+	wantBody   string // exact body, when set
+	wantStatus []string
+	notStatus  []string
+	wantOrigin int // origin requests for the path after this step; -1 to skip
+	wantHeader map[string]string
+	waitOrigin int // poll until the origin saw this many requests (background refresh)
+}
+
+func TestRFCBehaviour(t *testing.T) {
+	o := &rfcOrigin{}
+	srv := newTestOrigin(t, o.ServeHTTP)
+	tp := startPoP(t, srv.URL)
+
+	scenarios := []struct {
+		name  string
+		path  string
+		steps []step
+	}{
+		{"RFC9111 4.3 stale entry with ETag is revalidated and freshened", "/reval?etag=a&cc=max-age=10", []step{
+			{wantBody: "v1", wantStatus: []string{"fwd=uri-miss", "stored"}, wantOrigin: 1},
+			{advance: 20 * time.Second, wantBody: "v1", wantStatus: []string{"fwd=stale", "fwd-status=304", "stored", "ttl=10"}, wantOrigin: 2},
+			{advance: 5 * time.Second, wantBody: "v1", wantStatus: []string{"hit", "ttl=5"}, wantOrigin: 2, wantHeader: map[string]string{"Age": "5"}},
+		}},
+		{"RFC9111 4.3 Last-Modified validator", "/revallm?lm=1&cc=max-age=10", []step{
+			{wantBody: "v1", wantOrigin: 1},
+			{advance: 20 * time.Second, wantBody: "v1", wantStatus: []string{"fwd=stale", "fwd-status=304"}, wantOrigin: 2},
+		}},
+		{"RFC9111 4.3.3 a 200 replaces the stale entry", "/replace?cc=max-age=10", []step{
+			{wantBody: "v1"},
+			{advance: 20 * time.Second, wantBody: "v2", wantStatus: []string{"fwd=stale", "fwd-status=200"}},
+			{wantBody: "v2", wantStatus: []string{"hit"}},
+		}},
+		{"RFC9110 13.1.2 If-None-Match on a stored response is answered 304", "/inm?etag=b", []step{
+			{wantBody: "v1"},
+			{header: http.Header{"If-None-Match": {`"b"`}}, wantCode: 304, wantBody: "", wantStatus: []string{"hit"}, wantOrigin: 1},
+			{header: http.Header{"If-None-Match": {`"zzz"`}}, wantCode: 200, wantBody: "v1", wantOrigin: 1},
+			{method: http.MethodHead, header: http.Header{"If-None-Match": {`W/"b"`}}, wantCode: 304, wantOrigin: 1},
+		}},
+		{"RFC9110 13.1.3 If-Modified-Since on a stored response", "/ims?lm=1", []step{
+			{wantBody: "v1"},
+			{header: http.Header{"If-Modified-Since": {rfcLastModified}}, wantCode: 304, wantOrigin: 1},
+			{header: http.Header{"If-Modified-Since": {"Mon, 02 Jan 2006 15:04:04 GMT"}}, wantCode: 200, wantOrigin: 1},
+		}},
+		{"RFC9110 13.1.1 If-Match that fails is 412", "/im?etag=c", []step{
+			{wantBody: "v1"},
+			{header: http.Header{"If-Match": {`"other"`}}, wantCode: 412, wantOrigin: 1},
+		}},
+		{"RFC9110 14.2 Range on a stored response is 206", "/range?etag=r", []step{
+			{wantBody: "v1"},
+			{header: http.Header{"Range": {"bytes=1-"}}, wantCode: 206, wantBody: "1", wantHeader: map[string]string{"Content-Range": "bytes 1-1/2"}, wantOrigin: 1},
+			{header: http.Header{"Range": {"bytes=5-9"}}, wantCode: 416, wantOrigin: 1},
+			{header: http.Header{"Range": {"bytes=0-0"}, "If-Range": {`"r"`}}, wantCode: 206, wantBody: "v", wantOrigin: 1},
+			{header: http.Header{"Range": {"bytes=0-0"}, "If-Range": {`"old"`}}, wantCode: 200, wantBody: "v1", wantOrigin: 1},
+		}},
+		{"RFC9110 14.2 Range on a miss fetches the whole object", "/rangemiss", []step{
+			{header: http.Header{"Range": {"bytes=0-0"}}, wantCode: 206, wantBody: "v", wantOrigin: 1},
+			{wantBody: "v1", wantStatus: []string{"hit"}, wantOrigin: 1},
+		}},
+		{"RFC9111 5.2.2.4 response no-cache is revalidated every time", "/nocache?cc=no-cache&etag=n", []step{
+			{wantBody: "v1", wantStatus: []string{"stored"}},
+			{wantBody: "v1", wantStatus: []string{"fwd=stale", "fwd-status=304"}, wantOrigin: 2},
+			{wantBody: "v1", wantStatus: []string{"fwd-status=304"}, wantOrigin: 3},
+		}},
+		{"RFC9111 4.2.2 heuristic freshness from Last-Modified", "/heur?lm=1&cc=", []step{
+			{wantBody: "v1", wantStatus: []string{"stored"}},
+			{wantBody: "v1", wantStatus: []string{"hit"}, wantOrigin: 1},
+		}},
+		{"RFC5861 4 stale-if-error serves the stored copy on 503", "/sie?cc=max-age=1,stale-if-error=60", []step{
+			{wantBody: "v1"},
+			{advance: 5 * time.Second, fail: "503", wantBody: "v1", wantStatus: []string{"fwd=stale", "fwd-status=503", "detail=stale-if-error"}},
+			{advance: 120 * time.Second, fail: "503", wantCode: 503},
+		}},
+		{"RFC5861 4 stale-if-error on a broken connection", "/sie2?cc=max-age=1,stale-if-error=60", []step{
+			{wantBody: "v1"},
+			{advance: 5 * time.Second, fail: "reset", wantBody: "v1", wantStatus: []string{"fwd=stale", "detail=stale-if-error"}},
+		}},
+		{"RFC9111 5.2.2.2 must-revalidate forbids stale on error", "/mr?cc=max-age=1,must-revalidate,stale-if-error=60", []step{
+			{wantBody: "v1"},
+			{advance: 5 * time.Second, fail: "503", wantCode: 503},
+		}},
+		{"RFC5861 3 stale-while-revalidate serves stale and refreshes once", "/swr?cc=max-age=1,stale-while-revalidate=60", []step{
+			{wantBody: "v1"},
+			{advance: 5 * time.Second, wantBody: "v1", wantStatus: []string{"hit", "ttl=-", "detail=stale-while-revalidate"}, waitOrigin: 2, wantOrigin: -1},
+			{wantBody: "v2", wantStatus: []string{"hit"}, wantOrigin: 2},
+		}},
+		{"RFC9111 4.1 Vary keeps one variant per header value", "/vary?vary=X-Lang", []step{
+			{header: http.Header{"X-Lang": {"en"}}, wantBody: "v1 en", wantStatus: []string{"fwd=uri-miss"}},
+			{header: http.Header{"X-Lang": {"de"}}, wantBody: "v2 de", wantStatus: []string{"fwd=vary-miss"}},
+			{header: http.Header{"X-Lang": {"en"}}, wantBody: "v1 en", wantStatus: []string{"hit"}},
+			{header: http.Header{"X-Lang": {"de"}}, wantBody: "v2 de", wantStatus: []string{"hit"}, wantOrigin: 2},
+		}},
+		{"RFC9111 4.1 Accept-Encoding is normalized", "/ae?vary=Accept-Encoding", []step{
+			{header: http.Header{"Accept-Encoding": {"gzip, deflate"}}, wantBody: "v1 gzip, deflate"},
+			{header: http.Header{"Accept-Encoding": {"deflate, gzip;q=0.8"}}, wantBody: "v1 gzip, deflate", wantStatus: []string{"hit"}},
+			{header: http.Header{"Accept-Encoding": {"br"}}, wantBody: "v2 br", wantStatus: []string{"fwd=vary-miss"}, wantOrigin: 2},
+		}},
+		{"RFC9110 12.5.5 Vary * is never reused", "/varystar?vary=*", []step{
+			{wantStatus: []string{"detail=vary-star"}},
+			{notStatus: []string{"hit"}, wantOrigin: 2},
+		}},
+		{"RFC9213 CDN-Cache-Control governs and is not forwarded", "/cdncc?cc=no-store&cdncc=max-age=60", []step{
+			{wantBody: "v1", wantStatus: []string{"stored"}, wantHeader: map[string]string{"Cdn-Cache-Control": ""}},
+			{wantBody: "v1", wantStatus: []string{"hit"}, wantHeader: map[string]string{"Cdn-Cache-Control": "", "Cache-Control": "no-store"}},
+		}},
+		{"RFC9111 5.2.1.1 request max-age=0 revalidates", "/reqmaxage?etag=m", []step{
+			{wantBody: "v1"},
+			{advance: time.Second, header: http.Header{"Cache-Control": {"max-age=0"}}, wantBody: "v1", wantStatus: []string{"fwd=request", "fwd-status=304"}, wantOrigin: 2},
+		}},
+		{"RFC9111 5.2.1.4 request no-cache goes to the origin", "/reqnocache", []step{
+			{wantBody: "v1"},
+			{header: http.Header{"Pragma": {"no-cache"}}, wantBody: "v2", wantStatus: []string{"fwd=request", "stored"}, wantOrigin: 2},
+			{wantBody: "v2", wantStatus: []string{"hit"}},
+		}},
+		{"RFC9111 5.2.1.7 only-if-cached", "/oic", []step{
+			{header: http.Header{"Cache-Control": {"only-if-cached"}}, wantCode: 504, wantOrigin: 0},
+			{wantBody: "v1"},
+			{header: http.Header{"Cache-Control": {"only-if-cached"}}, wantBody: "v1", wantStatus: []string{"hit"}, wantOrigin: 1},
+		}},
+		{"RFC9111 5.2.1.5 request no-store is not stored", "/reqnostore", []step{
+			{header: http.Header{"Cache-Control": {"no-store"}}, wantBody: "v1", notStatus: []string{"stored"}},
+			{wantBody: "v2", wantStatus: []string{"fwd=uri-miss", "stored"}},
+			{header: http.Header{"Cache-Control": {"no-store"}}, wantBody: "v2", wantStatus: []string{"hit"}},
+		}},
+		{"RFC9111 4.4 a successful POST invalidates the URL", "/inval", []step{
+			{wantBody: "v1"},
+			{wantStatus: []string{"hit"}},
+			{method: http.MethodPost, wantBody: "v2", wantOrigin: 2},
+			{wantBody: "v3", wantStatus: []string{"fwd=uri-miss"}, wantOrigin: 3},
+		}},
+		{"RFC9111 5.2.2.7 qualified private: stored without the field", "/qprivate?cc=max-age=60,private=%22X-User%22&hdr=1", []step{
+			{wantBody: "v1", wantHeader: map[string]string{"X-User": "alice"}},
+			{wantBody: "v1", wantStatus: []string{"hit"}, wantHeader: map[string]string{"X-User": ""}},
+		}},
+		{"Set-Cookie without public is not shared", "/cookie?cookie=1", []step{
+			{wantStatus: []string{"detail=set-cookie"}},
+			{notStatus: []string{"hit"}, wantOrigin: 2},
+		}},
+		{"Set-Cookie with public is stored", "/cookiepub?cookie=1&cc=public,max-age=60", []step{
+			{wantBody: "v1"},
+			{wantStatus: []string{"hit"}, wantHeader: map[string]string{"Set-Cookie": "session=secret"}},
+		}},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			path := sc.path
+			bare, _, _ := strings.Cut(path, "?")
+			for i, st := range sc.steps {
+				waitFor(t, "fills done", func() bool { return tp.fills.inFlight() == 0 })
+				tp.clock.Advance(st.advance)
+				o.fail.Store(st.fail)
+				method := st.method
+				if method == "" {
+					method = http.MethodGet
+				}
+				resp, body := tp.do(t, method, path, "demo.example", st.header)
+				o.fail.Store("")
+				want := st.wantCode
+				if want == 0 {
+					want = 200
+				}
+				cs := resp.Header.Get("Cache-Status")
+				if resp.StatusCode != want {
+					t.Errorf("step %d: status %d, want %d (Cache-Status %q)", i, resp.StatusCode, want, cs)
+				}
+				if st.wantBody != "" && string(body) != st.wantBody {
+					t.Errorf("step %d: body %q, want %q", i, body, st.wantBody)
+				}
+				for _, s := range st.wantStatus {
+					if !strings.Contains(cs, s) {
+						t.Errorf("step %d: Cache-Status %q lacks %q", i, cs, s)
+					}
+				}
+				for _, s := range st.notStatus {
+					if strings.Contains(cs, s) {
+						t.Errorf("step %d: Cache-Status %q has %q", i, cs, s)
+					}
+				}
+				for k, v := range st.wantHeader {
+					if got := resp.Header.Get(k); got != v {
+						t.Errorf("step %d: %s = %q, want %q", i, k, got, v)
+					}
+				}
+				if st.waitOrigin > 0 {
+					waitFor(t, "background refresh", func() bool { return o.count(bare) >= st.waitOrigin })
+				}
+				if st.wantOrigin != -1 && (st.wantOrigin > 0 || i == 0 && st.wantCode == 504) {
+					if got := o.count(bare); got != st.wantOrigin {
+						t.Errorf("step %d: origin requests %d, want %d", i, got, st.wantOrigin)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestFigures checks that each way of answering counts as its result.
+func TestFigures(t *testing.T) {
+	o := &rfcOrigin{}
+	srv := newTestOrigin(t, o.ServeHTTP)
+	tp := startPoP(t, srv.URL)
+	steps := []struct {
+		path    string
+		advance time.Duration
+		fail    string
+	}{
+		{"/f1?etag=x&cc=max-age=1,stale-if-error=600", 0, ""},                  // miss
+		{"/f1?etag=x&cc=max-age=1,stale-if-error=600", 0, ""},                  // hit
+		{"/f1?etag=x&cc=max-age=1,stale-if-error=600", 5 * time.Second, ""},    // revalidated
+		{"/f1?etag=x&cc=max-age=1,stale-if-error=600", 5 * time.Second, "503"}, // stale_on_error
+		{"/f2?cc=no-store", 0, ""},                                             // miss, not stored
+	}
+	for _, st := range steps {
+		waitFor(t, "fills done", func() bool { return tp.fills.inFlight() == 0 })
+		tp.clock.Advance(st.advance)
+		o.fail.Store(st.fail)
+		tp.get(t, st.path)
+		o.fail.Store("")
+	}
+	req, _ := http.NewRequest(http.MethodPost, tp.url+"/f3", nil)
+	req.Host = "demo.example"
+	resp, err := tp.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	f := tp.statsAfter(t, 6).figures
+	want := figures{Requests: 6, Hits: 1, Revalidated: 1, StaleOnError: 1, Misses: 2, Passes: 1}
+	if f.Requests != want.Requests || f.Hits != want.Hits || f.Revalidated != want.Revalidated ||
+		f.StaleOnError != want.StaleOnError || f.Misses != want.Misses || f.Passes != want.Passes {
+		t.Errorf("figures %+v, want %+v", f, want)
+	}
+	if f.BytesFromCache != 6 { // "v1" three times: hit, revalidated, stale
+		t.Errorf("bytes from cache %d, want 6", f.BytesFromCache)
+	}
+}

@@ -1,0 +1,120 @@
+package pop
+
+import (
+	"bytes"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/outpost-cdn/outpost/cache"
+)
+
+// serveStored answers from a stored entry: a hit, a revalidated entry, or
+// a stale one served because the origin failed. Conditional and range
+// requests on a stored 200 are answered per RFC 9110 §13 and §14: 304,
+// 412, 206 (multipart for several ranges) or 416.
+func (p *PoP) serveStored(w http.ResponseWriter, r *http.Request, svc *service, e *cache.Entry, status cache.Status, res result) {
+	now := p.now()
+	h := w.Header()
+	for name, values := range e.Header {
+		h[name] = values // stored values are immutable and shared
+	}
+	p.dropTargeted(h)
+	h["Age"] = []string{cache.AgeHeader(e.Age(now))}
+	p.addVia(h, r)
+	status.TTL, status.HasTTL = e.TTL(now), true
+	p.addStatus(h, status)
+
+	if e.Status == http.StatusOK && needsEvaluation(r) {
+		cw := &countingWriter{ResponseWriter: w}
+		modTime, _ := http.ParseTime(e.Header.Get("Last-Modified"))
+		delete(h, "Content-Length") // ServeContent sets it for what it sends
+		if _, typed := h["Content-Type"]; !typed {
+			h["Content-Type"] = nil // keep ServeContent from sniffing one
+		}
+		http.ServeContent(cw, r, "", modTime, bytes.NewReader(e.Body))
+		svc.stats.record(res, cw.n)
+		return
+	}
+	w.WriteHeader(e.Status)
+	var n int
+	if r.Method != http.MethodHead {
+		n, _ = w.Write(e.Body)
+	}
+	svc.stats.record(res, int64(n))
+}
+
+// needsEvaluation reports whether a request carries preconditions or a
+// range that the stored response must be checked against.
+func needsEvaluation(r *http.Request) bool {
+	h := r.Header
+	return h["Range"] != nil || h["If-None-Match"] != nil || h["If-Modified-Since"] != nil ||
+		h["If-Match"] != nil || h["If-Unmodified-Since"] != nil
+}
+
+// countingWriter counts the body bytes written through it.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// dropTargeted removes the cache-control fields aimed at this CDN (RFC
+// 9213): they are not forwarded downstream.
+func (p *PoP) dropTargeted(h http.Header) {
+	delete(h, "Cdn-Cache-Control")
+	delete(h, "Outpost-Cache-Control")
+}
+
+// refreshInBackground starts a refresh of a stale entry served under
+// stale-while-revalidate, unless one is already in flight for its key.
+func (p *PoP) refreshInBackground(r *http.Request, svc *service, l lookup) {
+	f, leader := p.fills.join(l.key)
+	if !leader {
+		return
+	}
+	f.leaderGone = true // nobody reads a private answer
+	f.background = true
+	p.startFill(f, r, svc, l)
+}
+
+// copyHeader copies src into dst, sharing value slices (src is never
+// modified after a fill publishes it).
+func copyHeader(dst, src http.Header) {
+	for name, values := range src {
+		dst[name] = values
+	}
+}
+
+// addVia appends this PoP to the Via field (RFC 9110 §7.6.3).
+func (p *PoP) addVia(h http.Header, r *http.Request) {
+	h["Via"] = append(slices.Clip(h["Via"]), p.viaFor(r))
+}
+
+// addStatus appends this PoP's member to Cache-Status (RFC 9211 §2): the
+// origin's and upstream caches' members come first.
+func (p *PoP) addStatus(h http.Header, s cache.Status) {
+	h["Cache-Status"] = append(slices.Clip(h["Cache-Status"]), s.Format(p.statusName))
+}
+
+// viaFor returns this PoP's Via member for the request's protocol.
+func (p *PoP) viaFor(r *http.Request) string {
+	switch r.ProtoMajor {
+	case 2:
+		return p.via[1]
+	case 3:
+		return p.via[2]
+	}
+	return p.via[0]
+}
+
+// remaining is an entry's freshness left, for Cache-Status on responses
+// that were just fetched.
+func remaining(lifetime, initialAge time.Duration, responseTime, now time.Time) time.Duration {
+	return lifetime - initialAge - now.Sub(responseTime)
+}
