@@ -20,6 +20,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"pop", "run a Point-of-Presence: the caching reverse proxy", runPoP},
+		{"origin", "run the synthetic origin for benchmarks, the lab and tests", runOrigin},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},
 	}
@@ -109,7 +110,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 }
 
 func runHelp(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		usage(stdout)
 		return nil
 	}
