@@ -44,12 +44,66 @@ const (
 	defaultReadHeader       = 10 * time.Second
 	defaultServerIdle       = 120 * time.Second
 	maxWeight               = 1000
+	maxMaxConns             = 1_000_000
+	defaultHashKey          = HashKeyClientIP
+	defaultLoadPath         = "/_origin/load"
+	defaultLoadInterval     = 2 * time.Second
+	defaultLoadTimeout      = time.Second
+	defaultHealthInterval   = 5 * time.Second
+	defaultHealthTimeout    = 2 * time.Second
+	defaultRise             = 2
+	defaultFall             = 3
+	maxRiseFall             = 100
+	defaultEjectFailures    = 5
+	maxEjectFailures        = 1000
+	defaultEjectCooldown    = 10 * time.Second
+	maxCAFile               = 1 << 20 // 1 MiB of PEM is far more than any CA bundle
 )
 
-// PolicyRoundRobin is the origin balancing policy that sends requests to the
-// servers in turn, in proportion to their weights. It is the default and,
-// for now, the only policy accepted.
-const PolicyRoundRobin = "round_robin"
+// The origin balancing policies (see package origin for how each works).
+const (
+	// PolicyRoundRobin sends requests to the servers in turn. It is the
+	// default, and it ignores weights: servers with different weights
+	// need a weighted policy.
+	PolicyRoundRobin = "round_robin"
+	// PolicyWeightedRoundRobin sends requests in proportion to the
+	// weights, spread out (nginx's smooth weighted round robin).
+	PolicyWeightedRoundRobin = "weighted_round_robin"
+	// PolicyLeastConnections picks the server with the fewest requests in
+	// flight, ties in turn; it ignores weights.
+	PolicyLeastConnections = "least_connections"
+	// PolicyWeightedLeastConnections picks the fewest requests in flight
+	// per unit of weight.
+	PolicyWeightedLeastConnections = "weighted_least_connections"
+	// PolicyAdaptive prefers servers that report a low load at the
+	// origin's load path (Origin.Load).
+	PolicyAdaptive = "adaptive"
+	// PolicyIPHash keeps each client, or each cached object, on one server
+	// by consistent (rendezvous) hashing (Origin.HashKey).
+	PolicyIPHash = "ip_hash"
+	// PolicyRequestBased favours servers that answer fast and have few
+	// requests in flight (peak-EWMA response time, two random choices).
+	PolicyRequestBased = "request_based"
+)
+
+// policies lists the policies, the default first, for messages.
+var policies = []string{
+	PolicyRoundRobin, PolicyWeightedRoundRobin, PolicyLeastConnections,
+	PolicyWeightedLeastConnections, PolicyAdaptive, PolicyIPHash, PolicyRequestBased,
+}
+
+// weighted reports whether policy honours server weights.
+func weighted(policy string) bool {
+	return policy != PolicyRoundRobin && policy != PolicyLeastConnections
+}
+
+// What PolicyIPHash hashes.
+const (
+	// HashKeyClientIP keeps each client on one server. The default.
+	HashKeyClientIP = "client_ip"
+	// HashKeyCacheKey sends all misses of one cached object to one server.
+	HashKeyCacheKey = "cache_key"
+)
 
 // Config is a validated CDN description. Load and Parse apply every default,
 // so each field holds the value to use.
@@ -82,19 +136,40 @@ type Service struct {
 	Cache     CachePolicy
 }
 
-// Origin is the set of servers a service's content is fetched from.
+// Origin is the set of servers a service's content is fetched from, and
+// how requests are spread over them.
 type Origin struct {
-	Policy   string         // balancing policy; PolicyRoundRobin (the default and only value for now)
+	Policy string // balancing policy, one of the Policy constants; default PolicyRoundRobin
+	// HashKey is what PolicyIPHash hashes: HashKeyClientIP (its default)
+	// or HashKeyCacheKey. "" for the other policies.
+	HashKey  string
 	Servers  []OriginServer // at least one
 	Timeouts OriginTimeouts
+	// Load is where PolicyAdaptive reads each server's load; nil for the
+	// other policies.
+	Load *LoadProbe
+	// Health enables active health checks; nil (the default) means none.
+	Health *HealthCheck
+	// Ejection takes a server out after consecutive failures; always on.
+	Ejection Ejection
+	// TLS configures connections to https servers.
+	TLS OriginTLS
+	// HostHeader is the Host sent to the origin, lowercased; "" (the
+	// default) means each server URL's host[:port].
+	HostHeader string
 }
 
 // OriginServer is one server of an origin.
 type OriginServer struct {
 	// URL has an http or https scheme and a host, no user info, query or
 	// fragment; its path ("" or "/...") is prefixed to request paths.
-	URL    *url.URL
-	Weight int // share of requests relative to the other servers, 1..1000; default 1
+	URL *url.URL
+	// Weight is the server's share of requests relative to the other
+	// servers under the weighted policies, 1..1000; default 1.
+	Weight int
+	// MaxConns caps the connections to the server; 0, the default, means
+	// no cap.
+	MaxConns int
 }
 
 // OriginTimeouts bound each phase of a request to an origin server. All are
@@ -103,6 +178,45 @@ type OriginTimeouts struct {
 	Connect   time.Duration // to establish the connection (and TLS); default 2s
 	FirstByte time.Duration // from sending the request to receiving the response headers; default 15s
 	Idle      time.Duration // longest gap between reads while reading the body; default 30s
+}
+
+// LoadProbe says how PolicyAdaptive polls each server's load: GET Path
+// every Interval, answered within Timeout by a 2xx with one number.
+type LoadProbe struct {
+	Path     string        // starts with "/"; default "/_origin/load"
+	Interval time.Duration // positive; default 2s
+	Timeout  time.Duration // positive, at most Interval; default 1s (or Interval if shorter)
+}
+
+// HealthCheck configures active health checks: GET Path on every server
+// every Interval, expecting a 2xx or 3xx within Timeout. Fall failures in a
+// row take a server out, Rise successes in a row bring it back.
+type HealthCheck struct {
+	Path     string        // starts with "/"; required
+	Interval time.Duration // positive; default 5s
+	Timeout  time.Duration // positive, at most Interval; default 2s (or Interval if shorter)
+	Rise     int           // 1..100; default 2
+	Fall     int           // 1..100; default 3
+}
+
+// Ejection configures passive ejection: Failures failed requests in a row
+// take a server out for Cooldown, after which one trial request decides.
+type Ejection struct {
+	Failures int           // 1..1000; default 5
+	Cooldown time.Duration // positive; default 10s
+}
+
+// OriginTLS configures TLS to https origin servers. The zero value
+// verifies certificates against the system roots for each URL's host.
+type OriginTLS struct {
+	// CAFile is a PEM file of CA certificates to trust instead of the
+	// system roots, as an absolute path (a relative one in the file is
+	// relative to the file); "" means the system roots.
+	CAFile string
+	// ServerName is sent as SNI and verified; "" means each URL's host.
+	ServerName string
+	// InsecureSkipVerify accepts any certificate: for testing only.
+	InsecureSkipVerify bool
 }
 
 // CachePolicy says how a service's responses are cached.
@@ -121,8 +235,13 @@ type CachePolicy struct {
 	// Keep is how long past staleness an entry with validators (ETag,
 	// Last-Modified) is kept so it can be revalidated. Default 1h; 0 means
 	// stale entries are dropped.
-	Keep  time.Duration
-	Query QueryPolicy
+	Keep time.Duration
+	// StaleIfError is the stale-if-error window (RFC 5861) given to
+	// responses that state none: how long past freshness a stored response
+	// may still be served when the origin fails. Default 0: only the
+	// origin's own stale-if-error applies.
+	StaleIfError time.Duration
+	Query        QueryPolicy
 }
 
 // QueryPolicy says how the query string takes part in the cache key.

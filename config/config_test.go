@@ -35,11 +35,16 @@ services:
   - name: demo
     hostnames: [Demo.Example., "[2001:DB8::1]", 192.0.2.1, localhost]
     origin:
-      policy: round_robin
+      policy: ip_hash
+      hash_key: cache_key
       servers:
-        - {url: "http://o1.example:8000/base", weight: 3}
-        - {url: "https://o2.example", weight: 1000}
+        - {url: "http://o1.example:8000/base", weight: 3, max_conns: 100}
+        - {url: "https://o2.example", weight: 1000, max_conns: 0}
       timeouts: {connect: 1s, first_byte: 5s, idle: 10s}
+      health: {path: "/healthz?deep=1", interval: 1s, timeout: 500ms, rise: 1, fall: 10}
+      ejection: {failures: 2, cooldown: 1m}
+      tls: {ca_file: testdata/ca.pem, server_name: O2.Example}
+      host_header: WWW.Example:8443
     cache:
       default_ttl: 1m
       min_ttl: 10s
@@ -49,7 +54,11 @@ services:
       query: {sort: true, drop: [utm_source, utm_medium]}
   - name: other_2
     hostnames: [other.example]
-    origin: {servers: [{url: "http://[::1]:9000"}]}
+    origin:
+      policy: adaptive
+      servers: [{url: "http://[::1]:9000"}, {url: "https://[::1]:9001", weight: 2}]
+      load: {path: /load, interval: 500ms, timeout: 100ms}
+      tls: {insecure_skip_verify: true}
 pops:
   - name: prg
     location: {lat: -90, lon: 180}
@@ -87,7 +96,16 @@ func TestParseGood(t *testing.T) {
 			Policy:   "round_robin",
 			Servers:  servers,
 			Timeouts: OriginTimeouts{Connect: 2 * time.Second, FirstByte: 15 * time.Second, Idle: 30 * time.Second},
+			Ejection: Ejection{Failures: 5, Cooldown: 10 * time.Second},
 		}
+	}
+	withOrigin := func(o Origin, change func(*Origin)) Origin {
+		change(&o)
+		return o
+	}
+	caFile, err := filepath.Abs("testdata/ca.pem")
+	if err != nil {
+		t.Fatal(err)
 	}
 	defaultCache := CachePolicy{MaxObject: 64 << 20, Keep: time.Hour}
 	tests := []struct {
@@ -126,12 +144,17 @@ func TestParseGood(t *testing.T) {
 						Name:      "demo",
 						Hostnames: []string{"demo.example", "2001:db8::1", "192.0.2.1", "localhost"},
 						Origin: Origin{
-							Policy: "round_robin",
+							Policy:  "ip_hash",
+							HashKey: "cache_key",
 							Servers: []OriginServer{
-								{URL: mustURL(t, "http://o1.example:8000/base"), Weight: 3},
+								{URL: mustURL(t, "http://o1.example:8000/base"), Weight: 3, MaxConns: 100},
 								{URL: mustURL(t, "https://o2.example"), Weight: 1000},
 							},
-							Timeouts: OriginTimeouts{Connect: time.Second, FirstByte: 5 * time.Second, Idle: 10 * time.Second},
+							Timeouts:   OriginTimeouts{Connect: time.Second, FirstByte: 5 * time.Second, Idle: 10 * time.Second},
+							Health:     &HealthCheck{Path: "/healthz?deep=1", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 1, Fall: 10},
+							Ejection:   Ejection{Failures: 2, Cooldown: time.Minute},
+							TLS:        OriginTLS{CAFile: caFile, ServerName: "o2.example"},
+							HostHeader: "www.example:8443",
 						},
 						Cache: CachePolicy{
 							DefaultTTL: time.Minute,
@@ -145,8 +168,18 @@ func TestParseGood(t *testing.T) {
 					{
 						Name:      "other_2",
 						Hostnames: []string{"other.example"},
-						Origin:    defaultOrigin(OriginServer{URL: mustURL(t, "http://[::1]:9000"), Weight: 1}),
-						Cache:     defaultCache,
+						Origin: Origin{
+							Policy: "adaptive",
+							Servers: []OriginServer{
+								{URL: mustURL(t, "http://[::1]:9000"), Weight: 1},
+								{URL: mustURL(t, "https://[::1]:9001"), Weight: 2},
+							},
+							Timeouts: OriginTimeouts{Connect: 2 * time.Second, FirstByte: 15 * time.Second, Idle: 30 * time.Second},
+							Load:     &LoadProbe{Path: "/load", Interval: 500 * time.Millisecond, Timeout: 100 * time.Millisecond},
+							Ejection: Ejection{Failures: 5, Cooldown: 10 * time.Second},
+							TLS:      OriginTLS{InsecureSkipVerify: true},
+						},
+						Cache: defaultCache,
 					},
 				},
 				POPs: []POP{
@@ -248,6 +281,60 @@ pops:
 				}},
 			},
 		},
+		{
+			name: "policy-dependent defaults: ip_hash key, adaptive load, health, short intervals",
+			in: `services:
+  - name: a
+    hostnames: [a.example]
+    origin: {policy: ip_hash, servers: [{url: "http://o"}]}
+  - name: b
+    hostnames: [b.example]
+    origin:
+      policy: adaptive
+      servers: [{url: "http://o"}]
+      health: {path: /h}
+  - name: c
+    hostnames: [c.example]
+    origin:
+      policy: adaptive
+      servers: [{url: "http://o"}]
+      load: {interval: 300ms}
+      health: {path: /h, interval: 1s}
+pops:
+  - {name: prg, location: {lat: 0, lon: 0}, listen: ":8081", admin: ":9081"}
+`,
+			want: Config{
+				Services: []Service{
+					{
+						Name: "a", Hostnames: []string{"a.example"}, Cache: defaultCache,
+						Origin: withOrigin(defaultOrigin(OriginServer{URL: mustURL(t, "http://o"), Weight: 1}), func(o *Origin) {
+							o.Policy, o.HashKey = "ip_hash", "client_ip"
+						}),
+					},
+					{
+						Name: "b", Hostnames: []string{"b.example"}, Cache: defaultCache,
+						Origin: withOrigin(defaultOrigin(OriginServer{URL: mustURL(t, "http://o"), Weight: 1}), func(o *Origin) {
+							o.Policy = "adaptive"
+							o.Load = &LoadProbe{Path: "/_origin/load", Interval: 2 * time.Second, Timeout: time.Second}
+							o.Health = &HealthCheck{Path: "/h", Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}
+						}),
+					},
+					{
+						Name: "c", Hostnames: []string{"c.example"}, Cache: defaultCache,
+						Origin: withOrigin(defaultOrigin(OriginServer{URL: mustURL(t, "http://o"), Weight: 1}), func(o *Origin) {
+							o.Policy = "adaptive"
+							o.Load = &LoadProbe{Path: "/_origin/load", Interval: 300 * time.Millisecond, Timeout: 300 * time.Millisecond}
+							o.Health = &HealthCheck{Path: "/h", Interval: time.Second, Timeout: time.Second, Rise: 2, Fall: 3}
+						}),
+					},
+				},
+				POPs: []POP{{
+					Name: "prg", Listen: ":8081", Admin: ":9081",
+					CacheSize: 256 << 20, Drain: 5 * time.Second,
+					Timeouts: ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
+				}},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -280,6 +367,11 @@ func TestParseErrors(t *testing.T) {
 		// row can append a PoP setting on line 8.
 		popBlock = "pops:\n  - name: prg\n    location: {lat: 1, lon: 2}\n    listen: \":8081\"\n    admin: \":9081\"\n"
 	)
+	// org makes a file whose one service, on line 2, has the origin
+	// settings given, in flow style.
+	org := func(settings string) string {
+		return "services:\n  - {name: demo, hostnames: [a.example], origin: {" + settings + "}}\n" + pops
+	}
 	tests := []struct {
 		name string
 		in   string
@@ -334,7 +426,7 @@ func TestParseErrors(t *testing.T) {
 			`t.yaml:2: services[0].hostnames: want a list, got "demo.example"`,
 		}},
 		{"origin is a list", "services:\n  - {name: demo, hostnames: [a.example], origin: [http://o]}\n" + pops, []string{
-			`t.yaml:2: services[0].origin: want a mapping (keys policy, servers, timeouts), got a list`,
+			`t.yaml:2: services[0].origin: want a mapping (keys policy, hash_key, servers, timeouts, load, health, ejection, tls, host_header), got a list`,
 		}},
 		{"string where a mapping belongs", svcs + "pops:\n  - prg\n", []string{
 			`t.yaml:4: pops[0]: want a mapping (keys name, location, listen, admin, cache_size, drain, timeouts), got "prg"`,
@@ -417,7 +509,7 @@ func TestParseErrors(t *testing.T) {
 			`t.yaml:2: services[0].origin.servers: at least one server is required`,
 		}},
 		{"unsupported policy", "services:\n  - {name: demo, hostnames: [a.example], origin: {policy: least_conn, servers: [{url: \"http://o\"}]}}\n" + pops, []string{
-			`t.yaml:2: services[0].origin.policy: policy "least_conn" not supported (want round_robin`,
+			`t.yaml:2: services[0].origin.policy: policy "least_conn" not supported (want one of round_robin, weighted_round_robin, least_connections, weighted_least_connections, adaptive, ip_hash, request_based)`,
 		}},
 		{"server without url", "services:\n  - {name: demo, hostnames: [a.example], origin: {servers: [{weight: 2}]}}\n" + pops, []string{
 			`t.yaml:2: services[0].origin.servers[0].url: missing required key`,
@@ -457,6 +549,109 @@ func TestParseErrors(t *testing.T) {
 		}},
 		{"weight not a number", "services:\n  - {name: demo, hostnames: [a.example], origin: {servers: [{url: \"http://o\", weight: 1.5}]}}\n" + pops, []string{
 			`t.yaml:2: services[0].origin.servers[0].weight: want a whole number, got "1.5"`,
+		}},
+
+		// Balancing policies, health checks, ejection, TLS and Host.
+		{"weight with round_robin, the default", org(`servers: [{url: "http://o"}, {url: "http://p", weight: 3}]`), []string{
+			`t.yaml:2: services[0].origin.servers[1].weight: weight 3 has no effect: policy round_robin ignores weights (use weighted_round_robin, or remove the weight)`,
+		}},
+		{"weight with least_connections", org(`policy: least_connections, servers: [{url: "http://o", weight: 2}]`), []string{
+			`t.yaml:2: services[0].origin.servers[0].weight: weight 2 has no effect: policy least_connections ignores weights (use weighted_least_connections, or remove the weight)`,
+		}},
+		{"weight 1 with round_robin is fine", org(`policy: round_robin, servers: [{url: "http://o", weight: 1}]`), nil},
+		{"every weighted policy takes weights", "services:\n" +
+			"  - {name: a, hostnames: [a.example], origin: {policy: weighted_round_robin, servers: [{url: \"http://o\", weight: 2}]}}\n" +
+			"  - {name: b, hostnames: [b.example], origin: {policy: weighted_least_connections, servers: [{url: \"http://o\", weight: 2}]}}\n" +
+			"  - {name: c, hostnames: [c.example], origin: {policy: adaptive, servers: [{url: \"http://o\", weight: 2}]}}\n" +
+			"  - {name: d, hostnames: [d.example], origin: {policy: ip_hash, servers: [{url: \"http://o\", weight: 2}]}}\n" +
+			"  - {name: e, hostnames: [e.example], origin: {policy: request_based, servers: [{url: \"http://o\", weight: 2}]}}\n" + pops, nil},
+		{"unknown policy skips the checks that depend on it", org(`policy: fastest, hash_key: client_ip, servers: [{url: "http://o", weight: 2}]`), []string{
+			`t.yaml:2: services[0].origin.policy: policy "fastest" not supported (want one of round_robin, weighted_round_robin, least_connections, weighted_least_connections, adaptive, ip_hash, request_based)`,
+		}},
+		{"policy is a list", org(`policy: [ip_hash], servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.policy: want a string, got a list`,
+		}},
+		{"hash_key without ip_hash", org(`policy: weighted_round_robin, hash_key: client_ip, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.hash_key: hash_key applies only to policy ip_hash (policy is weighted_round_robin)`,
+		}},
+		{"unknown hash_key", org(`policy: ip_hash, hash_key: url, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.hash_key: hash_key "url" not supported (want client_ip or cache_key)`,
+		}},
+		{"load without adaptive", org(`load: {path: /load}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.load: load applies only to policy adaptive (policy is round_robin)`,
+		}},
+		{"load path without a slash", org(`policy: adaptive, load: {path: load}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.load.path: path "load" must start with a single / (e.g. /healthz)`,
+		}},
+		{"load interval zero", org(`policy: adaptive, load: {interval: 0s}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.load.interval: interval must be positive (remove the key for the default)`,
+		}},
+		{"load timeout longer than the interval", org(`policy: adaptive, load: {timeout: 3s}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.load.timeout: timeout 3s is longer than the interval 2s`,
+		}},
+		{"load unknown key", org(`policy: adaptive, load: {url: /x}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.load.url: unknown key "url" (want keys path, interval, timeout)`,
+		}},
+		{"health without a path", org(`health: {interval: 1s}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.health.path: missing required key`,
+		}},
+		{"health left empty", "services:\n  - name: demo\n    hostnames: [a.example]\n    origin:\n      servers: [{url: \"http://o\"}]\n      health:\n" + pops, []string{
+			`t.yaml:6: services[0].origin.health.path: missing required key`,
+		}},
+		{"health path with a fragment", org(`health: {path: "/h#x"}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.health.path: path "/h#x" must be a path and optional query only`,
+		}},
+		{"health path that is a URL", org(`health: {path: "//evil.example/h"}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.health.path: path "//evil.example/h" must start with a single /`,
+		}},
+		{"health rise and fall out of range", org(`health: {path: /h, rise: 0, fall: 101}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.health.rise: 0 is out of range (want 1..100)`,
+			`t.yaml:2: services[0].origin.health.fall: 101 is out of range (want 1..100)`,
+		}},
+		{"health negative interval", org(`health: {path: /h, interval: -1s}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.health.interval: duration "-1s" must not be negative`,
+		}},
+		{"health timeout longer than the default interval", org(`health: {path: /h, timeout: 10s}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.health.timeout: timeout 10s is longer than the interval 5s`,
+		}},
+		{"ejection failures zero", org(`ejection: {failures: 0}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.ejection.failures: 0 is out of range (want 1..1000)`,
+		}},
+		{"ejection cooldown zero", org(`ejection: {cooldown: 0s}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.ejection.cooldown: cooldown must be positive (remove the key for the default)`,
+		}},
+		{"ejection key misspelt", org(`ejection: {failure: 3}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.ejection.failure: unknown key "failure" (did you mean "failures"?)`,
+		}},
+		{"max_conns negative", org(`servers: [{url: "http://o", max_conns: -1}]`), []string{
+			`t.yaml:2: services[0].origin.servers[0].max_conns: -1 is out of range (want 0..1000000)`,
+		}},
+		{"tls with only http servers", org(`tls: {server_name: o.example}, servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.tls: tls applies only to https servers, and every server here uses http`,
+		}},
+		{"tls ca_file missing", org(`tls: {ca_file: testdata/missing.pem}, servers: [{url: "https://o"}]`), []string{
+			`t.yaml:2: services[0].origin.tls.ca_file: cannot read the CA file: open testdata/missing.pem: no such file or directory`,
+		}},
+		{"tls ca_file without certificates", org(`tls: {ca_file: testdata/README.md}, servers: [{url: "https://o"}]`), []string{
+			`t.yaml:2: services[0].origin.tls.ca_file: testdata/README.md holds no PEM certificate`,
+		}},
+		{"tls ca_file is a directory", org(`tls: {ca_file: testdata}, servers: [{url: "https://o"}]`), []string{
+			`t.yaml:2: services[0].origin.tls.ca_file: testdata is not a regular file`,
+		}},
+		{"tls ca_file with insecure_skip_verify", org(`tls: {ca_file: testdata/ca.pem, insecure_skip_verify: true}, servers: [{url: "https://o"}]`), []string{
+			`t.yaml:2: services[0].origin.tls.insecure_skip_verify: insecure_skip_verify makes ca_file (line 2) pointless; keep one`,
+		}},
+		{"tls insecure_skip_verify not a bool", org(`tls: {insecure_skip_verify: sure}, servers: [{url: "https://o"}]`), []string{
+			`t.yaml:2: services[0].origin.tls.insecure_skip_verify: want true or false, got "sure"`,
+		}},
+		{"tls bad server_name", org(`tls: {server_name: o_2.example}, servers: [{url: "https://o"}]`), []string{
+			`t.yaml:2: services[0].origin.tls.server_name: hostname "o_2.example": invalid character '_'`,
+		}},
+		{"host_header with a space", org(`host_header: "www example", servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.host_header: hostname "www example": invalid character ' '`,
+		}},
+		{"host_header with a bad port", org(`host_header: "www.example:0", servers: [{url: "http://o"}]`), []string{
+			`t.yaml:2: services[0].origin.host_header: "www.example:0": port "0" out of range (want 1..65535)`,
 		}},
 
 		// Durations.
@@ -719,6 +914,32 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(bad); err == nil || !strings.HasPrefix(err.Error(), bad+":") {
 		t.Errorf("Load(bad) = %v; want an error starting with %s:", err, bad)
+	}
+}
+
+// TestCAFileRelativeToConfig checks that a relative ca_file is found next
+// to the config file, whatever the working directory.
+func TestCAFileRelativeToConfig(t *testing.T) {
+	dir := t.TempDir()
+	pemBytes, err := os.ReadFile("testdata/ca.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "origin-ca.pem"), pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := strings.Replace(minimal, `        - url: http://127.0.0.1:8000`,
+		"        - url: https://127.0.0.1:8443\n      tls: {ca_file: origin-ca.pem}", 1)
+	path := filepath.Join(dir, "cdn.yaml")
+	if err := os.WriteFile(path, []byte(in), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got, want := c.Services[0].Origin.TLS.CAFile, filepath.Join(dir, "origin-ca.pem"); got != want {
+		t.Errorf("CAFile %q, want %q", got, want)
 	}
 }
 

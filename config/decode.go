@@ -30,6 +30,7 @@ type problem struct {
 	err  error // the underlying error, if any
 }
 
+// Error formats the problem as "FILE:LINE: KEY: message".
 func (p *problem) Error() string {
 	var b strings.Builder
 	b.WriteString(p.file)
@@ -46,6 +47,7 @@ func (p *problem) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the underlying error, if any.
 func (p *problem) Unwrap() error { return p.err }
 
 // maxVisits bounds the number of nodes the decoder visits. Aliases can make
@@ -444,12 +446,18 @@ func (d *decoder) setDuration(dst *time.Duration) decodeFunc {
 // Timeouts may not be zero: in net/http zero means "none", which is never
 // what an edge server wants.
 func (d *decoder) setTimeout(dst *time.Duration) decodeFunc {
+	return d.setPositive(dst, "timeout")
+}
+
+// setPositive returns a decodeFunc that stores a duration > 0 in dst; what
+// names the setting in the message.
+func (d *decoder) setPositive(dst *time.Duration, what string) decodeFunc {
 	return func(n *yaml.Node, path string) {
 		v, ok := d.duration(n, path)
 		switch {
 		case !ok:
 		case v == 0:
-			d.errorf(n, path, "timeout must be positive (remove the key for the default)")
+			d.errorf(n, path, "%s must be positive (remove the key for the default)", what)
 		default:
 			*dst = v
 		}

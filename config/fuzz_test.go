@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -39,9 +40,20 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("service %d is incomplete: %+v", i, s)
 			}
 			for _, srv := range s.Origin.Servers {
-				if srv.URL == nil || srv.URL.Host == "" || srv.Weight < 1 {
+				if srv.URL == nil || srv.URL.Host == "" || srv.Weight < 1 || srv.MaxConns < 0 {
 					t.Fatalf("service %q has a bad server: %+v", s.Name, srv)
 				}
+			}
+			o := &s.Origin
+			if !slices.Contains(policies, o.Policy) || (o.HashKey != "") != (o.Policy == PolicyIPHash) ||
+				(o.Load != nil) != (o.Policy == PolicyAdaptive) || o.Ejection.Failures < 1 || o.Ejection.Cooldown <= 0 {
+				t.Fatalf("service %q has a bad origin: %+v", s.Name, o)
+			}
+			if o.Load != nil && (o.Load.Interval <= 0 || o.Load.Timeout <= 0 || o.Load.Timeout > o.Load.Interval || o.Load.Path == "") {
+				t.Fatalf("service %q has a bad load probe: %+v", s.Name, o.Load)
+			}
+			if h := o.Health; h != nil && (h.Interval <= 0 || h.Timeout <= 0 || h.Timeout > h.Interval || h.Rise < 1 || h.Fall < 1 || h.Path == "") {
+				t.Fatalf("service %q has a bad health check: %+v", s.Name, h)
 			}
 			for _, h := range s.Hostnames {
 				if got, ok := c.ServiceByHost(h); !ok || got != s {

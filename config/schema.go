@@ -2,6 +2,9 @@ package config
 
 import (
 	"fmt"
+	"slices"
+	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -150,19 +153,37 @@ func (d *decoder) name(n *yaml.Node, path string, dst *string) {
 }
 
 // origin decodes a service's origin into o, which holds the defaults.
+// Settings that depend on the policy are checked once all are read, so
+// their order in the file does not matter.
 func (d *decoder) origin(n *yaml.Node, path string, o *Origin) {
-	d.fields(n, path, []field{
+	o.Ejection = Ejection{Failures: defaultEjectFailures, Cooldown: defaultEjectCooldown}
+	var hashAt, loadAt, tlsAt *yaml.Node
+	var weights []weightAt // of servers whose weight is not 1
+	policyOK := true       // false when the policy given is not known: don't guess which rules apply
+	ok := d.fields(n, path, []field{
 		optional("policy", func(n *yaml.Node, path string) {
 			s, ok := d.str(n, path)
 			switch {
 			case !ok:
-			case s != PolicyRoundRobin:
-				d.errorf(n, path, "policy %q not supported (want %s, which honours server weights)", s, PolicyRoundRobin)
+				policyOK = false
+			case !slices.Contains(policies, s):
+				policyOK = false
+				d.errorf(n, path, "policy %q not supported (want one of %s)", s, strings.Join(policies, ", "))
 			default:
 				o.Policy = s
 			}
 		}),
-		required("servers", func(n *yaml.Node, path string) { o.Servers = d.servers(n, path) }),
+		optional("hash_key", func(n *yaml.Node, path string) {
+			s, ok := d.str(n, path)
+			switch {
+			case !ok:
+			case s != HashKeyClientIP && s != HashKeyCacheKey:
+				d.errorf(n, path, "hash_key %q not supported (want %s or %s)", s, HashKeyClientIP, HashKeyCacheKey)
+			default:
+				hashAt, o.HashKey = n, s
+			}
+		}),
+		required("servers", func(n *yaml.Node, path string) { o.Servers, weights = d.servers(n, path) }),
 		optional("timeouts", func(n *yaml.Node, path string) {
 			t := &o.Timeouts
 			d.fields(n, path, []field{
@@ -171,25 +192,189 @@ func (d *decoder) origin(n *yaml.Node, path string, o *Origin) {
 				optional("idle", d.setTimeout(&t.Idle)),
 			})
 		}),
+		optional("load", func(n *yaml.Node, path string) {
+			loadAt = n
+			o.Load = d.load(n, path)
+		}),
+		optional("health", func(n *yaml.Node, path string) { o.Health = d.health(n, path) }),
+		optional("ejection", func(n *yaml.Node, path string) {
+			d.fields(n, path, []field{
+				optional("failures", d.setInt(&o.Ejection.Failures, 1, maxEjectFailures)),
+				optional("cooldown", d.setPositive(&o.Ejection.Cooldown, "cooldown")),
+			})
+		}),
+		optional("tls", func(n *yaml.Node, path string) {
+			tlsAt = n
+			d.originTLS(n, path, &o.TLS)
+		}),
+		optional("host_header", func(n *yaml.Node, path string) {
+			s, ok := d.str(n, path)
+			if !ok {
+				return
+			}
+			h, err := normalizeHostHeader(s)
+			if err != nil {
+				d.wrapf(n, path, err, "%v", err)
+				return
+			}
+			o.HostHeader = h
+		}),
 	})
+	if !ok || !policyOK {
+		return
+	}
+	if hashAt != nil && o.Policy != PolicyIPHash {
+		d.errorf(hashAt, join(path, "hash_key"), "hash_key applies only to policy %s (policy is %s)", PolicyIPHash, o.Policy)
+		o.HashKey = ""
+	}
+	if o.Policy == PolicyIPHash && o.HashKey == "" {
+		o.HashKey = defaultHashKey
+	}
+	switch {
+	case loadAt != nil && o.Policy != PolicyAdaptive:
+		d.errorf(loadAt, join(path, "load"), "load applies only to policy %s (policy is %s)", PolicyAdaptive, o.Policy)
+		o.Load = nil
+	case o.Policy == PolicyAdaptive && o.Load == nil:
+		o.Load = &LoadProbe{Path: defaultLoadPath, Interval: defaultLoadInterval, Timeout: defaultLoadTimeout}
+	}
+	if !weighted(o.Policy) {
+		alt := PolicyWeightedRoundRobin
+		if o.Policy == PolicyLeastConnections {
+			alt = PolicyWeightedLeastConnections
+		}
+		for _, w := range weights {
+			d.errorf(w.node, w.path, "weight %d has no effect: policy %s ignores weights (use %s, or remove the weight)", w.weight, o.Policy, alt)
+		}
+	}
+	if tlsAt != nil && len(o.Servers) > 0 && !slices.ContainsFunc(o.Servers, func(s OriginServer) bool { return s.URL.Scheme == "https" }) {
+		d.errorf(tlsAt, join(path, "tls"), "tls applies only to https servers, and every server here uses http")
+	}
 }
 
-// servers decodes an origin's server list.
-func (d *decoder) servers(n *yaml.Node, path string) []OriginServer {
+// load decodes the load probe of policy adaptive.
+func (d *decoder) load(n *yaml.Node, path string) *LoadProbe {
+	l := &LoadProbe{Path: defaultLoadPath, Interval: defaultLoadInterval}
+	var timeoutAt *yaml.Node
+	d.fields(n, path, []field{
+		optional("path", d.setProbePath(&l.Path)),
+		optional("interval", d.setPositive(&l.Interval, "interval")),
+		optional("timeout", func(n *yaml.Node, path string) {
+			timeoutAt = n
+			d.setTimeout(&l.Timeout)(n, path)
+		}),
+	})
+	l.Timeout = d.probeTimeout(timeoutAt, join(path, "timeout"), l.Timeout, l.Interval, defaultLoadTimeout)
+	return l
+}
+
+// health decodes the active health check settings.
+func (d *decoder) health(n *yaml.Node, path string) *HealthCheck {
+	h := &HealthCheck{Interval: defaultHealthInterval, Rise: defaultRise, Fall: defaultFall}
+	var timeoutAt *yaml.Node
+	d.fields(n, path, []field{
+		required("path", d.setProbePath(&h.Path)),
+		optional("interval", d.setPositive(&h.Interval, "interval")),
+		optional("timeout", func(n *yaml.Node, path string) {
+			timeoutAt = n
+			d.setTimeout(&h.Timeout)(n, path)
+		}),
+		optional("rise", d.setInt(&h.Rise, 1, maxRiseFall)),
+		optional("fall", d.setInt(&h.Fall, 1, maxRiseFall)),
+	})
+	h.Timeout = d.probeTimeout(timeoutAt, join(path, "timeout"), h.Timeout, h.Interval, defaultHealthTimeout)
+	return h
+}
+
+// probeTimeout returns the timeout of a probe sent every interval: the
+// one given (at node at), which may not exceed the interval, or the
+// default cut to the interval.
+func (d *decoder) probeTimeout(at *yaml.Node, path string, given, interval, def time.Duration) time.Duration {
+	if given == 0 {
+		return min(def, interval)
+	}
+	if given > interval {
+		d.errorf(at, path, "timeout %s is longer than the interval %s", formatDuration(given), formatDuration(interval))
+	}
+	return given
+}
+
+// setProbePath returns a decodeFunc that stores in dst a path (with an
+// optional query) to probe on each origin server.
+func (d *decoder) setProbePath(dst *string) decodeFunc {
+	return func(n *yaml.Node, path string) {
+		s, ok := d.str(n, path)
+		if !ok {
+			return
+		}
+		if err := checkProbePath(s); err != nil {
+			d.wrapf(n, path, err, "%v", err)
+			return
+		}
+		*dst = s
+	}
+}
+
+// originTLS decodes the TLS settings of an origin.
+func (d *decoder) originTLS(n *yaml.Node, path string, t *OriginTLS) {
+	var caAt, insecureAt *yaml.Node
+	d.fields(n, path, []field{
+		optional("ca_file", func(n *yaml.Node, path string) {
+			s, ok := d.str(n, path)
+			if !ok {
+				return
+			}
+			f, err := d.checkCAFile(s)
+			if err != nil {
+				d.wrapf(n, path, err, "%v", err)
+				return
+			}
+			caAt, t.CAFile = n, f
+		}),
+		optional("server_name", func(n *yaml.Node, path string) {
+			s, ok := d.str(n, path)
+			if !ok {
+				return
+			}
+			h, err := normalizeHost(s)
+			if err != nil {
+				d.wrapf(n, path, err, "%v", err)
+				return
+			}
+			t.ServerName = h
+		}),
+		optional("insecure_skip_verify", func(n *yaml.Node, path string) {
+			insecureAt = n
+			d.setBool(&t.InsecureSkipVerify)(n, path)
+		}),
+	})
+	if caAt != nil && t.InsecureSkipVerify {
+		d.errorf(insecureAt, join(path, "insecure_skip_verify"), "insecure_skip_verify makes ca_file (line %d) pointless; keep one", caAt.Line)
+	}
+}
+
+// weightAt is where a server's weight was given.
+type weightAt struct {
+	node   *yaml.Node
+	path   string
+	weight int
+}
+
+// servers decodes an origin's server list. weights lists the servers whose
+// weight is not 1, so the policy can be checked against them.
+func (d *decoder) servers(n *yaml.Node, path string) (out []OriginServer, weights []weightAt) {
 	items, ok := d.list(n, path)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	if len(items) == 0 {
 		d.errorf(n, path, "at least one server is required")
-		return nil
+		return nil, nil
 	}
-	var out []OriginServer
 	urls := make(map[string]int) // URL → line
 	for i, item := range items {
 		p := index(path, i)
 		srv := OriginServer{Weight: defaultWeight}
-		var urlAt *yaml.Node
+		var urlAt, weightNode *yaml.Node
 		d.fields(item, p, []field{
 			required("url", func(n *yaml.Node, path string) {
 				s, ok := d.str(n, path)
@@ -203,7 +388,11 @@ func (d *decoder) servers(n *yaml.Node, path string) []OriginServer {
 				}
 				urlAt, srv.URL = n, u
 			}),
-			optional("weight", d.setInt(&srv.Weight, 1, maxWeight)),
+			optional("weight", func(n *yaml.Node, path string) {
+				weightNode = n
+				d.setInt(&srv.Weight, 1, maxWeight)(n, path)
+			}),
+			optional("max_conns", d.setInt(&srv.MaxConns, 0, maxMaxConns)),
 		})
 		if srv.URL == nil {
 			continue
@@ -213,9 +402,12 @@ func (d *decoder) servers(n *yaml.Node, path string) []OriginServer {
 			continue
 		}
 		urls[srv.URL.String()] = urlAt.Line
+		if srv.Weight != defaultWeight {
+			weights = append(weights, weightAt{weightNode, join(p, "weight"), srv.Weight})
+		}
 		out = append(out, srv)
 	}
-	return out
+	return out, weights
 }
 
 // cache decodes a service's cache policy into c, which holds the defaults.
@@ -230,6 +422,7 @@ func (d *decoder) cache(n *yaml.Node, path string, c *CachePolicy) {
 		optional("max_ttl", d.setDuration(&c.MaxTTL)),
 		optional("max_object", d.setSize(&c.MaxObject, 1)),
 		optional("keep", d.setDuration(&c.Keep)),
+		optional("stale_if_error", d.setDuration(&c.StaleIfError)),
 		optional("query", func(n *yaml.Node, path string) { d.query(n, path, &c.Query) }),
 	})
 	if c.MinTTL > 0 && c.MaxTTL > 0 && c.MinTTL > c.MaxTTL {

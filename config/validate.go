@@ -1,11 +1,15 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -134,6 +138,85 @@ func parseOriginURL(s string) (*url.URL, error) {
 	}
 	u.Host = strings.ToLower(u.Host)
 	return u, nil
+}
+
+// normalizeHostHeader checks a Host header value to send to an origin:
+// a hostname or IP literal with an optional port (RFC 9110 §7.2). It
+// returns it lowercased.
+func normalizeHostHeader(s string) (string, error) {
+	host, port := s, ""
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		host, port = h, p
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("%q: port %q out of range (want 1..65535)", s, p)
+		}
+	}
+	h, err := normalizeHost(host)
+	if err != nil {
+		return "", err
+	}
+	if strings.Contains(h, ":") {
+		h = "[" + h + "]" // an IPv6 literal
+	}
+	if port != "" {
+		h += ":" + port
+	}
+	return h, nil
+}
+
+// checkProbePath checks the path of a health check or load poll: an
+// absolute path with an optional query, nothing else.
+func checkProbePath(s string) error {
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") {
+		return fmt.Errorf("path %q must start with a single / (e.g. /healthz)", s)
+	}
+	u, err := url.ParseRequestURI(s)
+	if err != nil {
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
+		return fmt.Errorf("invalid path %q: %w", s, err)
+	}
+	if strings.Contains(s, "#") || u.Host != "" {
+		return fmt.Errorf("path %q must be a path and optional query only", s)
+	}
+	return nil
+}
+
+// checkCAFile resolves name (relative to the config file's directory) and
+// checks that it is a regular file holding at least one PEM certificate.
+// It returns the resolved path.
+func (d *decoder) checkCAFile(name string) (string, error) {
+	if name == "" {
+		return "", errors.New("ca_file must not be empty (remove the key to use the system roots)")
+	}
+	path := name
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(filepath.Dir(d.file), path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the CA file: %w", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return "", fmt.Errorf("cannot read the CA file: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxCAFile+1))
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("cannot read the CA file: %w", err)
+	case len(data) > maxCAFile:
+		return "", fmt.Errorf("%s is larger than %s; a CA file holds a few certificates", path, formatSize(maxCAFile))
+	case !x509.NewCertPool().AppendCertsFromPEM(data):
+		return "", fmt.Errorf("%s holds no PEM certificate (want -----BEGIN CERTIFICATE----- blocks)", path)
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return path, nil
 }
 
 // hostPort is a listen address with its host normalized.

@@ -20,6 +20,7 @@ const (
 	KindRequest                     // the request could not be formed
 )
 
+// String names the kind, as in error messages.
 func (k Kind) String() string {
 	switch k {
 	case KindUnreachable:
@@ -43,10 +44,12 @@ type Error struct {
 	Err    error
 }
 
+// Error reads "origin SERVER: KIND: reason".
 func (e *Error) Error() string {
 	return fmt.Sprintf("origin %s: %s: %v", e.Server, e.Kind, e.Err)
 }
 
+// Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 
 // Status is the status code a proxy answers with for this failure: 504 for

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/outpost-cdn/outpost/origin"
 )
 
 // AdminHandler serves the admin endpoints: /healthz ("ok", or 503
@@ -17,6 +19,7 @@ func (p *PoP) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", p.serveHealth)
 	mux.HandleFunc("GET /stats", p.serveStats)
+	mux.HandleFunc("POST /purge", p.servePurge)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
 	return mux
 }
@@ -40,8 +43,20 @@ type Stats struct {
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	Draining      bool    `json:"draining"`
 	figures
-	Cache    CacheStats         `json:"cache"`
-	Services map[string]figures `json:"services"`
+	Cache    CacheStats              `json:"cache"`
+	Services map[string]ServiceStats `json:"services"`
+}
+
+// ServiceStats are one service's figures and those of its origin servers.
+type ServiceStats struct {
+	figures
+	// OriginPolicy is the service's balancing policy.
+	OriginPolicy origin.Policy `json:"origin_policy"`
+	// OriginNoHealthy is true while no origin server is in rotation and
+	// requests go to the one that failed least recently.
+	OriginNoHealthy bool `json:"origin_no_healthy_server"`
+	// OriginServers are the per-server figures, in configuration order.
+	OriginServers []origin.ServerStats `json:"origin_servers"`
 }
 
 // CacheStats are the store's counters as /stats reports them.
@@ -63,12 +78,18 @@ func (p *PoP) Stats() Stats {
 		ConfigVersion: p.version,
 		UptimeSeconds: p.now().Sub(p.started).Round(time.Millisecond).Seconds(),
 		Draining:      p.draining.Load(),
-		Services:      make(map[string]figures, len(p.serviceList)),
+		Services:      make(map[string]ServiceStats, len(p.serviceList)),
 	}
 	total := p.unrouted.snapshot()
 	for _, svc := range p.serviceList {
 		f := svc.stats.snapshot()
-		s.Services[svc.name] = f
+		ps := svc.pool.Stats()
+		s.Services[svc.name] = ServiceStats{
+			figures:         f,
+			OriginPolicy:    ps.Policy,
+			OriginNoHealthy: ps.NoHealthy,
+			OriginServers:   ps.Servers,
+		}
 		total.add(f)
 	}
 	total.derive()

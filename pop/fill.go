@@ -57,6 +57,7 @@ type fill struct {
 	stale        *cache.Entry // the stored entry being validated, if any
 	leaderHeader http.Header  // the leading request's header fields
 	background   bool         // a stale-while-revalidate refresh: no leader reads it
+	purgeSeq     uint64       // the latest purge when the fill started
 
 	mu sync.Mutex
 	// leaderGone records that the leader left before the header came, so a

@@ -50,7 +50,7 @@ func (p *PoP) fillRequest(r *http.Request, stale *cache.Entry) origin.Request {
 			h.Set("If-Modified-Since", lm)
 		}
 	}
-	return origin.Request{Method: http.MethodGet, Target: r.URL.RequestURI(), Header: h}
+	return origin.Request{Method: http.MethodGet, Target: r.URL.RequestURI(), Header: h, ClientIP: clientIP(r)}
 }
 
 // clientIP is the client's address without port.

@@ -2,6 +2,8 @@ package pop
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-cdn/outpost/origin"
 )
 
 // collector exports the PoP's counters as Prometheus metrics at scrape
@@ -36,8 +38,32 @@ var (
 		"Entries the cache's admission policy declined.", nil, nil)
 	descDrops = prometheus.NewDesc("outpost_cache_drops_total",
 		"Entries lost before reaching the admission policy.", nil, nil)
+	descPurges = prometheus.NewDesc("outpost_pop_purges_total",
+		"Purges applied, by kind (url, prefix, tag) and mode (hard, soft).", []string{"kind", "mode"}, nil)
+	descPurgedObjects = prometheus.NewDesc("outpost_pop_purged_objects_total",
+		"Objects deleted or marked stale by purges.", nil, nil)
+	descPurgesDenied = prometheus.NewDesc("outpost_pop_purges_denied_total",
+		"Purge requests refused for lack of a valid token.", nil, nil)
+	descIndexKeys = prometheus.NewDesc("outpost_pop_indexed_keys",
+		"Keys in the purge index (the keys the cache holds).", nil, nil)
 	descEvictions = prometheus.NewDesc("outpost_cache_evictions_total",
 		"Entries removed to make room or because they expired.", nil, nil)
+
+	// Per origin server; server is the URL's host:port (with its path when
+	// two servers of a service share a host), bounded by the config.
+	originLabels       = []string{"service", "server"}
+	descOriginRequests = prometheus.NewDesc("outpost_origin_requests_total",
+		"Requests sent to an origin server, retries included.", originLabels, nil)
+	descOriginFailures = prometheus.NewDesc("outpost_origin_failures_total",
+		"Requests to an origin server that failed: no connection, timeout, broken answer or body, 502, 503 or 504.", originLabels, nil)
+	descOriginInFlight = prometheus.NewDesc("outpost_origin_in_flight",
+		"Requests to an origin server in flight, until their body is read.", originLabels, nil)
+	descOriginHealthy = prometheus.NewDesc("outpost_origin_healthy",
+		"1 while an origin server is in rotation, 0 while it is ejected or failing health checks.", originLabels, nil)
+	descOriginResponse = prometheus.NewDesc("outpost_origin_response_seconds",
+		"Time from sending a request to an origin server to its response header.", originLabels, nil)
+	descOriginNoHealthy = prometheus.NewDesc("outpost_origin_no_healthy_server",
+		"1 while no origin server of a service is in rotation (requests go to the one that failed least recently).", []string{"service"}, nil)
 )
 
 // unroutedService labels requests whose Host matched no service.
@@ -47,7 +73,10 @@ const unroutedService = "_unknown_host"
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descCacheServedBytes,
 		descOriginBytes, descOriginFetches, descDraining, descFills, descItems, descBytes,
-		descMaxBytes, descAdmissions, descRejections, descDrops, descEvictions} {
+		descMaxBytes, descAdmissions, descRejections, descDrops, descEvictions,
+		descPurges, descPurgedObjects, descPurgesDenied, descIndexKeys,
+		descOriginRequests, descOriginFailures, descOriginInFlight, descOriginHealthy,
+		descOriginResponse, descOriginNoHealthy} {
 		ch <- d
 	}
 }
@@ -65,15 +94,25 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descOriginBytes, prometheus.CounterValue, float64(cs.originBytes.Load()), name)
 		ch <- prometheus.MustNewConstMetric(descOriginFetches, prometheus.CounterValue, float64(cs.originFetches.Load()), name)
 	}
+	bounds := origin.LatencyBuckets()
 	for _, svc := range p.serviceList {
 		emit(svc.name, &svc.stats)
+		ps := svc.pool.Stats()
+		ch <- prometheus.MustNewConstMetric(descOriginNoHealthy, prometheus.GaugeValue, boolValue(ps.NoHealthy), svc.name)
+		for _, s := range ps.Servers {
+			ch <- prometheus.MustNewConstMetric(descOriginRequests, prometheus.CounterValue, float64(s.Requests), svc.name, s.Name)
+			ch <- prometheus.MustNewConstMetric(descOriginFailures, prometheus.CounterValue, float64(s.Failures), svc.name, s.Name)
+			ch <- prometheus.MustNewConstMetric(descOriginInFlight, prometheus.GaugeValue, float64(s.InFlight), svc.name, s.Name)
+			ch <- prometheus.MustNewConstMetric(descOriginHealthy, prometheus.GaugeValue, boolValue(s.State == origin.StateHealthy), svc.name, s.Name)
+			buckets := make(map[float64]uint64, len(bounds))
+			for i, b := range bounds {
+				buckets[b] = s.ResponseBuckets[i]
+			}
+			ch <- prometheus.MustNewConstHistogram(descOriginResponse, s.Responses, s.ResponseSeconds, buckets, svc.name, s.Name)
+		}
 	}
 	emit(unroutedService, &p.unrouted)
-	draining := 0.0
-	if p.draining.Load() {
-		draining = 1
-	}
-	ch <- prometheus.MustNewConstMetric(descDraining, prometheus.GaugeValue, draining)
+	ch <- prometheus.MustNewConstMetric(descDraining, prometheus.GaugeValue, boolValue(p.draining.Load()))
 	ch <- prometheus.MustNewConstMetric(descFills, prometheus.GaugeValue, float64(p.fills.inFlight()))
 	st := p.store.Stats()
 	ch <- prometheus.MustNewConstMetric(descItems, prometheus.GaugeValue, float64(st.Items))
@@ -83,4 +122,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRejections, prometheus.CounterValue, float64(st.Rejections))
 	ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(st.Drops))
 	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(st.Evictions))
+	for k, kind := range purgeKinds {
+		for m, mode := range [2]string{"hard", "soft"} {
+			ch <- prometheus.MustNewConstMetric(descPurges, prometheus.CounterValue,
+				float64(p.purgeStats.requests[k][m].Load()), kind, mode)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descPurgedObjects, prometheus.CounterValue, float64(p.purgeStats.objects.Load()))
+	ch <- prometheus.MustNewConstMetric(descPurgesDenied, prometheus.CounterValue, float64(p.purgeStats.denied.Load()))
+	ch <- prometheus.MustNewConstMetric(descIndexKeys, prometheus.GaugeValue, float64(p.index.len()))
+}
+
+// boolValue is 1 for true and 0 for false, for gauges.
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

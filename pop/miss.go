@@ -148,9 +148,10 @@ func (p *PoP) streamFill(w http.ResponseWriter, r *http.Request, svc *service, f
 // stored for its URL (RFC 9111 §4.4).
 func (p *PoP) pass(w http.ResponseWriter, r *http.Request, svc *service, status cache.Status, res result) {
 	out := origin.Request{
-		Method: r.Method,
-		Target: r.URL.RequestURI(),
-		Header: p.forwardHeader(r),
+		Method:   r.Method,
+		Target:   r.URL.RequestURI(),
+		Header:   p.forwardHeader(r),
+		ClientIP: clientIP(r),
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		out.Body = r.Body

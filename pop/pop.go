@@ -66,6 +66,11 @@ type PoP struct {
 	unrouted    counters // requests whose Host matched no service
 	fills       fillGroup
 
+	index      *keyIndex     // the keys the store holds, for purge
+	purges     purgeLog      // recent purges, against fills in flight
+	purgeStats purgeCounters // purge figures for /metrics
+	purgeToken string        // purge.token from the configuration
+
 	statusName string    // this PoP's Cache-Status identifier
 	via        [3]string // Via members for HTTP/1.x, 2 and 3
 	started    time.Time
@@ -101,6 +106,8 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		grace:      opts.ShutdownGrace,
 		services:   make(map[string]*service),
 		statusName: "outpost/" + pc.Name,
+		index:      newKeyIndex(),
+		purgeToken: cfg.Purge.Token,
 	}
 	if p.log == nil {
 		p.log = slog.Default()
@@ -117,7 +124,7 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 	}
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
-		svc, err := newService(sc)
+		svc, err := newService(sc, p.log)
 		if err != nil {
 			p.closeServices()
 			return nil, err
@@ -128,7 +135,7 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		}
 	}
 	if p.store == nil {
-		st, err := memstore.New(memstore.Options{MaxBytes: pc.CacheSize, Logger: p.log})
+		st, err := memstore.New(memstore.Options{MaxBytes: pc.CacheSize, Logger: p.log, OnRemove: p.index.removed})
 		if err != nil {
 			p.closeServices()
 			return nil, fmt.Errorf("pop %s: cache: %w", pc.Name, err)
@@ -147,20 +154,43 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		p.Close()
 		return nil, fmt.Errorf("pop %s: metrics: %w", pc.Name, err)
 	}
+	if p.purgeToken == PlaceholderToken {
+		p.log.Warn("purge.token is the placeholder from the example files; replace it with a secret (e.g. openssl rand -hex 32)")
+	}
 	p.started = p.now()
 	return p, nil
 }
 
-func newService(sc *config.Service) (*service, error) {
-	servers := make([]origin.Server, len(sc.Origin.Servers))
-	for i, s := range sc.Origin.Servers {
-		servers[i] = origin.Server{URL: s.URL, Weight: s.Weight}
+// newService makes the running form of a service: its cache settings and
+// its origin pool. The pool keeps real time (the PoP's clock is for cache
+// ages in tests) and logs its servers' state changes to log.
+func newService(sc *config.Service, log *slog.Logger) (*service, error) {
+	o := &sc.Origin
+	servers := make([]origin.Server, len(o.Servers))
+	for i, s := range o.Servers {
+		servers[i] = origin.Server{URL: s.URL, Weight: s.Weight, MaxConns: s.MaxConns}
 	}
-	pool, err := origin.NewPool(servers, origin.Timeouts{
-		Connect:   sc.Origin.Timeouts.Connect,
-		FirstByte: sc.Origin.Timeouts.FirstByte,
-		Idle:      sc.Origin.Timeouts.Idle,
-	})
+	opts := origin.Options{
+		Name:    sc.Name,
+		Policy:  origin.Policy(o.Policy),
+		HashKey: origin.HashKey(o.HashKey),
+		Timeouts: origin.Timeouts{
+			Connect:   o.Timeouts.Connect,
+			FirstByte: o.Timeouts.FirstByte,
+			Idle:      o.Timeouts.Idle,
+		},
+		Ejection:   origin.Ejection{Failures: o.Ejection.Failures, Cooldown: o.Ejection.Cooldown},
+		TLS:        origin.TLS{CAFile: o.TLS.CAFile, ServerName: o.TLS.ServerName, InsecureSkipVerify: o.TLS.InsecureSkipVerify},
+		HostHeader: o.HostHeader,
+		Logger:     log,
+	}
+	if h := o.Health; h != nil {
+		opts.Health = &origin.HealthCheck{Path: h.Path, Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
+	}
+	if l := o.Load; l != nil {
+		opts.Load = origin.LoadProbe{Path: l.Path, Interval: l.Interval, Timeout: l.Timeout}
+	}
+	pool, err := origin.NewPool(servers, opts)
 	if err != nil {
 		return nil, fmt.Errorf("service %s: %w", sc.Name, err)
 	}
@@ -170,6 +200,8 @@ func newService(sc *config.Service) (*service, error) {
 			DefaultTTL: sc.Cache.DefaultTTL,
 			MinTTL:     sc.Cache.MinTTL,
 			MaxTTL:     sc.Cache.MaxTTL,
+
+			StaleIfError: sc.Cache.StaleIfError,
 		},
 		query:     cache.QueryPolicy{Sort: sc.Cache.Query.Sort, Drop: sc.Cache.Query.Drop},
 		maxObject: sc.Cache.MaxObject,

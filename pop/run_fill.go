@@ -26,7 +26,10 @@ func (p *PoP) startFill(f *fill, r *http.Request, svc *service, l lookup) {
 	f.index = l.index
 	f.stale = l.entry
 	f.leaderHeader = r.Header.Clone()
-	go p.runFill(f, svc, p.fillRequest(r, l.entry))
+	f.purgeSeq = p.purges.current()
+	out := p.fillRequest(r, l.entry)
+	out.CacheKey = l.primary
+	go p.runFill(f, svc, out)
 }
 
 // runFill fetches f's object from the service's origin on behalf of every
@@ -67,7 +70,7 @@ func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
 			d := cache.Decide(getReq, f.stale.Status, merged, svc.policy, f.requestTime, f.responseTime)
 			e := p.newEntry(f.key, f.stale.Status, merged, f.stale.Body, d, f.requestTime, f.responseTime)
 			if d.Storable {
-				p.store.Set(e, e.StorageTTL(p.now(), svc.keep))
+				p.keep(f, e, e.StorageTTL(p.now(), svc.keep))
 			}
 			f.entry, f.outcome, f.fwdStatus = e, resultRevalidated, resp.StatusCode
 			f.publish()
@@ -126,11 +129,28 @@ func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
 				RequestTime: f.requestTime, ResponseTime: f.responseTime,
 				VaryFields: f.varyFields, VaryNonce: f.varyNonce,
 			}
-			p.store.Set(index, ttl+svc.keep)
+			p.keep(f, index, ttl+svc.keep)
 		}
-		p.store.Set(e, ttl)
+		p.keep(f, e, ttl)
 		return e
 	})
+}
+
+// keep offers a fill's entry to the store and indexes its key, unless a
+// purge that covers it landed while the fill was in flight: the object the
+// fill fetched may be the one the purge meant to remove.
+func (p *PoP) keep(f *fill, e *cache.Entry, ttl time.Duration) {
+	// The gate makes the check and the Set one step as far as a purge is
+	// concerned: a purge either sees this entry in the index or is seen by
+	// the check.
+	p.purges.gate.RLock()
+	defer p.purges.gate.RUnlock()
+	if p.purges.purgedSince(f.purgeSeq, e.Key, entryTags(e)) {
+		p.log.Debug("fill not stored: purged while in flight", "key", e.Key)
+		return
+	}
+	p.index.add(e)
+	p.store.Set(e, ttl)
 }
 
 // readBody copies the origin body into f until its end, an error, or the

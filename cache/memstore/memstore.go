@@ -71,6 +71,13 @@ type Options struct {
 	// Logger receives debug records about entries that were not stored.
 	// If nil, slog.Default() is used.
 	Logger *slog.Logger
+	// OnRemove, if set, is called with each entry that leaves the store on
+	// its own: evicted for room, expired, or declined by the admission
+	// policy (not for Delete, nor for an entry replaced by a newer Set of
+	// its key). It runs on the store's goroutine and must not block; it
+	// lets a caller keep an index of the keys the store holds, which
+	// ristretto does not.
+	OnRemove func(e *cache.Entry)
 }
 
 // Store is a cache.Store that keeps entries in memory in a ristretto cache,
@@ -84,6 +91,7 @@ type Store struct {
 	rc       *ristretto.Cache[string, *slot]
 	maxBytes int64
 	log      *slog.Logger
+	onRemove func(e *cache.Entry)
 	offer    func(s *Store, sl *slot, ttl time.Duration) bool
 	seed     maphash.Seed
 	closed   atomic.Bool // Close has begun: the methods do nothing
@@ -154,6 +162,7 @@ func newStore(opts Options, tu tuning) (*Store, error) {
 	s := &Store{
 		maxBytes: opts.MaxBytes,
 		log:      logger,
+		onRemove: opts.OnRemove,
 		offer:    tu.offer,
 		seed:     maphash.MakeSeed(),
 		wake:     make(chan struct{}, 1),
@@ -247,6 +256,9 @@ func (s *Store) Set(e *cache.Entry, ttl time.Duration) {
 		s.rejects.mark(e.Key, s.seq.Add(1))
 		s.log.Debug("memstore: entry larger than the store not stored",
 			"key", e.Key, "bytes", cost, "max_bytes", s.maxBytes)
+		if s.onRemove != nil {
+			s.onRemove(e)
+		}
 		return
 	}
 	sl := &slot{e: e, cost: cost, deadline: time.Now().Add(ttl), offers: 1}
@@ -358,6 +370,9 @@ func (s *Store) onEvict(it *ristretto.Item[*slot]) {
 		return
 	}
 	s.evictions.Add(1)
+	if s.onRemove != nil && it.Value != nil {
+		s.onRemove(it.Value.e)
+	}
 }
 
 // onReject is ristretto's OnReject, called on ristretto's goroutine when its
@@ -397,6 +412,9 @@ func (s *Store) onReject(it *ristretto.Item[*slot]) {
 		sh.unlink(sl)
 	default:
 		s.rejections.Add(1)
+		if s.onRemove != nil {
+			s.onRemove(sl.e)
+		}
 		sl.state = stateRejected
 		if newest {
 			sh.remove(sl)

@@ -1,0 +1,363 @@
+package pop
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-cdn/outpost/cache"
+)
+
+// PurgeRequest is the body of POST /purge on a PoP's admin listener.
+// Exactly one of URL, Prefix and Tag is set.
+type PurgeRequest struct {
+	// ID names the purge so that a retried request is applied once. The
+	// PoP remembers the last few thousand IDs.
+	ID string `json:"id"`
+	// URL purges one URL (every variant, under http and https). Its host,
+	// without port, selects the service.
+	URL string `json:"url,omitempty"`
+	// Prefix purges every URL that starts with it (scheme ignored: both
+	// are purged).
+	Prefix string `json:"prefix,omitempty"`
+	// Tag purges every object whose Surrogate-Key or Cache-Tag named it.
+	Tag string `json:"tag,omitempty"`
+	// Soft marks the objects stale instead of deleting them, so the next
+	// request revalidates and stale-if-error can still serve them.
+	Soft bool `json:"soft,omitempty"`
+}
+
+// PurgeResult is the PoP's acknowledgement of a purge.
+type PurgeResult struct {
+	ID        string `json:"id"`
+	PoP       string `json:"pop"`
+	Kind      string `json:"kind"` // url, prefix or tag
+	Soft      bool   `json:"soft"`
+	Purged    int    `json:"purged"`    // objects deleted or marked stale
+	Duplicate bool   `json:"duplicate"` // the ID was applied before; nothing done now
+}
+
+// PlaceholderToken is the purge token the example files carry. A PoP warns
+// while it is in use.
+const PlaceholderToken = "change-me"
+
+// purgeLog remembers recent purges so that a fill that was in flight when
+// one landed does not put the purged object back, and remembers IDs so a
+// retried purge is applied once.
+type purgeLog struct {
+	// gate is held shared by a fill storing its entry and exclusively by a
+	// purge while it records itself and lists what it removes.
+	gate    sync.RWMutex
+	mu      sync.Mutex
+	seq     uint64
+	recent  []purgeRecord // oldest first, at most maxRecent
+	dropped uint64        // highest seq no longer in recent
+	ids     map[string]PurgeResult
+	idOrder []string
+}
+
+// purgeRecord is one purge as fills check it.
+type purgeRecord struct {
+	seq     uint64
+	matches func(key string, tags []string) bool
+}
+
+const (
+	maxRecentPurges = 4096
+	maxPurgeIDs     = 4096
+)
+
+// current is the sequence number of the latest purge; a fill records it
+// when it starts.
+func (l *purgeLog) current() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq
+}
+
+// record adds a purge and returns its sequence number.
+func (l *purgeLog) record(matches func(key string, tags []string) bool) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seq++
+	l.recent = append(l.recent, purgeRecord{seq: l.seq, matches: matches})
+	if len(l.recent) > maxRecentPurges {
+		l.dropped = l.recent[0].seq
+		l.recent = l.recent[1:]
+	}
+	return l.seq
+}
+
+// purgedSince reports whether a purge after seq covers key: then an object
+// fetched before that purge must not be stored. When the log has forgotten
+// purges after seq, it answers true, to be safe.
+func (l *purgeLog) purgedSince(seq uint64, key string, tags []string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if seq == l.seq {
+		return false
+	}
+	if seq < l.dropped {
+		return true
+	}
+	for i := len(l.recent) - 1; i >= 0 && l.recent[i].seq > seq; i-- {
+		if l.recent[i].matches(key, tags) {
+			return true
+		}
+	}
+	return false
+}
+
+// seen returns the result of an earlier purge with the same ID.
+func (l *purgeLog) seen(id string) (PurgeResult, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, ok := l.ids[id]
+	return r, ok
+}
+
+// remember stores a purge's result under its ID.
+func (l *purgeLog) remember(r PurgeResult) {
+	if r.ID == "" {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ids == nil {
+		l.ids = make(map[string]PurgeResult)
+	}
+	if _, ok := l.ids[r.ID]; ok {
+		return
+	}
+	l.ids[r.ID] = r
+	l.idOrder = append(l.idOrder, r.ID)
+	if len(l.idOrder) > maxPurgeIDs {
+		delete(l.ids, l.idOrder[0])
+		l.idOrder = l.idOrder[1:]
+	}
+}
+
+// purgeCounters count purges for /metrics.
+type purgeCounters struct {
+	requests [3][2]atomic.Uint64 // kind (url, prefix, tag) × mode (hard, soft)
+	objects  atomic.Uint64
+	denied   atomic.Uint64
+}
+
+var purgeKinds = [3]string{"url", "prefix", "tag"}
+
+// servePurge handles POST /purge: it checks the bearer token, applies the
+// purge and answers with a PurgeResult.
+func (p *PoP) servePurge(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if p.purgeToken == "" {
+		p.purgeStats.denied.Add(1)
+		http.Error(w, "outpost: purge is disabled: no purge.token in the configuration", http.StatusForbidden)
+		return
+	}
+	if !validBearer(r.Header.Get("Authorization"), p.purgeToken) {
+		p.purgeStats.denied.Add(1)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="outpost purge"`)
+		http.Error(w, "outpost: purge needs Authorization: Bearer <purge.token>", http.StatusUnauthorized)
+		return
+	}
+	var req PurgeRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		http.Error(w, "outpost: bad purge request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	res, err := p.Purge(req)
+	if err != nil {
+		code := http.StatusBadRequest
+		if errors.Is(err, errNoService) {
+			code = http.StatusNotFound
+		}
+		http.Error(w, "outpost: "+err.Error(), code)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(res)
+}
+
+// validBearer compares the Authorization field with the token in constant
+// time.
+func validBearer(field, token string) bool {
+	scheme, cred, ok := strings.Cut(field, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(cred)), []byte(token)) == 1
+}
+
+var errNoService = errors.New("no service has that host")
+
+// Purge removes (or, soft, marks stale) what the request names and
+// returns how many objects it touched. A request whose ID was applied
+// before does nothing and says so.
+func (p *PoP) Purge(req PurgeRequest) (PurgeResult, error) {
+	if prev, ok := p.purges.seen(req.ID); ok && req.ID != "" {
+		prev.Duplicate = true
+		return prev, nil
+	}
+	res := PurgeResult{ID: req.ID, PoP: p.name, Soft: req.Soft}
+	var (
+		entries []*cache.Entry
+		matches func(key string, tags []string) bool
+		kind    int
+	)
+	switch {
+	case req.URL != "" && req.Prefix == "" && req.Tag == "":
+		keys, err := p.urlKeys(req.URL)
+		if err != nil {
+			return res, err
+		}
+		res.Kind, kind = "url", 0
+		matches = func(key string, _ []string) bool {
+			for _, k := range keys {
+				if key == k || strings.HasPrefix(key, k+"\x00") {
+					return true
+				}
+			}
+			return false
+		}
+		entries = p.recordPurge(matches, func() []*cache.Entry { return p.index.withKey(keys...) })
+	case req.Prefix != "" && req.URL == "" && req.Tag == "":
+		prefixes, err := p.prefixKeys(req.Prefix)
+		if err != nil {
+			return res, err
+		}
+		res.Kind, kind = "prefix", 1
+		matches = func(key string, _ []string) bool {
+			for _, pre := range prefixes {
+				if strings.HasPrefix(key, pre) {
+					return true
+				}
+			}
+			return false
+		}
+		entries = p.recordPurge(matches, func() []*cache.Entry { return p.index.withPrefix(prefixes...) })
+	case req.Tag != "" && req.URL == "" && req.Prefix == "":
+		tag := req.Tag
+		res.Kind, kind = "tag", 2
+		matches = func(_ string, tags []string) bool {
+			for _, t := range tags {
+				if t == tag {
+					return true
+				}
+			}
+			return false
+		}
+		entries = p.recordPurge(matches, func() []*cache.Entry { return p.index.withTag(tag) })
+	default:
+		return res, errors.New("a purge names exactly one of url, prefix and tag")
+	}
+
+	now := p.now()
+	for _, e := range entries {
+		p.store.Delete(e.Key)
+		p.index.drop(e.Key)
+		if req.Soft && !e.IsVaryIndex() {
+			stale := softened(e, now)
+			if ttl := stale.StorageTTL(now, p.keepFor(e)); ttl > 0 {
+				p.index.add(stale)
+				p.store.Set(stale, ttl)
+			}
+		}
+		res.Purged++
+	}
+	mode := 0
+	if req.Soft {
+		mode = 1
+	}
+	p.purgeStats.requests[kind][mode].Add(1)
+	p.purgeStats.objects.Add(uint64(res.Purged))
+	p.purges.remember(res)
+	p.log.Info("purge", "id", req.ID, "kind", res.Kind, "soft", req.Soft, "objects", res.Purged)
+	return res, nil
+}
+
+// recordPurge logs a purge and lists what it covers as one step against
+// fills storing entries (see keep).
+func (p *PoP) recordPurge(matches func(string, []string) bool, list func() []*cache.Entry) []*cache.Entry {
+	p.purges.gate.Lock()
+	defer p.purges.gate.Unlock()
+	p.purges.record(matches)
+	return list()
+}
+
+// softened returns a copy of e that is stale at now and must be
+// revalidated before use (no stale-while-revalidate), but may still serve
+// under stale-if-error.
+func softened(e *cache.Entry, now time.Time) *cache.Entry {
+	c := *e
+	c.Lifetime = min(e.Lifetime, e.Age(now))
+	c.StaleWhileRevalidate = 0
+	if e.StaleIfError > 0 {
+		// Keep the moment stale-if-error ends where it was.
+		c.StaleIfError = e.Lifetime + e.StaleIfError - c.Lifetime
+	}
+	return &c
+}
+
+// keepFor is the keep window of the service that stored e.
+func (p *PoP) keepFor(e *cache.Entry) time.Duration {
+	if u, err := url.Parse(strings.SplitN(e.Key, "\x00", 2)[0]); err == nil {
+		if svc := p.services[u.Hostname()]; svc != nil {
+			return svc.keep
+		}
+	}
+	return time.Hour
+}
+
+// urlKeys returns the keys of a URL under both schemes.
+func (p *PoP) urlKeys(raw string) ([]string, error) {
+	u, svc, err := p.parsePurgeURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	host := hostOnly(u.Host)
+	return []string{
+		cache.Key("http", host, u.EscapedPath(), u.RawQuery, svc.query),
+		cache.Key("https", host, u.EscapedPath(), u.RawQuery, svc.query),
+	}, nil
+}
+
+// prefixKeys returns the key prefixes of a URL prefix under both schemes.
+func (p *PoP) prefixKeys(raw string) ([]string, error) {
+	u, _, err := p.parsePurgeURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	host := hostOnly(u.Host)
+	rest := u.EscapedPath()
+	if u.RawQuery != "" || u.ForceQuery {
+		rest += "?" + u.RawQuery
+	}
+	return []string{"http://" + host + rest, "https://" + host + rest}, nil
+}
+
+// parsePurgeURL parses a purge target and finds its service.
+func (p *PoP) parsePurgeURL(raw string) (*url.URL, *service, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bad purge URL %q: %w", raw, err)
+	}
+	if u.Host == "" {
+		return nil, nil, fmt.Errorf("purge URL %q has no host", raw)
+	}
+	svc := p.services[hostOnly(u.Host)]
+	if svc == nil {
+		return nil, nil, fmt.Errorf("%w: %q", errNoService, hostOnly(u.Host))
+	}
+	return u, svc, nil
+}
