@@ -113,6 +113,8 @@ pops:
     admin: 127.0.0.2:0
     cache_size: 64MiB
     drain: %s
+purge:
+  token: s3cret
 `
 
 func startPoP(t *testing.T, originURL string) *testPoP {

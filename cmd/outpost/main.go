@@ -21,6 +21,7 @@ func commands() []command {
 	return []command{
 		{"pop", "run a Point-of-Presence: the caching reverse proxy", runPoP},
 		{"origin", "run the synthetic origin for benchmarks, the lab and tests", runOrigin},
+		{"purge", "remove content from every PoP, confirmed", runPurge},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},
 	}
