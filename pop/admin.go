@@ -73,15 +73,16 @@ type CacheStats struct {
 
 // Stats returns a snapshot of the PoP's figures.
 func (p *PoP) Stats() Stats {
+	rt := p.routes.Load()
 	s := Stats{
 		PoP:           p.name,
-		ConfigVersion: p.version,
+		ConfigVersion: rt.version,
 		UptimeSeconds: p.now().Sub(p.started).Round(time.Millisecond).Seconds(),
 		Draining:      p.draining.Load(),
-		Services:      make(map[string]ServiceStats, len(p.serviceList)),
+		Services:      make(map[string]ServiceStats, len(rt.list)),
 	}
 	total := p.unrouted.snapshot()
-	for _, svc := range p.serviceList {
+	for _, svc := range rt.list {
 		f := svc.stats.snapshot()
 		ps := svc.pool.Stats()
 		s.Services[svc.name] = ServiceStats{

@@ -15,7 +15,7 @@ import (
 // wait.
 func (p *PoP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := hostOnly(r.Host)
-	svc := p.services[host]
+	svc := p.routes.Load().byHost[host]
 	if svc == nil {
 		p.misdirected(w, host)
 		return

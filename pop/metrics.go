@@ -95,8 +95,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descOriginFetches, prometheus.CounterValue, float64(cs.originFetches.Load()), name)
 	}
 	bounds := origin.LatencyBuckets()
-	for _, svc := range p.serviceList {
-		emit(svc.name, &svc.stats)
+	for _, svc := range p.routes.Load().list {
+		emit(svc.name, svc.stats)
 		ps := svc.pool.Stats()
 		ch <- prometheus.MustNewConstMetric(descOriginNoHealthy, prometheus.GaugeValue, boolValue(ps.NoHealthy), svc.name)
 		for _, s := range ps.Servers {

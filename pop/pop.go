@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,7 +53,6 @@ type Options struct {
 type PoP struct {
 	name    string
 	cfg     *config.POP
-	version string
 	log     *slog.Logger
 	now     func() time.Time
 	store   cache.Store
@@ -61,15 +61,16 @@ type PoP struct {
 	registry   *prometheus.Registry
 	grace      time.Duration
 
-	services    map[string]*service // by hostname
-	serviceList []*service
-	unrouted    counters // requests whose Host matched no service
-	fills       fillGroup
+	// routes are the services as loaded from the file; Reload swaps them
+	// whole, so a request sees one configuration from start to end.
+	routes   atomic.Pointer[routes]
+	reloadMu sync.Mutex // one Reload at a time
+	unrouted counters   // requests whose Host matched no service
+	fills    fillGroup
 
 	index      *keyIndex     // the keys the store holds, for purge
 	purges     purgeLog      // recent purges, against fills in flight
 	purgeStats purgeCounters // purge figures for /metrics
-	purgeToken string        // purge.token from the configuration
 
 	statusName string    // this PoP's Cache-Status identifier
 	via        [3]string // Via members for HTTP/1.x, 2 and 3
@@ -85,7 +86,49 @@ type service struct {
 	maxObject int64
 	keep      time.Duration
 	pool      *origin.Pool
-	stats     counters
+	// stats outlive a reload: a service that keeps its name keeps them.
+	stats *counters
+}
+
+// routes are the parts of the configuration a reload may change.
+type routes struct {
+	byHost     map[string]*service
+	list       []*service
+	version    string // the file's hash
+	purgeToken string // purge.token
+}
+
+// routesFrom builds the services of cfg, reusing the figures of services
+// in prev that keep their names. On error nothing is left open.
+func routesFrom(cfg *config.Config, prev *routes, log *slog.Logger) (*routes, error) {
+	r := &routes{byHost: make(map[string]*service), version: cfg.Version, purgeToken: cfg.Purge.Token}
+	for i := range cfg.Services {
+		sc := &cfg.Services[i]
+		svc, err := newService(sc, log)
+		if err != nil {
+			r.close()
+			return nil, err
+		}
+		if prev != nil {
+			for _, old := range prev.list {
+				if old.name == svc.name {
+					svc.stats = old.stats
+				}
+			}
+		}
+		r.list = append(r.list, svc)
+		for _, host := range sc.Hostnames {
+			r.byHost[host] = svc
+		}
+	}
+	return r, nil
+}
+
+// close releases the origin pools.
+func (r *routes) close() {
+	for _, svc := range r.list {
+		svc.pool.Close()
+	}
 }
 
 // New makes the PoP named popName of cfg (popName may be empty when cfg
@@ -98,16 +141,13 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 	p := &PoP{
 		name:       pc.Name,
 		cfg:        pc,
-		version:    cfg.Version,
 		log:        opts.Logger,
 		now:        opts.Now,
 		store:      opts.Store,
 		registry:   opts.Registry,
 		grace:      opts.ShutdownGrace,
-		services:   make(map[string]*service),
 		statusName: "outpost/" + pc.Name,
 		index:      newKeyIndex(),
-		purgeToken: cfg.Purge.Token,
 	}
 	if p.log == nil {
 		p.log = slog.Default()
@@ -122,18 +162,11 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 	for i, proto := range []string{"1.1", "2", "3"} {
 		p.via[i] = proto + " " + pc.Name + " (outpost)"
 	}
-	for i := range cfg.Services {
-		sc := &cfg.Services[i]
-		svc, err := newService(sc, p.log)
-		if err != nil {
-			p.closeServices()
-			return nil, err
-		}
-		p.serviceList = append(p.serviceList, svc)
-		for _, host := range sc.Hostnames {
-			p.services[host] = svc
-		}
+	rt, err := routesFrom(cfg, nil, p.log)
+	if err != nil {
+		return nil, err
 	}
+	p.routes.Store(rt)
 	if p.store == nil {
 		st, err := memstore.New(memstore.Options{MaxBytes: pc.CacheSize, Logger: p.log, OnRemove: p.index.removed})
 		if err != nil {
@@ -154,9 +187,7 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		p.Close()
 		return nil, fmt.Errorf("pop %s: metrics: %w", pc.Name, err)
 	}
-	if p.purgeToken == PlaceholderToken {
-		p.log.Warn("purge.token is the placeholder from the example files; replace it with a secret (e.g. openssl rand -hex 32)")
-	}
+	p.warnPlaceholder(rt)
 	p.started = p.now()
 	return p, nil
 }
@@ -207,13 +238,47 @@ func newService(sc *config.Service, log *slog.Logger) (*service, error) {
 		maxObject: sc.Cache.MaxObject,
 		keep:      sc.Cache.Keep,
 		pool:      pool,
+		stats:     new(counters),
 	}, nil
 }
 
 func (p *PoP) closeServices() {
-	for _, svc := range p.serviceList {
-		svc.pool.Close()
+	if rt := p.routes.Load(); rt != nil {
+		rt.close()
 	}
+}
+
+func (p *PoP) warnPlaceholder(rt *routes) {
+	if rt.purgeToken == PlaceholderToken {
+		p.log.Warn("purge.token is the placeholder from the example files; replace it with a secret (e.g. openssl rand -hex 32)")
+	}
+}
+
+// Reload replaces the PoP's services, origins and purge token with those
+// of cfg, keeping the cache and the figures of services that keep their
+// names. cfg must still name this PoP; its listen, admin and cache
+// settings take effect only on restart. On error the running
+// configuration stays.
+func (p *PoP) Reload(cfg *config.Config) error {
+	p.reloadMu.Lock()
+	defer p.reloadMu.Unlock()
+	pc, err := cfg.POP(p.name)
+	if err != nil {
+		return fmt.Errorf("pop %s: reload: %w", p.name, err)
+	}
+	old := p.routes.Load()
+	rt, err := routesFrom(cfg, old, p.log)
+	if err != nil {
+		return fmt.Errorf("pop %s: reload: %w", p.name, err)
+	}
+	p.routes.Store(rt)
+	old.close() // requests in flight finish on their connections
+	if pc.Listen != p.cfg.Listen || pc.Admin != p.cfg.Admin || pc.CacheSize != p.cfg.CacheSize {
+		p.log.Warn("reload: listen, admin and cache_size changes take effect on restart")
+	}
+	p.warnPlaceholder(rt)
+	p.log.Info("configuration reloaded", "config_version", rt.version, "services", len(rt.list))
+	return nil
 }
 
 // Name is the PoP's name from the configuration.
@@ -268,7 +333,7 @@ func (p *PoP) Serve(ctx context.Context, serveLn, adminLn net.Listener) error {
 	go func() { errc <- srv.Serve(serveLn) }()
 	go func() { errc <- admin.Serve(adminLn) }()
 	p.log.Info("pop serving", "listen", serveLn.Addr().String(), "admin", adminLn.Addr().String(),
-		"services", len(p.serviceList), "cache_bytes", p.cfg.CacheSize, "config_version", p.version)
+		"services", len(p.routes.Load().list), "cache_bytes", p.cfg.CacheSize, "config_version", p.routes.Load().version)
 
 	var serveErr error
 	select {

@@ -158,12 +158,13 @@ var purgeKinds = [3]string{"url", "prefix", "tag"}
 // purge and answers with a PurgeResult.
 func (p *PoP) servePurge(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if p.purgeToken == "" {
+	token := p.routes.Load().purgeToken
+	if token == "" {
 		p.purgeStats.denied.Add(1)
 		http.Error(w, "outpost: purge is disabled: no purge.token in the configuration", http.StatusForbidden)
 		return
 	}
-	if !validBearer(r.Header.Get("Authorization"), p.purgeToken) {
+	if !validBearer(r.Header.Get("Authorization"), token) {
 		p.purgeStats.denied.Add(1)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="outpost purge"`)
 		http.Error(w, "outpost: purge needs Authorization: Bearer <purge.token>", http.StatusUnauthorized)
@@ -312,7 +313,7 @@ func softened(e *cache.Entry, now time.Time) *cache.Entry {
 // keepFor is the keep window of the service that stored e.
 func (p *PoP) keepFor(e *cache.Entry) time.Duration {
 	if u, err := url.Parse(strings.SplitN(e.Key, "\x00", 2)[0]); err == nil {
-		if svc := p.services[u.Hostname()]; svc != nil {
+		if svc := p.routes.Load().byHost[u.Hostname()]; svc != nil {
 			return svc.keep
 		}
 	}
@@ -355,7 +356,7 @@ func (p *PoP) parsePurgeURL(raw string) (*url.URL, *service, error) {
 	if u.Host == "" {
 		return nil, nil, fmt.Errorf("purge URL %q has no host", raw)
 	}
-	svc := p.services[hostOnly(u.Host)]
+	svc := p.routes.Load().byHost[hostOnly(u.Host)]
 	if svc == nil {
 		return nil, nil, fmt.Errorf("%w: %q", errNoService, hostOnly(u.Host))
 	}

@@ -49,7 +49,32 @@ func runPoP(args []string, stdout, stderr io.Writer) error {
 	defer p.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go reloadOnHUP(ctx, logger, *configPath, p.Reload)
 	return p.Run(ctx)
+}
+
+// reloadOnHUP reloads the file into the running role on each SIGHUP until
+// ctx is done. A file that does not load or is refused is logged and the
+// running configuration stays.
+func reloadOnHUP(ctx context.Context, logger *slog.Logger, path string, reload func(*config.Config) error) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := config.Load(path)
+		if err == nil {
+			err = reload(cfg)
+		}
+		if err != nil {
+			logger.Error("reload rejected; the running configuration stays", "file", path, "err", err)
+			continue
+		}
+	}
 }
 
 // newLogger makes the text logger the roles write to stderr.
