@@ -22,6 +22,7 @@ func commands() []command {
 		{"pop", "run a Point-of-Presence: the caching reverse proxy", runPoP},
 		{"origin", "run the synthetic origin for benchmarks, the lab and tests", runOrigin},
 		{"purge", "remove content from every PoP, confirmed", runPurge},
+		{"cert", "make a local CA and certificates for TLS and QUIC", runCert},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},
 	}
