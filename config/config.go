@@ -22,6 +22,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -114,6 +115,7 @@ type Config struct {
 	Services []Service // at least one
 	POPs     []POP     // at least one
 	Purge    Purge
+	DNS      DNS // the dns section (see dns.go); zero when the file has none
 
 	// hosts maps each hostname to its index in Services. It is built by
 	// Parse; a Config assembled by hand has none and ServiceByHost scans.
@@ -263,6 +265,15 @@ type POP struct {
 	// means no delay.
 	Drain    time.Duration
 	Timeouts ServerTimeouts
+	// Address and Address6 are the IPv4 and IPv6 addresses geo DNS answers
+	// with for this PoP. Each defaults to Listen's host when that is an IP
+	// address of its family (not a wildcard); otherwise it is the zero
+	// Addr unless given, and the PoP gets no answers of that family.
+	Address  netip.Addr
+	Address6 netip.Addr
+	// Weight is the PoP's share of DNS answers among the PoPs within
+	// dns.spread of the nearest, 1..1000; default 1.
+	Weight int
 }
 
 // Location is a point on Earth in decimal degrees.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -131,6 +132,8 @@ func TestParseGood(t *testing.T) {
 					CacheSize: 256 << 20,
 					Drain:     5 * time.Second,
 					Timeouts:  ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
+					Address:   netip.MustParseAddr("127.0.0.1"),
+					Weight:    1,
 				}},
 			},
 		},
@@ -191,6 +194,7 @@ func TestParseGood(t *testing.T) {
 						CacheSize: 1 << 20,
 						Drain:     0,
 						Timeouts:  ServerTimeouts{ReadHeader: time.Second, Idle: 2 * time.Second},
+						Weight:    1,
 					},
 					{
 						Name:      "fra",
@@ -200,6 +204,8 @@ func TestParseGood(t *testing.T) {
 						CacheSize: 1 << 30,
 						Drain:     5 * time.Second,
 						Timeouts:  ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
+						Address:   netip.MustParseAddr("127.0.0.2"),
+						Weight:    1,
 					},
 				},
 				Purge: Purge{Token: "s3cr3t"},
@@ -245,11 +251,13 @@ pops:
 						Name: "prg", Location: Location{Lat: 1, Lon: 2}, Listen: ":8081", Admin: ":9081",
 						CacheSize: 256 << 20, Drain: 5 * time.Second,
 						Timeouts: ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
+						Weight:   1,
 					},
 					{
 						Name: "fra", Location: Location{Lat: 1, Lon: 2}, Listen: "127.0.0.1:8082", Admin: "127.0.0.1:9082",
 						CacheSize: 256 << 20, Drain: 5 * time.Second,
 						Timeouts: ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
+						Address:  netip.MustParseAddr("127.0.0.1"), Weight: 1,
 					},
 				},
 			},
@@ -278,6 +286,7 @@ pops:
 					Name: "prg", Listen: ":8081", Admin: ":9081",
 					CacheSize: 256 << 20, Drain: 5 * time.Second,
 					Timeouts: ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
+					Weight:   1,
 				}},
 			},
 		},
@@ -332,6 +341,7 @@ pops:
 					Name: "prg", Listen: ":8081", Admin: ":9081",
 					CacheSize: 256 << 20, Drain: 5 * time.Second,
 					Timeouts: ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
+					Weight:   1,
 				}},
 			},
 		},
@@ -387,8 +397,8 @@ func TestParseErrors(t *testing.T) {
 		{"tab indentation", "services:\n\t- name: a\n", []string{`t.yaml:2: invalid YAML: found character that cannot start any token`}},
 		{"unknown anchor", svcs + "pops: *nope\n", []string{`t.yaml: invalid YAML: unknown anchor 'nope' referenced`}},
 		{"two documents", svcs + pops + "---\n" + svcs, []string{`t.yaml:5: a second YAML document (after ---); the file must hold exactly one`}},
-		{"top level is a list", "- services\n", []string{`t.yaml:1: want a mapping (keys zone, services, pops, purge), got a list`}},
-		{"top level is a string", "hello\n", []string{`t.yaml:1: want a mapping (keys zone, services, pops, purge), got "hello"`}},
+		{"top level is a list", "- services\n", []string{`t.yaml:1: want a mapping (keys zone, services, pops, purge, dns), got a list`}},
+		{"top level is a string", "hello\n", []string{`t.yaml:1: want a mapping (keys zone, services, pops, purge, dns), got "hello"`}},
 
 		// Keys.
 		{"unknown top-level key with suggestion", "service:\n" + svc + pops, []string{
@@ -429,7 +439,7 @@ func TestParseErrors(t *testing.T) {
 			`t.yaml:2: services[0].origin: want a mapping (keys policy, hash_key, servers, timeouts, load, health, ejection, tls, host_header), got a list`,
 		}},
 		{"string where a mapping belongs", svcs + "pops:\n  - prg\n", []string{
-			`t.yaml:4: pops[0]: want a mapping (keys name, location, listen, admin, cache_size, drain, timeouts), got "prg"`,
+			`t.yaml:4: pops[0]: want a mapping (keys name, location, listen, admin, cache_size, drain, address, address6, weight, timeouts), got "prg"`,
 		}},
 		{"value left empty", svcs + "pops:\n  - name:\n    location: {lat: 1, lon: 2}\n    listen: :1\n    admin: :2\n", []string{
 			`t.yaml:4: pops[0].name: no value given (want a string)`,

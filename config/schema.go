@@ -31,7 +31,9 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		required("services", func(n *yaml.Node, path string) { c.Services = d.services(n, path) }),
 		required("pops", func(n *yaml.Node, path string) { c.POPs = d.pops(n, path) }),
 		optional("purge", func(n *yaml.Node, path string) { c.Purge = d.purge(n, path) }),
+		optional("dns", func(n *yaml.Node, path string) { c.DNS = d.dns(n, path) }),
 	})
+	d.dnsRefs(c) // checks dns against the rest of the file (see dns.go)
 	return c
 }
 
@@ -483,6 +485,7 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 	p := POP{
 		CacheSize: defaultCacheSize,
 		Drain:     defaultDrain,
+		Weight:    defaultWeight,
 		Timeouts:  ServerTimeouts{ReadHeader: defaultReadHeader, Idle: defaultServerIdle},
 	}
 	var nameAt, listenAt, adminAt *yaml.Node
@@ -516,6 +519,9 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 		required("admin", addr(&adminAt, &p.Admin, &admin)),
 		optional("cache_size", d.setSize(&p.CacheSize, minCacheSize)),
 		optional("drain", d.setDuration(&p.Drain)),
+		optional("address", d.setAnswerAddr(&p.Address, false)),  // dns.go
+		optional("address6", d.setAnswerAddr(&p.Address6, true)), // dns.go
+		optional("weight", d.setInt(&p.Weight, 1, maxWeight)),
 		optional("timeouts", func(n *yaml.Node, path string) {
 			d.fields(n, path, []field{
 				optional("read_header", d.setTimeout(&p.Timeouts.ReadHeader)),

@@ -46,20 +46,24 @@ type Options struct {
 	// ShutdownGrace bounds how long in-flight requests may take to finish
 	// after the drain delay; zero means 30s.
 	ShutdownGrace time.Duration
+	// NoDrain skips the drain delay at shutdown (the lab has no DNS
+	// resolvers to steer away).
+	NoDrain bool
 }
 
 // PoP is one Point-of-Presence. Its zero value is not usable: make one with
 // New.
 type PoP struct {
-	name    string
-	cfg     *config.POP
-	log     *slog.Logger
-	now     func() time.Time
-	store   cache.Store
+	name  string
+	cfg   *config.POP
+	log   *slog.Logger
+	now   func() time.Time
+	store cache.Store
 	// rejections is the store's rejection report, if it keeps one.
 	rejections cache.RejectionReporter
 	registry   *prometheus.Registry
 	grace      time.Duration
+	noDrain    bool
 
 	// routes are the services as loaded from the file; Reload swaps them
 	// whole, so a request sees one configuration from start to end.
@@ -146,6 +150,7 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		store:      opts.Store,
 		registry:   opts.Registry,
 		grace:      opts.ShutdownGrace,
+		noDrain:    opts.NoDrain,
 		statusName: "outpost/" + pc.Name,
 		index:      newKeyIndex(),
 	}
@@ -343,7 +348,7 @@ func (p *PoP) Serve(ctx context.Context, serveLn, adminLn net.Listener) error {
 	}
 
 	p.draining.Store(true)
-	if serveErr == nil && p.cfg.Drain > 0 {
+	if serveErr == nil && p.cfg.Drain > 0 && !p.noDrain {
 		p.log.Info("pop draining", "delay", p.cfg.Drain)
 		timer := time.NewTimer(p.cfg.Drain)
 		select {

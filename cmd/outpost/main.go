@@ -20,6 +20,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"pop", "run a Point-of-Presence: the caching reverse proxy", runPoP},
+		{"dns", "run the authoritative geo DNS: each user to the nearest healthy PoP", runDNS},
 		{"origin", "run the synthetic origin for benchmarks, the lab and tests", runOrigin},
 		{"purge", "remove content from every PoP, confirmed", runPurge},
 		{"cert", "make a local CA and certificates for TLS and QUIC", runCert},

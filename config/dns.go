@@ -1,0 +1,685 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// This file is the dns section: the settings of `outpost dns`, the
+// authoritative geo DNS server, and the PoP keys it reads (address,
+// address6, weight). Checks that need the whole file (the zone, the PoP
+// names in fallback, each PoP's answer address) run in dnsRefs once every
+// section is decoded, so the order of sections in the file does not matter.
+
+// Defaults of the dns section.
+const (
+	defaultDNSTTL         = 30 * time.Second
+	maxDNSTTL             = 24 * time.Hour
+	defaultNegativeTTL    = 60 * time.Second
+	maxNegativeTTL        = 3 * time.Hour // RFC 2308 §5 suggests 1–3 hours at most
+	defaultSOARefresh     = time.Hour
+	defaultSOARetry       = 15 * time.Minute
+	defaultSOAExpire      = 7 * 24 * time.Hour
+	defaultSOATTL         = time.Hour
+	maxSOATimer           = 365 * 24 * time.Hour
+	defaultSOASerial      = 1
+	defaultDNSHealthIntvl = 2 * time.Second
+	defaultDNSHealthTmo   = time.Second
+	defaultDNSRise        = 2
+	defaultDNSFall        = 2
+	defaultUDPSize        = 1232 // the DNS flag day 2020 value: no IP fragmentation on common paths
+	minUDPSize            = 512
+	maxUDPSize            = 4096
+	maxSpread             = 20040 // km, half the Earth's circumference: "every PoP"
+	maxNameServers        = 64
+)
+
+// DNS configures `outpost dns`, the authoritative geo DNS server for the
+// zone. It is the zero value (see Enabled) when the file has no dns
+// section; otherwise Parse has applied every default.
+type DNS struct {
+	// Listen are host:port addresses, each served over both UDP and TCP;
+	// at least one, normalized (":53" means all addresses).
+	Listen []string
+	// Admin is the host:port of the admin listener (/healthz, /metrics,
+	// /stats); "" (the default) means none.
+	Admin string
+	// TTL is the TTL of geo answers (A and AAAA of service hostnames), in
+	// whole seconds, 1s..24h; default 30s.
+	TTL time.Duration
+	// NegativeTTL is how long resolvers may cache NXDOMAIN and NODATA
+	// answers: the SOA minimum field and the TTL of the SOA sent with
+	// them (RFC 2308 §3), whole seconds, 0s..3h; default 60s.
+	NegativeTTL time.Duration
+	// SOA holds the zone's SOA fields.
+	SOA SOA
+	// NS are the zone's name servers, in order; default one,
+	// ns1.<zone>, whose addresses are the IPs of Listen.
+	NS []NameServer
+	// Networks is the absolute path of the network map (a CSV file of
+	// CIDR → PoP or location rows parsed by package dnsgeo; a relative
+	// path in the file is relative to the file); "" (the default) means
+	// none. The file is read by the DNS server, not by Parse.
+	Networks string
+	// Fallback is the order in which PoPs answer clients that no network
+	// matches: the PoPs the file lists, then every other PoP in file order,
+	// so that some PoP answers while any is healthy. Default: all PoPs in
+	// file order.
+	Fallback []string
+	// Health says how the DNS server probes each PoP's admin /healthz.
+	Health DNSHealth
+	// Spread is a distance in km: PoPs no farther than Spread beyond the
+	// nearest healthy PoP share the answers in proportion to their
+	// weights. 0 (the default) means the nearest PoP always answers.
+	Spread float64
+	// UDPSize is the largest UDP response sent to EDNS clients, in bytes
+	// (512..4096); larger answers are truncated so the client retries over
+	// TCP. Default 1232.
+	UDPSize int
+
+	// Where things were given, for the checks of dnsRefs; all nil once
+	// Parse returns.
+	node       *yaml.Node   // the section
+	fallbackAt []nameAt     // the fallback names
+	listenAt   []*yaml.Node // each of Listen
+	adminAt    *yaml.Node
+	nsAt       []*yaml.Node // each of NS
+}
+
+// Enabled reports whether the file has a dns section.
+func (d *DNS) Enabled() bool { return len(d.Listen) > 0 }
+
+// SOA holds the fields of the zone's SOA record (RFC 1035 §3.3.13). The
+// minimum field is DNS.NegativeTTL.
+type SOA struct {
+	MName   string        // the primary name server; default the first NS name
+	RName   string        // the responsible person's mailbox in DNS form (hostmaster.cdn.example); default hostmaster.<zone>
+	Serial  uint32        // default 1: the server does no zone transfers, so it is informative only
+	Refresh time.Duration // whole seconds; default 1h
+	Retry   time.Duration // whole seconds; default 15m
+	Expire  time.Duration // whole seconds; default 168h (a week)
+	TTL     time.Duration // TTL of the SOA and NS records and of name server addresses, whole seconds; default 1h
+}
+
+// NameServer is one name server of the zone.
+type NameServer struct {
+	// Name is lowercased, without the trailing dot.
+	Name string
+	// Addresses are the name server's IPv4 and IPv6 addresses, which the
+	// server returns for Name (and as glue with NS answers) when Name is
+	// inside the zone. Only names inside the zone have them; a name inside
+	// the zone given without addresses gets the IPs of DNS.Listen.
+	Addresses []netip.Addr
+}
+
+// DNSHealth configures how the DNS server probes each PoP: GET /healthz on
+// the PoP's admin address every Interval, answered within Timeout. A 200
+// passes; a 503 "draining" takes the PoP out at once; Fall failures in a
+// row take it out and Rise passes in a row bring it back. Every PoP counts
+// as healthy from the start until probes prove otherwise.
+type DNSHealth struct {
+	Interval time.Duration // positive; default 2s
+	Timeout  time.Duration // positive, at most Interval; default 1s (or Interval if shorter)
+	Rise     int           // 1..100; default 2
+	Fall     int           // 1..100; default 2
+}
+
+// nameAt is a name and the node it was given at.
+type nameAt struct {
+	name string
+	node *yaml.Node
+	path string
+}
+
+// dns decodes the dns section. Checks against the rest of the file happen
+// later, in dnsRefs.
+func (d *decoder) dns(n *yaml.Node, path string) DNS {
+	c := DNS{
+		TTL:         defaultDNSTTL,
+		NegativeTTL: defaultNegativeTTL,
+		SOA: SOA{
+			Serial:  defaultSOASerial,
+			Refresh: defaultSOARefresh,
+			Retry:   defaultSOARetry,
+			Expire:  defaultSOAExpire,
+			TTL:     defaultSOATTL,
+		},
+		Health:  DNSHealth{Interval: defaultDNSHealthIntvl, Rise: defaultDNSRise, Fall: defaultDNSFall},
+		UDPSize: defaultUDPSize,
+	}
+	ok := d.fields(n, path, []field{
+		required("listen", func(n *yaml.Node, path string) { c.Listen, c.listenAt = d.listenList(n, path) }),
+		optional("admin", func(n *yaml.Node, path string) {
+			c.adminAt = n
+			s, ok := d.str(n, path)
+			if !ok {
+				return
+			}
+			hp, err := parseHostPort(s)
+			if err != nil {
+				d.wrapf(n, path, err, "%v", err)
+				return
+			}
+			c.Admin = hp.String()
+		}),
+		optional("ttl", d.setSeconds(&c.TTL, time.Second, maxDNSTTL)),
+		optional("negative_ttl", d.setSeconds(&c.NegativeTTL, 0, maxNegativeTTL)),
+		optional("soa", func(n *yaml.Node, path string) { d.soa(n, path, &c.SOA) }),
+		optional("ns", func(n *yaml.Node, path string) { c.NS, c.nsAt = d.nameServers(n, path) }),
+		optional("networks", func(n *yaml.Node, path string) {
+			s, ok := d.str(n, path)
+			switch {
+			case !ok:
+			case s == "":
+				d.errorf(n, path, "networks must not be empty (remove the key for no network map)")
+			default:
+				c.Networks = d.resolvePath(s)
+			}
+		}),
+		optional("fallback", func(n *yaml.Node, path string) { c.fallbackAt = d.popNameList(n, path) }),
+		optional("health", func(n *yaml.Node, path string) { d.dnsHealth(n, path, &c.Health) }),
+		optional("spread", d.setFloat(&c.Spread, 0, maxSpread)),
+		optional("udp_size", d.setInt(&c.UDPSize, minUDPSize, maxUDPSize)),
+	})
+	if ok {
+		c.node = d.node(n, path)
+	}
+	if c.Health.Timeout == 0 {
+		c.Health.Timeout = min(defaultDNSHealthTmo, c.Health.Interval)
+	}
+	return c
+}
+
+// listenList decodes dns.listen: a non-empty list of distinct host:port
+// addresses, normalized.
+func (d *decoder) listenList(n *yaml.Node, path string) (out []string, at []*yaml.Node) {
+	items, ok := d.list(n, path)
+	if !ok {
+		return nil, nil
+	}
+	if len(items) == 0 {
+		d.errorf(n, path, `at least one address is required (e.g. ["127.0.0.1:5353"])`)
+		return nil, nil
+	}
+	lines := make(map[string]int)
+	for i, item := range items {
+		p := index(path, i)
+		s, ok := d.str(item, p)
+		if !ok {
+			continue
+		}
+		hp, err := parseHostPort(s)
+		if err != nil {
+			d.wrapf(item, p, err, "%v", err)
+			continue
+		}
+		k := hp.String()
+		if line, dup := lines[k]; dup && hp.port != 0 {
+			d.errorf(item, p, "address %q is listed twice (first at line %d)", k, line)
+			continue
+		}
+		lines[k] = item.Line
+		out = append(out, k)
+		at = append(at, item)
+	}
+	return out, at
+}
+
+// soa decodes dns.soa into s, which holds the defaults.
+func (d *decoder) soa(n *yaml.Node, path string, s *SOA) {
+	d.fields(n, path, []field{
+		optional("mname", func(n *yaml.Node, path string) {
+			if v, ok := d.dnsName(n, path); ok {
+				s.MName = v
+			}
+		}),
+		optional("rname", func(n *yaml.Node, path string) {
+			v, ok := d.str(n, path)
+			if !ok {
+				return
+			}
+			r, err := normalizeMailbox(v)
+			if err != nil {
+				d.wrapf(n, path, err, "%v", err)
+				return
+			}
+			s.RName = r
+		}),
+		optional("serial", d.setUint32(&s.Serial)),
+		optional("refresh", d.setSeconds(&s.Refresh, time.Second, maxSOATimer)),
+		optional("retry", d.setSeconds(&s.Retry, time.Second, maxSOATimer)),
+		optional("expire", d.setSeconds(&s.Expire, time.Second, maxSOATimer)),
+		optional("ttl", d.setSeconds(&s.TTL, time.Second, maxDNSTTL)),
+	})
+}
+
+// nameServers decodes dns.ns: a list whose items are a name, or a mapping
+// {name, addresses}.
+func (d *decoder) nameServers(n *yaml.Node, path string) (out []NameServer, at []*yaml.Node) {
+	items, ok := d.list(n, path)
+	if !ok {
+		return nil, nil
+	}
+	if len(items) == 0 {
+		d.errorf(n, path, "at least one name server is required (remove the key for the default ns1.<zone>)")
+		return nil, nil
+	}
+	if len(items) > maxNameServers {
+		d.errorf(n, path, "%d name servers is more than %d", len(items), maxNameServers)
+		return nil, nil
+	}
+	lines := make(map[string]int)
+	for i, item := range items {
+		p := index(path, i)
+		var ns NameServer
+		var nameNode *yaml.Node
+		if r := d.node(item, p); r != nil && r.Kind == yaml.MappingNode {
+			d.fields(r, p, []field{
+				required("name", func(n *yaml.Node, path string) {
+					nameNode = n
+					ns.Name, _ = d.dnsName(n, path)
+				}),
+				optional("addresses", func(n *yaml.Node, path string) { ns.Addresses = d.addrList(n, path) }),
+			})
+		} else {
+			nameNode = item
+			ns.Name, _ = d.dnsName(item, p)
+		}
+		if ns.Name == "" {
+			continue
+		}
+		if line, dup := lines[ns.Name]; dup {
+			d.errorf(nameNode, p, "name server %q is listed twice (first at line %d)", ns.Name, line)
+			continue
+		}
+		lines[ns.Name] = nameNode.Line
+		out = append(out, ns)
+		at = append(at, item)
+	}
+	return out, at
+}
+
+// addrList decodes a list of distinct IP addresses.
+func (d *decoder) addrList(n *yaml.Node, path string) []netip.Addr {
+	items, ok := d.list(n, path)
+	if !ok {
+		return nil
+	}
+	var out []netip.Addr
+	for i, item := range items {
+		p := index(path, i)
+		s, ok := d.str(item, p)
+		if !ok {
+			continue
+		}
+		a, err := parseAnswerAddr(s)
+		switch {
+		case err != nil:
+			d.wrapf(item, p, err, "%v", err)
+		case slices.Contains(out, a):
+			d.errorf(item, p, "address %s is listed twice", a)
+		default:
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// popNameList decodes a list of PoP names, which dnsRefs checks once the
+// PoPs are known.
+func (d *decoder) popNameList(n *yaml.Node, path string) []nameAt {
+	items, ok := d.list(n, path)
+	if !ok {
+		return nil
+	}
+	var out []nameAt
+	for i, item := range items {
+		p := index(path, i)
+		var name string
+		d.name(item, p, &name)
+		if name == "" {
+			continue
+		}
+		if j := slices.IndexFunc(out, func(a nameAt) bool { return a.name == name }); j >= 0 {
+			d.errorf(item, p, "PoP %q is listed twice (first at line %d)", name, out[j].node.Line)
+			continue
+		}
+		out = append(out, nameAt{name: name, node: item, path: p})
+	}
+	return out
+}
+
+// dnsHealth decodes dns.health into h, which holds the defaults.
+func (d *decoder) dnsHealth(n *yaml.Node, path string, h *DNSHealth) {
+	var timeoutAt *yaml.Node
+	d.fields(n, path, []field{
+		optional("interval", d.setPositiveDuration(&h.Interval, "interval")),
+		optional("timeout", func(n *yaml.Node, path string) {
+			timeoutAt = n
+			d.setPositiveDuration(&h.Timeout, "timeout")(n, path)
+		}),
+		optional("rise", d.setInt(&h.Rise, 1, 100)),
+		optional("fall", d.setInt(&h.Fall, 1, 100)),
+	})
+	switch {
+	case h.Timeout == 0:
+		h.Timeout = min(defaultDNSHealthTmo, h.Interval)
+	case h.Timeout > h.Interval:
+		d.errorf(timeoutAt, join(path, "timeout"), "timeout %s is longer than the interval %s", formatDuration(h.Timeout), formatDuration(h.Interval))
+	}
+}
+
+// dnsRefs fills the PoPs' answer addresses from their listen addresses and,
+// when the file has a dns section, checks it against the rest of the file
+// and applies the defaults that depend on it. It runs once the whole file
+// is decoded.
+func (d *decoder) dnsRefs(c *Config) {
+	for i := range c.POPs {
+		p := &c.POPs[i]
+		hp, err := parseHostPort(p.Listen)
+		if err != nil {
+			continue
+		}
+		if a, err := netip.ParseAddr(hp.host); err == nil && !a.IsUnspecified() {
+			switch {
+			case a.Is4() && !p.Address.IsValid():
+				p.Address = a
+			case a.Is6() && !p.Address6.IsValid():
+				p.Address6 = a
+			}
+		}
+	}
+	dc := &c.DNS
+	at, fallback, listenAt, adminAt, nsAt := dc.node, dc.fallbackAt, dc.listenAt, dc.adminAt, dc.nsAt
+	dc.node, dc.fallbackAt, dc.listenAt, dc.adminAt, dc.nsAt = nil, nil, nil, nil, nil
+	if !dc.Enabled() || at == nil {
+		return
+	}
+	const path = "dns"
+	if c.Zone == "" {
+		if !d.reported("zone") {
+			d.errorf(at, path, "the dns section needs the top-level zone key (the DNS zone to answer for, e.g. zone: cdn.example)")
+		}
+		return
+	}
+	if !slices.ContainsFunc(c.Services, func(s Service) bool {
+		return slices.ContainsFunc(s.Hostnames, func(h string) bool { return inZone(h, c.Zone) })
+	}) && len(c.Services) > 0 {
+		d.errorf(at, path, "no service hostname is inside zone %q, so DNS would answer for no service", c.Zone)
+	}
+
+	// Name servers: the default, addresses, and clashes with hostnames.
+	if len(dc.NS) == 0 {
+		dc.NS = []NameServer{{Name: "ns1." + c.Zone}}
+	}
+	var listenIPs []netip.Addr
+	for _, l := range dc.Listen {
+		if hp, err := parseHostPort(l); err == nil {
+			if a, err := netip.ParseAddr(hp.host); err == nil && !a.IsUnspecified() && !slices.Contains(listenIPs, a) {
+				listenIPs = append(listenIPs, a)
+			}
+		}
+	}
+	for i := range dc.NS {
+		ns := &dc.NS[i]
+		nsNode := at
+		if i < len(nsAt) {
+			nsNode = nsAt[i]
+		}
+		switch {
+		case !inZone(ns.Name, c.Zone) && len(ns.Addresses) > 0:
+			d.errorf(nsNode, fmt.Sprintf("dns.ns[%d].addresses", i), "name server %q is outside zone %q: the server cannot answer for its addresses (remove them)", ns.Name, c.Zone)
+		case inZone(ns.Name, c.Zone) && len(ns.Addresses) == 0:
+			ns.Addresses = slices.Clone(listenIPs)
+		}
+		if _, ok := c.ServiceByHost(ns.Name); ok {
+			d.errorf(nsNode, fmt.Sprintf("dns.ns[%d]", i), "name server %q is also a service hostname; a name is one or the other", ns.Name)
+		}
+	}
+	if dc.SOA.MName == "" {
+		dc.SOA.MName = dc.NS[0].Name
+	}
+	if dc.SOA.RName == "" {
+		dc.SOA.RName = "hostmaster." + c.Zone
+	}
+
+	// PoPs: each needs an address to answer with. If the PoPs failed to
+	// decode there is nothing useful to say.
+	if len(c.POPs) == 0 || d.reported("pops") {
+		return
+	}
+	for i, p := range c.POPs {
+		if !p.Address.IsValid() && !p.Address6.IsValid() && p.Name != "" {
+			d.errorf(at, path, "PoP %q (pops[%d]) has no address to answer with: its listen host in %q is not an IP address; set pops[%d].address (IPv4) or address6", p.Name, i, p.Listen, i)
+		}
+	}
+	d.dnsClashes(c, listenAt, adminAt)
+
+	// Fallback order: the names given, then the other PoPs in file order.
+	dc.Fallback = dc.Fallback[:0]
+	for _, f := range fallback {
+		if !slices.ContainsFunc(c.POPs, func(p POP) bool { return p.Name == f.name }) {
+			d.errorf(f.node, f.path, "no PoP is named %q (have %s)", f.name, c.popNames())
+			continue
+		}
+		dc.Fallback = append(dc.Fallback, f.name)
+	}
+	for _, p := range c.POPs {
+		if p.Name != "" && !slices.Contains(dc.Fallback, p.Name) {
+			dc.Fallback = append(dc.Fallback, p.Name)
+		}
+	}
+}
+
+// dnsClashes reports DNS listen and admin addresses (given at listenAt and
+// adminAt) that clash with each other or with a PoP's TCP listeners on the
+// same machine.
+func (d *decoder) dnsClashes(c *Config, listenAt []*yaml.Node, adminAt *yaml.Node) {
+	type use struct {
+		hp   hostPort
+		what string
+		at   *yaml.Node
+	}
+	var taken []use
+	for i, p := range c.POPs {
+		for _, a := range []struct{ addr, key string }{{p.Listen, "listen"}, {p.Admin, "admin"}} {
+			if hp, err := parseHostPort(a.addr); err == nil {
+				taken = append(taken, use{hp, fmt.Sprintf("pops[%d].%s of PoP %q", i, a.key, p.Name), nil})
+			}
+		}
+	}
+	mine := make([]use, 0, len(c.DNS.Listen)+1)
+	for i, l := range c.DNS.Listen {
+		if hp, err := parseHostPort(l); err == nil && i < len(listenAt) {
+			mine = append(mine, use{hp, fmt.Sprintf("dns.listen[%d]", i), listenAt[i]})
+		}
+	}
+	if c.DNS.Admin != "" {
+		if hp, err := parseHostPort(c.DNS.Admin); err == nil {
+			for _, m := range mine {
+				if hp.clashes(m.hp) {
+					d.errorf(adminAt, "dns.admin", "admin address %q clashes with %s %q", c.DNS.Admin, m.what, m.hp)
+				}
+			}
+			mine = append(mine, use{hp, "dns.admin", adminAt})
+		}
+	}
+	for _, m := range mine {
+		for _, t := range taken {
+			if m.hp.clashes(t.hp) {
+				d.errorf(m.at, m.what, "address %q clashes with %s (%q); use another port", m.hp, t.what, t.hp)
+			}
+		}
+	}
+}
+
+// reported reports whether a problem was already recorded at key or
+// inside it, so that later checks do not pile on.
+func (d *decoder) reported(key string) bool {
+	return slices.ContainsFunc(d.problems, func(p *problem) bool {
+		return p.key == key || strings.HasPrefix(p.key, key+".") || strings.HasPrefix(p.key, key+"[")
+	})
+}
+
+// inZone reports whether name (lowercase, no trailing dot) is zone or
+// inside it.
+func inZone(name, zone string) bool {
+	return name == zone || strings.HasSuffix(name, "."+zone)
+}
+
+// dnsName decodes a DNS name, lowercased without the trailing dot.
+func (d *decoder) dnsName(n *yaml.Node, path string) (string, bool) {
+	s, ok := d.str(n, path)
+	if !ok {
+		return "", false
+	}
+	name := strings.TrimSuffix(strings.ToLower(s), ".")
+	if err := checkDNSName(name); err != nil {
+		d.wrapf(n, path, err, "name %q: %v", s, err)
+		return "", false
+	}
+	return name, true
+}
+
+// normalizeMailbox turns an SOA RNAME given as a DNS name
+// (hostmaster.cdn.example) or an email address (hostmaster@cdn.example)
+// into the DNS form, lowercased without the trailing dot.
+func normalizeMailbox(s string) (string, error) {
+	name := s
+	if local, domain, ok := strings.Cut(s, "@"); ok {
+		if strings.Contains(local, ".") || local == "" {
+			return "", fmt.Errorf("rname %q: the part before @ must be a single label, without dots", s)
+		}
+		name = local + "." + domain
+	}
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	if err := checkDNSName(name); err != nil {
+		return "", fmt.Errorf("rname %q: %w", s, err)
+	}
+	return name, nil
+}
+
+// parseAnswerAddr parses an IP address that DNS answers may carry: unicast,
+// without a zone; IPv4-mapped IPv6 addresses become IPv4.
+func parseAnswerAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("invalid IP address %q", s)
+	}
+	a = a.Unmap()
+	switch {
+	case a.Zone() != "":
+		return netip.Addr{}, fmt.Errorf("address %q: IPv6 zones are not supported", s)
+	case a.IsUnspecified(), a.IsMulticast():
+		return netip.Addr{}, fmt.Errorf("address %q cannot be given to clients (want a unicast address)", s)
+	}
+	return a, nil
+}
+
+// setAnswerAddr returns a decodeFunc that stores in dst an address of the
+// family given (IPv6 when v6), for a PoP's address and address6.
+func (d *decoder) setAnswerAddr(dst *netip.Addr, v6 bool) decodeFunc {
+	return func(n *yaml.Node, path string) {
+		s, ok := d.str(n, path)
+		if !ok {
+			return
+		}
+		a, err := parseAnswerAddr(s)
+		switch {
+		case err != nil:
+			d.wrapf(n, path, err, "%v", err)
+		case v6 && a.Is4():
+			d.errorf(n, path, "%s is an IPv4 address; put it in address", a)
+		case !v6 && a.Is6():
+			d.errorf(n, path, "%s is an IPv6 address; put it in address6", a)
+		default:
+			*dst = a
+		}
+	}
+}
+
+// setSeconds returns a decodeFunc that stores in dst a duration of whole
+// seconds in [lo, hi], as DNS TTLs and SOA timers are.
+func (d *decoder) setSeconds(dst *time.Duration, lo, hi time.Duration) decodeFunc {
+	return func(n *yaml.Node, path string) {
+		v, ok := d.duration(n, path)
+		switch {
+		case !ok:
+		case v%time.Second != 0:
+			d.errorf(n, path, "%s is not a whole number of seconds (DNS counts time in seconds)", formatDuration(v))
+		case v < lo || v > hi:
+			d.errorf(n, path, "%s is out of range (want %s..%s)", formatDuration(v), formatDuration(lo), formatDuration(hi))
+		default:
+			*dst = v
+		}
+	}
+}
+
+// setPositiveDuration returns a decodeFunc that stores a duration > 0 in
+// dst; what names the setting in the message.
+func (d *decoder) setPositiveDuration(dst *time.Duration, what string) decodeFunc {
+	return func(n *yaml.Node, path string) {
+		v, ok := d.duration(n, path)
+		switch {
+		case !ok:
+		case v == 0:
+			d.errorf(n, path, "%s must be positive (remove the key for the default)", what)
+		default:
+			*dst = v
+		}
+	}
+}
+
+// setUint32 returns a decodeFunc that stores a whole number in
+// 0..4294967295 in dst.
+func (d *decoder) setUint32(dst *uint32) decodeFunc {
+	return func(n *yaml.Node, path string) {
+		s, ok := d.scalar(n, path, "a whole number")
+		if !ok {
+			return
+		}
+		var v int64
+		if s.Tag != "!!int" || s.Decode(&v) != nil {
+			d.errorf(s, path, "want a whole number, got %s", describe(s))
+			return
+		}
+		if v < 0 || v > math.MaxUint32 {
+			d.errorf(s, path, "%s is out of range (want 0..%d)", s.Value, uint32(math.MaxUint32))
+			return
+		}
+		*dst = uint32(v)
+	}
+}
+
+// resolvePath makes name, relative to the config file's directory unless
+// absolute, an absolute path.
+func (d *decoder) resolvePath(name string) string {
+	path := name
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(filepath.Dir(d.file), path)
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return path
+}
+
+// errNoDNS is returned by DNSConfig for a file without a dns section.
+var errNoDNS = errors.New("config: the file has no dns section")
+
+// DNSConfig returns the dns section, or an error naming the file when it
+// has none.
+func (c *Config) DNSConfig() (*DNS, error) {
+	if !c.DNS.Enabled() {
+		return nil, fmt.Errorf("%w (%s): add one to run the DNS server (see deploy/examples/lab.yaml)", errNoDNS, c.Path)
+	}
+	return &c.DNS, nil
+}

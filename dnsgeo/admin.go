@@ -1,0 +1,173 @@
+package dnsgeo
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// AdminHandler serves the admin endpoints: /healthz ("ok", or 503
+// "draining" while the server shuts down), /stats (the server's figures
+// as JSON) and /metrics (Prometheus text). All are read-only and need no
+// credentials; bind the admin listener to an address only operators reach.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.serveHealth)
+	mux.HandleFunc("GET /stats", s.serveStats)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "draining\n")
+		return
+	}
+	io.WriteString(w, "ok\n")
+}
+
+// Stats is the document /stats serves.
+type Stats struct {
+	Zone          string  `json:"zone"`
+	ConfigVersion string  `json:"config_version"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	Draining      bool    `json:"draining"`
+	// NetworkMapEntries is the number of rows of the network map; -1
+	// when there is none.
+	NetworkMapEntries int `json:"network_map_entries"`
+	// Queries counts answered queries by response code (NOERROR, …).
+	Queries map[string]uint64 `json:"queries"`
+	// Decisions counts geo answers by what placed the client.
+	Decisions   map[string]uint64 `json:"decisions"`
+	FailOpen    uint64            `json:"fail_open_answers"`
+	Truncated   uint64            `json:"truncated"`
+	Rejected    uint64            `json:"rejected"`
+	Invalid     uint64            `json:"invalid"`
+	POPs        []POPStats        `json:"pops"`
+	HealthProbe HealthOptions     `json:"health_probe"`
+}
+
+// POPStats is one PoP as the DNS server sees it.
+type POPStats struct {
+	Name     string      `json:"name"`
+	Address  string      `json:"address,omitempty"`
+	Address6 string      `json:"address6,omitempty"`
+	State    HealthState `json:"state"`
+	// Since is when the state last changed; zero when it never did.
+	Since     time.Time `json:"since,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+	// Answers counts geo answers that carried the PoP's address;
+	// Failovers those it gave because the first choice was unhealthy.
+	Answers   uint64            `json:"answers"`
+	Failovers uint64            `json:"failover_answers"`
+	Checks    map[string]uint64 `json:"checks"`
+}
+
+// healthJSON is HealthOptions as /stats shows them.
+type healthJSON struct {
+	Interval string `json:"interval"`
+	Timeout  string `json:"timeout"`
+	Rise     int    `json:"rise"`
+	Fall     int    `json:"fall"`
+}
+
+// MarshalJSON writes durations as Go duration strings.
+func (o HealthOptions) MarshalJSON() ([]byte, error) {
+	return json.Marshal(healthJSON{o.Interval.String(), o.Timeout.String(), o.Rise, o.Fall})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (o *HealthOptions) UnmarshalJSON(b []byte) error {
+	var h healthJSON
+	if err := json.Unmarshal(b, &h); err != nil {
+		return err
+	}
+	var err error
+	if o.Interval, err = time.ParseDuration(h.Interval); err != nil {
+		return fmt.Errorf("dnsgeo: interval: %w", err)
+	}
+	if o.Timeout, err = time.ParseDuration(h.Timeout); err != nil {
+		return fmt.Errorf("dnsgeo: timeout: %w", err)
+	}
+	o.Rise, o.Fall = h.Rise, h.Fall
+	return nil
+}
+
+// Stats returns a snapshot of the server's figures.
+func (s *Server) Stats() Stats {
+	m := s.metrics
+	st := Stats{
+		Zone:              strings.TrimSuffix(s.zone.name, "."),
+		ConfigVersion:     s.version,
+		UptimeSeconds:     s.now().Sub(s.started).Round(time.Millisecond).Seconds(),
+		Draining:          s.draining.Load(),
+		NetworkMapEntries: s.networks,
+		Queries:           make(map[string]uint64),
+		Decisions:         make(map[string]uint64),
+		FailOpen:          m.failOpen.Load(),
+		Truncated:         m.truncated.Load(),
+		Rejected:          m.rejected.Load(),
+		Invalid:           m.invalid.Load(),
+		HealthProbe:       s.health,
+	}
+	answers := make([]uint64, m.npop+1)
+	for t := range typeNames {
+		for r := range rcodeNames {
+			for p := 0; p <= m.npop; p++ {
+				for e := range ecsNames {
+					if v := m.queries[m.queryIndex(t, r, p, e)].Load(); v > 0 {
+						st.Queries[rcodeNames[r]] += v
+						answers[p] += v
+					}
+				}
+			}
+		}
+	}
+	for i, name := range s.byNames {
+		st.Decisions[name] = m.decisions[i].Load()
+	}
+	for i, p := range s.pops {
+		ps := POPStats{
+			Name:      p.name,
+			State:     p.health.get(),
+			Answers:   answers[i+1],
+			Failovers: m.failovers[i].Load(),
+			Checks:    make(map[string]uint64, numProbeResults),
+		}
+		if p.addr[v4].IsValid() {
+			ps.Address = p.addr[v4].String()
+		}
+		if p.addr[v6].IsValid() {
+			ps.Address6 = p.addr[v6].String()
+		}
+		if ns := p.health.changed.Load(); ns != 0 {
+			ps.Since = time.Unix(0, ns).UTC()
+		}
+		if e := p.health.lastErr.Load(); e != nil {
+			ps.LastError = *e
+		}
+		for r := range numProbeResults {
+			ps.Checks[probeResultNames[r]] = p.health.checks[r].Load()
+		}
+		st.POPs = append(st.POPs, ps)
+	}
+	return st
+}
+
+func (s *Server) serveStats(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s.Stats()); err != nil {
+		s.log.Debug("writing stats", "err", err)
+	}
+}

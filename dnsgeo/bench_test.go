@@ -1,0 +1,115 @@
+package dnsgeo
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// BenchmarkHandler measures the handler's cost per query on one core, the
+// way the server runs it: parse the packet, decide, build and pack the
+// reply. queries/s is per core. Compare with BenchmarkServerUDP/bare for
+// what the dns package itself costs.
+func BenchmarkHandler(b *testing.B) {
+	s := newTestServer(b, "  health: {interval: 1h}")
+	cases := []struct {
+		name string
+		m    *dns.Msg
+	}{
+		{"A-ecs-map", query("demo.cdn.example.", dns.TypeA, "198.51.100.0/24", 0)},
+		{"A-ecs-fallback", query("demo.cdn.example.", dns.TypeA, "8.8.8.0/24", 0)},
+		{"A-no-ecs", query("demo.cdn.example.", dns.TypeA, "", 0)},
+		{"AAAA-ecs", query("demo.cdn.example.", dns.TypeAAAA, "203.0.113.0/24", 0)},
+		{"NXDOMAIN", query("nope.cdn.example.", dns.TypeA, "", 1232)},
+		{"REFUSED", query("example.com.", dns.TypeA, "", 0)},
+	}
+	for _, c := range cases {
+		pkt := mustPack(b, c.m)
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, w := serveRaw(s, pkt, false); w == nil || w.err != nil {
+					b.Fatal("no reply")
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
+		})
+	}
+	b.Run("A-ecs-map-parallel", func(b *testing.B) {
+		pkt := mustPack(b, cases[0].m)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				serveRaw(s, pkt, false)
+			}
+		})
+	})
+}
+
+// BenchmarkServerUDP measures whole queries over loopback UDP, client
+// included, for this server and for a bare dns.Server that answers a fixed
+// A record: the ratio of the two is what geo answering costs on top of the
+// dns package. Both run in the same process, on the same cores, so compare
+// them within one run only.
+func BenchmarkServerUDP(b *testing.B) {
+	s := newTestServer(b, "  health: {interval: 1h}")
+	bare := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Authoritative = true
+		m.Answer = []dns.RR{&dns.A{
+			Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30},
+			A:   net.IPv4(127, 0, 0, 11),
+		}}
+		w.WriteMsg(m)
+	})
+	for _, h := range []struct {
+		name    string
+		handler dns.Handler
+	}{{"bare", bare}, {"outpost", s}} {
+		b.Run(h.name, func(b *testing.B) {
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			started := make(chan struct{})
+			srv := &dns.Server{PacketConn: pc, Handler: h.handler, NotifyStartedFunc: func() { close(started) }}
+			done := make(chan error, 1)
+			go func() { done <- srv.ActivateAndServe() }()
+			<-started
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				srv.ShutdownContext(ctx)
+				<-done
+			}()
+			pkt := mustPack(b, query("demo.cdn.example.", dns.TypeA, "198.51.100.0/24", 0))
+			b.ReportAllocs()
+			b.SetParallelism(2) // keep the server busy while replies travel
+			b.RunParallel(func(pb *testing.PB) {
+				conn, err := net.Dial("udp", pc.LocalAddr().String())
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer conn.Close()
+				buf := make([]byte, 1500)
+				for pb.Next() {
+					conn.SetDeadline(time.Now().Add(5 * time.Second))
+					if _, err := conn.Write(pkt); err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := conn.Read(buf); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
+		})
+	}
+}

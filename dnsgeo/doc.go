@@ -1,0 +1,24 @@
+// Package dnsgeo is Outpost's authoritative geo DNS server: it answers for
+// the CDN's zone, and gives each service hostname the address of the PoP
+// nearest to the user that is healthy right now.
+//
+// The client is the EDNS Client Subnet of the query when a usable one is
+// present (RFC 7871), else the query's source address. A chain of Locators
+// — the operator's network map now, a geo database later — places the
+// client either at a PoP or at a point on Earth; the PoPs are then ranked
+// by great-circle distance from that point, or in the configured fallback
+// order when nothing places the client. PoPs that the health prober saw
+// down or draining are skipped, and among the healthy PoPs within Spread
+// km of the nearest one is chosen in proportion to the weights by
+// rendezvous hashing of the client's subnet, so each subnet keeps its PoP;
+// if no PoP is healthy, all count as healthy (fail open). The answer is one
+// A or AAAA record with a short TTL, and the ECS scope it echoes is the
+// widest subnet for which that answer holds.
+//
+// Every step of a decision is kept (Decide returns the reasons), so an
+// operator can ask why a client went where it did. The server, its health
+// prober and its admin listener (/healthz, /metrics, /stats) run until the
+// context given to Run is done. The package knows PoPs only through the
+// configuration and their HTTP health endpoints; it never imports package
+// pop.
+package dnsgeo

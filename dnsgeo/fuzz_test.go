@@ -1,0 +1,157 @@
+package dnsgeo
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// serveRaw handles one packet as dns.Server does: a packet shorter than a
+// header gets no reply, the header goes through the server's accept
+// function, and a packet that does not parse is answered FORMERR by the
+// dns package (not by the handler, which never sees it). It returns the
+// handler's reply, or nil when the handler did not reply or was not
+// reached.
+func serveRaw(s *Server, pkt []byte, tcp bool) (req *dns.Msg, w *recorder) {
+	if len(pkt) < 12 {
+		return nil, nil
+	}
+	h := dns.Header{
+		Id: binary.BigEndian.Uint16(pkt), Bits: binary.BigEndian.Uint16(pkt[2:]),
+		Qdcount: binary.BigEndian.Uint16(pkt[4:]), Ancount: binary.BigEndian.Uint16(pkt[6:]),
+		Nscount: binary.BigEndian.Uint16(pkt[8:]), Arcount: binary.BigEndian.Uint16(pkt[10:]),
+	}
+	if s.accept(h) != dns.MsgAccept {
+		return nil, nil
+	}
+	req = new(dns.Msg)
+	if err := req.Unpack(pkt); err != nil {
+		return nil, nil
+	}
+	w = newRecorder(tcp)
+	s.ServeDNS(w, req)
+	return req, w
+}
+
+// FuzzHandler feeds raw packets to the handler the way the server would.
+// Unparseable packets get no reply or FORMERR from the dns package; every
+// packet that parses must get a well-formed reply (or none, for
+// responses) and never a panic. The seed corpus is in
+// testdata/fuzz/FuzzHandler (rebuild it with OUTPOST_WRITE_SEEDS=1 go
+// test -run TestWriteFuzzSeeds).
+func FuzzHandler(f *testing.F) {
+	for _, seed := range fuzzSeeds(f) {
+		f.Add(seed.pkt, false)
+	}
+	s := newTestServer(f, "  health: {interval: 1h}")
+	f.Fuzz(func(t *testing.T, pkt []byte, tcp bool) {
+		req, w := serveRaw(s, pkt, tcp)
+		if w == nil || w.msg == nil {
+			if req != nil && !req.Response {
+				t.Fatalf("no reply to a query:\n%v", req)
+			}
+			return
+		}
+		if w.err != nil {
+			t.Fatalf("reply does not pack: %v\n%v", w.err, w.msg)
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(w.raw); err != nil {
+			t.Fatalf("reply does not parse: %v", err)
+		}
+		if r.Id != req.Id || !r.Response || r.RecursionAvailable || r.Opcode != req.Opcode {
+			t.Fatalf("bad reply header: %v", r.MsgHdr)
+		}
+		if !tcp && len(w.raw) > 4096 {
+			t.Fatalf("UDP reply of %d bytes", len(w.raw))
+		}
+		if len(req.Question) == 1 && (len(r.Question) != 1 || r.Question[0] != req.Question[0]) {
+			t.Fatalf("question %v answered as %v", req.Question, r.Question)
+		}
+	})
+}
+
+// seed is a named packet of the seed corpus.
+type seed struct {
+	name string
+	pkt  []byte
+}
+
+// fuzzSeeds are valid queries of every kind the tests cover, and broken
+// and truncated ones.
+func fuzzSeeds(t testing.TB) []seed {
+	q := func(name string, qtype uint16, subnet string, edns uint16, change func(*dns.Msg)) []byte {
+		m := query(name, qtype, subnet, edns)
+		m.Id = 0x1234
+		if change != nil {
+			change(m)
+		}
+		return mustPack(t, m)
+	}
+	ecsA := q("demo.cdn.example.", dns.TypeA, "198.51.100.0/24", 0, nil)
+	seeds := []seed{
+		{"a-ecs", ecsA},
+		{"a-ecs-v6", q("demo.cdn.example.", dns.TypeA, "2001:db8:1::/48", 0, nil)},
+		{"a-ecs-zero", q("demo.cdn.example.", dns.TypeA, "0.0.0.0/0", 0, nil)},
+		{"aaaa", q("demo.cdn.example.", dns.TypeAAAA, "", 1232, nil)},
+		{"any", q("demo.cdn.example.", dns.TypeANY, "", 0, nil)},
+		{"ns", q("cdn.example.", dns.TypeNS, "", 0, nil)},
+		{"soa-mixed-case", q("CDN.Example.", dns.TypeSOA, "", 4096, nil)},
+		{"nxdomain", q("nope.cdn.example.", dns.TypeA, "", 0, nil)},
+		{"refused", q("example.com.", dns.TypeA, "", 0, nil)},
+		{"badvers", q("demo.cdn.example.", dns.TypeA, "", 1232, func(m *dns.Msg) { m.IsEdns0().SetVersion(1) })},
+		{"notify", q("cdn.example.", dns.TypeSOA, "", 0, func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify })},
+		{"two-ecs", q("demo.cdn.example.", dns.TypeA, "198.51.100.0/24", 0, func(m *dns.Msg) {
+			m.IsEdns0().Option = append(m.IsEdns0().Option, ecsOption("192.0.2.0/24"))
+		})},
+		{"ecs-bits-past-prefix", badECSBits(t)},
+		{"ecs-prefix-33", badECSPrefix(t)},
+		{"response", q("demo.cdn.example.", dns.TypeA, "", 0, func(m *dns.Msg) { m.Response = true })},
+		{"truncated-question", ecsA[:20]},
+		{"truncated-opt", ecsA[:len(ecsA)-4]},
+		{"header-only", ecsA[:12]},
+	}
+	return seeds
+}
+
+// TestWriteFuzzSeeds writes the seed corpus of FuzzHandler as go test
+// fuzz v1 files. It runs only with OUTPOST_WRITE_SEEDS=1.
+func TestWriteFuzzSeeds(t *testing.T) {
+	if os.Getenv("OUTPOST_WRITE_SEEDS") != "1" {
+		t.Skip("set OUTPOST_WRITE_SEEDS=1 to rewrite testdata/fuzz/FuzzHandler")
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzHandler")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range fuzzSeeds(t) {
+		for _, tcp := range []bool{false, true} {
+			name := s.name
+			if tcp {
+				name += "-tcp"
+			}
+			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\nbool(%v)\n", s.pkt, tcp)
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestHandlerSeeds runs every seed through the handler in
+// both transports, as a plain test that needs no fuzzing engine.
+func TestHandlerSeeds(t *testing.T) {
+	s := newTestServer(t, "  health: {interval: 1h}")
+	for _, sd := range fuzzSeeds(t) {
+		for _, tcp := range []bool{false, true} {
+			req, w := serveRaw(s, sd.pkt, tcp)
+			if req != nil && !req.Response && (w == nil || w.msg == nil) {
+				t.Errorf("%s: no reply", sd.name)
+			}
+		}
+	}
+}

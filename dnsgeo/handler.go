@@ -1,0 +1,290 @@
+package dnsgeo
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// outcome is what answering one query did, for the metrics.
+type outcome struct {
+	qtype     uint16
+	rcode     int
+	pop       *pop // the PoP answered with; nil when none
+	ecs       bool // the answer depended on the ECS subnet
+	by        int  // index of what placed the client (locators, then fallback); -1 when no decision was made
+	failover  bool
+	failOpen  bool
+	truncated bool
+}
+
+// ServeDNS answers one query; it implements dns.Handler. A message that is
+// not a query gets no reply.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	src, tcp := remote(w)
+	resp, out, limit := s.respond(req, src)
+	if resp == nil {
+		return
+	}
+	if !tcp {
+		resp.Truncate(limit)
+		out.truncated = resp.Truncated
+	} else {
+		resp.Compress = true
+	}
+	s.metrics.count(out) // before the reply leaves, so a client that got it sees it counted
+	if err := w.WriteMsg(resp); err != nil {
+		s.log.Debug("writing a DNS reply", "err", err, "client", src)
+	}
+}
+
+// remote returns the client's address and whether it came over TCP.
+func remote(w dns.ResponseWriter) (netip.Addr, bool) {
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap(), false
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+// respond builds the reply to req from src, and the largest size a UDP
+// reply may have. A nil reply means none is sent.
+func (s *Server) respond(req *dns.Msg, src netip.Addr) (*dns.Msg, outcome, int) {
+	out := outcome{by: -1}
+	if req.Response {
+		return nil, out, 0 // never answer an answer: no loops, no reflection
+	}
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	if len(req.Question) > 0 {
+		out.qtype = req.Question[0].Qtype
+	}
+
+	// EDNS (RFC 6891): one OPT at the root at most.
+	var opt *dns.OPT
+	for _, rr := range req.Extra {
+		o, ok := rr.(*dns.OPT)
+		if !ok {
+			continue
+		}
+		if opt != nil || o.Hdr.Name != "." {
+			return s.fail(resp, dns.RcodeFormatError, nil, &out)
+		}
+		opt = o
+	}
+	limit := dns.MinMsgSize
+	var ropt *dns.OPT
+	if opt != nil {
+		ropt = &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		ropt.SetUDPSize(s.udpSize)
+		if opt.Do() {
+			ropt.SetDo()
+		}
+		limit = min(max(int(opt.UDPSize()), dns.MinMsgSize), int(s.udpSize))
+		if opt.Version() != 0 {
+			// RFC 6891 §6.1.3: answer with our version, 0.
+			return s.fail(resp, dns.RcodeBadVers, ropt, &out)
+		}
+	}
+	switch {
+	case req.Opcode != dns.OpcodeQuery:
+		return s.fail(resp, dns.RcodeNotImplemented, ropt, &out)
+	case len(req.Question) != 1:
+		return s.fail(resp, dns.RcodeFormatError, ropt, &out)
+	}
+	ecs, ok := clientSubnet(opt)
+	if !ok {
+		return s.fail(resp, dns.RcodeFormatError, ropt, &out)
+	}
+	if ecs.opt != nil {
+		// RFC 7871 §7.2.1: echo the option, scope 0 unless the answer
+		// depends on the subnet.
+		echo := *ecs.opt
+		echo.SourceScope = 0
+		ecs.echo = &echo
+		ropt.Option = append(ropt.Option, ecs.echo)
+	}
+	s.answer(req.Question[0], resp, src, ecs, &out)
+	if ropt != nil {
+		resp.Extra = append(resp.Extra, ropt)
+	}
+	out.rcode = resp.Rcode
+	return resp, out, limit
+}
+
+// fail turns resp into an error reply with rcode.
+func (s *Server) fail(resp *dns.Msg, rcode int, ropt *dns.OPT, out *outcome) (*dns.Msg, outcome, int) {
+	resp.Rcode = rcode
+	if ropt != nil {
+		resp.Extra = append(resp.Extra, ropt)
+	}
+	out.rcode = rcode
+	return resp, *out, dns.MinMsgSize
+}
+
+// subnet is a query's ECS option, parsed.
+type subnet struct {
+	opt    *dns.EDNS0_SUBNET // as received; nil when absent
+	prefix netip.Prefix      // its address and source prefix length
+	echo   *dns.EDNS0_SUBNET // the option in the reply
+}
+
+// clientSubnet finds the ECS option of a query. ok is false for a query the
+// server must answer with FORMERR (RFC 7871 §6, §7.1.2): more than one
+// option, a source prefix too long for the family, or address bits set
+// past the source prefix.
+func clientSubnet(opt *dns.OPT) (sub subnet, ok bool) {
+	if opt == nil {
+		return sub, true
+	}
+	for _, o := range opt.Option {
+		e, isECS := o.(*dns.EDNS0_SUBNET)
+		if !isECS {
+			continue
+		}
+		if sub.opt != nil {
+			return sub, false
+		}
+		sub.opt = e
+	}
+	e := sub.opt
+	if e == nil {
+		return sub, true
+	}
+	var a netip.Addr
+	switch e.Family {
+	case 0: // only with prefix 0, as dig sends +subnet=0
+		a = netip.IPv4Unspecified()
+	case 1:
+		ip := e.Address.To4()
+		if ip == nil {
+			return sub, false
+		}
+		a = netip.AddrFrom4([4]byte(ip))
+	case 2:
+		ip := e.Address.To16()
+		if ip == nil {
+			return sub, false
+		}
+		a = netip.AddrFrom16([16]byte(ip))
+	default:
+		return sub, false
+	}
+	p, err := a.Prefix(int(e.SourceNetmask))
+	if err != nil || p.Addr() != a {
+		return sub, false
+	}
+	sub.prefix = netip.PrefixFrom(a, int(e.SourceNetmask))
+	return sub, true
+}
+
+// answer fills resp for question q, asked by src. It sets AA for names in
+// the zone.
+func (s *Server) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subnet, out *outcome) {
+	z := s.zone
+	name := strings.ToLower(q.Name)
+	if (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) || !z.contains(name) {
+		resp.Rcode = dns.RcodeRefused // not ours: no recursion, no referral
+		return
+	}
+	resp.Authoritative = true
+	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
+		resp.Rcode = dns.RcodeRefused // no zone transfers: the zone is made per query
+		return
+	}
+	kind, ok := z.names[name]
+	if !ok {
+		resp.Rcode = dns.RcodeNameError
+		s.negative(q.Name, resp)
+		return
+	}
+	// ANY (RFC 8482): one RRset, the one users ask for most.
+	qtype := q.Qtype
+	if qtype == dns.TypeANY {
+		switch {
+		case kind&kindService != 0 && len(s.byFamily[v4]) == 0:
+			qtype = dns.TypeAAAA
+		case kind&(kindService|kindNS) != 0:
+			qtype = dns.TypeA
+			if kind&kindNS != 0 && len(z.nsAddrs[name][v4]) == 0 {
+				qtype = dns.TypeAAAA
+			}
+		case kind&kindApex != 0:
+			qtype = dns.TypeSOA
+		}
+	}
+	switch {
+	case kind&kindService != 0 && (qtype == dns.TypeA || qtype == dns.TypeAAAA):
+		d := s.decide(Query{Source: src, Subnet: ecs.prefix, Type: qtype}, nil)
+		out.by = s.byIndex(d.By)
+		out.failover, out.failOpen = d.Failover, d.FailOpen
+		if d.POP == "" {
+			break // no PoP has an address of this family: NODATA
+		}
+		p := s.popByName[d.POP]
+		out.pop = p
+		hdr := dns.RR_Header{Name: q.Name, Rrtype: qtype, Class: dns.ClassINET, Ttl: z.ttl}
+		if qtype == dns.TypeA {
+			resp.Answer = append(resp.Answer, &dns.A{Hdr: hdr, A: p.ip[v4]})
+		} else {
+			resp.Answer = append(resp.Answer, &dns.AAAA{Hdr: hdr, AAAA: p.ip[v6]})
+		}
+		if d.ECS && ecs.echo != nil {
+			ecs.echo.SourceScope = uint8(d.Scope)
+			out.ecs = true
+		}
+	case kind&kindApex != 0 && qtype == dns.TypeSOA:
+		soa := z.soa
+		soa.Hdr.Name = q.Name
+		resp.Answer = append(resp.Answer, &soa)
+	case kind&kindApex != 0 && qtype == dns.TypeNS:
+		for _, n := range z.ns {
+			resp.Answer = append(resp.Answer, &dns.NS{
+				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: z.zoneTTL}, Ns: n,
+			})
+		}
+		for _, n := range z.ns {
+			resp.Extra = s.appendAddrs(resp.Extra, n, v4)
+			resp.Extra = s.appendAddrs(resp.Extra, n, v6)
+		}
+	case kind&kindNS != 0 && qtype == dns.TypeA:
+		resp.Answer = s.appendAddrs(resp.Answer, q.Name, v4)
+	case kind&kindNS != 0 && qtype == dns.TypeAAAA:
+		resp.Answer = s.appendAddrs(resp.Answer, q.Name, v6)
+	}
+	if len(resp.Answer) == 0 {
+		s.negative(q.Name, resp) // NODATA (RFC 2308 §2.2)
+	}
+}
+
+// appendAddrs appends the addresses of family f of the in-zone name server
+// name, with name (as the client spelled it, when it asked) as the owner.
+func (s *Server) appendAddrs(rrs []dns.RR, name string, f family) []dns.RR {
+	for _, ip := range s.zone.nsAddrs[strings.ToLower(name)][f] {
+		hdr := dns.RR_Header{Name: name, Class: dns.ClassINET, Ttl: s.zone.zoneTTL}
+		if f == v4 {
+			hdr.Rrtype = dns.TypeA
+			rrs = append(rrs, &dns.A{Hdr: hdr, A: ip})
+		} else {
+			hdr.Rrtype = dns.TypeAAAA
+			rrs = append(rrs, &dns.AAAA{Hdr: hdr, AAAA: ip})
+		}
+	}
+	return rrs
+}
+
+// negative adds the SOA that lets resolvers cache a negative answer
+// (RFC 2308 §3): its TTL is the smaller of the SOA's TTL and its minimum.
+// The owner keeps the letter case of the query's name.
+func (s *Server) negative(qname string, resp *dns.Msg) {
+	soa := s.zone.soa
+	soa.Hdr.Name = qname[len(qname)-len(s.zone.name):]
+	soa.Hdr.Ttl = s.zone.negTTL
+	resp.Ns = append(resp.Ns, &soa)
+}

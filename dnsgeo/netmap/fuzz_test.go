@@ -1,0 +1,36 @@
+package netmap
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// FuzzParse feeds arbitrary text to the parser: it must return a map or
+// an error naming the file, never panic, and a map it returns must answer
+// lookups within its promises.
+func FuzzParse(f *testing.F) {
+	f.Add(sample)
+	f.Add("198.51.100.0/24, prg\n")
+	f.Add("\"unterminated\n")
+	f.Add("::/0, 0, 0\n0.0.0.0/0, prg\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		m, err := Parse("f.csv", strings.NewReader(text))
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "f.csv") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		for _, c := range []string{"198.51.100.7/32", "10.1.2.0/24", "2001:db8::1/128", "0.0.0.0/0", "::/0"} {
+			client := netip.MustParsePrefix(c)
+			e, network, ok := m.Lookup(client)
+			if network.Bits() > client.Bits() || !network.Contains(client.Addr()) {
+				t.Fatalf("Lookup(%s): network %s does not hold the client", c, network)
+			}
+			if ok && (e.Network.Bits() > client.Bits() || !e.Network.Contains(client.Addr())) {
+				t.Fatalf("Lookup(%s): row %s does not hold the client", c, e.Network)
+			}
+		}
+	})
+}

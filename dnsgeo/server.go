@@ -1,0 +1,467 @@
+package dnsgeo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-cdn/outpost/config"
+	"github.com/outpost-cdn/outpost/dnsgeo/netmap"
+)
+
+// Options are a Server's dependencies beyond its configuration. Every
+// field is optional.
+type Options struct {
+	// Logger receives the server's logs; nil means slog.Default(). Nothing
+	// is logged at info level per query.
+	Logger *slog.Logger
+	// Registry receives the server's metrics; nil means a new registry
+	// with the Go runtime and process collectors.
+	Registry *prometheus.Registry
+	// Now is the clock of health-change times and uptime; nil means
+	// time.Now.
+	Now func() time.Time
+	// Locators place clients, consulted in order; nil means the network
+	// map of the configuration (dns.networks), when it has one.
+	Locators []Locator
+	// HTTPClient sends the health probes; nil means a client of the
+	// server's own, whose idle connections are closed when Serve returns.
+	HTTPClient *http.Client
+	// ShutdownGrace bounds how long TCP queries in progress may take to
+	// finish when the server stops; zero means 5s.
+	ShutdownGrace time.Duration
+}
+
+// Server is the authoritative geo DNS server of one configuration. Make one
+// with New; it is safe for concurrent use.
+type Server struct {
+	cfg      *config.DNS
+	version  string
+	log      *slog.Logger
+	now      func() time.Time
+	registry *prometheus.Registry
+	client   *http.Client
+	grace    time.Duration
+
+	zone          *zone
+	pops          []*pop // in file order
+	popByName     map[string]*pop
+	byFamily      [2][]*pop // PoPs with an address of each family, in file order
+	fallbackOrder [2][]*pop // the same in the fallback order
+	locators      []Locator
+	byNames       []string // decision labels: the locators' names, then "fallback"
+	networks      int      // rows of the network map; -1 when there is none
+	spread        float64
+	udpSize       uint16
+	health        HealthOptions
+
+	metrics *metrics
+
+	healthMu sync.Mutex // serializes health state changes, for fail-open logs
+	failOpen [2]bool    // per family: no PoP healthy, as last logged
+
+	started  time.Time
+	draining atomic.Bool
+	ready    chan struct{}
+}
+
+// New makes the DNS server of cfg, which must have a dns section. It
+// reads the network map, if the configuration names one, and checks that
+// every PoP it names exists.
+func New(cfg *config.Config, opts Options) (*Server, error) {
+	dc, err := cfg.DNSConfig()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:       dc,
+		version:   cfg.Version,
+		log:       opts.Logger,
+		now:       opts.Now,
+		registry:  opts.Registry,
+		client:    opts.HTTPClient,
+		grace:     opts.ShutdownGrace,
+		zone:      newZone(cfg),
+		pops:      newPOPs(cfg.POPs),
+		popByName: make(map[string]*pop),
+		spread:    dc.Spread,
+		udpSize:   uint16(min(max(dc.UDPSize, dns.MinMsgSize), 4096)),
+		health: HealthOptions{
+			Interval: dc.Health.Interval, Timeout: dc.Health.Timeout,
+			Rise: dc.Health.Rise, Fall: dc.Health.Fall,
+		},
+		networks: -1,
+		ready:    make(chan struct{}),
+	}
+	s.health.applyDefaults()
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.grace <= 0 {
+		s.grace = 5 * time.Second
+	}
+	if s.client == nil {
+		s.client = &http.Client{
+			Transport: &http.Transport{
+				Proxy:               nil, // probes go straight to the PoPs
+				MaxIdleConnsPerHost: 1,
+				IdleConnTimeout:     2 * s.health.Interval,
+				DisableCompression:  true,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	for _, p := range s.pops {
+		s.popByName[p.name] = p
+		for f := range s.byFamily {
+			if p.hasFamily(family(f)) {
+				s.byFamily[f] = append(s.byFamily[f], p)
+			}
+		}
+	}
+	if len(s.byFamily[v4])+len(s.byFamily[v6]) == 0 {
+		return nil, fmt.Errorf("dnsgeo: no PoP of %s has an address to answer with", cfg.Path)
+	}
+	for _, name := range dc.Fallback {
+		p := s.popByName[name]
+		for f := range s.fallbackOrder {
+			if p != nil && p.hasFamily(family(f)) {
+				s.fallbackOrder[f] = append(s.fallbackOrder[f], p)
+			}
+		}
+	}
+	for f := range s.fallbackOrder {
+		if len(s.fallbackOrder[f]) == 0 { // a hand-made config without Fallback
+			s.fallbackOrder[f] = s.byFamily[f]
+		}
+	}
+
+	s.locators = opts.Locators
+	if s.locators == nil && dc.Networks != "" {
+		m, err := netmap.Load(dc.Networks)
+		if err != nil {
+			return nil, fmt.Errorf("dnsgeo: network map: %w", err)
+		}
+		if err := s.checkMap(m); err != nil {
+			return nil, err
+		}
+		s.networks = m.Len()
+		s.locators = []Locator{NetworkLocator(m)}
+	}
+	for _, l := range s.locators {
+		s.byNames = append(s.byNames, l.Name())
+	}
+	s.byNames = append(s.byNames, byFallback)
+
+	s.metrics = newMetrics(len(s.pops), len(s.byNames))
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+		s.registry.MustRegister(
+			prometheus.NewGoCollector(),
+			prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+		)
+	}
+	if err := s.registry.Register(&collector{s: s}); err != nil {
+		return nil, fmt.Errorf("dnsgeo: metrics: %w", err)
+	}
+	s.started = s.now()
+	return s, nil
+}
+
+// checkMap reports every row of m that names a PoP the configuration does
+// not have.
+func (s *Server) checkMap(m *netmap.Map) error {
+	var errs []error
+	names := make([]string, len(s.pops))
+	for i, p := range s.pops {
+		names[i] = p.name
+	}
+	for e := range m.Entries {
+		if e.POP != "" && s.popByName[e.POP] == nil {
+			errs = append(errs, &netmap.ParseError{File: m.Name(), Line: e.Line,
+				Msg: fmt.Sprintf("unknown PoP %q (have %s)", e.POP, strings.Join(names, ", "))})
+			if len(errs) == 50 {
+				break
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("dnsgeo: network map: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// byIndex returns the metrics index of a decision's By.
+func (s *Server) byIndex(by string) int {
+	for i, n := range s.byNames {
+		if n == by {
+			return i
+		}
+	}
+	return len(s.byNames) - 1
+}
+
+// Listeners are the sockets a Server serves on: a UDP socket and a TCP
+// listener per DNS address, and an optional admin listener.
+type Listeners struct {
+	UDP   []net.PacketConn
+	TCP   []net.Listener
+	Admin net.Listener // nil means no admin endpoints
+}
+
+// Close closes every socket.
+func (l Listeners) Close() {
+	for _, c := range l.UDP {
+		c.Close()
+	}
+	for _, c := range l.TCP {
+		c.Close()
+	}
+	if l.Admin != nil {
+		l.Admin.Close()
+	}
+}
+
+// Listen opens a UDP socket and a TCP listener on each of addrs, on the
+// same port even when the port is 0, and a TCP listener on admin unless it
+// is "".
+func Listen(ctx context.Context, addrs []string, admin string) (Listeners, error) {
+	var ls Listeners
+	for _, a := range addrs {
+		pc, ln, err := listenPair(ctx, a)
+		if err != nil {
+			ls.Close()
+			return Listeners{}, err
+		}
+		ls.UDP = append(ls.UDP, pc)
+		ls.TCP = append(ls.TCP, ln)
+	}
+	if admin != "" {
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", admin)
+		if err != nil {
+			ls.Close()
+			return Listeners{}, fmt.Errorf("dnsgeo: admin listen: %w", err)
+		}
+		ls.Admin = ln
+	}
+	return ls, nil
+}
+
+// listenPair listens on addr over UDP and TCP. With port 0 it takes the
+// port the UDP socket got for TCP too, trying again a few times when
+// another program holds that TCP port.
+func listenPair(ctx context.Context, addr string) (net.PacketConn, net.Listener, error) {
+	var lc net.ListenConfig
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dnsgeo: listen %q: %w", addr, err)
+	}
+	for try := 0; ; try++ {
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dnsgeo: listen udp: %w", err)
+		}
+		tcpAddr := addr
+		if port == "0" {
+			_, p, _ := net.SplitHostPort(pc.LocalAddr().String())
+			tcpAddr = net.JoinHostPort(host, p)
+		}
+		ln, err := lc.Listen(ctx, "tcp", tcpAddr)
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || try == 10 {
+			return nil, nil, fmt.Errorf("dnsgeo: listen tcp: %w", err)
+		}
+	}
+}
+
+// Run serves on the configured addresses until ctx is done (see Serve).
+func (s *Server) Run(ctx context.Context) error {
+	ls, err := Listen(ctx, s.cfg.Listen, s.cfg.Admin)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, ls)
+}
+
+// Ready is closed once every DNS listener serves.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Serve answers queries on ls and probes the PoPs until ctx is done. Then
+// it reports "draining" on the admin /healthz, stops reading queries,
+// lets TCP queries in progress finish within the shutdown grace, stops
+// probing, closes ls and returns nil. A listener that fails stops the
+// server, and its error is returned. Serve may be called once.
+func (s *Server) Serve(ctx context.Context, ls Listeners) error {
+	defer ls.Close()
+	var servers []*running
+	stopped := make(chan *running, len(ls.UDP)+len(ls.TCP))
+	start := func(srv *dns.Server, addr net.Addr) {
+		r := &running{srv: srv, addr: addr, started: make(chan struct{}), done: make(chan struct{})}
+		srv.Handler = s
+		srv.UDPSize = 4096 // the read buffer: larger queries are malformed anyway
+		srv.MsgAcceptFunc = s.accept
+		srv.MsgInvalidFunc = s.invalid
+		srv.NotifyStartedFunc = func() { close(r.started) }
+		servers = append(servers, r)
+		go func() {
+			r.err = srv.ActivateAndServe()
+			close(r.done)
+			stopped <- r
+		}()
+	}
+	for _, pc := range ls.UDP {
+		start(&dns.Server{PacketConn: pc, Net: "udp"}, pc.LocalAddr())
+	}
+	for _, ln := range ls.TCP {
+		start(&dns.Server{Listener: ln, Net: "tcp"}, ln.Addr())
+	}
+
+	probeCtx, stopProbes := context.WithCancel(context.WithoutCancel(ctx))
+	probesDone := make(chan struct{})
+	go func() {
+		defer close(probesDone)
+		s.runProbes(probeCtx)
+	}()
+
+	var admin *http.Server
+	adminDone := make(chan error, 1)
+	if ls.Admin != nil {
+		admin = &http.Server{
+			Handler:           s.AdminHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		go func() { adminDone <- admin.Serve(ls.Admin) }()
+	}
+
+	// Wait until every listener serves, then until ctx is done; a listener
+	// that stops on its own ends either wait.
+	var serveErr error
+	for _, r := range servers {
+		select {
+		case <-r.started:
+		case <-r.done:
+			serveErr = r.failure()
+		}
+		if serveErr != nil {
+			break
+		}
+	}
+	if serveErr == nil {
+		close(s.ready)
+		s.log.Info("dns serving", "listen", addrList(servers), "admin", adminAddr(ls.Admin), "zone", strings.TrimSuffix(s.zone.name, "."),
+			"pops", len(s.pops), "networks", s.networks, "config_version", s.version)
+		select {
+		case <-ctx.Done():
+		case r := <-stopped:
+			serveErr = r.failure()
+		case err := <-adminDone:
+			serveErr = fmt.Errorf("dnsgeo: admin: %w", err)
+		}
+	}
+
+	s.draining.Store(true)
+	s.log.Info("dns shutting down", "grace", s.grace)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.grace)
+	defer cancel()
+	for _, r := range servers {
+		select {
+		case <-r.started:
+			if err := r.srv.ShutdownContext(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				s.log.Debug("dns listener shutdown", "addr", r.addr, "err", err)
+			}
+		case <-r.done:
+		}
+	}
+	for _, r := range servers {
+		<-r.done
+	}
+	if admin != nil {
+		if err := admin.Shutdown(shutdownCtx); err != nil {
+			admin.Close()
+		}
+	}
+	stopProbes()
+	<-probesDone
+	if serveErr != nil {
+		return serveErr
+	}
+	s.log.Info("dns stopped")
+	return nil
+}
+
+// running is one dns.Server of Serve.
+type running struct {
+	srv     *dns.Server
+	addr    net.Addr
+	started chan struct{} // closed once it serves
+	done    chan struct{} // closed once ActivateAndServe returned, with err set
+	err     error
+}
+
+// failure is the error of a listener that stopped on its own.
+func (r *running) failure() error {
+	if r.err == nil {
+		return fmt.Errorf("dnsgeo: %s listener %s stopped", r.addr.Network(), r.addr)
+	}
+	return fmt.Errorf("dnsgeo: %s listener %s: %w", r.addr.Network(), r.addr, r.err)
+}
+
+func addrList(rs []*running) string {
+	var b strings.Builder
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(r.addr.Network() + "/" + r.addr.String())
+	}
+	return b.String()
+}
+
+func adminAddr(ln net.Listener) string {
+	if ln == nil {
+		return "none"
+	}
+	return ln.Addr().String()
+}
+
+// accept screens a message's header before it is parsed
+// (dns.MsgAcceptFunc): answers get no reply, opcodes other than QUERY get
+// NOTIMP, and anything but one question, with no answer or authority
+// records and at most two additional records (OPT, TSIG), gets FORMERR.
+func (s *Server) accept(h dns.Header) dns.MsgAcceptAction {
+	const qr = 1 << 15
+	switch {
+	case h.Bits&qr != 0:
+		return dns.MsgIgnore
+	case int(h.Bits>>11)&0xF != dns.OpcodeQuery:
+		s.metrics.rejected.Add(1)
+		return dns.MsgRejectNotImplemented
+	case h.Qdcount != 1 || h.Ancount != 0 || h.Nscount != 0 || h.Arcount > 2:
+		s.metrics.rejected.Add(1)
+		return dns.MsgReject
+	}
+	return dns.MsgAccept
+}
+
+// invalid counts messages that could not be parsed (dns.MsgInvalidFunc).
+// The dns package answers those whose header it could read with FORMERR.
+func (s *Server) invalid(_ []byte, _ error) { s.metrics.invalid.Add(1) }
