@@ -136,6 +136,7 @@ type Service struct {
 	Hostnames []string // at least one; lowercased, no port, no trailing dot; IPv6 literals without brackets
 	Origin    Origin
 	Cache     CachePolicy
+	HTTPS     HTTPS // redirect to https and HSTS; see tls.go
 }
 
 // Origin is the set of servers a service's content is fetched from, and
@@ -274,6 +275,8 @@ type POP struct {
 	// Weight is the PoP's share of DNS answers among the PoPs within
 	// dns.spread of the nearest, 1..1000; default 1.
 	Weight int
+	// TLS is the PoP's HTTPS and HTTP/3 listener; see tls.go.
+	TLS POPTLS
 }
 
 // Location is a point on Earth in decimal degrees.

@@ -439,13 +439,13 @@ func TestParseErrors(t *testing.T) {
 			`t.yaml:2: services[0].origin: want a mapping (keys policy, hash_key, servers, timeouts, load, health, ejection, tls, host_header), got a list`,
 		}},
 		{"string where a mapping belongs", svcs + "pops:\n  - prg\n", []string{
-			`t.yaml:4: pops[0]: want a mapping (keys name, location, listen, admin, cache_size, drain, address, address6, weight, timeouts), got "prg"`,
+			`t.yaml:4: pops[0]: want a mapping (keys name, location, listen, admin, cache_size, drain, address, address6, weight, tls, timeouts), got "prg"`,
 		}},
 		{"value left empty", svcs + "pops:\n  - name:\n    location: {lat: 1, lon: 2}\n    listen: :1\n    admin: :2\n", []string{
 			`t.yaml:4: pops[0].name: no value given (want a string)`,
 		}},
 		{"alias cycle", "services: &s [*s]\n" + pops, []string{
-			`t.yaml:1: services[0]: want a mapping (keys name, hostnames, origin, cache), got a list`,
+			`t.yaml:1: services[0]: want a mapping (keys name, hostnames, origin, cache, https), got a list`,
 		}},
 		{"merge cycle", svcs + "pops:\n  - &p\n    <<: *p\n    name: prg\n    location: {lat: 1, lon: 2}\n    listen: :1\n    admin: :2\n", nil},
 
@@ -748,11 +748,11 @@ func TestParseErrors(t *testing.T) {
 		{"admin on all addresses, same port as listen", svcs + "pops:\n  - {name: prg, location: {lat: 1, lon: 2}, listen: \"127.0.0.1:80\", admin: \"0.0.0.0:80\"}\n", []string{
 			`t.yaml:4: pops[0].admin: admin address "0.0.0.0:80" clashes with listen address "127.0.0.1:80"`,
 		}},
-		{"two PoPs with the same listen address", svcs + pops + "  - name: fra\n    location: {lat: 1, lon: 2}\n    listen: \":8081\"\n    admin: \":9082\"\n", []string{
-			`t.yaml:7: pops[1].listen: address ":8081" is already used by pops[0] "prg" as its listen address (line 4)`,
+		{"two PoPs with the same listen address", svcs + pops + "  - {name: fra, location: {lat: 1, lon: 2}, listen: \"127.0.0.9:7000\", admin: \":9082\"}\n  - {name: ber, location: {lat: 1, lon: 2}, listen: \"127.0.0.9:7000\", admin: \":9083\"}\n", []string{
+			`t.yaml:6: pops[2].listen: address "127.0.0.9:7000" is already used by pops[1] "fra" as its listen address (line 5)`,
 		}},
-		{"PoP admin on another PoP's listen address", svcs + pops + "  - {name: fra, location: {lat: 1, lon: 2}, listen: \":8082\", admin: \":8081\"}\n", []string{
-			`t.yaml:5: pops[1].admin: address ":8081" is already used by pops[0] "prg" as its listen address (line 4)`,
+		{"PoP admin on another PoP's listen address", svcs + pops + "  - {name: fra, location: {lat: 1, lon: 2}, listen: \"127.0.0.9:7000\", admin: \":9082\"}\n  - {name: ber, location: {lat: 1, lon: 2}, listen: \":8082\", admin: \"127.0.0.9:7000\"}\n", []string{
+			`t.yaml:6: pops[2].admin: address "127.0.0.9:7000" is already used by pops[1] "fra" as its listen address (line 5)`,
 		}},
 		{"cache_size too small", svcs + popBlock + "    cache_size: 512KiB\n", []string{
 			`t.yaml:8: pops[0].cache_size: size 512KiB is too small (want at least 1MiB)`,

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -113,6 +114,7 @@ func (d *decoder) service(n *yaml.Node, path string, names, hosts map[string]see
 		}),
 		required("origin", func(n *yaml.Node, path string) { d.origin(n, path, &s.Origin) }),
 		optional("cache", func(n *yaml.Node, path string) { d.cache(n, path, &s.Cache) }),
+		optional("https", func(n *yaml.Node, path string) { d.https(n, path, &s.HTTPS) }), // tls.go
 	})
 	if !ok {
 		return s
@@ -522,6 +524,7 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 		optional("address", d.setAnswerAddr(&p.Address, false)),  // dns.go
 		optional("address6", d.setAnswerAddr(&p.Address6, true)), // dns.go
 		optional("weight", d.setInt(&p.Weight, 1, maxWeight)),
+		optional("tls", func(n *yaml.Node, path string) { d.popTLS(n, path, &p.TLS) }), // tls.go
 		optional("timeouts", func(n *yaml.Node, path string) {
 			d.fields(n, path, []field{
 				optional("read_header", d.setTimeout(&p.Timeouts.ReadHeader)),
@@ -551,6 +554,9 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 	}{{"listen", listenAt, listen}, {"admin", adminAt, admin}} {
 		if a.at == nil || a.hp.port == 0 {
 			continue // port 0 picks a free port, so it never clashes
+		}
+		if ip := net.ParseIP(a.hp.host); a.hp.host == "" || (ip != nil && ip.IsUnspecified()) {
+			continue // wildcard addresses: PoPs on different hosts may all use ":80"
 		}
 		k := a.hp.String()
 		if first, dup := addrs[k]; dup {

@@ -20,6 +20,18 @@ func (p *PoP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.misdirected(w, host)
 		return
 	}
+	if r.TLS != nil {
+		h := w.Header()
+		if p.altSvc != "" && r.ProtoMajor < 3 {
+			h["Alt-Svc"] = []string{p.altSvc}
+		}
+		if svc.hsts != "" {
+			h["Strict-Transport-Security"] = []string{svc.hsts}
+		}
+	} else if svc.redirect && p.httpsPort != "" {
+		p.redirectToHTTPS(w, r, svc, host)
+		return
+	}
 	switch {
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		p.pass(w, r, svc, cache.Status{Fwd: cache.FwdMethod}, resultPass)
@@ -161,4 +173,18 @@ func (p *PoP) plainError(w http.ResponseWriter, svc *service, code int, status c
 	w.WriteHeader(code)
 	n, _ := io.WriteString(w, body)
 	svc.stats.record(resultError, int64(n))
+}
+
+// redirectToHTTPS answers a plain-HTTP request with 308 to the same URL
+// over HTTPS on the PoP's TLS port.
+func (p *PoP) redirectToHTTPS(w http.ResponseWriter, r *http.Request, svc *service, host string) {
+	target := "https://" + host
+	if p.httpsPort != "443" {
+		target = "https://" + net.JoinHostPort(host, p.httpsPort)
+	}
+	target += r.URL.RequestURI()
+	w.Header().Set("Location", target)
+	w.Header().Set("Cache-Status", cache.Status{Fwd: cache.FwdBypass, Detail: "https-redirect"}.Format(p.statusName))
+	w.WriteHeader(http.StatusPermanentRedirect)
+	svc.stats.record(resultPass, 0)
 }

@@ -15,14 +15,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/outpost-cdn/outpost/cache"
 	"github.com/outpost-cdn/outpost/cache/memstore"
@@ -76,6 +80,10 @@ type PoP struct {
 	purges     purgeLog      // recent purges, against fills in flight
 	purgeStats purgeCounters // purge figures for /metrics
 
+	certs     *certStore // the HTTPS certificates, when the PoP has a TLS listener
+	httpsPort string     // the HTTPS listener's port, for redirects
+	altSvc    string     // the Alt-Svc value advertising HTTP/3, "" when off
+
 	statusName string    // this PoP's Cache-Status identifier
 	via        [3]string // Via members for HTTP/1.x, 2 and 3
 	started    time.Time
@@ -90,6 +98,8 @@ type service struct {
 	maxObject int64
 	keep      time.Duration
 	pool      *origin.Pool
+	redirect  bool   // answer plain HTTP with a redirect to https
+	hsts      string // Strict-Transport-Security for HTTPS responses, or ""
 	// stats outlive a reload: a service that keeps its name keeps them.
 	stats *counters
 }
@@ -172,6 +182,12 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		return nil, err
 	}
 	p.routes.Store(rt)
+	if pc.TLS.Enabled() {
+		if p.certs, err = newCertStore(&pc.TLS, tlsHosts(cfg, &pc.TLS), p.log); err != nil {
+			rt.close()
+			return nil, fmt.Errorf("pop %s: %w", pc.Name, err)
+		}
+	}
 	if p.store == nil {
 		st, err := memstore.New(memstore.Options{MaxBytes: pc.CacheSize, Logger: p.log, OnRemove: p.index.removed})
 		if err != nil {
@@ -243,6 +259,8 @@ func newService(sc *config.Service, log *slog.Logger) (*service, error) {
 		maxObject: sc.Cache.MaxObject,
 		keep:      sc.Cache.Keep,
 		pool:      pool,
+		redirect:  sc.HTTPS.Redirect,
+		hsts:      hstsValue(sc.HTTPS.HSTS),
 		stats:     new(counters),
 	}, nil
 }
@@ -278,6 +296,11 @@ func (p *PoP) Reload(cfg *config.Config) error {
 	}
 	p.routes.Store(rt)
 	old.close() // requests in flight finish on their connections
+	if p.certs != nil && len(p.certs.files) > 0 {
+		if err := p.certs.load(); err != nil {
+			p.log.Error("reload: certificates do not load; keeping the current ones", "err", err)
+		}
+	}
 	if pc.Listen != p.cfg.Listen || pc.Admin != p.cfg.Admin || pc.CacheSize != p.cfg.CacheSize {
 		p.log.Warn("reload: listen, admin and cache_size changes take effect on restart")
 	}
@@ -298,46 +321,139 @@ func (p *PoP) Close() {
 	}
 }
 
-// Run serves on the listen and admin addresses of the PoP's configuration
-// until ctx is done, then shuts down gracefully (see Serve).
+// Run serves on the addresses of the PoP's configuration until ctx is
+// done, then shuts down gracefully (see ServeListeners).
 func (p *PoP) Run(ctx context.Context) error {
+	ls, err := p.Listen(ctx)
+	if err != nil {
+		return err
+	}
+	return p.ServeListeners(ctx, ls)
+}
+
+// Listeners are the sockets a PoP serves on. TLS and QUIC are nil when the
+// PoP has no HTTPS listener (QUIC also when HTTP/3 is off).
+type Listeners struct {
+	Serve, Admin net.Listener
+	TLS          net.Listener   // HTTPS: HTTP/1.1 and HTTP/2
+	QUIC         net.PacketConn // HTTP/3, on the TLS listener's port
+}
+
+// Close closes every socket.
+func (l Listeners) Close() {
+	for _, c := range []io.Closer{l.Serve, l.Admin, l.TLS, l.QUIC} {
+		if c != nil && !reflect.ValueOf(c).IsNil() {
+			c.Close()
+		}
+	}
+}
+
+// Listen opens the sockets of the PoP's configuration; the QUIC socket
+// gets the TLS listener's port.
+func (p *PoP) Listen(ctx context.Context) (Listeners, error) {
 	var lc net.ListenConfig
-	serveLn, err := lc.Listen(ctx, "tcp", p.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("pop %s: listen: %w", p.name, err)
+	var ls Listeners
+	fail := func(what string, err error) (Listeners, error) {
+		ls.Close()
+		return Listeners{}, fmt.Errorf("pop %s: %s: %w", p.name, what, err)
 	}
-	adminLn, err := lc.Listen(ctx, "tcp", p.cfg.Admin)
-	if err != nil {
-		serveLn.Close()
-		return fmt.Errorf("pop %s: admin listen: %w", p.name, err)
+	var err error
+	if ls.Serve, err = lc.Listen(ctx, "tcp", p.cfg.Listen); err != nil {
+		return fail("listen", err)
 	}
-	return p.Serve(ctx, serveLn, adminLn)
+	if ls.Admin, err = lc.Listen(ctx, "tcp", p.cfg.Admin); err != nil {
+		return fail("admin listen", err)
+	}
+	if tc := p.cfg.TLS; tc.Enabled() {
+		if ls.TLS, err = lc.Listen(ctx, "tcp", tc.Listen); err != nil {
+			return fail("tls listen", err)
+		}
+		if tc.HTTP3 {
+			host, _, _ := net.SplitHostPort(tc.Listen)
+			_, port, _ := net.SplitHostPort(ls.TLS.Addr().String())
+			if ls.QUIC, err = lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, port)); err != nil {
+				return fail("http3 (udp) listen", err)
+			}
+		}
+	}
+	return ls, nil
 }
 
 // Serve serves content on serveLn and the admin endpoints on adminLn until
+// ctx is done (see ServeListeners); it has no HTTPS listener.
+func (p *PoP) Serve(ctx context.Context, serveLn, adminLn net.Listener) error {
+	return p.ServeListeners(ctx, Listeners{Serve: serveLn, Admin: adminLn})
+}
+
+// ServeListeners serves content on ls.Serve (HTTP/1.1, and h2c when
+// configured), ls.TLS (HTTPS: HTTP/1.1 and HTTP/2 by ALPN) and ls.QUIC
+// (HTTP/3), all from one cache, and the admin endpoints on ls.Admin, until
 // ctx is done. Then the PoP turns "draining" (its /healthz answers 503) for
 // the configured drain delay while it still serves, so health checkers and
-// DNS move users away; then it stops accepting connections, lets in-flight
-// requests finish within the shutdown grace, and returns nil.
-func (p *PoP) Serve(ctx context.Context, serveLn, adminLn net.Listener) error {
+// DNS move users away; then every server stops accepting, HTTP/1, HTTP/2
+// and HTTP/3 together, in-flight requests finish within the shutdown
+// grace, and it returns nil.
+func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	timeouts := p.cfg.Timeouts
+	errLog := slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
 	srv := &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: timeouts.ReadHeader,
 		IdleTimeout:       timeouts.Idle,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		ErrorLog:          errLog,
+	}
+	if p.cfg.TLS.H2C {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
 	admin := &http.Server{
 		Handler:           p.AdminHandler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		ErrorLog:          errLog,
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(serveLn) }()
-	go func() { errc <- admin.Serve(adminLn) }()
-	p.log.Info("pop serving", "listen", serveLn.Addr().String(), "admin", adminLn.Addr().String(),
+	if ls.TLS != nil && p.certs != nil {
+		// Set before any server runs: handlers read them.
+		_, port, _ := net.SplitHostPort(ls.TLS.Addr().String())
+		p.httpsPort = port
+		if ls.QUIC != nil {
+			p.altSvc = fmt.Sprintf(`h3=":%s"; ma=%d`, port, int(p.cfg.TLS.AltSvcMaxAge.Seconds()))
+		}
+	}
+	errc := make(chan error, 4)
+	go func() { errc <- srv.Serve(ls.Serve) }()
+	go func() { errc <- admin.Serve(ls.Admin) }()
+	var httpsSrv *http.Server
+	var h3 *http3.Server
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if ls.TLS != nil && p.certs != nil {
+		httpsSrv = &http.Server{
+			Handler:           p,
+			TLSConfig:         p.certs.tlsConfig(),
+			ReadHeaderTimeout: timeouts.ReadHeader,
+			IdleTimeout:       timeouts.Idle,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          errLog,
+		}
+		go func() { errc <- httpsSrv.ServeTLS(ls.TLS, "", "") }()
+		go p.certs.watch(watchCtx, 2*time.Second)
+		if ls.QUIC != nil {
+			h3 = &http3.Server{
+				Handler:        p,
+				TLSConfig:      http3.ConfigureTLSConfig(p.certs.tlsConfig()),
+				QUICConfig:     &quic.Config{Allow0RTT: p.cfg.TLS.ZeroRTT},
+				IdleTimeout:    timeouts.Idle,
+				MaxHeaderBytes: 64 << 10,
+				Logger:         p.log,
+			}
+			go func() { errc <- h3.Serve(ls.QUIC) }()
+		}
+	}
+	p.log.Info("pop serving", "listen", ls.Serve.Addr().String(), "admin", ls.Admin.Addr().String(),
+		"https", addrOf(ls.TLS), "http3", ls.QUIC != nil,
 		"services", len(p.routes.Load().list), "cache_bytes", p.cfg.CacheSize, "config_version", p.routes.Load().version)
 
 	var serveErr error
@@ -360,17 +476,43 @@ func (p *PoP) Serve(ctx context.Context, serveLn, adminLn net.Listener) error {
 	p.log.Info("pop shutting down", "grace", p.grace)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), p.grace)
 	defer cancel()
-	err := srv.Shutdown(shutdownCtx)
-	if err != nil {
-		err = fmt.Errorf("pop %s: shutdown: %w", p.name, err)
-		srv.Close()
+	var wg sync.WaitGroup
+	var shutdownErr error
+	var errMu sync.Mutex
+	stopOne := func(name string, shutdown func(context.Context) error, closeNow func() error) {
+		wg.Go(func() {
+			if err := shutdown(shutdownCtx); err != nil {
+				closeNow()
+				errMu.Lock()
+				shutdownErr = errors.Join(shutdownErr, fmt.Errorf("pop %s: %s shutdown: %w", p.name, name, err))
+				errMu.Unlock()
+			}
+		})
 	}
-	if aerr := admin.Shutdown(shutdownCtx); aerr != nil {
+	stopOne("http", srv.Shutdown, srv.Close)
+	if httpsSrv != nil {
+		stopOne("https", httpsSrv.Shutdown, httpsSrv.Close)
+	}
+	if h3 != nil {
+		stopOne("http3", h3.Shutdown, h3.Close)
+	}
+	wg.Wait()
+	if err := admin.Shutdown(shutdownCtx); err != nil {
 		admin.Close()
 	}
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+	if ls.QUIC != nil {
+		ls.QUIC.Close()
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, quic.ErrServerClosed) {
 		return serveErr
 	}
 	p.log.Info("pop stopped")
-	return err
+	return shutdownErr
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
 }

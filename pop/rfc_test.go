@@ -96,11 +96,27 @@ type step struct {
 	waitOrigin int // poll until the origin saw this many requests (background refresh)
 }
 
+// TestRFCBehaviour runs the table of RFC scenarios over every protocol
+// the PoP speaks: HTTP/1.1 in clear and over TLS, HTTP/2 and HTTP/3, each
+// against a fresh PoP and origin. The behaviour must not differ.
 func TestRFCBehaviour(t *testing.T) {
-	o := &rfcOrigin{}
-	srv := newTestOrigin(t, o.ServeHTTP)
-	tp := startPoP(t, srv.URL)
+	for _, proto := range []string{"h1", "h1-tls", "h2", "h3"} {
+		t.Run(proto, func(t *testing.T) {
+			o := &rfcOrigin{}
+			srv := newTestOrigin(t, o.ServeHTTP)
+			var tp *testPoP
+			if proto == "h1" {
+				tp = startPoP(t, srv.URL)
+			} else {
+				tp = startTLSPoP(t, srv.URL, proto)
+			}
+			runRFCScenarios(t, tp, o)
+		})
+	}
+}
 
+// runRFCScenarios runs the scenario table against tp, whose origin is o.
+func runRFCScenarios(t *testing.T, tp *testPoP, o *rfcOrigin) {
 	scenarios := []struct {
 		name  string
 		path  string

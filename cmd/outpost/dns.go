@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -47,5 +48,10 @@ func runDNS(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP checks the file and says it needs a restart, rather than
+	// ending the server (the default for SIGHUP).
+	go reloadOnHUP(ctx, logger, *configPath, func(*config.Config) error {
+		return errors.New("the DNS server cannot reload its configuration yet: restart it to apply the file (it is valid)")
+	})
 	return srv.Run(ctx)
 }
