@@ -45,7 +45,7 @@ func newCertStore(tc *config.POPTLS, hosts []string, log *slog.Logger) (*certSto
 		s.selfSignedCA = ca
 		certs := []tls.Certificate{leaf.TLS}
 		s.certs.Store(&certs)
-		log.Warn("TLS: using a self-signed certificate made in memory (labs only)", "hosts", hosts)
+		log.Info("TLS: using a self-signed certificate made in memory (labs only)", "hosts", hosts)
 		return s, nil
 	}
 	if err := s.load(); err != nil {

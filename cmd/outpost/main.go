@@ -19,9 +19,11 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"lab", "run a whole CDN on this machine, load it and report hit ratios", runLab},
 		{"pop", "run a Point-of-Presence: the caching reverse proxy", runPoP},
 		{"dns", "run the authoritative geo DNS: each user to the nearest healthy PoP", runDNS},
 		{"origin", "run the synthetic origin for benchmarks, the lab and tests", runOrigin},
+		{"bench", "load-test a CDN, a PoP or a URL: latency, throughput, hit ratios", runBench},
 		{"purge", "remove content from every PoP, confirmed", runPurge},
 		{"cert", "make a local CA and certificates for TLS and QUIC", runCert},
 		{"version", "print the version", runVersion},

@@ -1,0 +1,503 @@
+// Package lab runs a whole CDN on this machine, in one process: the
+// synthetic origin, the geo DNS server and the PoPs of one CDN file (by
+// default the built-in copy of deploy/examples/lab.yaml), then a load run
+// through DNS from simulated clients in several regions, and reports where
+// each region was routed and how well the CDN cached. It is the quickest
+// way to see Outpost do its job, and a smoke test of every role together.
+package lab
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/outpost-cdn/outpost/bench"
+	"github.com/outpost-cdn/outpost/config"
+	"github.com/outpost-cdn/outpost/dnsgeo"
+	"github.com/outpost-cdn/outpost/origin/synthetic"
+	"github.com/outpost-cdn/outpost/pop"
+)
+
+// The built-in CDN: copies of deploy/examples/lab.yaml and the network
+// map it names (a test keeps them equal).
+//
+//go:embed lab.yaml networks.csv
+var builtin embed.FS
+
+// DefaultRegions are the simulated client populations of the built-in
+// lab: one in each documentation range of its network map.
+var DefaultRegions = []string{
+	"fra=198.51.100.0/24:1",
+	"nyc=192.0.2.0/24:1",
+	"osa=203.0.113.0/24:1",
+}
+
+// Options configure a lab run. Every field is optional.
+type Options struct {
+	// Config is a CDN file to run instead of the built-in one. It needs a
+	// dns section, at least one service and one PoP.
+	Config string
+	// Regions are the client populations ("name=CIDR:weight"); nil means
+	// DefaultRegions.
+	Regions []string
+	// Duration is the measured load window (default 8s), after Warmup
+	// (default 2s).
+	Duration, Warmup time.Duration
+	// Connections is the number of virtual clients (default 24).
+	Connections int
+	// Rate, if > 0, runs the load open loop at that many requests/s.
+	Rate float64
+	// Objects and ZipfS shape the workload: Zipf(s) popularity over that
+	// many objects of the synthetic origin (default 2000 and 1.0).
+	Objects int
+	ZipfS   float64
+	// Seed makes the run reproducible (default 1).
+	Seed uint64
+	// Keep leaves the CDN running after the report, and prints commands to
+	// try it by hand, until ctx is done.
+	Keep bool
+	// Report, if set, is the path of an HTML report to write.
+	Report string
+	// Logger receives the roles' logs; nil means warnings and errors to
+	// stderr.
+	Logger *slog.Logger
+}
+
+// Run starts the CDN, loads it, writes the report to out and stops
+// everything. It returns an error if any part failed: a role that did not
+// start or stopped with an error, or a load run with failed requests.
+func Run(ctx context.Context, opts Options, out io.Writer) error {
+	opts.defaults()
+	cfg, cleanup, err := loadConfig(opts.Config)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	dc, err := cfg.DNSConfig()
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	svc := cfg.Services[0]
+	originAddr := svc.Origin.Servers[0].URL.Host
+	fmt.Fprintf(out, "Outpost lab: %s — origin %s, DNS %s, %d PoPs\n", cfg.Path, originAddr, strings.Join(dc.Listen, " "), len(cfg.POPs))
+
+	var pops []*pop.PoP
+	defer func() {
+		for _, p := range pops {
+			p.Close()
+		}
+	}()
+	for i := range cfg.POPs {
+		p, err := pop.New(cfg, cfg.POPs[i].Name, pop.Options{Logger: opts.Logger, NoDrain: true, ShutdownGrace: 5 * time.Second})
+		if err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		pops = append(pops, p)
+	}
+	// Open every socket first, so a taken address is reported before
+	// anything starts.
+	socks, err := openSockets(ctx, cfg, dc, originAddr, pops)
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	roles := &roleSet{}
+	defer func() {
+		stop()
+		roles.wait()
+	}()
+
+	origin, err := synthetic.New(synthetic.Options{Listen: originAddr, Logger: opts.Logger})
+	if err != nil {
+		socks.close()
+		return fmt.Errorf("lab: origin: %w", err)
+	}
+	roles.start("origin", func() error { return origin.Serve(runCtx, socks.origin) })
+
+	for i, p := range pops {
+		ls := socks.pops[i]
+		roles.start("pop "+p.Name(), func() error { return p.ServeListeners(runCtx, ls) })
+	}
+
+	dnsServer, err := dnsgeo.New(cfg, dnsgeo.Options{Logger: opts.Logger, ShutdownGrace: time.Second})
+	if err != nil {
+		socks.close()
+		return fmt.Errorf("lab: %w", err)
+	}
+	roles.start("dns", func() error { return dnsServer.Serve(runCtx, socks.dns) })
+	select {
+	case <-dnsServer.Ready():
+	case <-time.After(5 * time.Second):
+		return errors.New("lab: the DNS server did not start")
+	case err := <-roles.failed:
+		return err
+	}
+
+	res, err := runLoad(ctx, cfg, dc, svc, originAddr, opts)
+	if err != nil {
+		return err
+	}
+	report(out, cfg, res, pops)
+	if opts.Report != "" {
+		if err := writeReport(opts.Report, res); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\nHTML report: %s\n", opts.Report)
+	}
+	if opts.Keep {
+		printTryIt(out, cfg, dc, svc, originAddr)
+		select {
+		case <-ctx.Done():
+		case err := <-roles.failed:
+			return err
+		}
+	}
+	stop()
+	if err := roles.wait(); err != nil {
+		return err
+	}
+	if res.Errors > 0 {
+		return fmt.Errorf("lab: %d of %d requests failed (%v)", res.Errors, res.Requests, res.ErrorsByKind)
+	}
+	if res.Responses == 0 {
+		return errors.New("lab: no request got a response")
+	}
+	return nil
+}
+
+func (o *Options) defaults() {
+	if len(o.Regions) == 0 {
+		o.Regions = DefaultRegions
+	}
+	if o.Duration <= 0 {
+		o.Duration = 8 * time.Second
+	}
+	if o.Warmup < 0 {
+		o.Warmup = 0
+	} else if o.Warmup == 0 {
+		o.Warmup = 2 * time.Second
+	}
+	if o.Connections <= 0 {
+		o.Connections = 24
+	}
+	if o.Objects <= 0 {
+		o.Objects = 2000
+	}
+	if o.ZipfS <= 0 {
+		o.ZipfS = 1.0
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+}
+
+// loadConfig reads the CDN file, or writes the built-in one to a temporary
+// directory (so its relative networks path works) and reads that.
+func loadConfig(path string) (*config.Config, func(), error) {
+	if path != "" {
+		cfg, err := config.Load(path)
+		return cfg, func() {}, err
+	}
+	dir, err := os.MkdirTemp("", "outpost-lab-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("lab: %w", err)
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	for _, name := range []string{"lab.yaml", "networks.csv"} {
+		data, _ := builtin.ReadFile(name)
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			cleanup()
+			return nil, nil, fmt.Errorf("lab: %w", err)
+		}
+	}
+	cfg, err := config.Load(filepath.Join(dir, "lab.yaml"))
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	cfg.Path = "built-in lab.yaml (deploy/examples/lab.yaml)"
+	return cfg, cleanup, nil
+}
+
+// sockets are every listener of the lab, opened before any role starts.
+type sockets struct {
+	origin net.Listener
+	pops   []pop.Listeners
+	dns    dnsgeo.Listeners
+}
+
+func (s *sockets) close() {
+	for _, c := range []io.Closer{s.origin} {
+		if c != nil {
+			c.Close()
+		}
+	}
+	for _, p := range s.pops {
+		p.Close()
+	}
+	s.dns.Close()
+}
+
+// openSockets listens on every address of the lab and says clearly which
+// one is taken.
+func openSockets(ctx context.Context, cfg *config.Config, dc *config.DNS, originAddr string, pops []*pop.PoP) (*sockets, error) {
+	s := &sockets{}
+	var lc net.ListenConfig
+	listen := func(addr, what string) (net.Listener, error) {
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			s.close()
+			return nil, taken(cfg, addr, what, err)
+		}
+		return ln, nil
+	}
+	var err error
+	if s.origin, err = listen(originAddr, "the origin (services[0].origin.servers[0].url)"); err != nil {
+		return nil, err
+	}
+	for i, p := range pops {
+		ls, err := p.Listen(ctx)
+		if err != nil {
+			s.close()
+			pc := cfg.POPs[i]
+			return nil, taken(cfg, pc.Listen+" "+pc.Admin+" "+pc.TLS.Listen,
+				fmt.Sprintf("PoP %s (pops[].listen, admin or tls.listen)", p.Name()), err)
+		}
+		s.pops = append(s.pops, ls)
+	}
+	if s.dns, err = dnsgeo.Listen(ctx, dc.Listen, dc.Admin); err != nil {
+		s.close()
+		return nil, taken(cfg, strings.Join(dc.Listen, " ")+" "+dc.Admin, "the DNS server (dns.listen, dns.admin)", err)
+	}
+	return s, nil
+}
+
+// taken explains a failed listen.
+func taken(cfg *config.Config, addr, what string, err error) error {
+	return fmt.Errorf("lab: cannot listen on %s for %s: %w\n"+
+		"  Another program (or another lab) may hold it: stop it, or copy deploy/examples/lab.yaml,\n"+
+		"  change the address there, and run `outpost lab -config yourcopy.yaml`", addr, what, err)
+}
+
+// roleSet runs the roles and collects how they ended.
+type roleSet struct {
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errs   []error
+	failed chan error
+	once   sync.Once
+}
+
+func (r *roleSet) start(name string, serve func() error) {
+	r.once.Do(func() { r.failed = make(chan error, 16) })
+	r.wg.Go(func() {
+		if err := serve(); err != nil {
+			err = fmt.Errorf("lab: %s: %w", name, err)
+			r.mu.Lock()
+			r.errs = append(r.errs, err)
+			r.mu.Unlock()
+			r.failed <- err
+		}
+	})
+}
+
+// wait waits for every role to stop and returns their errors.
+func (r *roleSet) wait() error {
+	r.wg.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return errors.Join(r.errs...)
+}
+
+// runLoad benchmarks the CDN through its DNS server.
+func runLoad(ctx context.Context, cfg *config.Config, dc *config.DNS, svc config.Service, originAddr string, opts Options) (*bench.Result, error) {
+	host := svc.Hostnames[0]
+	for _, h := range svc.Hostnames {
+		if strings.HasSuffix(h, "."+cfg.Zone) {
+			host = h
+			break
+		}
+	}
+	_, port, _ := net.SplitHostPort(cfg.POPs[0].Listen)
+	var regions []bench.Region
+	for _, r := range opts.Regions {
+		reg, err := bench.ParseRegion(r)
+		if err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+		regions = append(regions, reg)
+	}
+	wl, err := bench.NewZipf(bench.ZipfOptions{Objects: uint64(opts.Objects), S: opts.ZipfS, Seed: opts.Seed})
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	dnsAddr := dc.Listen[0]
+	if h, p, err := net.SplitHostPort(dnsAddr); err == nil && (h == "" || net.ParseIP(h).IsUnspecified()) {
+		dnsAddr = net.JoinHostPort("127.0.0.1", p)
+	}
+	bc := bench.Config{
+		URL:         "http://" + net.JoinHostPort(host, port) + "/",
+		DNS:         dnsAddr,
+		Regions:     regions,
+		Connections: opts.Connections,
+		Rate:        opts.Rate,
+		Duration:    opts.Duration,
+		Warmup:      opts.Warmup,
+		Workload:    wl,
+		Seed:        opts.Seed,
+		Verify:      true,
+		OriginStats: (&url.URL{Scheme: "http", Host: originAddr, Path: "/_origin/stats"}).String(),
+		Logger:      opts.Logger,
+	}
+	res, err := bench.Run(ctx, bc, nil)
+	if err != nil {
+		return nil, fmt.Errorf("lab: load run: %w", err)
+	}
+	return res, nil
+}
+
+// report prints the routing and the figures.
+func report(out io.Writer, cfg *config.Config, res *bench.Result, pops []*pop.PoP) {
+	byAddr := map[string]string{}
+	for _, p := range cfg.POPs {
+		host, _, _ := net.SplitHostPort(p.Listen)
+		byAddr[host] = p.Name
+		byAddr[p.Listen] = p.Name
+	}
+	fmt.Fprintf(out, "\nRouting (which PoP DNS sent each region to):\n")
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  region\tPoP\trequests")
+	for _, g := range res.PerRegion {
+		fmt.Fprintf(tw, "  %s\t%s\t%d\n", g.Name, routedTo(g.Addresses, byAddr), g.Requests)
+	}
+	tw.Flush()
+
+	fmt.Fprintf(out, "\nPer PoP and in total (%d connections, %.1fs measured after %.1fs warm-up, %s):\n",
+		res.Connections, res.Seconds, res.WarmupSeconds, res.Workload)
+	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "PoP\trequests\treq/s\thit ratio\tbyte hit ratio\torigin offload\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
+	stats := map[string]pop.Stats{}
+	for _, p := range pops {
+		stats[p.Name()] = p.Stats()
+	}
+	groups := slices.Clone(res.PerPoP)
+	sort.Slice(groups, func(i, j int) bool { return groups[i].Name < groups[j].Name })
+	for _, g := range groups {
+		name := strings.TrimPrefix(g.Name, "outpost/")
+		offload := "-"
+		if st, ok := stats[name]; ok {
+			offload = pct(st.OriginOffload)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t\n", name, g.Requests,
+			float64(g.Requests)/max(res.Seconds, 1e-9), pct(g.HitRatio), pct(g.ByteHitRatio), offload,
+			g.Latency.P50, g.Latency.P90, g.Latency.P99, g.Latency.Max)
+	}
+	offload := "-"
+	if res.OriginOffload != nil {
+		offload = pct(*res.OriginOffload)
+	}
+	fmt.Fprintf(tw, "total\t%d\t%.0f\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t\n", res.Requests, res.RPS,
+		pct(res.HitRatio), pct(res.ByteHitRatio), offload,
+		res.Latency.P50, res.Latency.P90, res.Latency.P99, res.Latency.Max)
+	tw.Flush()
+	fmt.Fprintf(out, "(per-PoP origin offload is each PoP's own figure since it started, warm-up included;\n"+
+		" the total is measured at the origin over the window)\n")
+	fmt.Fprintf(out, "\nthroughput %.0f req/s, %.1f MB/s; errors %d", res.RPS, res.BytesPerSec/1e6, res.Errors)
+	if len(res.ErrorsByKind) > 0 {
+		fmt.Fprintf(out, " %v", res.ErrorsByKind)
+	}
+	fmt.Fprintf(out, "; results %+v\n", res.Results)
+}
+
+// routedTo names the PoP(s) a region's responses came from, most first.
+func routedTo(addrs map[string]int64, byAddr map[string]string) string {
+	type share struct {
+		name string
+		n    int64
+	}
+	var total int64
+	var shares []share
+	for addr, n := range addrs {
+		name := addr
+		if h, _, err := net.SplitHostPort(addr); err == nil {
+			name = h
+		}
+		if p, ok := byAddr[addr]; ok {
+			name = p
+		} else if p, ok := byAddr[name]; ok {
+			name = p
+		}
+		shares = append(shares, share{name, n})
+		total += n
+	}
+	sort.Slice(shares, func(i, j int) bool { return shares[i].n > shares[j].n })
+	var parts []string
+	for _, s := range shares {
+		parts = append(parts, fmt.Sprintf("%s %s", s.name, pct(float64(s.n)/float64(max(total, 1)))))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func pct(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
+
+func writeReport(path string, res *bench.Result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("lab: report: %w", err)
+	}
+	if err := res.WriteHTML(f); err != nil {
+		f.Close()
+		return fmt.Errorf("lab: report: %w", err)
+	}
+	return f.Close()
+}
+
+// printTryIt prints commands to try the running lab by hand.
+func printTryIt(out io.Writer, cfg *config.Config, dc *config.DNS, svc config.Service, originAddr string) {
+	dnsHost, dnsPort, _ := net.SplitHostPort(dc.Listen[0])
+	if dnsHost == "" {
+		dnsHost = "127.0.0.1"
+	}
+	host := svc.Hostnames[0]
+	fmt.Fprintf(out, "\nThe CDN keeps running (Ctrl-C stops it). Try it by hand:\n")
+	for _, r := range DefaultRegions {
+		name, rest, _ := strings.Cut(r, "=")
+		cidr, _, _ := strings.Cut(rest, ":")
+		fmt.Fprintf(out, "  dig @%s -p %s %s +subnet=%s +short   # a client in %s\n", dnsHost, dnsPort, host, cidr, name)
+	}
+	for _, p := range cfg.POPs {
+		_, port, _ := net.SplitHostPort(p.Listen)
+		h, _, _ := net.SplitHostPort(p.Listen)
+		fmt.Fprintf(out, "  curl -s -o /dev/null -D - --resolve %s:%s:%s http://%s:%s/obj/hello | grep -i cache-status   # PoP %s\n",
+			host, port, h, host, port, p.Name)
+	}
+	if tl := cfg.POPs[0].TLS; tl.Enabled() {
+		h, port, _ := net.SplitHostPort(tl.Listen)
+		fmt.Fprintf(out, "  curl -sk -o /dev/null -D - --resolve %s:%s:%s https://%s:%s/obj/hello | grep -iE 'alt-svc|cache-status'   # HTTPS (self-signed)\n",
+			host, port, h, host, port)
+	}
+	fmt.Fprintf(out, "  curl -s http://%s/stats   # PoP %s's figures\n", cfg.POPs[0].Admin, cfg.POPs[0].Name)
+	if dc.Admin != "" {
+		fmt.Fprintf(out, "  curl -s http://%s/stats   # the DNS server's view\n", dc.Admin)
+	}
+	fmt.Fprintf(out, "  curl -s http://%s/_origin/stats   # what reached the origin\n", originAddr)
+}

@@ -1,0 +1,84 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestBuiltinMatchesExamples keeps the built-in CDN equal to the example
+// files the README shows.
+func TestBuiltinMatchesExamples(t *testing.T) {
+	for _, name := range []string{"lab.yaml", "networks.csv"} {
+		builtinData, err := builtin.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		example, err := os.ReadFile("../deploy/examples/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(builtinData, example) {
+			t.Errorf("lab/%s differs from deploy/examples/%s: copy it over (cp deploy/examples/%s lab/)", name, name, name)
+		}
+	}
+}
+
+// TestRun runs the whole lab briefly and checks the report: each region
+// routed to its nearest PoP, and the figures named as the README says.
+func TestRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the lab runs every role for a few seconds")
+	}
+	var out bytes.Buffer
+	start := time.Now()
+	err := Run(context.Background(), Options{Duration: 1500 * time.Millisecond, Warmup: 500 * time.Millisecond, Connections: 8}, &out)
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+		t.Skipf("a lab address is taken on this machine: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	t.Logf("lab took %v:\n%s", time.Since(start), out.String())
+	report := out.String()
+	for _, want := range []string{"hit ratio", "byte hit ratio", "origin offload", "p99 ms", "total", "errors 0"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	for region, popName := range map[string]string{"fra": "prg", "nyc": "iad", "osa": "nrt"} {
+		if !regexp.MustCompile(`(?m)^\s+` + region + `\s+` + popName + ` 100\.0%`).MatchString(report) {
+			t.Errorf("region %s not routed to %s alone", region, popName)
+		}
+	}
+}
+
+// TestAddressTaken checks that a taken address is named, with the way out.
+func TestAddressTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.11:9080") // PoP prg's admin address
+	if err != nil {
+		t.Skipf("cannot hold 127.0.0.11:9080 for the test: %v", err)
+	}
+	defer ln.Close()
+	var out bytes.Buffer
+	err = Run(context.Background(), Options{Duration: time.Second}, &out)
+	if err == nil {
+		t.Fatal("Run succeeded with an address taken")
+	}
+	for _, want := range []string{"127.0.0.11:9080", "PoP prg", "-config"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
