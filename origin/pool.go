@@ -12,6 +12,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"os"
 	"strings"
@@ -368,6 +370,9 @@ type Request struct {
 	// CacheKey is the request's cache key: the key of PolicyIPHash with
 	// HashCacheKey. "" means Target is hashed instead.
 	CacheKey string
+	// Got1xx, if set, is called with each interim (1xx) response the
+	// origin sends before the final one, e.g. 103 Early Hints.
+	Got1xx func(code int, header textproto.MIMEHeader) error
 }
 
 // key returns what PolicyIPHash hashes for r.
@@ -401,6 +406,9 @@ func idempotent(method string) bool {
 // fails with a *Error of kind KindTimeout if the origin pauses longer than
 // the idle timeout. Errors are *Error values naming the server.
 func (p *Pool) Do(ctx context.Context, r Request) (*http.Response, error) {
+	if r.Got1xx != nil {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: r.Got1xx})
+	}
 	c := pickContext{key: p.key(&r)}
 	s, trial := p.pick(&c)
 	body, getBody := r.Body, r.GetBody

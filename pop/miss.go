@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/textproto"
 	"net/url"
 
 	"github.com/outpost-cdn/outpost/cache"
@@ -157,6 +158,9 @@ func (p *PoP) pass(w http.ResponseWriter, r *http.Request, svc *service, status 
 		out.Body = r.Body
 		out.ContentLength = r.ContentLength
 	}
+	if r.ProtoAtLeast(1, 1) {
+		out.Got1xx = forwardInterim(w)
+	}
 	svc.stats.originFetches.Add(1)
 	resp, err := svc.pool.Do(r.Context(), out)
 	if err != nil {
@@ -269,4 +273,26 @@ func (p *PoP) originFailed(w http.ResponseWriter, svc *service, status cache.Sta
 	}
 	p.log.Warn("origin request failed", "service", svc.name, "status", code, "err", err)
 	p.plainError(w, svc, code, status, "outpost: "+http.StatusText(code)+": the origin did not answer\n")
+}
+
+// forwardInterim relays the origin's interim responses (103 Early Hints
+// and the like) to the client, whose protocol allows them (HTTP/1.1 and
+// later). 100 Continue and 101 are the server's own business and are not
+// relayed. The callback runs while the handler waits for the origin's
+// final response, so it has the ResponseWriter to itself.
+func forwardInterim(w http.ResponseWriter) func(int, textproto.MIMEHeader) error {
+	return func(code int, h textproto.MIMEHeader) error {
+		if code == http.StatusContinue || code == http.StatusSwitchingProtocols {
+			return nil
+		}
+		hdr := w.Header()
+		for name, values := range h {
+			hdr[name] = values
+		}
+		w.WriteHeader(code)
+		for name := range h {
+			delete(hdr, name) // interim fields do not carry over to the final response
+		}
+		return nil
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -207,4 +209,35 @@ func TestHTTPSPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the new certificate to be served", func() bool { return serial() != before })
+}
+
+// TestInterimResponses checks that a 103 Early Hints from the origin
+// reaches the client of a request the PoP passes through.
+func TestInterimResponses(t *testing.T) {
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		io.WriteString(w, "final")
+	})
+	tp := startPoP(t, o.URL)
+	var hints []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		hints = append(hints, fmt.Sprintf("%d %s", code, h.Get("Link")))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodPost, tp.url+"/p", strings.NewReader("x"))
+	req.Host = "demo.example"
+	resp, err := tp.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "final" || len(hints) != 1 || hints[0] != "103 </style.css>; rel=preload" {
+		t.Errorf("body %q, interim responses %q", body, hints)
+	}
+	if resp.Header.Get("Link") != "" {
+		t.Errorf("the interim Link field leaked into the final response")
+	}
 }
