@@ -25,6 +25,7 @@ func commands() []command {
 		{"origin", "run the synthetic origin for benchmarks, the lab and tests", runOrigin},
 		{"bench", "load-test a CDN, a PoP or a URL: latency, throughput, hit ratios", runBench},
 		{"purge", "remove content from every PoP, confirmed", runPurge},
+		{"stats", "the CDN-wide hit-ratio report: every PoP's figures and the totals", runStats},
 		{"cert", "make a local CA and certificates for TLS and QUIC", runCert},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/outpost-cdn/outpost/config"
+	"github.com/outpost-cdn/outpost/stats"
+)
+
+func runStats(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("stats", "--config FILE [--json] [--watch]", stdout, stderr)
+	configPath := fs.String("config", "", "the CDN's YAML file (required): every PoP in it is polled")
+	asJSON := fs.Bool("json", false, `print {"pops": {NAME: /stats}, "total": {...}, "services": {...}}`)
+	watch := fs.Bool("watch", false, "refresh in place until Ctrl-C")
+	every := fs.Duration("interval", 2*time.Second, "refresh interval with --watch")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if *configPath == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	for {
+		r := stats.Collect(ctx, cfg, nil)
+		if *watch && !*asJSON {
+			fmt.Fprint(stdout, "\033[H\033[2J") // clear the screen, cursor home
+			fmt.Fprintf(stdout, "%s  %s  (every %s; Ctrl-C stops)\n\n", r.At.Format(time.TimeOnly), cfg.Path, *every)
+		}
+		if *asJSON {
+			out, err := r.JSON()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, string(out))
+		} else if err := r.WriteTable(stdout); err != nil {
+			return err
+		}
+		if !*watch {
+			if down := r.Down(); len(down) > 0 {
+				return errors.New("unreachable: " + strings.Join(down, ", "))
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(*every):
+		}
+	}
+}

@@ -1,0 +1,206 @@
+// Package stats is the CDN-wide hit-ratio report: it polls the /stats of
+// every PoP of a CDN file at once and adds the figures up, per PoP, per
+// service and in total, with the ratios recomputed from the sums (a mean of
+// ratios would weigh a quiet PoP like a busy one).
+package stats
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/outpost-cdn/outpost/config"
+	"github.com/outpost-cdn/outpost/purge"
+)
+
+// Figures are the counters every PoP reports in /stats (see the README's
+// "figures"), with the ratios derived from them.
+type Figures struct {
+	Requests       uint64  `json:"requests"`
+	Hits           uint64  `json:"hits"`
+	Collapsed      uint64  `json:"collapsed"`
+	Revalidated    uint64  `json:"revalidated"`
+	StaleOnError   uint64  `json:"stale_on_error"`
+	Misses         uint64  `json:"misses"`
+	Passes         uint64  `json:"passes"`
+	Errors         uint64  `json:"errors"`
+	HitRatio       float64 `json:"hit_ratio"`
+	ByteHitRatio   float64 `json:"byte_hit_ratio"`
+	OriginOffload  float64 `json:"origin_offload"`
+	OriginFetches  uint64  `json:"origin_fetches"`
+	BytesServed    uint64  `json:"bytes_served"`
+	BytesFromCache uint64  `json:"bytes_from_cache"`
+	OriginBytes    uint64  `json:"origin_bytes"`
+}
+
+// Add sums o into f; call Derive after the last Add.
+func (f *Figures) Add(o Figures) {
+	f.Requests += o.Requests
+	f.Hits += o.Hits
+	f.Collapsed += o.Collapsed
+	f.Revalidated += o.Revalidated
+	f.StaleOnError += o.StaleOnError
+	f.Misses += o.Misses
+	f.Passes += o.Passes
+	f.Errors += o.Errors
+	f.OriginFetches += o.OriginFetches
+	f.BytesServed += o.BytesServed
+	f.BytesFromCache += o.BytesFromCache
+	f.OriginBytes += o.OriginBytes
+}
+
+// Derive recomputes the ratios from the sums: hit_ratio = (hits +
+// collapsed) / requests, byte_hit_ratio = bytes from storage / bytes
+// served, origin_offload = 1 − origin bytes / bytes served (0 when there
+// is nothing to divide by).
+func (f *Figures) Derive() {
+	f.HitRatio, f.ByteHitRatio, f.OriginOffload = 0, 0, 0
+	if f.Requests > 0 {
+		f.HitRatio = float64(f.Hits+f.Collapsed) / float64(f.Requests)
+	}
+	if f.BytesServed > 0 {
+		f.ByteHitRatio = float64(f.BytesFromCache) / float64(f.BytesServed)
+		f.OriginOffload = 1 - float64(f.OriginBytes)/float64(f.BytesServed)
+	}
+}
+
+// PoP is one PoP's part of the report.
+type PoP struct {
+	Name  string
+	Admin string // base URL of its admin listener
+	// Err is why its /stats could not be read; the other fields are then
+	// zero.
+	Err error
+	// Raw is its /stats document as served.
+	Raw json.RawMessage
+	Figures
+	Draining      bool
+	ConfigVersion string
+	Services      map[string]Figures
+}
+
+// Health is "up", "draining" or "down" (unreachable).
+func (p *PoP) Health() string {
+	switch {
+	case p.Err != nil:
+		return "down"
+	case p.Draining:
+		return "draining"
+	}
+	return "up"
+}
+
+// Report is the whole CDN's figures at one moment.
+type Report struct {
+	At       time.Time
+	PoPs     []PoP // in the file's order
+	Services map[string]Figures
+	Total    Figures
+}
+
+// Down returns the PoPs whose /stats could not be read.
+func (r *Report) Down() []string {
+	var down []string
+	for _, p := range r.PoPs {
+		if p.Err != nil {
+			down = append(down, p.Name)
+		}
+	}
+	return down
+}
+
+// Collect reads every PoP's /stats concurrently. A nil client means one
+// with a 3 s timeout.
+func Collect(ctx context.Context, cfg *config.Config, client *http.Client) *Report {
+	if client == nil {
+		client = &http.Client{Timeout: 3 * time.Second}
+	}
+	r := &Report{At: time.Now(), PoPs: make([]PoP, len(cfg.POPs)), Services: map[string]Figures{}}
+	var wg sync.WaitGroup
+	for i := range cfg.POPs {
+		p := &r.PoPs[i]
+		p.Name, p.Admin = cfg.POPs[i].Name, purge.AdminURL(&cfg.POPs[i])
+		wg.Go(func() { p.Err = fetch(ctx, client, p) })
+	}
+	wg.Wait()
+	for _, p := range r.PoPs {
+		if p.Err != nil {
+			continue
+		}
+		r.Total.Add(p.Figures)
+		for name, f := range p.Services {
+			s := r.Services[name]
+			s.Add(f)
+			r.Services[name] = s
+		}
+	}
+	r.Total.Derive()
+	for name, s := range r.Services {
+		s.Derive()
+		r.Services[name] = s
+	}
+	return r
+}
+
+// fetch reads one PoP's /stats into p.
+func fetch(ctx context.Context, client *http.Client, p *PoP) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.Admin+"/stats", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("reading /stats: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/stats answered %s", resp.Status)
+	}
+	var doc struct {
+		Figures
+		Draining      bool               `json:"draining"`
+		ConfigVersion string             `json:"config_version"`
+		Services      map[string]Figures `json:"services"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("/stats is not the PoP's JSON: %w", err)
+	}
+	p.Raw, p.Figures, p.Draining, p.ConfigVersion, p.Services = raw, doc.Figures, doc.Draining, doc.ConfigVersion, doc.Services
+	return nil
+}
+
+// JSON renders the report as {"pops": {NAME: that PoP's /stats, or
+// {"error": …}}, "total": {the figures summed, ratios recomputed},
+// "services": {NAME: the same per service}}.
+func (r *Report) JSON() ([]byte, error) {
+	pops := make(map[string]json.RawMessage, len(r.PoPs))
+	for _, p := range r.PoPs {
+		if p.Err != nil {
+			msg, _ := json.Marshal(map[string]string{"error": p.Err.Error()})
+			pops[p.Name] = msg
+			continue
+		}
+		pops[p.Name] = p.Raw
+	}
+	return json.MarshalIndent(map[string]any{"pops": pops, "total": r.Total, "services": r.Services}, "", "  ")
+}
+
+// serviceNames returns the services seen, sorted.
+func (r *Report) serviceNames() []string {
+	names := make([]string, 0, len(r.Services))
+	for n := range r.Services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return slices.Compact(names)
+}
