@@ -82,7 +82,10 @@ func (p *PoP) Stats() Stats {
 		Services:      make(map[string]ServiceStats, len(rt.list)),
 	}
 	total := p.unrouted.snapshot()
+	var latency, originLatency histogram
 	for _, svc := range rt.list {
+		latency.add(&svc.stats.latency)
+		originLatency.add(&svc.stats.originLatency)
 		f := svc.stats.snapshot()
 		ps := svc.pool.Stats()
 		s.Services[svc.name] = ServiceStats{
@@ -94,6 +97,7 @@ func (p *PoP) Stats() Stats {
 		total.add(f)
 	}
 	total.derive()
+	total.Latency, total.OriginLatency = latency.percentiles(), originLatency.percentiles()
 	s.figures = total
 	st := p.store.Stats()
 	s.Cache = CacheStats{

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/outpost-cdn/outpost/cache"
 )
@@ -20,6 +21,8 @@ func (p *PoP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.misdirected(w, host)
 		return
 	}
+	start := time.Now()
+	defer func() { svc.stats.latency.observe(time.Since(start)) }()
 	if r.TLS != nil {
 		h := w.Header()
 		if p.altSvc != "" && r.ProtoMajor < 3 {

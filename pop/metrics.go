@@ -22,6 +22,10 @@ var (
 		"Response body bytes read from origins, by service.", []string{"service"}, nil)
 	descOriginFetches = prometheus.NewDesc("outpost_pop_origin_requests_total",
 		"Requests sent to origins, by service.", []string{"service"}, nil)
+	descLatency = prometheus.NewDesc("outpost_pop_request_duration_seconds",
+		"Time from a request's arrival to its last body byte written, by service.", []string{"service"}, nil)
+	descOriginLatency = prometheus.NewDesc("outpost_pop_origin_duration_seconds",
+		"Time from sending a request to an origin to its response header, by service.", []string{"service"}, nil)
 	descDraining = prometheus.NewDesc("outpost_pop_draining",
 		"1 while the PoP is draining for shutdown.", nil, nil)
 	descFills = prometheus.NewDesc("outpost_pop_fills_in_flight",
@@ -74,7 +78,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descCacheServedBytes,
 		descOriginBytes, descOriginFetches, descDraining, descFills, descItems, descBytes,
 		descMaxBytes, descAdmissions, descRejections, descDrops, descEvictions,
-		descPurges, descPurgedObjects, descPurgesDenied, descIndexKeys,
+		descPurges, descPurgedObjects, descPurgesDenied, descIndexKeys, descLatency, descOriginLatency,
 		descOriginRequests, descOriginFailures, descOriginInFlight, descOriginHealthy,
 		descOriginResponse, descOriginNoHealthy} {
 		ch <- d
@@ -93,6 +97,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCacheServedBytes, prometheus.CounterValue, float64(cs.bytesFromCache.Load()), name)
 		ch <- prometheus.MustNewConstMetric(descOriginBytes, prometheus.CounterValue, float64(cs.originBytes.Load()), name)
 		ch <- prometheus.MustNewConstMetric(descOriginFetches, prometheus.CounterValue, float64(cs.originFetches.Load()), name)
+		for desc, h := range map[*prometheus.Desc]*histogram{descLatency: &cs.latency, descOriginLatency: &cs.originLatency} {
+			buckets, count, sum := h.snapshot()
+			ch <- prometheus.MustNewConstHistogram(desc, count, sum, buckets, name)
+		}
 	}
 	bounds := origin.LatencyBuckets()
 	for _, svc := range p.routes.Load().list {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"time"
 
 	"github.com/outpost-cdn/outpost/cache"
 	"github.com/outpost-cdn/outpost/origin"
@@ -162,7 +163,9 @@ func (p *PoP) pass(w http.ResponseWriter, r *http.Request, svc *service, status 
 		out.Got1xx = forwardInterim(w)
 	}
 	svc.stats.originFetches.Add(1)
+	sent := time.Now()
 	resp, err := svc.pool.Do(r.Context(), out)
+	svc.stats.originLatency.observe(time.Since(sent))
 	if err != nil {
 		if r.Context().Err() != nil {
 			svc.stats.record(res, 0)

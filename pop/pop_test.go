@@ -709,6 +709,8 @@ func TestAdmin(t *testing.T) {
 			`outpost_pop_requests_total{result="miss",service="demo"} 1`,
 			`outpost_cache_items 1`,
 			`outpost_pop_origin_requests_total{service="demo"} 1`,
+			`outpost_pop_request_duration_seconds_count{service="demo"} 2`,
+			`outpost_pop_origin_duration_seconds_count{service="demo"} 1`,
 		}},
 	}
 	for _, tt := range tests {

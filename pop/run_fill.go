@@ -44,7 +44,9 @@ func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
 
 	f.requestTime = p.now()
 	svc.stats.originFetches.Add(1)
+	sent := time.Now()
 	resp, err := svc.pool.Do(ctx, out)
+	svc.stats.originLatency.observe(time.Since(sent))
 	f.responseTime = p.now()
 	if err != nil {
 		cancel()

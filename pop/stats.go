@@ -49,6 +49,8 @@ type counters struct {
 	bytesFromCache atomic.Uint64 // of those, bytes that came from storage
 	originBytes    atomic.Uint64 // body bytes read from origins
 	originFetches  atomic.Uint64 // requests sent to origins
+	latency        histogram     // time from request to the last body byte written
+	originLatency  histogram     // time from sending to an origin to its response header
 }
 
 // record counts one finished request and the body bytes it was sent.
@@ -65,6 +67,10 @@ func (c *counters) record(r result, bodyBytes int64) {
 // figures is a snapshot of counters with the ratios derived from them, in
 // the shape /stats reports.
 type figures struct {
+	// Latency and OriginLatency are estimated from the histograms.
+	Latency       Percentiles `json:"latency_ms"`
+	OriginLatency Percentiles `json:"origin_latency_ms"`
+
 	Requests       uint64  `json:"requests"`
 	Hits           uint64  `json:"hits"`
 	Collapsed      uint64  `json:"collapsed"`
@@ -85,6 +91,8 @@ type figures struct {
 // snapshot reads the counters.
 func (c *counters) snapshot() figures {
 	var f figures
+	f.Latency = c.latency.percentiles()
+	f.OriginLatency = c.originLatency.percentiles()
 	f.Hits = c.results[resultHit].Load()
 	f.Collapsed = c.results[resultCollapsed].Load()
 	f.Revalidated = c.results[resultRevalidated].Load()

@@ -37,6 +37,12 @@ type Figures struct {
 	BytesServed    uint64  `json:"bytes_served"`
 	BytesFromCache uint64  `json:"bytes_from_cache"`
 	OriginBytes    uint64  `json:"origin_bytes"`
+	// Latency is the PoP's own estimate (percentiles do not add up, so
+	// sums leave it zero).
+	Latency struct {
+		P50 float64 `json:"p50"`
+		P99 float64 `json:"p99"`
+	} `json:"latency_ms"`
 }
 
 // Add sums o into f; call Derive after the last Add.

@@ -7,8 +7,8 @@ import (
 )
 
 // WriteTable prints the report: a row per PoP with a total row, then a row
-// per service summed over the PoPs. Latency percentiles are not in the
-// PoPs' /stats yet and show as "-".
+// per service summed over the PoPs. Latency percentiles are each PoP's own
+// (estimated from its histograms); they do not add up, so sums show "-".
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "PoP\thealth\trequests\thit ratio\tbyte hit ratio\torigin offload\tstale served\terrors\tp50 ms\tp99 ms\tconfig\t")
@@ -40,6 +40,10 @@ func row(f Figures, version string) string {
 	if version == "" {
 		version = "-"
 	}
-	return fmt.Sprintf("%d\t%.1f%%\t%.1f%%\t%.1f%%\t%d\t%d\t-\t-\t%s\t",
-		f.Requests, 100*f.HitRatio, 100*f.ByteHitRatio, 100*f.OriginOffload, f.StaleOnError, f.Errors, version)
+	p50, p99 := "-", "-"
+	if f.Latency.P50 > 0 || f.Latency.P99 > 0 {
+		p50, p99 = fmt.Sprintf("%.2f", f.Latency.P50), fmt.Sprintf("%.2f", f.Latency.P99)
+	}
+	return fmt.Sprintf("%d\t%.1f%%\t%.1f%%\t%.1f%%\t%d\t%d\t%s\t%s\t%s\t",
+		f.Requests, 100*f.HitRatio, 100*f.ByteHitRatio, 100*f.OriginOffload, f.StaleOnError, f.Errors, p50, p99, version)
 }
