@@ -8,8 +8,7 @@ import (
 
 // client sends one request at a time to one server and reads each response
 // whole. Each virtual client owns one; it is not safe for concurrent use.
-// It is the seam where HTTP/2 and HTTP/3 clients will slot in next to the
-// HTTP/1.1 one.
+// h1Client speaks HTTP/1.1, stdClient HTTP/2 and HTTP/3.
 type client interface {
 	// do sends a request for path (path and query) and reads the response
 	// into resp, within deadline. Failures are *requestError.
@@ -33,11 +32,15 @@ type response struct {
 	cacheStatus []byte
 	// addr is the address the response came from.
 	addr string
+	// proto is the response's protocol version ("HTTP/2.0"); the HTTP/1.1
+	// client leaves it empty, meaning HTTP/1.1.
+	proto string
 }
 
 func (r *response) reset(body io.Writer) {
 	r.body = body
 	r.status = 0
 	r.bodyBytes = 0
+	r.proto = ""
 	r.cacheStatus = r.cacheStatus[:0]
 }

@@ -17,8 +17,13 @@ const (
 	DefaultConnections = 10
 	DefaultDuration    = 10 * time.Second
 	DefaultTimeout     = 10 * time.Second
-	// ProtocolHTTP1 is the only protocol so far; HTTP/2 and HTTP/3 come next.
+	// ProtocolHTTP1 is HTTP/1.1, over TLS for https URLs.
 	ProtocolHTTP1 = "http/1.1"
+	// ProtocolHTTP2 is HTTP/2: negotiated by ALPN for https URLs, h2c with
+	// prior knowledge for http ones.
+	ProtocolHTTP2 = "h2"
+	// ProtocolHTTP3 is HTTP/3 over QUIC, for https URLs only.
+	ProtocolHTTP3 = "h3"
 )
 
 // Config describes a run. Only URL is required; every other field has a
@@ -78,7 +83,11 @@ type Config struct {
 	OriginStats string
 	// InsecureTLS skips the verification of https servers' certificates.
 	InsecureTLS bool
-	// Protocol is ProtocolHTTP1 (the default, and so far the only one).
+	// Protocol is ProtocolHTTP1 (the default; "h1" is taken for it),
+	// ProtocolHTTP2 or ProtocolHTTP3. With HTTP/2 and HTTP/3 each virtual
+	// client still has one connection of its own. Responses that come back
+	// on another protocol (an HTTP/2 run against a server that only speaks
+	// HTTP/1.1) are errors of kind protocol.
 	Protocol string
 
 	// Logger receives warnings (nil: discard); nothing is logged per request.
@@ -182,10 +191,15 @@ func (c *Config) check() (target, error) {
 		}
 	}
 	switch c.Protocol {
-	case "", ProtocolHTTP1:
+	case "", "h1", ProtocolHTTP1:
 		c.Protocol = ProtocolHTTP1
+	case ProtocolHTTP2:
+	case ProtocolHTTP3:
+		if t.url != nil && t.url.Scheme != "https" {
+			errs = append(errs, fmt.Errorf("protocol %s needs an https URL: HTTP/3 runs over QUIC, with TLS", c.Protocol))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("protocol %q: only %s so far", c.Protocol, ProtocolHTTP1))
+		errs = append(errs, fmt.Errorf("protocol %q: want h1 (%s), %s or %s", c.Protocol, ProtocolHTTP1, ProtocolHTTP2, ProtocolHTTP3))
 	}
 	if c.OriginStats != "" {
 		if u, err := url.Parse(c.OriginStats); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

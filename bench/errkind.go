@@ -19,7 +19,7 @@ const (
 	errWrite             // the request could not be sent
 	errRead              // the connection closed or broke before the response was complete
 	errTimeout           // no complete response within Config.Timeout
-	errProtocol          // the response was not valid HTTP/1.1
+	errProtocol          // the response was not valid HTTP, or came on another protocol than asked
 	errStatus4xx         // the response's status was 4xx
 	errStatus5xx         // the response's status was 5xx
 	errBody              // the body was not the synthetic object's (Config.Verify)

@@ -38,6 +38,7 @@ type sample struct {
 	bytes    int64  // body bytes received
 	pop      []byte // the Cache-Status cache name; empty when there is none
 	addr     string // the address that answered
+	proto    string // the response's protocol version ("HTTP/2.0"), when answered
 	region   int    // index into Config.Regions; -1 without regions
 }
 
@@ -119,6 +120,7 @@ type shard struct {
 	total    *group
 	kinds    [numErrKinds]int64
 	statuses map[int]int64
+	protos   map[string]int64 // responses by protocol version
 	regions  []*group
 	pops     map[string]*group
 	series   []*point
@@ -132,6 +134,7 @@ func newShard(regions int) *shard {
 	s := &shard{
 		total:    newGroup(),
 		statuses: make(map[int]int64),
+		protos:   make(map[string]int64),
 		pops:     make(map[string]*group),
 		dns:      dnsFigures{answers: make(map[string]int64)},
 	}
@@ -162,6 +165,7 @@ func (s *shard) record(x *sample) {
 	s.kinds[x.kind]++
 	if x.answered {
 		s.statuses[x.status]++
+		s.protos[x.proto]++
 	}
 	if x.region >= 0 && x.region < len(s.regions) {
 		s.regions[x.region].add(x)
@@ -233,6 +237,7 @@ type merged struct {
 	total    *group
 	kinds    [numErrKinds]int64
 	statuses map[int]int64
+	protos   map[string]int64
 	regions  []*group
 	pops     map[string]*group
 	series   []*point
@@ -243,6 +248,7 @@ func mergeShards(shards []*shard, regions int) *merged {
 	m := &merged{
 		total:    newGroup(),
 		statuses: make(map[int]int64),
+		protos:   make(map[string]int64),
 		pops:     make(map[string]*group),
 		dns:      dnsFigures{answers: make(map[string]int64)},
 	}
@@ -257,6 +263,9 @@ func mergeShards(shards []*shard, regions int) *merged {
 		}
 		for code, n := range s.statuses {
 			m.statuses[code] += n
+		}
+		for p, n := range s.protos {
+			m.protos[p] += n
 		}
 		for i, g := range s.regions {
 			m.regions[i].merge(g)

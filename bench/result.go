@@ -21,11 +21,14 @@ type Result struct {
 	Workload string `json:"workload"`          // Workload.Name
 	// Mode is "closed" (each connection sends when it has its answer) or
 	// "open" (requests are due at a fixed rate or a trace's pace).
-	Mode        string    `json:"mode"`
-	Connections int       `json:"connections"`    // virtual clients
-	Rate        float64   `json:"rate,omitempty"` // offered requests/s, open loop
-	Seed        uint64    `json:"seed"`           // Config.Seed
-	Started     time.Time `json:"started"`        // when the run (warm-up included) began
+	Mode        string `json:"mode"`
+	Connections int    `json:"connections"` // virtual clients
+	// Protocol is the one asked for: Config.Protocol ("http/1.1", "h2",
+	// "h3").
+	Protocol string    `json:"protocol"`
+	Rate     float64   `json:"rate,omitempty"` // offered requests/s, open loop
+	Seed     uint64    `json:"seed"`           // Config.Seed
+	Started  time.Time `json:"started"`        // when the run (warm-up included) began
 	// WarmupSeconds is the warm-up before the window.
 	WarmupSeconds float64 `json:"warmup_seconds"`
 	// Seconds is the measured window, from its start to the last response.
@@ -50,6 +53,10 @@ type Result struct {
 	ErrorsByKind map[string]int64 `json:"errors_by_kind"`
 	// StatusCodes counts responses by status code.
 	StatusCodes map[string]int64 `json:"status_codes"`
+	// Protocols counts responses by the protocol version they came back
+	// on ("HTTP/1.1", "HTTP/2.0", "HTTP/3.0"). Responses on another than
+	// Protocol's are errors of kind protocol.
+	Protocols map[string]int64 `json:"protocols"`
 
 	// HitRatio = (hit + collapsed) / responses.
 	HitRatio float64 `json:"hit_ratio"`
@@ -265,6 +272,10 @@ func (r *Result) fill(m *merged, regions []Region, window, interval time.Duratio
 	r.StatusCodes = make(map[string]int64)
 	for code, n := range m.statuses {
 		r.StatusCodes[strconv.Itoa(code)] = n
+	}
+	r.Protocols = make(map[string]int64)
+	for p, n := range m.protos {
+		r.Protocols[p] = n
 	}
 	r.HitRatio, r.ByteHitRatio = hitRatios(t.classes, t.classBytes)
 	r.Results = results(t.classes)

@@ -26,7 +26,11 @@ type run struct {
 	sched    *schedule
 	shards   []*shard
 	interval time.Duration // step of the time series
+	proto    string        // the responses' expected protocol version ("HTTP/2.0")
 }
+
+// expectedProto maps Config.Protocol to the version its responses report.
+var expectedProto = map[string]string{ProtocolHTTP1: protoHTTP1, ProtocolHTTP2: protoHTTP2, ProtocolHTTP3: protoHTTP3}
 
 // Run sends cfg's workload to cfg's target until the run is over (its
 // duration, its request count or the end of its trace) or ctx is done, and
@@ -45,7 +49,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		return nil, err
 	}
 	port, _ := strconv.ParseUint(t.port, 10, 16)
-	r := &run{cfg: cfg, target: t, port: uint16(port), interval: time.Second}
+	r := &run{cfg: cfg, target: t, port: uint16(port), interval: time.Second, proto: expectedProto[cfg.Protocol]}
 	if cfg.Duration > 10*time.Minute {
 		r.interval = (cfg.Duration / 600).Round(time.Second) // at most ~600 points
 	}
@@ -61,6 +65,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	res := &Result{
 		Target: cfg.URL, Connect: cfg.Connect, DNS: cfg.DNS, Workload: cfg.Workload.Name(),
 		Connections: cfg.Connections, Seed: cfg.Seed, WarmupSeconds: cfg.Warmup.Seconds(),
+		Protocol: cfg.Protocol,
 	}
 	nShards := min(cfg.Connections, max(4, 2*runtime.GOMAXPROCS(0)))
 	for range nShards {
@@ -159,7 +164,16 @@ func (r *run) workers() []*worker {
 			}
 			w.resolver = newResolver(cfg.DNS, t.name, client, bits, min(cfg.Timeout, 5*time.Second))
 		}
-		w.client = newH1Client(addr, cfg.Method, t.host, cfg.Header, tlsConfig, cfg.Timeout)
+		switch cfg.Protocol {
+		case ProtocolHTTP2, ProtocolHTTP3:
+			var tc *tls.Config
+			if tlsConfig != nil {
+				tc = &tls.Config{ServerName: t.name, InsecureSkipVerify: cfg.InsecureTLS}
+			}
+			w.client = newStdClient(cfg.Protocol, addr, t.url.Scheme, cfg.Method, t.host, cfg.Header, tc, cfg.Timeout)
+		default:
+			w.client = newH1Client(addr, cfg.Method, t.host, cfg.Header, tlsConfig, cfg.Timeout)
+		}
 		ws[i] = w
 	}
 	return ws

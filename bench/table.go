@@ -41,6 +41,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 	p("bytes\t%s\n", bytesString(float64(r.Bytes)))
 	p("errors\t%s\n", errorsString(r))
 	p("status\t%s\n", statusString(r.StatusCodes))
+	if r.Protocol != "" {
+		p("protocol\t%s asked; %s\n", r.Protocol, statusString(r.Protocols))
+	}
 	p("\n")
 	p("latency (ms)\tmean\tp50\tp90\tp99\tp99.9\tmax\n")
 	l := r.Latency

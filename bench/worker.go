@@ -117,6 +117,10 @@ func (w *worker) send(ctx context.Context, sl slot) {
 	if !x.answered {
 		return
 	}
+	x.proto = w.resp.proto
+	if x.proto == "" {
+		x.proto = protoHTTP1
+	}
 	cs, ok := ParseCacheStatus(w.resp.cacheStatus)
 	if ok {
 		x.class = Classify(cs)
@@ -133,6 +137,11 @@ func (w *worker) send(ctx context.Context, sl slot) {
 		x.kind = errStatus4xx
 	case v != nil && x.status == 200 && !v.ok(x.bytes):
 		x.kind = errBody
+	}
+	if x.proto != w.r.proto {
+		// Measured, but not what was asked for: an HTTP/2 run against a
+		// server without HTTP/2 must not pass for one.
+		x.kind = errProtocol
 	}
 }
 

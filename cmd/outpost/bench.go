@@ -52,6 +52,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		verify       = fs.Bool("verify", false, "check every 200 body from /obj/{id} against the synthetic origin's content")
 		originStats  = fs.String("origin-stats", "", "the synthetic origin's stats URL (http://host:port/_origin/stats), for the origin offload")
 		insecure     = fs.Bool("k", false, "accept any TLS certificate")
+		proto        = fs.String("proto", "h1", "protocol: h1 (HTTP/1.1), h2 (HTTP/2 by ALPN on https, h2c with prior knowledge on http) or h3 (HTTP/3 over QUIC, https only); one connection per virtual client")
 		jsonOut      = fs.Bool("json", false, "print the result as one JSON object")
 		report       = fs.String("report", "", "write a self-contained HTML report to this file")
 		logLevel     = fs.String("log-level", "warn", "log level: debug, info, warn or error")
@@ -101,6 +102,15 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		Connections: *connections, Rate: *rate, Duration: *duration, Requests: *requests,
 		Warmup: *warmup, Timeout: *timeout, Method: *method, Header: headers, Seed: *seed,
 		Verify: *verify, OriginStats: *originStats, InsecureTLS: *insecure, Logger: logger,
+	}
+	switch *proto {
+	case "h1", "http/1.1":
+		cfg.Protocol = bench.ProtocolHTTP1
+	case "h2", "h3":
+		cfg.Protocol = *proto
+	default:
+		fmt.Fprintf(stderr, "outpost bench: -proto %q: want h1, h2 or h3\n", *proto)
+		return errUsage
 	}
 	if len(rest) == 1 {
 		cfg.URL = rest[0]

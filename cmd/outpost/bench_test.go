@@ -68,6 +68,27 @@ func TestBench(t *testing.T) {
 			t.Errorf("report: %v", err)
 		}
 	})
+	t.Run("h2 with -proto", func(t *testing.T) {
+		h2 := httptest.NewUnstartedServer(srv.Config.Handler)
+		h2.EnableHTTP2 = true
+		h2.StartTLS()
+		defer h2.Close()
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"bench", "-proto", "h2", "-k", "-n", "20", "-c", "2", "-json", h2.URL + "/x"}, &stdout, &stderr); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		var res struct {
+			Protocol  string           `json:"protocol"`
+			Protocols map[string]int64 `json:"protocols"`
+			Errors    int64            `json:"errors"`
+		}
+		if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.Protocol != "h2" || res.Protocols["HTTP/2.0"] != 20 || res.Errors != 0 {
+			t.Errorf("%+v", res)
+		}
+	})
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -78,6 +99,8 @@ func TestBench(t *testing.T) {
 		{"no URL", []string{"bench", "-n", "3"}, 2},
 		{"bad flag", []string{"bench", "-frobnicate", srv.URL}, 2},
 		{"two workloads", []string{"bench", "-zipf", "10", "-urls", "x", srv.URL}, 2},
+		{"bad protocol", []string{"bench", "-proto", "spdy", srv.URL}, 2},
+		{"h3 needs https", []string{"bench", "-proto", "h3", "-n", "1", srv.URL}, 1},
 		{"bad region", []string{"bench", "-region", "nowhere", srv.URL}, 2},
 		{"missing trace file", []string{"bench", "-trace", "/nonexistent", srv.URL}, 1},
 		{"bad size", []string{"bench", "-zipf", "10", "-size", "huge", srv.URL}, 1},
@@ -88,7 +111,7 @@ func TestBench(t *testing.T) {
 				t.Errorf("exit %d, want %d (stderr %q)", code, tc.want, stderr.String())
 			}
 			if tc.want == 0 {
-				for _, flag := range []string{"-c", "-rate", "-duration", "-n", "-warmup", "-connect", "-dns", "-region", "-urls", "-trace", "-zipf", "-zipf-s", "-path-template", "-size", "-shift-every", "-shift-period", "-one-hit", "-seed", "-verify", "-origin-stats", "-json", "-report", "Exit status"} {
+				for _, flag := range []string{"-c", "-rate", "-duration", "-n", "-warmup", "-connect", "-dns", "-region", "-urls", "-trace", "-zipf", "-zipf-s", "-path-template", "-size", "-shift-every", "-shift-period", "-one-hit", "-seed", "-verify", "-origin-stats", "-proto", "-json", "-report", "Exit status"} {
 					if !strings.Contains(stdout.String(), flag) {
 						t.Errorf("help lacks %s", flag)
 					}
