@@ -6,6 +6,7 @@
 #
 # Usage:  bench/anchors.sh                         (hits, 1k and 100k, pinned: ~3 min)
 #         BENCH_SIZES="1k 10k 100k 1m" BENCH_TESTS="hit zipf miss" bench/anchors.sh
+#         BENCH_TESTS="h2 tls" BENCH_H2_SIZES=1k bench/anchors.sh   (h2c, and h1/h2 over TLS, with h2load)
 #
 # Needs (Debian): nginx varnish wrk nghttp2-client curl openssl bc
 #   apt-get install -y --no-install-recommends nginx varnish wrk nghttp2-client curl openssl bc
@@ -24,6 +25,7 @@ export BENCH_DURATION=${BENCH_DURATION:-10}
 export BENCH_RUN=${BENCH_RUN:-/tmp/bench-outpost-$(date +%Y%m%d-%H%M%S)}
 POP_ADDR=${BENCH_POP_ADDR:-127.0.0.1:18100}
 POP_ADMIN=${BENCH_POP_ADMIN:-127.0.0.1:19100}
+POP_TLS=${BENCH_POP_TLS:-127.0.0.1:18444}
 ORIGIN=127.0.0.1:${BENCH_ORIGIN_PORT:-18080}
 mkdir -p "$BENCH_RUN"
 
@@ -46,11 +48,16 @@ pops:
     admin: $POP_ADMIN
     cache_size: 2GiB
     drain: 0s
+    # HTTPS (h1 and h2 by ALPN; HTTP/3 on UDP) with an in-memory certificate,
+    # and h2c on the plain listener, for the harness's h2 and tls tests.
+    tls: {listen: $POP_TLS, self_signed: true, h2c: true}
 YAML
 "$BENCH_RUN/outpost" pop --config "$BENCH_RUN/outpost.yaml" --check >&2
 
 export BENCH_EXTRA_NAME=outpost
 export BENCH_EXTRA_ADDR=$POP_ADDR
+export BENCH_EXTRA_H2C=$POP_ADDR
+export BENCH_EXTRA_TLS=$POP_TLS
 export BENCH_EXTRA_CMD="$BENCH_RUN/outpost pop --config $BENCH_RUN/outpost.yaml --log-level warn"
 bash "$HARNESS"
 
