@@ -42,14 +42,14 @@ type Stats struct {
 	ConfigVersion string  `json:"config_version"`
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	Draining      bool    `json:"draining"`
-	figures
+	Figures
 	Cache    CacheStats              `json:"cache"`
 	Services map[string]ServiceStats `json:"services"`
 }
 
 // ServiceStats are one service's figures and those of its origin servers.
 type ServiceStats struct {
-	figures
+	Figures
 	// OriginPolicy is the service's balancing policy.
 	OriginPolicy origin.Policy `json:"origin_policy"`
 	// OriginNoHealthy is true while no origin server is in rotation and
@@ -89,16 +89,16 @@ func (p *PoP) Stats() Stats {
 		f := svc.stats.snapshot()
 		ps := svc.pool.Stats()
 		s.Services[svc.name] = ServiceStats{
-			figures:         f,
+			Figures:         f,
 			OriginPolicy:    ps.Policy,
 			OriginNoHealthy: ps.NoHealthy,
 			OriginServers:   ps.Servers,
 		}
-		total.add(f)
+		total.Add(f)
 	}
-	total.derive()
+	total.Derive()
 	total.Latency, total.OriginLatency = latency.percentiles(), originLatency.percentiles()
-	s.figures = total
+	s.Figures = total
 	st := p.store.Stats()
 	s.Cache = CacheStats{
 		Items: st.Items, Bytes: st.Bytes, MaxBytes: st.MaxBytes,

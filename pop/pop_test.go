@@ -274,7 +274,7 @@ func TestMissThenHit(t *testing.T) {
 	}
 	st := tp.statsAfter(t, 4)
 	if st.Hits != 2 || st.Misses != 2 || st.Requests != 4 || st.HitRatio != 0.5 {
-		t.Errorf("stats = %+v", st.figures)
+		t.Errorf("stats = %+v", st.Figures)
 	}
 }
 
@@ -352,7 +352,7 @@ func TestCollapsedMisses(t *testing.T) {
 	}
 	st := tp.statsAfter(t, clients)
 	if st.Misses != 1 || st.Collapsed != clients-1 || st.OriginFetches != 1 {
-		t.Errorf("stats = %+v", st.figures)
+		t.Errorf("stats = %+v", st.Figures)
 	}
 	if st.OriginOffload < 0.98 {
 		t.Errorf("origin offload = %v, want 0.99", st.OriginOffload)
@@ -442,7 +442,7 @@ func TestUncacheableReleasesWaiters(t *testing.T) {
 		t.Errorf("origin requests = %d, want %d (one each)", n, clients)
 	}
 	if st := tp.statsAfter(t, clients); st.Misses != clients {
-		t.Errorf("misses = %d, want %d (%+v)", st.Misses, clients, st.figures)
+		t.Errorf("misses = %d, want %d (%+v)", st.Misses, clients, st.Figures)
 	}
 }
 
@@ -518,7 +518,7 @@ func TestUnknownHost(t *testing.T) {
 		t.Errorf("origin contacted %d times", n)
 	}
 	if st := tp.statsAfter(t, 1); st.Errors != 1 || st.Requests != 1 {
-		t.Errorf("stats %+v", st.figures)
+		t.Errorf("stats %+v", st.Figures)
 	}
 }
 
@@ -663,7 +663,7 @@ func TestPassAndHeaders(t *testing.T) {
 		})
 	}
 	if st := tp.statsAfter(t, uint64(len(tests))); st.Passes != uint64(len(tests)) || st.Hits+st.Misses != 0 {
-		t.Errorf("stats %+v", st.figures)
+		t.Errorf("stats %+v", st.Figures)
 	}
 }
 

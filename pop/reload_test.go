@@ -58,6 +58,6 @@ func TestReload(t *testing.T) {
 		t.Errorf("version %q after reload, want %q", after.ConfigVersion, cfg.Version)
 	}
 	if after.Services["demo"].Requests != 4 {
-		t.Errorf("the service's figures restarted: %+v", after.Services["demo"].figures)
+		t.Errorf("the service's figures restarted: %+v", after.Services["demo"].Figures)
 	}
 }

@@ -329,8 +329,8 @@ func TestFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	f := tp.statsAfter(t, 6).figures
-	want := figures{Requests: 6, Hits: 1, Revalidated: 1, StaleOnError: 1, Misses: 2, Passes: 1}
+	f := tp.statsAfter(t, 6).Figures
+	want := Figures{Requests: 6, Hits: 1, Revalidated: 1, StaleOnError: 1, Misses: 2, Passes: 1}
 	if f.Requests != want.Requests || f.Hits != want.Hits || f.Revalidated != want.Revalidated ||
 		f.StaleOnError != want.StaleOnError || f.Misses != want.Misses || f.Passes != want.Passes {
 		t.Errorf("figures %+v, want %+v", f, want)

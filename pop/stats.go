@@ -64,9 +64,10 @@ func (c *counters) record(r result, bodyBytes int64) {
 	}
 }
 
-// figures is a snapshot of counters with the ratios derived from them, in
-// the shape /stats reports.
-type figures struct {
+// Figures is a snapshot of a PoP's counters (in total, or of one service)
+// with the ratios derived from them, in the shape /stats reports. Package
+// stats adds them up over the PoPs of a CDN.
+type Figures struct {
 	// Latency and OriginLatency are estimated from the histograms.
 	Latency       Percentiles `json:"latency_ms"`
 	OriginLatency Percentiles `json:"origin_latency_ms"`
@@ -89,8 +90,8 @@ type figures struct {
 }
 
 // snapshot reads the counters.
-func (c *counters) snapshot() figures {
-	var f figures
+func (c *counters) snapshot() Figures {
+	var f Figures
 	f.Latency = c.latency.percentiles()
 	f.OriginLatency = c.originLatency.percentiles()
 	f.Hits = c.results[resultHit].Load()
@@ -105,12 +106,12 @@ func (c *counters) snapshot() figures {
 	f.BytesServed = c.bytesServed.Load()
 	f.BytesFromCache = c.bytesFromCache.Load()
 	f.OriginBytes = c.originBytes.Load()
-	f.derive()
+	f.Derive()
 	return f
 }
 
-// add sums another snapshot into f (ratios are derived again after).
-func (f *figures) add(o figures) {
+// Add sums another snapshot into f (ratios are derived again after).
+func (f *Figures) Add(o Figures) {
 	f.Requests += o.Requests
 	f.Hits += o.Hits
 	f.Collapsed += o.Collapsed
@@ -125,11 +126,11 @@ func (f *figures) add(o figures) {
 	f.OriginBytes += o.OriginBytes
 }
 
-// derive computes the ratios from the sums: hit_ratio = (hits + collapsed)
+// Derive computes the ratios from the sums: hit_ratio = (hits + collapsed)
 // / requests; byte_hit_ratio = bytes from storage / bytes served;
 // origin_offload = 1 - origin bytes / bytes served. A ratio with nothing to
 // divide by is 0.
-func (f *figures) derive() {
+func (f *Figures) Derive() {
 	f.HitRatio, f.ByteHitRatio, f.OriginOffload = 0, 0, 0
 	if f.Requests > 0 {
 		f.HitRatio = float64(f.Hits+f.Collapsed) / float64(f.Requests)

@@ -16,65 +16,14 @@ import (
 	"time"
 
 	"github.com/outpost-cdn/outpost/config"
+	"github.com/outpost-cdn/outpost/pop"
 	"github.com/outpost-cdn/outpost/purge"
 )
 
-// Figures are the counters every PoP reports in /stats (see the README's
-// "figures"), with the ratios derived from them.
-type Figures struct {
-	Requests       uint64  `json:"requests"`
-	Hits           uint64  `json:"hits"`
-	Collapsed      uint64  `json:"collapsed"`
-	Revalidated    uint64  `json:"revalidated"`
-	StaleOnError   uint64  `json:"stale_on_error"`
-	Misses         uint64  `json:"misses"`
-	Passes         uint64  `json:"passes"`
-	Errors         uint64  `json:"errors"`
-	HitRatio       float64 `json:"hit_ratio"`
-	ByteHitRatio   float64 `json:"byte_hit_ratio"`
-	OriginOffload  float64 `json:"origin_offload"`
-	OriginFetches  uint64  `json:"origin_fetches"`
-	BytesServed    uint64  `json:"bytes_served"`
-	BytesFromCache uint64  `json:"bytes_from_cache"`
-	OriginBytes    uint64  `json:"origin_bytes"`
-	// Latency is the PoP's own estimate (percentiles do not add up, so
-	// sums leave it zero).
-	Latency struct {
-		P50 float64 `json:"p50"`
-		P99 float64 `json:"p99"`
-	} `json:"latency_ms"`
-}
-
-// Add sums o into f; call Derive after the last Add.
-func (f *Figures) Add(o Figures) {
-	f.Requests += o.Requests
-	f.Hits += o.Hits
-	f.Collapsed += o.Collapsed
-	f.Revalidated += o.Revalidated
-	f.StaleOnError += o.StaleOnError
-	f.Misses += o.Misses
-	f.Passes += o.Passes
-	f.Errors += o.Errors
-	f.OriginFetches += o.OriginFetches
-	f.BytesServed += o.BytesServed
-	f.BytesFromCache += o.BytesFromCache
-	f.OriginBytes += o.OriginBytes
-}
-
-// Derive recomputes the ratios from the sums: hit_ratio = (hits +
-// collapsed) / requests, byte_hit_ratio = bytes from storage / bytes
-// served, origin_offload = 1 − origin bytes / bytes served (0 when there
-// is nothing to divide by).
-func (f *Figures) Derive() {
-	f.HitRatio, f.ByteHitRatio, f.OriginOffload = 0, 0, 0
-	if f.Requests > 0 {
-		f.HitRatio = float64(f.Hits+f.Collapsed) / float64(f.Requests)
-	}
-	if f.BytesServed > 0 {
-		f.ByteHitRatio = float64(f.BytesFromCache) / float64(f.BytesServed)
-		f.OriginOffload = 1 - float64(f.OriginBytes)/float64(f.BytesServed)
-	}
-}
+// Figures are the counters every PoP reports in /stats, with the ratios
+// derived from them (see the README's "figures"). Sums leave the latency
+// percentiles zero: percentiles do not add up.
+type Figures = pop.Figures
 
 // PoP is one PoP's part of the report.
 type PoP struct {
