@@ -277,6 +277,8 @@ type POP struct {
 	Weight int
 	// TLS is the PoP's HTTPS and HTTP/3 listener; see tls.go.
 	TLS POPTLS
+	// AccessLog is the PoP's request log; see accesslog.go. Off by default.
+	AccessLog AccessLog
 }
 
 // Location is a point on Earth in decimal degrees.

@@ -439,7 +439,7 @@ func TestParseErrors(t *testing.T) {
 			`t.yaml:2: services[0].origin: want a mapping (keys policy, hash_key, servers, timeouts, load, health, ejection, tls, host_header), got a list`,
 		}},
 		{"string where a mapping belongs", svcs + "pops:\n  - prg\n", []string{
-			`t.yaml:4: pops[0]: want a mapping (keys name, location, listen, admin, cache_size, drain, address, address6, weight, tls, timeouts), got "prg"`,
+			`t.yaml:4: pops[0]: want a mapping (keys name, location, listen, admin, cache_size, drain, address, address6, weight, tls, access_log, timeouts), got "prg"`,
 		}},
 		{"value left empty", svcs + "pops:\n  - name:\n    location: {lat: 1, lon: 2}\n    listen: :1\n    admin: :2\n", []string{
 			`t.yaml:4: pops[0].name: no value given (want a string)`,

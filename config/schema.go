@@ -524,7 +524,8 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 		optional("address", d.setAnswerAddr(&p.Address, false)),  // dns.go
 		optional("address6", d.setAnswerAddr(&p.Address6, true)), // dns.go
 		optional("weight", d.setInt(&p.Weight, 1, maxWeight)),
-		optional("tls", func(n *yaml.Node, path string) { d.popTLS(n, path, &p.TLS) }), // tls.go
+		optional("tls", func(n *yaml.Node, path string) { d.popTLS(n, path, &p.TLS) }),                 // tls.go
+		optional("access_log", func(n *yaml.Node, path string) { d.accessLog(n, path, &p.AccessLog) }), // accesslog.go
 		optional("timeouts", func(n *yaml.Node, path string) {
 			d.fields(n, path, []field{
 				optional("read_header", d.setTimeout(&p.Timeouts.ReadHeader)),

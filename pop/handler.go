@@ -15,6 +15,29 @@ import (
 // fetches from the service's origin, once per key however many requests
 // wait.
 func (p *PoP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.access != nil && p.access.sampled() {
+		p.serveLogged(w, r)
+		return
+	}
+	p.serve(w, r)
+}
+
+// serveLogged serves r and queues its access log line.
+func (p *PoP) serveLogged(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &accessRecorder{ResponseWriter: w}
+	defer func() {
+		p.access.log(accessRecord{
+			at: start, client: clientIP(r), method: r.Method, host: r.Host, path: r.URL.RequestURI(),
+			proto: r.Proto, status: rec.status, bytes: rec.bytes, cacheStatus: lastMember(w.Header()),
+			origin: rec.origin, total: time.Since(start),
+		})
+	}()
+	p.serve(rec, r)
+}
+
+// serve is ServeHTTP without the access log.
+func (p *PoP) serve(w http.ResponseWriter, r *http.Request) {
 	host := hostOnly(r.Host)
 	svc := p.routes.Load().byHost[host]
 	if svc == nil {

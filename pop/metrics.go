@@ -48,6 +48,8 @@ var (
 		"Objects deleted or marked stale by purges.", nil, nil)
 	descPurgesDenied = prometheus.NewDesc("outpost_pop_purges_denied_total",
 		"Purge requests refused for lack of a valid token.", nil, nil)
+	descAccessDropped = prometheus.NewDesc("outpost_pop_access_log_dropped_total",
+		"Access log lines dropped because the writer was behind.", nil, nil)
 	descIndexKeys = prometheus.NewDesc("outpost_pop_indexed_keys",
 		"Keys in the purge index (the keys the cache holds).", nil, nil)
 	descEvictions = prometheus.NewDesc("outpost_cache_evictions_total",
@@ -78,7 +80,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descCacheServedBytes,
 		descOriginBytes, descOriginFetches, descDraining, descFills, descItems, descBytes,
 		descMaxBytes, descAdmissions, descRejections, descDrops, descEvictions,
-		descPurges, descPurgedObjects, descPurgesDenied, descIndexKeys, descLatency, descOriginLatency,
+		descPurges, descPurgedObjects, descPurgesDenied, descIndexKeys, descAccessDropped, descLatency, descOriginLatency,
 		descOriginRequests, descOriginFailures, descOriginInFlight, descOriginHealthy,
 		descOriginResponse, descOriginNoHealthy} {
 		ch <- d
@@ -139,6 +141,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPurgedObjects, prometheus.CounterValue, float64(p.purgeStats.objects.Load()))
 	ch <- prometheus.MustNewConstMetric(descPurgesDenied, prometheus.CounterValue, float64(p.purgeStats.denied.Load()))
 	ch <- prometheus.MustNewConstMetric(descIndexKeys, prometheus.GaugeValue, float64(p.index.len()))
+	var dropped uint64
+	if p.access != nil {
+		dropped = p.access.dropped.Load()
+	}
+	ch <- prometheus.MustNewConstMetric(descAccessDropped, prometheus.CounterValue, float64(dropped))
 }
 
 // boolValue is 1 for true and 0 for false, for gauges.

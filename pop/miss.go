@@ -42,6 +42,9 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 		return
 	}
 	status.Collapsed = !leader
+	if leader {
+		noteOrigin(w, f.responseTime.Sub(f.requestTime))
+	}
 
 	switch {
 	case f.err != nil:
@@ -166,6 +169,7 @@ func (p *PoP) pass(w http.ResponseWriter, r *http.Request, svc *service, status 
 	sent := time.Now()
 	resp, err := svc.pool.Do(r.Context(), out)
 	svc.stats.originLatency.observe(time.Since(sent))
+	noteOrigin(w, time.Since(sent))
 	if err != nil {
 		if r.Context().Err() != nil {
 			svc.stats.record(res, 0)

@@ -76,6 +76,7 @@ type PoP struct {
 	unrouted counters   // requests whose Host matched no service
 	fills    fillGroup
 
+	access     *accessLog    // the request log; nil when off
 	index      *keyIndex     // the keys the store holds, for purge
 	purges     purgeLog      // recent purges, against fills in flight
 	purgeStats purgeCounters // purge figures for /metrics
@@ -182,6 +183,10 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		return nil, err
 	}
 	p.routes.Store(rt)
+	if p.access, err = newAccessLog(pc.Name, pc.AccessLog); err != nil {
+		rt.close()
+		return nil, fmt.Errorf("pop %s: %w", pc.Name, err)
+	}
 	if pc.TLS.Enabled() {
 		if p.certs, err = newCertStore(&pc.TLS, tlsHosts(cfg, &pc.TLS), p.log); err != nil {
 			rt.close()
@@ -316,6 +321,9 @@ func (p *PoP) Name() string { return p.name }
 // or Run has returned.
 func (p *PoP) Close() {
 	p.closeServices()
+	if p.access != nil {
+		p.access.close()
+	}
 	if p.store != nil {
 		p.store.Close()
 	}
