@@ -85,3 +85,39 @@ func newRequest(t *testing.T, path string) *http.Request {
 	req.RemoteAddr = "192.0.2.7:40000"
 	return req
 }
+
+// TestAccessLogSampling checks that sampled mode logs about the configured
+// fraction of requests.
+func TestAccessLogSampling(t *testing.T) {
+	tests := []struct {
+		mode   string
+		sample float64
+		want   float64
+	}{
+		{config.AccessLogSampled, 0.1, 0.1},
+		{config.AccessLogSampled, 0.5, 0.5},
+		{config.AccessLogFull, 0.1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s %.2f", tt.mode, tt.sample), func(t *testing.T) {
+			l, err := newAccessLog("t", config.AccessLog{Mode: tt.mode, Sample: tt.sample, Path: filepath.Join(t.TempDir(), "a.log")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.close()
+			const n = 100000
+			logged := 0
+			for range n {
+				if l.sampled() {
+					logged++
+				}
+			}
+			if got := float64(logged) / n; got < tt.want-0.01 || got > tt.want+0.01 {
+				t.Errorf("logged %.3f of requests, want %.2f ± 0.01", got, tt.want)
+			}
+		})
+	}
+	if l, err := newAccessLog("t", config.AccessLog{Mode: config.AccessLogOff}); l != nil || err != nil {
+		t.Errorf("off: %v, %v", l, err)
+	}
+}
