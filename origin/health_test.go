@@ -208,16 +208,18 @@ func TestNoHealthyServer(t *testing.T) {
 // TestRetryOnConnectFailure checks which requests are sent again to
 // another server when the first cannot be reached.
 func TestRetryOnConnectFailure(t *testing.T) {
+	// The live server listens first, so the kernel cannot hand it the
+	// port the dead one gives back.
+	live := newBackend(t, "live", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		io.WriteString(w, r.Method+" "+string(body))
+	})
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadURL := "http://" + dead.Addr().String()
 	dead.Close()
-	live := newBackend(t, "live", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		io.WriteString(w, r.Method+" "+string(body))
-	})
 	tests := []struct {
 		name      string
 		req       Request

@@ -171,12 +171,7 @@ func TestOriginStatsSingleServer(t *testing.T) {
 // one, and the dead one shows as ejected with its failure.
 func TestOriginStatsEjectedServer(t *testing.T) {
 	live := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "live") })
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := refusedAddr
 	tp := startPoPConfig(t, fmt.Sprintf(`
 services:
   - name: demo

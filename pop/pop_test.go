@@ -554,13 +554,7 @@ func TestOriginFailures(t *testing.T) {
 	tp := startPoP(t, o.URL)
 
 	// An origin that refuses connections.
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadURL := "http://" + dead.Addr().String()
-	dead.Close()
-	tpDown := startPoP(t, deadURL)
+	tpDown := startPoP(t, "http://"+refusedAddr)
 
 	tests := []struct {
 		name       string
@@ -803,3 +797,8 @@ func TestServeReturnsListenerError(t *testing.T) {
 }
 
 func listenLoopback() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// refusedAddr refuses connections: nothing listens on TCP port 1
+// (tcpmux), and binding port 0 never hands it out, so no listener a test
+// opens meanwhile can take it (a port just closed can be).
+const refusedAddr = "127.0.0.1:1"
