@@ -41,7 +41,7 @@ func (p *PoP) serve(w http.ResponseWriter, r *http.Request) {
 	host := hostOnly(r.Host)
 	svc := p.routes.Load().byHost[host]
 	if svc == nil {
-		p.misdirected(w, host)
+		p.misdirected(w, r, host)
 		return
 	}
 	start := time.Now()
@@ -87,14 +87,14 @@ func hostOnly(host string) string {
 
 // misdirected answers a request whose Host no service claims, without
 // contacting any origin (RFC 9110 §15.5.20).
-func (p *PoP) misdirected(w http.ResponseWriter, host string) {
+func (p *PoP) misdirected(w http.ResponseWriter, r *http.Request, host string) {
 	body := "outpost: no service is configured for host " + quote(host) + "\n"
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Cache-Status", cache.Status{Fwd: cache.FwdBypass, Detail: "unknown-host"}.Format(p.statusName))
 	w.WriteHeader(http.StatusMisdirectedRequest)
 	n, _ := io.WriteString(w, body)
-	p.unrouted.record(resultError, int64(n))
+	p.unrouted.record(r, http.StatusMisdirectedRequest, resultError, int64(n))
 }
 
 // quote makes an untrusted string safe to echo in a plain-text body.
@@ -180,7 +180,7 @@ func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *servic
 		// Nothing usable is stored and the client forbids going to the
 		// origin (RFC 9111 §5.2.1.7).
 		status.Detail = "only-if-cached"
-		p.plainError(w, svc, http.StatusGatewayTimeout, status, "outpost: nothing usable is stored and the request said only-if-cached\n")
+		p.plainError(w, r, svc, http.StatusGatewayTimeout, status, "outpost: nothing usable is stored and the request said only-if-cached\n")
 		return
 	}
 	if rd.NoStore {
@@ -192,13 +192,13 @@ func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *servic
 }
 
 // plainError answers with a short text body and counts an error.
-func (p *PoP) plainError(w http.ResponseWriter, svc *service, code int, status cache.Status, body string) {
+func (p *PoP) plainError(w http.ResponseWriter, r *http.Request, svc *service, code int, status cache.Status, body string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Cache-Status", status.Format(p.statusName))
 	w.WriteHeader(code)
 	n, _ := io.WriteString(w, body)
-	svc.stats.record(resultError, int64(n))
+	svc.stats.record(r, code, resultError, int64(n))
 }
 
 // redirectToHTTPS answers a plain-HTTP request with 308 to the same URL
@@ -212,5 +212,5 @@ func (p *PoP) redirectToHTTPS(w http.ResponseWriter, r *http.Request, svc *servi
 	w.Header().Set("Location", target)
 	w.Header().Set("Cache-Status", cache.Status{Fwd: cache.FwdBypass, Detail: "https-redirect"}.Format(p.statusName))
 	w.WriteHeader(http.StatusPermanentRedirect)
-	svc.stats.record(resultPass, 0)
+	svc.stats.record(r, http.StatusPermanentRedirect, resultPass, 0)
 }

@@ -12,8 +12,8 @@ type collector struct{ p *PoP }
 
 var (
 	descRequests = prometheus.NewDesc("outpost_pop_requests_total",
-		"Requests on the serving listeners by service and cache result (hit, collapsed, revalidated, stale_on_error, miss, pass, error).",
-		[]string{"service", "result"}, nil)
+		"Requests on the serving listeners by service, method, status class (none when the client left before an answer) and cache result (hit, collapsed, revalidated, stale_on_error, miss, pass, error). Only combinations that occurred are exported.",
+		[]string{"service", "method", "status_class", "result"}, nil)
 	descServedBytes = prometheus.NewDesc("outpost_pop_served_bytes_total",
 		"Response body bytes sent to clients, by service.", []string{"service"}, nil)
 	descCacheServedBytes = prometheus.NewDesc("outpost_pop_served_from_cache_bytes_total",
@@ -91,9 +91,15 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	p := c.p
 	emit := func(name string, cs *counters) {
-		for r := range numResults {
-			ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue,
-				float64(cs.results[r].Load()), name, resultNames[r])
+		for m := range cs.requests {
+			for c := range cs.requests[m] {
+				for r := range cs.requests[m][c] {
+					if n := cs.requests[m][c][r].Load(); n > 0 {
+						ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue,
+							float64(n), name, methods[m], statusClasses[c], resultNames[r])
+					}
+				}
+			}
 		}
 		ch <- prometheus.MustNewConstMetric(descServedBytes, prometheus.CounterValue, float64(cs.bytesServed.Load()), name)
 		ch <- prometheus.MustNewConstMetric(descCacheServedBytes, prometheus.CounterValue, float64(cs.bytesFromCache.Load()), name)

@@ -38,7 +38,7 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 		if leader {
 			f.abandon()
 		}
-		svc.stats.record(role, 0)
+		svc.stats.record(r, 0, role, 0)
 		return
 	}
 	status.Collapsed = !leader
@@ -48,7 +48,7 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 
 	switch {
 	case f.err != nil:
-		p.originFailed(w, svc, status, f.err)
+		p.originFailed(w, r, svc, status, f.err)
 		return
 	case f.entry != nil: // revalidated, or stale served on origin error
 		status.FwdStatus = f.fwdStatus
@@ -121,7 +121,7 @@ func (p *PoP) streamFill(w http.ResponseWriter, r *http.Request, svc *service, f
 	p.addStatus(h, status)
 	w.WriteHeader(f.resp.StatusCode)
 	if r.Method == http.MethodHead {
-		svc.stats.record(role, 0)
+		svc.stats.record(r, f.resp.StatusCode, role, 0)
 		return
 	}
 	flusher := http.NewResponseController(w)
@@ -132,16 +132,16 @@ func (p *PoP) streamFill(w http.ResponseWriter, r *http.Request, svc *service, f
 			if err != nil && !errors.Is(err, context.Canceled) && r.Context().Err() == nil {
 				// The origin failed mid-body: cut the client's response
 				// short so it cannot mistake it for a whole one.
-				svc.stats.record(resultError, sent)
+				svc.stats.record(r, f.resp.StatusCode, resultError, sent)
 				panic(http.ErrAbortHandler)
 			}
-			svc.stats.record(role, sent)
+			svc.stats.record(r, f.resp.StatusCode, role, sent)
 			return
 		}
 		n, werr := w.Write(chunk)
 		sent += int64(n)
 		if werr != nil {
-			svc.stats.record(role, sent)
+			svc.stats.record(r, f.resp.StatusCode, role, sent)
 			return
 		}
 		_ = flusher.Flush()
@@ -172,10 +172,10 @@ func (p *PoP) pass(w http.ResponseWriter, r *http.Request, svc *service, status 
 	noteOrigin(w, time.Since(sent))
 	if err != nil {
 		if r.Context().Err() != nil {
-			svc.stats.record(res, 0)
+			svc.stats.record(r, 0, res, 0)
 			return
 		}
-		p.originFailed(w, svc, status, err)
+		p.originFailed(w, r, svc, status, err)
 		return
 	}
 	origin.RemoveHopByHop(resp.Header)
@@ -230,18 +230,18 @@ func (p *PoP) relay(w http.ResponseWriter, r *http.Request, svc *service, resp *
 	p.addStatus(h, status)
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
-		svc.stats.record(res, 0)
+		svc.stats.record(r, resp.StatusCode, res, 0)
 		return
 	}
 	n, err := copyFlushing(w, resp.Body)
 	svc.stats.originBytes.Add(uint64(n))
 	if err != nil {
 		if _, fromOrigin := errors.AsType[*origin.Error](err); fromOrigin {
-			svc.stats.record(resultError, n)
+			svc.stats.record(r, resp.StatusCode, resultError, n)
 			panic(http.ErrAbortHandler)
 		}
 	}
-	svc.stats.record(res, n)
+	svc.stats.record(r, resp.StatusCode, res, n)
 }
 
 // copyFlushing copies src to the client, flushing after each read so a
@@ -272,14 +272,14 @@ func copyFlushing(w http.ResponseWriter, src io.Reader) (int64, error) {
 
 // originFailed answers when no response header came from the origin and
 // nothing stored may stand in.
-func (p *PoP) originFailed(w http.ResponseWriter, svc *service, status cache.Status, err error) {
+func (p *PoP) originFailed(w http.ResponseWriter, r *http.Request, svc *service, status cache.Status, err error) {
 	code := origin.StatusFor(err)
 	status.Detail = "origin-error"
 	if code == http.StatusGatewayTimeout {
 		status.Detail = "origin-timeout"
 	}
 	p.log.Warn("origin request failed", "service", svc.name, "status", code, "err", err)
-	p.plainError(w, svc, code, status, "outpost: "+http.StatusText(code)+": the origin did not answer\n")
+	p.plainError(w, r, svc, code, status, "outpost: "+http.StatusText(code)+": the origin did not answer\n")
 }
 
 // forwardInterim relays the origin's interim responses (103 Early Hints

@@ -699,8 +699,8 @@ func TestAdmin(t *testing.T) {
 		{"/healthz", "text/plain", []string{"ok"}},
 		{"/stats", "application/json", []string{`"hits": 1`, `"misses": 1`, `"hit_ratio": 0.5`, `"services"`, `"demo"`, `"items": 1`}},
 		{"/metrics", "text/plain", []string{
-			`outpost_pop_requests_total{result="hit",service="demo"} 1`,
-			`outpost_pop_requests_total{result="miss",service="demo"} 1`,
+			`outpost_pop_requests_total{method="GET",result="hit",service="demo",status_class="2xx"} 1`,
+			`outpost_pop_requests_total{method="GET",result="miss",service="demo",status_class="2xx"} 1`,
 			`outpost_cache_items 1`,
 			`outpost_pop_origin_requests_total{service="demo"} 1`,
 			`outpost_pop_request_duration_seconds_count{service="demo"} 2`,
@@ -802,3 +802,35 @@ func listenLoopback() (net.Listener, error) { return net.Listen("tcp", "127.0.0.
 // (tcpmux), and binding port 0 never hands it out, so no listener a test
 // opens meanwhile can take it (a port just closed can be).
 const refusedAddr = "127.0.0.1:1"
+
+// TestRequestMetricLabels checks the labels of outpost_pop_requests_total
+// after a known sequence of requests.
+func TestRequestMetricLabels(t *testing.T) {
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		cacheable("x")(w, r)
+	})
+	tp := startPoP(t, o.URL)
+	tp.get(t, "/a") // miss, 2xx
+	waitFor(t, "entry stored", func() bool { return tp.store.Stats().Items == 1 })
+	tp.do(t, http.MethodHead, "/a", "demo.example", nil)      // hit, 2xx
+	tp.do(t, http.MethodPost, "/a", "demo.example", nil)      // pass, 2xx
+	tp.do(t, http.MethodGet, "/missing", "demo.example", nil) // miss, 4xx
+	tp.do(t, http.MethodGet, "/", "unknown.example", nil)     // error, 4xx (421)
+	tp.statsAfter(t, 5)
+	body, _ := io.ReadAll(mustGet(t, tp.client, tp.admin+"/metrics").Body)
+	for _, want := range []string{
+		`outpost_pop_requests_total{method="GET",result="miss",service="demo",status_class="2xx"} 1`,
+		`outpost_pop_requests_total{method="HEAD",result="hit",service="demo",status_class="2xx"} 1`,
+		`outpost_pop_requests_total{method="POST",result="pass",service="demo",status_class="2xx"} 1`,
+		`outpost_pop_requests_total{method="GET",result="miss",service="demo",status_class="4xx"} 1`,
+		`outpost_pop_requests_total{method="GET",result="error",service="_unknown_host",status_class="4xx"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

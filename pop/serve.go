@@ -33,7 +33,7 @@ func (p *PoP) serveStored(w http.ResponseWriter, r *http.Request, svc *service, 
 			h["Content-Type"] = nil // keep ServeContent from sniffing one
 		}
 		http.ServeContent(cw, r, "", modTime, bytes.NewReader(e.Body))
-		svc.stats.record(res, cw.n)
+		svc.stats.record(r, cw.status, res, cw.n)
 		return
 	}
 	w.WriteHeader(e.Status)
@@ -41,7 +41,7 @@ func (p *PoP) serveStored(w http.ResponseWriter, r *http.Request, svc *service, 
 	if r.Method != http.MethodHead {
 		n, _ = w.Write(e.Body)
 	}
-	svc.stats.record(res, int64(n))
+	svc.stats.record(r, e.Status, res, int64(n))
 }
 
 // needsEvaluation reports whether a request carries preconditions or a
@@ -55,10 +55,21 @@ func needsEvaluation(r *http.Request) bool {
 // countingWriter counts the body bytes written through it.
 type countingWriter struct {
 	http.ResponseWriter
-	n int64
+	n      int64
+	status int
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	if c.status == 0 && code >= 200 {
+		c.status = code
+	}
+	c.ResponseWriter.WriteHeader(code)
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
 	n, err := c.ResponseWriter.Write(p)
 	c.n += int64(n)
 	return n, err

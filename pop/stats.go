@@ -1,6 +1,7 @@
 package pop
 
 import (
+	"net/http"
 	"sync/atomic"
 )
 
@@ -44,7 +45,9 @@ func (r result) fromStorage() bool {
 // service). They are plain atomics, read by /stats and the metrics
 // collector; nothing else is kept per request.
 type counters struct {
-	results        [numResults]atomic.Uint64
+	results [numResults]atomic.Uint64
+	// requests counts by method, status class and result, for /metrics.
+	requests       [len(methods)][len(statusClasses)][numResults]atomic.Uint64
 	bytesServed    atomic.Uint64 // body bytes sent to clients
 	bytesFromCache atomic.Uint64 // of those, bytes that came from storage
 	originBytes    atomic.Uint64 // body bytes read from origins
@@ -53,15 +56,40 @@ type counters struct {
 	originLatency  histogram     // time from sending to an origin to its response header
 }
 
-// record counts one finished request and the body bytes it was sent.
-func (c *counters) record(r result, bodyBytes int64) {
-	c.results[r].Add(1)
+// record counts one finished request of r, answered with status (0 when
+// the client left before an answer), and the body bytes it was sent.
+func (c *counters) record(r *http.Request, status int, res result, bodyBytes int64) {
+	c.results[res].Add(1)
+	c.requests[methodIndex(r.Method)][statusClass(status)][res].Add(1)
 	if bodyBytes > 0 {
 		c.bytesServed.Add(uint64(bodyBytes))
-		if r.fromStorage() {
+		if res.fromStorage() {
 			c.bytesFromCache.Add(uint64(bodyBytes))
 		}
 	}
+}
+
+// methods are the method label values; anything else counts as "other".
+var methods = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"}
+
+func methodIndex(m string) int {
+	for i, name := range methods[:len(methods)-1] {
+		if m == name {
+			return i
+		}
+	}
+	return len(methods) - 1
+}
+
+// statusClasses are the status_class label values: "none" when the client
+// left before an answer.
+var statusClasses = [...]string{"none", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+func statusClass(status int) int {
+	if status < 100 || status > 599 {
+		return 0
+	}
+	return status / 100
 }
 
 // Figures is a snapshot of a PoP's counters (in total, or of one service)
