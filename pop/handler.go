@@ -65,7 +65,7 @@ func (p *PoP) serve(w http.ResponseWriter, r *http.Request) {
 		// Credentials (RFC 9111 §3.5) and protocol switches go through.
 		p.pass(w, r, svc, cache.Status{Fwd: cache.FwdRequest}, resultPass)
 	default:
-		p.serveCacheable(w, r, svc)
+		p.serveCacheable(w, r, svc, host)
 	}
 }
 
@@ -127,10 +127,10 @@ type lookup struct {
 	retried bool         // a second try, for another variant of a fill
 }
 
-// find looks a request up in the store, through the variant index when
-// the URL's responses vary.
-func (p *PoP) find(r *http.Request, svc *service) lookup {
-	l := lookup{primary: cache.Key(scheme(r), hostOnly(r.Host), r.URL.EscapedPath(), r.URL.RawQuery, svc.query)}
+// find looks a request for host (already normalized) up in the store,
+// through the variant index when the URL's responses vary.
+func (p *PoP) find(r *http.Request, svc *service, host string) lookup {
+	l := lookup{primary: cache.Key(scheme(r), host, r.URL.EscapedPath(), r.URL.RawQuery, svc.query)}
 	l.key = l.primary
 	e, ok := p.store.Get(l.primary)
 	if !ok {
@@ -148,9 +148,9 @@ func (p *PoP) find(r *http.Request, svc *service) lookup {
 }
 
 // serveCacheable serves a GET or HEAD that may use storage.
-func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *service) {
+func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *service, host string) {
 	rd := cache.ParseRequestDirectives(r.Header)
-	l := p.find(r, svc)
+	l := p.find(r, svc, host)
 	now := p.now()
 	status := cache.Status{Fwd: cache.FwdURIMiss}
 	switch {

@@ -1,11 +1,9 @@
 package pop
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,44 +13,6 @@ import (
 	"github.com/outpost-cdn/outpost/config"
 	"github.com/outpost-cdn/outpost/origin"
 )
-
-// startPoPConfig is startPoP with a whole configuration file.
-func startPoPConfig(t *testing.T, yaml string) *testPoP {
-	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	clk := newClock()
-	p, err := New(cfg, "", Options{Now: clk.Now, ShutdownGrace: 5 * time.Second, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	serveLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tp := &testPoP{
-		PoP:    p,
-		url:    "http://" + serveLn.Addr().String(),
-		admin:  "http://" + adminLn.Addr().String(),
-		clock:  clk,
-		client: &http.Client{Transport: &http.Transport{DisableCompression: true}},
-		cancel: cancel,
-		done:   make(chan error, 1),
-	}
-	go func() { tp.done <- p.Serve(ctx, serveLn, adminLn) }()
-	t.Cleanup(func() {
-		tp.stop(t)
-		p.Close()
-	})
-	return tp
-}
 
 // adminGet returns the body of an admin endpoint.
 func (tp *testPoP) adminGet(t *testing.T, path string) string {

@@ -123,7 +123,14 @@ func startPoP(t *testing.T, originURL string) *testPoP {
 
 func startPoPWithDrain(t *testing.T, originURL, drain string) *testPoP {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf(testConfig, originURL, drain)))
+	return startPoPConfig(t, fmt.Sprintf(testConfig, originURL, drain))
+}
+
+// startPoPConfig starts the single PoP of a whole configuration file on
+// loopback listeners, with a test clock, and stops it when the test ends.
+func startPoPConfig(t *testing.T, yaml string) *testPoP {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
