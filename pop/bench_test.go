@@ -44,10 +44,7 @@ func BenchmarkHit(b *testing.B) {
 			// Fill, then wait until the store holds the entry.
 			w := &discardWriter{h: http.Header{}}
 			p.ServeHTTP(w, req)
-			deadline := time.Now().Add(5 * time.Second)
-			for p.store.Stats().Items == 0 && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
-			}
+			waitStored(b, p)
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			for b.Loop() {
@@ -80,10 +77,7 @@ func BenchmarkHitParallel(b *testing.B) {
 	defer p.Close()
 	req, _ := http.NewRequest(http.MethodGet, "http://demo.example/obj", nil)
 	p.ServeHTTP(&discardWriter{h: http.Header{}}, req)
-	deadline := time.Now().Add(5 * time.Second)
-	for p.store.Stats().Items == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	waitStored(b, p)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		w := &discardWriter{h: http.Header{}}
@@ -109,4 +103,17 @@ func newBenchOrigin(b *testing.B, body string) string {
 	go srv.Serve(ln)
 	b.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+// waitStored waits until the PoP's store holds the entry of the fill the
+// caller just made, polling; it fails after 5 s.
+func waitStored(tb testing.TB, p *PoP) {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.store.Stats().Items == 0 {
+		if time.Now().After(deadline) {
+			tb.Fatal("the fill was never stored")
+		}
+		time.Sleep(time.Millisecond) // polling interval, not synchronisation
+	}
 }

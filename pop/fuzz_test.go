@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/outpost-cdn/outpost/config"
 )
@@ -43,10 +42,7 @@ func FuzzServeStored(f *testing.F) {
 	defer p.Close()
 	warm := httptest.NewRequest(http.MethodGet, "http://demo.example/obj", nil)
 	p.ServeHTTP(httptest.NewRecorder(), warm)
-	deadline := time.Now().Add(5 * time.Second)
-	for p.store.Stats().Items == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	waitStored(f, p)
 
 	allowed := map[int]bool{200: true, 206: true, 304: true, 412: true, 416: true}
 	f.Fuzz(func(t *testing.T, rng, ifNoneMatch, ifModifiedSince, ifRange, ifMatch string) {
