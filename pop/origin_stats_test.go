@@ -101,6 +101,7 @@ func TestOriginStatsSingleServer(t *testing.T) {
 		t.Errorf("origin_policy %s", p)
 	}
 
+	tp.statsAfter(t, 3) // a handler counts a request just after its client has the last byte
 	svc := tp.originServers(t)
 	s := svc.OriginServers[0]
 	if s.URL != o.URL || s.Name != server || s.State != origin.StateHealthy || s.Requests != 2 || s.Failures != 0 || s.Responses != 2 || s.ResponseSeconds <= 0 {
