@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -40,6 +41,12 @@ const (
 	maxUDPSize            = 4096
 	maxSpread             = 20040 // km, half the Earth's circumference: "every PoP"
 	maxNameServers        = 64
+	defaultRRLSlip        = 2
+	defaultRRLIPv4Prefix  = 24
+	defaultRRLIPv6Prefix  = 56
+	defaultRRLTableSize   = 65536
+	maxRRLRate            = 1_000_000
+	maxRRLTableSize       = 1 << 24
 )
 
 // DNS configures `outpost dns`, the authoritative geo DNS server for the
@@ -84,6 +91,9 @@ type DNS struct {
 	// (512..4096); larger answers are truncated so the client retries over
 	// TCP. Default 1232.
 	UDPSize int
+	// RateLimit is response rate limiting (RRL) of UDP answers; off
+	// unless rate_limit.responses_per_second is set.
+	RateLimit RateLimit
 
 	// Where things were given, for the checks of dnsRefs; all nil once
 	// Parse returns.
@@ -132,6 +142,39 @@ type DNSHealth struct {
 	Fall     int           // 1..100; default 2
 }
 
+// RateLimit configures response rate limiting (RRL) of UDP answers, per
+// client network (a /24 or /56 by default) and response: answers for one
+// name and type, NXDOMAIN and NODATA per zone, and errors each count on
+// their own, as BIND counts them. Each account refills at
+// ResponsesPerSecond and holds at most Burst responses; a response over
+// the limit is dropped, except every Slip-th one, which is sent empty and
+// truncated (TC) so that a real client retries over TCP. TCP is never
+// limited.
+type RateLimit struct {
+	// ResponsesPerSecond is the rate of each account; 0 (the default)
+	// turns rate limiting off. 1..1000000.
+	ResponsesPerSecond int
+	// Burst is how many responses an idle account may send at once;
+	// default ResponsesPerSecond. 1..1000000.
+	Burst int
+	// Slip says which limited responses are sent truncated instead of
+	// dropped: every Slip-th one; 0 drops them all, 1 truncates them all.
+	// 0..10; default 2.
+	Slip int
+	// IPv4Prefix and IPv6Prefix are the lengths of the client networks
+	// that share an account: 8..32, default 24; 16..128, default 56.
+	IPv4Prefix int
+	IPv6Prefix int
+	// TableSize is the number of accounts kept, a fixed memory bound
+	// (about 32 bytes each): 1024..16777216, rounded up to a power of
+	// two; default 65536. When it is full, new clients take over the
+	// slots of others.
+	TableSize int
+}
+
+// Enabled reports whether rate limiting is on.
+func (r RateLimit) Enabled() bool { return r.ResponsesPerSecond > 0 }
+
 // nameAt is a name and the node it was given at.
 type nameAt struct {
 	name string
@@ -154,6 +197,8 @@ func (d *decoder) dns(n *yaml.Node, path string) DNS {
 		},
 		Health:  DNSHealth{Interval: defaultDNSHealthIntvl, Rise: defaultDNSRise, Fall: defaultDNSFall},
 		UDPSize: defaultUDPSize,
+		RateLimit: RateLimit{Slip: defaultRRLSlip, IPv4Prefix: defaultRRLIPv4Prefix,
+			IPv6Prefix: defaultRRLIPv6Prefix, TableSize: defaultRRLTableSize},
 	}
 	ok := d.fields(n, path, []field{
 		required("listen", func(n *yaml.Node, path string) { c.Listen, c.listenAt = d.listenList(n, path) }),
@@ -188,6 +233,7 @@ func (d *decoder) dns(n *yaml.Node, path string) DNS {
 		optional("health", func(n *yaml.Node, path string) { d.dnsHealth(n, path, &c.Health) }),
 		optional("spread", d.setFloat(&c.Spread, 0, maxSpread)),
 		optional("udp_size", d.setInt(&c.UDPSize, minUDPSize, maxUDPSize)),
+		optional("rate_limit", func(n *yaml.Node, path string) { d.rateLimit(n, path, &c.RateLimit) }),
 	})
 	if ok {
 		c.node = d.node(n, path)
@@ -374,6 +420,31 @@ func (d *decoder) dnsHealth(n *yaml.Node, path string, h *DNSHealth) {
 		h.Timeout = min(defaultDNSHealthTmo, h.Interval)
 	case h.Timeout > h.Interval:
 		d.errorf(timeoutAt, join(path, "timeout"), "timeout %s is longer than the interval %s", formatDuration(h.Timeout), formatDuration(h.Interval))
+	}
+}
+
+// rateLimit decodes dns.rate_limit into r, which holds the defaults.
+func (d *decoder) rateLimit(n *yaml.Node, path string, r *RateLimit) {
+	var burstAt *yaml.Node
+	d.fields(n, path, []field{
+		optional("responses_per_second", d.setInt(&r.ResponsesPerSecond, 0, maxRRLRate)),
+		optional("burst", func(n *yaml.Node, path string) {
+			burstAt = n
+			d.setInt(&r.Burst, 1, maxRRLRate)(n, path)
+		}),
+		optional("slip", d.setInt(&r.Slip, 0, 10)),
+		optional("ipv4_prefix", d.setInt(&r.IPv4Prefix, 8, 32)),
+		optional("ipv6_prefix", d.setInt(&r.IPv6Prefix, 16, 128)),
+		optional("table_size", d.setInt(&r.TableSize, 1024, maxRRLTableSize)),
+	})
+	switch {
+	case r.Burst > 0 && r.ResponsesPerSecond == 0 && burstAt != nil:
+		d.errorf(burstAt, join(path, "burst"), "burst needs responses_per_second (rate limiting is off without it)")
+	case r.Burst == 0:
+		r.Burst = r.ResponsesPerSecond
+	}
+	if r.TableSize&(r.TableSize-1) != 0 {
+		r.TableSize = 1 << bits.Len(uint(r.TableSize))
 	}
 }
 

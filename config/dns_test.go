@@ -36,6 +36,8 @@ func TestDNSDefaults(t *testing.T) {
 		Fallback: []string{"prg", "iad", "nrt"},
 		Health:   DNSHealth{Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2},
 		UDPSize:  1232,
+		// Off, with BIND's slip and prefix lengths ready for when it is on.
+		RateLimit: RateLimit{Slip: 2, IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 65536},
 	}
 	if !reflect.DeepEqual(c.DNS, want) {
 		t.Errorf("DNS:\n got %+v\nwant %+v", c.DNS, want)
@@ -86,6 +88,7 @@ func TestDNSEverySetting(t *testing.T) {
   fallback: [nrt]
   health: {interval: 500ms, timeout: 100ms, rise: 1, fall: 5}
   spread: 250.5
+  rate_limit: {responses_per_second: 50, burst: 100, slip: 1, ipv4_prefix: 22, ipv6_prefix: 48, table_size: 5000}
 `
 	c, err := Parse("dir/t.yaml", []byte(in))
 	if err != nil {
@@ -106,6 +109,8 @@ func TestDNSEverySetting(t *testing.T) {
 		Fallback: []string{"nrt", "prg", "iad"},
 		Health:   DNSHealth{Interval: 500 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 1, Fall: 5},
 		Spread:   250.5,
+		RateLimit: RateLimit{ResponsesPerSecond: 50, Burst: 100, Slip: 1, IPv4Prefix: 22, IPv6Prefix: 48,
+			TableSize: 8192}, // rounded up to a power of two
 	}
 	if !reflect.DeepEqual(c.DNS, want) {
 		t.Errorf("DNS:\n got %+v\nwant %+v", c.DNS, want)
@@ -146,6 +151,14 @@ func TestDNSErrors(t *testing.T) {
 		}},
 		{"listen clashes with a wildcard PoP", "dns:\n  listen: [\"127.0.0.1:8080\"]\n", []string{`t.yaml:10: dns.listen[0]: address "127.0.0.1:8080" clashes with pops[2].listen of PoP "nrt"`}},
 		{"admin clashes with listen", "dns:\n  listen: [\":53\"]\n  admin: \"127.0.0.1:53\"\n", []string{`t.yaml:11: dns.admin: admin address "127.0.0.1:53" clashes with dns.listen[0]`}},
+		{"rate_limit unknown key", "dns:\n  listen: [\":53\"]\n  rate_limit: {responses-per-second: 5}\n", []string{`t.yaml:11: dns.rate_limit.responses-per-second: unknown key "responses-per-second" (did you mean "responses_per_second"?)`}},
+		{"rate_limit rate negative", "dns:\n  listen: [\":53\"]\n  rate_limit: {responses_per_second: -1}\n", []string{`t.yaml:11: dns.rate_limit.responses_per_second: -1 is out of range (want 0..1000000)`}},
+		{"rate_limit slip too large", "dns:\n  listen: [\":53\"]\n  rate_limit: {responses_per_second: 5, slip: 11}\n", []string{`t.yaml:11: dns.rate_limit.slip: 11 is out of range (want 0..10)`}},
+		{"rate_limit ipv4_prefix too long", "dns:\n  listen: [\":53\"]\n  rate_limit: {responses_per_second: 5, ipv4_prefix: 33}\n", []string{`t.yaml:11: dns.rate_limit.ipv4_prefix: 33 is out of range (want 8..32)`}},
+		{"rate_limit ipv6_prefix too short", "dns:\n  listen: [\":53\"]\n  rate_limit: {responses_per_second: 5, ipv6_prefix: 8}\n", []string{`t.yaml:11: dns.rate_limit.ipv6_prefix: 8 is out of range (want 16..128)`}},
+		{"rate_limit table_size too small", "dns:\n  listen: [\":53\"]\n  rate_limit: {responses_per_second: 5, table_size: 10}\n", []string{`t.yaml:11: dns.rate_limit.table_size: 10 is out of range (want 1024..16777216)`}},
+		{"rate_limit burst without a rate", "dns:\n  listen: [\":53\"]\n  rate_limit: {burst: 10}\n", []string{`t.yaml:11: dns.rate_limit.burst: burst needs responses_per_second`}},
+		{"rate_limit not a mapping", "dns:\n  listen: [\":53\"]\n  rate_limit: 5\n", []string{`t.yaml:11: dns.rate_limit:`}},
 		{"networks empty", "dns: {listen: [\":53\"], networks: \"\"}\n", []string{`t.yaml:9: dns.networks: networks must not be empty`}},
 	}
 	for _, tt := range tests {
