@@ -1,0 +1,286 @@
+package geodb
+
+import (
+	"cmp"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/maxmind/mmdbwriter"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
+)
+
+// Limits on what a CSV file given to Build may hold.
+const (
+	// MaxRows bounds the rows of one file.
+	MaxRows = 1_000_000
+	// maxErrors bounds the problems reported for one file.
+	maxErrors = 50
+)
+
+// Row is one network of a CSV file given to Build.
+type Row struct {
+	// Network is the row's prefix, masked, IPv4 in dotted form.
+	Network netip.Prefix
+	// Place is the network's location and country (City files).
+	Place Place
+	// ASN and Org are the network's autonomous system (ASN files).
+	ASN uint32
+	Org string
+	// Line is the row's line number in its file.
+	Line int
+}
+
+// ParseError is a problem at one line of a CSV file.
+type ParseError struct {
+	File string
+	Line int // 0 when the problem is not at one line
+	Msg  string
+}
+
+// Error returns "FILE:LINE: message".
+func (e *ParseError) Error() string {
+	if e.Line == 0 {
+		return e.File + ": " + e.Msg
+	}
+	return e.File + ":" + strconv.Itoa(e.Line) + ": " + e.Msg
+}
+
+// ParseCSV reads the rows of a CSV file of kind k from r, as if from the
+// file named name. City files have rows "cidr,lat,lon[,country]", ASN
+// files "cidr,asn[,org]" (asn as 64500 or AS64500). Blank lines and lines
+// starting with '#' are skipped; a first row whose first field has no
+// digit is a header and is skipped too. A network may be listed once;
+// networks may nest, the longer prefix winning. On failure the error
+// joins one error per problem (at most 50), each "NAME:LINE: message".
+func ParseCSV(name string, r io.Reader, k Kind) ([]Row, error) {
+	cr := csv.NewReader(r)
+	cr.Comment = '#'
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	cr.ReuseRecord = true
+	var (
+		rows  []Row
+		errs  []error
+		seen  = make(map[netip.Prefix]int)
+		first = true
+	)
+	report := func(line int, format string, args ...any) {
+		errs = append(errs, &ParseError{File: name, Line: line, Msg: fmt.Sprintf(format, args...)})
+	}
+	for len(errs) < maxErrors {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if pe, ok := errors.AsType[*csv.ParseError](err); ok {
+				report(pe.Line, "%v", pe.Err)
+				if !errors.Is(pe.Err, csv.ErrFieldCount) {
+					break // the reader cannot resync after a quoting error
+				}
+				continue
+			}
+			return nil, fmt.Errorf("geodb: reading %s: %w", name, err)
+		}
+		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
+			continue
+		}
+		line, _ := cr.FieldPos(0)
+		if first {
+			first = false
+			if !strings.ContainsAny(rec[0], "0123456789") {
+				continue // a header
+			}
+		}
+		if len(rows) == MaxRows {
+			report(line, "more than %d rows", MaxRows)
+			break
+		}
+		row, err := parseRow(rec, k)
+		if err != nil {
+			report(line, "%v", err)
+			continue
+		}
+		if at, dup := seen[row.Network]; dup {
+			report(line, "network %s is listed twice (first at line %d)", row.Network, at)
+			continue
+		}
+		seen[row.Network] = line
+		row.Line = line
+		rows = append(rows, row)
+	}
+	if len(errs) == maxErrors {
+		errs = append(errs, &ParseError{File: name, Msg: fmt.Sprintf("too many problems; stopped after %d", maxErrors)})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(rows) == 0 {
+		return nil, &ParseError{File: name, Msg: "no networks"}
+	}
+	return rows, nil
+}
+
+// parseRow parses the fields of one row of kind k.
+func parseRow(rec []string, k Kind) (Row, error) {
+	for i := range rec {
+		rec[i] = strings.TrimSpace(rec[i])
+	}
+	var row Row
+	want := `"cidr,lat,lon[,country]"`
+	if k == ASN {
+		want = `"cidr,asn[,org]"`
+	}
+	lo, hi := 3, 4
+	if k == ASN {
+		lo, hi = 2, 3
+	}
+	if len(rec) < lo || len(rec) > hi {
+		return row, fmt.Errorf("%d fields; want %s", len(rec), want)
+	}
+	p, err := parseNetwork(rec[0])
+	if err != nil {
+		return row, err
+	}
+	row.Network = p
+	if k == ASN {
+		s := strings.TrimPrefix(strings.ToUpper(rec[1]), "AS")
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || n == 0 {
+			return row, fmt.Errorf("invalid ASN %q (want a number 1..4294967295, such as 64500 or AS64500)", rec[1])
+		}
+		row.ASN = uint32(n)
+		if len(rec) == 3 {
+			row.Org = rec[2]
+		}
+		return row, nil
+	}
+	if row.Place.Lat, err = parseDegrees(rec[1], "latitude", 90); err != nil {
+		return row, err
+	}
+	if row.Place.Lon, err = parseDegrees(rec[2], "longitude", 180); err != nil {
+		return row, err
+	}
+	if len(rec) == 4 && rec[3] != "" {
+		c := strings.ToUpper(rec[3])
+		if len(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z' {
+			return row, fmt.Errorf("invalid country %q (want a two-letter ISO 3166 code such as DE)", rec[3])
+		}
+		row.Place.Country = c
+	}
+	return row, nil
+}
+
+// parseNetwork parses a CIDR prefix that has no bits set past its length.
+func parseNetwork(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		if a, aerr := netip.ParseAddr(s); aerr == nil {
+			return p, fmt.Errorf("network %q has no prefix length (for one address write %s/%d)", s, a, a.BitLen())
+		}
+		return p, fmt.Errorf("invalid network %q (want a CIDR prefix such as 198.51.100.0/24)", s)
+	}
+	switch {
+	case p.Addr().Zone() != "":
+		return p, fmt.Errorf("network %q: IPv6 zones are not supported", s)
+	case p.Addr().Is4In6():
+		return p, fmt.Errorf("network %q is IPv4-mapped; write IPv4 networks in dotted form", s)
+	case p.Masked() != p:
+		return p, fmt.Errorf("network %q has bits set past its length; did you mean %s?", s, p.Masked())
+	}
+	return p, nil
+}
+
+// parseDegrees parses a latitude or longitude in [-limit, limit].
+func parseDegrees(s, what string, limit float64) (float64, error) {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("invalid %s %q (want decimal degrees)", what, s)
+	}
+	if v < -limit || v > limit {
+		return 0, fmt.Errorf("%s %s is out of range (want %g..%g)", what, s, -limit, limit)
+	}
+	return v, nil
+}
+
+// Write writes a database of kind k holding rows to w, in the layout of
+// GeoIP2-City (location.latitude, location.longitude, country.iso_code) or
+// GeoLite2-ASN (autonomous_system_number, autonomous_system_organization).
+// Nested networks are allowed: the longer prefix wins. Reserved ranges
+// (private, documentation) may be listed, as an operator's own map needs.
+// name is the CSV file's name, for errors.
+func Write(w io.Writer, name string, rows []Row, k Kind) error {
+	typ := CityType
+	if k == ASN {
+		typ = ASNType
+	}
+	tree, err := mmdbwriter.New(mmdbwriter.Options{
+		DatabaseType:            typ,
+		Description:             map[string]string{"en": "built by outpost geodb build from " + name},
+		IncludeReservedNetworks: true,
+		IPVersion:               6,
+		RecordSize:              28,
+		BuildEpoch:              time.Now().Unix(),
+	})
+	if err != nil {
+		return fmt.Errorf("geodb: %w", err)
+	}
+	// Shorter prefixes first, so each nested network replaces its part
+	// of the network around it.
+	sorted := slices.Clone(rows)
+	slices.SortStableFunc(sorted, func(a, b Row) int { return cmp.Compare(a.Network.Bits()+v4Offset(a), b.Network.Bits()+v4Offset(b)) })
+	for _, r := range sorted {
+		var rec mmdbtype.Map
+		if k == ASN {
+			rec = mmdbtype.Map{"autonomous_system_number": mmdbtype.Uint32(r.ASN)}
+			if r.Org != "" {
+				rec["autonomous_system_organization"] = mmdbtype.String(r.Org)
+			}
+		} else {
+			rec = mmdbtype.Map{"location": mmdbtype.Map{
+				"latitude":  mmdbtype.Float64(r.Place.Lat),
+				"longitude": mmdbtype.Float64(r.Place.Lon),
+			}}
+			if r.Place.Country != "" {
+				rec["country"] = mmdbtype.Map{"iso_code": mmdbtype.String(r.Place.Country)}
+			}
+		}
+		a := r.Network.Addr()
+		ipnet := &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(r.Network.Bits(), a.BitLen())}
+		if err := tree.Insert(ipnet, rec); err != nil {
+			return &ParseError{File: name, Line: r.Line, Msg: fmt.Sprintf("network %s: %v", r.Network, err)}
+		}
+	}
+	if _, err := tree.WriteTo(w); err != nil {
+		return fmt.Errorf("geodb: writing the database: %w", err)
+	}
+	return nil
+}
+
+// v4Offset places IPv4 networks at their depth in the IPv6 tree, where
+// they sit under ::/96.
+func v4Offset(r Row) int {
+	if r.Network.Addr().Is4() {
+		return 96
+	}
+	return 0
+}
+
+// Build reads a CSV file of kind k from r (see ParseCSV), named name in
+// errors, and writes the database to w (see Write).
+func Build(w io.Writer, name string, r io.Reader, k Kind) (rows int, err error) {
+	rs, err := ParseCSV(name, r, k)
+	if err != nil {
+		return 0, err
+	}
+	return len(rs), Write(w, name, rs, k)
+}
