@@ -76,6 +76,17 @@ type DNS struct {
 	// path in the file is relative to the file); "" (the default) means
 	// none. The file is read by the DNS server, not by Parse.
 	Networks string
+	// GeoIP is the absolute path of a City database in the MaxMind DB
+	// format (GeoLite2-City, GeoIP2-City, DB-IP City Lite, or one made by
+	// `outpost geodb build`), relative to the file like Networks; it places
+	// clients the network map does not. "" (the default) means none.
+	GeoIP string
+	// ASN is the absolute path of an ASN database in the MaxMind DB
+	// format (GeoLite2-ASN, or one made by `outpost geodb build --asn`),
+	// relative to the file like Networks; it places clients in the
+	// autonomous systems that the network map's ASN rows name. "" (the
+	// default) means none.
+	ASN string
 	// Fallback is the order in which PoPs answer clients that no network
 	// matches: the PoPs the file lists, then every other PoP in file order,
 	// so that some PoP answers while any is healthy. Default: all PoPs in
@@ -219,16 +230,9 @@ func (d *decoder) dns(n *yaml.Node, path string) DNS {
 		optional("negative_ttl", d.setSeconds(&c.NegativeTTL, 0, maxNegativeTTL)),
 		optional("soa", func(n *yaml.Node, path string) { d.soa(n, path, &c.SOA) }),
 		optional("ns", func(n *yaml.Node, path string) { c.NS, c.nsAt = d.nameServers(n, path) }),
-		optional("networks", func(n *yaml.Node, path string) {
-			s, ok := d.str(n, path)
-			switch {
-			case !ok:
-			case s == "":
-				d.errorf(n, path, "networks must not be empty (remove the key for no network map)")
-			default:
-				c.Networks = d.resolvePath(s)
-			}
-		}),
+		optional("networks", d.setPath(&c.Networks, "networks", "no network map")),
+		optional("geoip", d.setPath(&c.GeoIP, "geoip", "no geo database")),
+		optional("asn", d.setPath(&c.ASN, "asn", "no ASN database")),
 		optional("fallback", func(n *yaml.Node, path string) { c.fallbackAt = d.popNameList(n, path) }),
 		optional("health", func(n *yaml.Node, path string) { d.dnsHealth(n, path, &c.Health) }),
 		optional("spread", d.setFloat(&c.Spread, 0, maxSpread)),
@@ -242,6 +246,21 @@ func (d *decoder) dns(n *yaml.Node, path string) DNS {
 		c.Health.Timeout = min(defaultDNSHealthTmo, c.Health.Interval)
 	}
 	return c
+}
+
+// setPath decodes a file name, relative to the configuration file, into
+// dst; none says what leaving the key out means.
+func (d *decoder) setPath(dst *string, key, none string) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		s, ok := d.str(n, path)
+		switch {
+		case !ok:
+		case s == "":
+			d.errorf(n, path, "%s must not be empty (remove the key for %s)", key, none)
+		default:
+			*dst = d.resolvePath(s)
+		}
+	}
 }
 
 // listenList decodes dns.listen: a non-empty list of distinct host:port

@@ -85,6 +85,8 @@ func TestDNSEverySetting(t *testing.T) {
     - {name: ns2.cdn.example, addresses: [192.0.2.53, "2001:db8::53"]}
     - ns.other.example
   networks: nets/networks.csv
+  geoip: /var/lib/geo/GeoLite2-City.mmdb
+  asn: GeoLite2-ASN.mmdb
   fallback: [nrt]
   health: {interval: 500ms, timeout: 100ms, rise: 1, fall: 5}
   spread: 250.5
@@ -95,6 +97,7 @@ func TestDNSEverySetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	nets, _ := filepath.Abs("dir/nets/networks.csv")
+	asn, _ := filepath.Abs("dir/GeoLite2-ASN.mmdb")
 	want := DNS{
 		Listen: []string{"127.0.0.1:53", "[::1]:53"}, Admin: "127.0.0.1:9053",
 		TTL: 20 * time.Second, NegativeTTL: 0, UDPSize: 4096,
@@ -106,6 +109,8 @@ func TestDNSEverySetting(t *testing.T) {
 			{Name: "ns.other.example"},
 		},
 		Networks: nets,
+		GeoIP:    "/var/lib/geo/GeoLite2-City.mmdb",
+		ASN:      asn,
 		Fallback: []string{"nrt", "prg", "iad"},
 		Health:   DNSHealth{Interval: 500 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 1, Fall: 5},
 		Spread:   250.5,
@@ -160,6 +165,9 @@ func TestDNSErrors(t *testing.T) {
 		{"rate_limit burst without a rate", "dns:\n  listen: [\":53\"]\n  rate_limit: {burst: 10}\n", []string{`t.yaml:11: dns.rate_limit.burst: burst needs responses_per_second`}},
 		{"rate_limit not a mapping", "dns:\n  listen: [\":53\"]\n  rate_limit: 5\n", []string{`t.yaml:11: dns.rate_limit:`}},
 		{"networks empty", "dns: {listen: [\":53\"], networks: \"\"}\n", []string{`t.yaml:9: dns.networks: networks must not be empty`}},
+		{"geoip empty", "dns: {listen: [\":53\"], geoip: \"\"}\n", []string{`t.yaml:9: dns.geoip: geoip must not be empty (remove the key for no geo database)`}},
+		{"asn not a string", "dns: {listen: [\":53\"], asn: [x]}\n", []string{`t.yaml:9: dns.asn:`}},
+		{"geoip misspelled", "dns: {listen: [\":53\"], geoipp: x.mmdb}\n", []string{`t.yaml:9: dns.geoipp: unknown key "geoipp" (did you mean "geoip"?)`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("198.51.100.0/24, prg\n")
 	f.Add("\"unterminated\n")
 	f.Add("::/0, 0, 0\n0.0.0.0/0, prg\n")
+	f.Add("AS64500, prg\nas1, 1, 2, de\nAS4294967295, x\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		m, err := Parse("f.csv", strings.NewReader(text))
 		if err != nil {

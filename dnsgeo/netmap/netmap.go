@@ -1,6 +1,7 @@
 // Package netmap reads an operator's network map, a CSV file that places
-// client networks (CIDR prefixes) either at a PoP or at a point on Earth,
-// and answers longest-prefix-match lookups on it.
+// client networks (CIDR prefixes, or autonomous systems by number) either
+// at a PoP or at a point on Earth, and answers longest-prefix-match
+// lookups on it.
 //
 // Geo DNS needs more than "which row matches": a resolver caches an answer
 // for the whole subnet the server says it is valid for (the EDNS Client
@@ -18,8 +19,13 @@
 //	203.0.113.0/24, nrt
 //	# network, lat, lon[, country] the network is there; the nearest PoP answers
 //	198.51.100.0/24, 50.11, 8.68, DE
+//	# ASN, pop  or  ASN, lat, lon[, country]: the same for the clients an
+//	# ASN database places in that autonomous system
+//	AS64500, prg
 //
-// Every error names the file and line.
+// CIDR rows win over ASN rows: Lookup matches CIDR rows only, and
+// LookupASN, for clients no CIDR row holds, matches ASN rows. Every error
+// names the file and line.
 package netmap
 
 import (
@@ -50,8 +56,12 @@ const (
 
 // Entry is one row of the map.
 type Entry struct {
-	// Network is the row's prefix, masked, IPv4 in dotted form.
+	// Network is the row's prefix, masked, IPv4 in dotted form; the zero
+	// Prefix for an ASN row.
 	Network netip.Prefix
+	// ASN is the autonomous system number of an ASN row; 0 for a CIDR
+	// row.
+	ASN uint32
 	// POP names the PoP that answers the network's clients; "" when the
 	// row gives a location instead.
 	POP string
@@ -70,9 +80,11 @@ type Entry struct {
 // Map is a parsed network map. It is immutable and safe for concurrent
 // use. The zero Map is empty.
 type Map struct {
-	name string
-	v4   family
-	v6   family
+	name   string
+	v4     family
+	v6     family
+	asns   map[uint32]*Entry // the ASN rows
+	asnAll []*Entry          // the same, in file order
 }
 
 // family holds the rows of one address family.
@@ -118,6 +130,7 @@ func Parse(name string, r io.Reader) (*Map, error) {
 		errs = append(errs, &ParseError{File: name, Line: line, Msg: fmt.Sprintf(format, args...)})
 	}
 	seen := make(map[netip.Prefix]int) // prefix → line
+	seenASN := make(map[uint32]int)    // ASN → line
 	rows := 0
 	for len(errs) < maxErrors {
 		rec, err := cr.Read()
@@ -148,13 +161,26 @@ func Parse(name string, r io.Reader) (*Map, error) {
 			report(line, "%v", err)
 			continue
 		}
+		e.Line = line
+		e.Source = base + ":" + strconv.Itoa(line)
+		if e.ASN != 0 {
+			if first, dup := seenASN[e.ASN]; dup {
+				report(line, "AS%d is listed twice (first at line %d)", e.ASN, first)
+				continue
+			}
+			seenASN[e.ASN] = line
+			if m.asns == nil {
+				m.asns = make(map[uint32]*Entry)
+			}
+			m.asns[e.ASN] = &e
+			m.asnAll = append(m.asnAll, &e)
+			continue
+		}
 		if first, dup := seen[e.Network]; dup {
 			report(line, "network %s is listed twice (first at line %d)", e.Network, first)
 			continue
 		}
 		seen[e.Network] = line
-		e.Line = line
-		e.Source = base + ":" + strconv.Itoa(line)
 		m.familyOf(e.Network.Addr()).add(&node{entry: e})
 	}
 	if len(errs) == maxErrors {
@@ -205,13 +231,22 @@ func parseRow(rec []string) (Entry, error) {
 	}
 	var e Entry
 	if len(rec) < 2 || len(rec) > 4 {
-		return e, fmt.Errorf("%d fields; want \"network, pop\" or \"network, lat, lon[, country]\"", len(rec))
+		return e, fmt.Errorf("%d fields; want \"network, pop\" or \"network, lat, lon[, country]\" (network: a CIDR prefix or an ASN such as AS64500)", len(rec))
 	}
-	p, err := parseNetwork(rec[0])
-	if err != nil {
-		return e, err
+	if isASN(rec[0]) {
+		n, err := strconv.ParseUint(rec[0][2:], 10, 32)
+		if err != nil || n == 0 {
+			return e, fmt.Errorf("invalid ASN %q (want AS and a number 1..4294967295, such as AS64500)", rec[0])
+		}
+		e.ASN = uint32(n)
+	} else {
+		p, err := parseNetwork(rec[0])
+		if err != nil {
+			return e, err
+		}
+		e.Network = p
 	}
-	e.Network = p
+	var err error
 	if len(rec) == 2 {
 		if !popNameRE.MatchString(rec[1]) {
 			return e, fmt.Errorf("invalid PoP name %q (lowercase letters, digits, '-' and '_'; for a location give lat and lon)", rec[1])
@@ -233,6 +268,12 @@ func parseRow(rec []string) (Entry, error) {
 		e.Country = c
 	}
 	return e, nil
+}
+
+// isASN reports whether a row's first field names an autonomous system
+// ("AS64500", any letter case) rather than a network.
+func isASN(s string) bool {
+	return len(s) > 2 && (s[0] == 'A' || s[0] == 'a') && (s[1] == 'S' || s[1] == 's')
 }
 
 // parseNetwork parses a CIDR prefix that has no bits set past its length.
@@ -320,20 +361,39 @@ func contains(outer, inner netip.Prefix) bool {
 	return outer.Bits() <= inner.Bits() && outer.Contains(inner.Addr())
 }
 
-// Len returns the number of rows.
-func (m *Map) Len() int { return len(m.v4.all) + len(m.v6.all) }
+// Len returns the number of rows, CIDR and ASN.
+func (m *Map) Len() int { return len(m.v4.all) + len(m.v6.all) + len(m.asnAll) }
+
+// ASNs returns the number of ASN rows.
+func (m *Map) ASNs() int { return len(m.asnAll) }
+
+// LookupASN finds the row of autonomous system asn.
+func (m *Map) LookupASN(asn uint32) (Entry, bool) {
+	if m == nil {
+		return Entry{}, false
+	}
+	if e := m.asns[asn]; e != nil {
+		return *e, true
+	}
+	return Entry{}, false
+}
 
 // Name returns the file name the map was parsed from.
 func (m *Map) Name() string { return m.name }
 
 // Entries calls yield with every row, IPv4 rows first, each family in file
-// order, until yield returns false.
+// order, then the ASN rows in file order, until yield returns false.
 func (m *Map) Entries(yield func(Entry) bool) {
 	for _, f := range []*family{&m.v4, &m.v6} {
 		for _, n := range f.all {
 			if !yield(n.entry) {
 				return
 			}
+		}
+	}
+	for _, e := range m.asnAll {
+		if !yield(*e) {
+			return
 		}
 	}
 }

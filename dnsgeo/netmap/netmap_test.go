@@ -142,6 +142,10 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate", "192.0.2.0/24, prg\n\n192.0.2.0/24, iad\n", []string{`networks.csv:3: network 192.0.2.0/24 is listed twice (first at line 1)`}},
 		{"every problem is reported", "x, prg\n192.0.2.0/24, prg\ny, prg\n", []string{`networks.csv:1:`, `networks.csv:3:`}},
 		{"quoting error", "192.0.2.0/24, \"prg\"x\n", []string{`networks.csv:1:`}},
+		{"ASN zero", "AS0, prg\n", []string{`networks.csv:1: invalid ASN "AS0"`}},
+		{"ASN not a number", "ASX, prg\n", []string{`networks.csv:1: invalid ASN "ASX"`}},
+		{"ASN too large", "AS4294967296, prg\n", []string{`invalid ASN "AS4294967296"`}},
+		{"ASN duplicate", "AS64500, prg\nas64500, 1, 2\n", []string{`networks.csv:2: AS64500 is listed twice (first at line 1)`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -192,5 +196,35 @@ func TestEmptyMap(t *testing.T) {
 	var nilMap *Map
 	if _, _, ok := nilMap.Lookup(netip.MustParsePrefix("192.0.2.1/32")); ok {
 		t.Error("nil map matched")
+	}
+}
+
+func TestASNRows(t *testing.T) {
+	m := mustParse(t, "198.51.100.0/24, prg\nAS64500, nrt # a comment\nas64501, 50.11, 8.68, de\n")
+	if m.Len() != 3 || m.ASNs() != 2 {
+		t.Fatalf("Len = %d, ASNs = %d; want 3 and 2", m.Len(), m.ASNs())
+	}
+	for _, tt := range []struct {
+		asn  uint32
+		ok   bool
+		want Entry
+	}{
+		{64500, true, Entry{ASN: 64500, POP: "nrt", Source: "networks.csv:2", Line: 2}},
+		{64501, true, Entry{ASN: 64501, Lat: 50.11, Lon: 8.68, Country: "DE", Source: "networks.csv:3", Line: 3}},
+		{64502, false, Entry{}},
+	} {
+		e, ok := m.LookupASN(tt.asn)
+		if ok != tt.ok || e != tt.want {
+			t.Errorf("LookupASN(%d) = %+v, %v; want %+v, %v", tt.asn, e, ok, tt.want, tt.ok)
+		}
+	}
+	// ASN rows take no part in CIDR lookups.
+	if _, network, ok := m.Lookup(netip.MustParsePrefix("8.8.8.0/24")); ok || !network.IsValid() {
+		t.Errorf("Lookup of an unmapped network = %s, %v", network, ok)
+	}
+	var rows []Entry
+	m.Entries(func(e Entry) bool { rows = append(rows, e); return true })
+	if len(rows) != 3 || rows[1].ASN != 64500 || rows[2].ASN != 64501 {
+		t.Errorf("Entries = %+v, want the CIDR row then the ASN rows in file order", rows)
 	}
 }
