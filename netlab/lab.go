@@ -1,0 +1,436 @@
+package netlab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Options configure a lab. Binary and Dir are required.
+type Options struct {
+	// Prefix starts the name of every namespace of the lab; default
+	// "olab-". Tests use PrefixFor(os.Getpid()), so that runs do not
+	// clash and SweepStale can remove what a killed run left.
+	Prefix string
+	// Binary is the outpost binary run in the hosts (an absolute path).
+	Binary string
+	// Dir receives the CDN file (cdn.yaml), the network map and the
+	// processes' logs (NAME.log).
+	Dir string
+	// Near and Far are the one-way delays between a client and a PoP of
+	// its own region (default 5ms) and of another region (default 120ms).
+	Near, Far time.Duration
+	// HealthInterval is the DNS server's health-check interval of the
+	// PoPs (dns.health.interval; the timeout is the same, rise and fall
+	// 2). Default 250ms, so a stopped PoP is out within a second.
+	HealthInterval time.Duration
+	// Drain is how long a stopped PoP keeps serving while it reports
+	// draining (default 3s).
+	Drain time.Duration
+	// Detached starts the processes in sessions of their own and does not
+	// wait for them, so they outlive this program; Down(Prefix) ends them.
+	Detached bool
+	// Log receives a line per step; nil discards them.
+	Log io.Writer
+}
+
+func (o *Options) defaults() error {
+	if o.Prefix == "" {
+		o.Prefix = "olab-"
+	}
+	if o.Binary == "" || o.Dir == "" {
+		return errors.New("netlab: Options.Binary and Options.Dir are required")
+	}
+	if o.Near <= 0 {
+		o.Near = 5 * time.Millisecond
+	}
+	if o.Far <= 0 {
+		o.Far = 120 * time.Millisecond
+	}
+	if o.HealthInterval <= 0 {
+		o.HealthInterval = 250 * time.Millisecond
+	}
+	if o.Drain <= 0 {
+		o.Drain = 3 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	return nil
+}
+
+// Lab is a running lab: the network and the CDN's processes.
+type Lab struct {
+	opts  Options
+	net   network
+	procs map[string]*process // by host name, and "delay-line"
+}
+
+// Up builds the network, starts the delay line, the origin, the PoPs and
+// the DNS server in their hosts, and returns when every one answers on its
+// health endpoint (or ctx is done). On error everything it made is
+// removed again.
+func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	l := &Lab{opts: opts, net: network{prefix: opts.Prefix}, procs: map[string]*process{}}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("netlab: %w", err)
+	}
+	if err := l.writeCDN(); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(opts.Log, "netlab: network %s* (%d hosts on %s, router %s)\n", opts.Prefix, len(Hosts), Subnet, Router)
+	if err := l.net.build(); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(opts.Log, "netlab: delay line: %s within a region, %s between regions (one way)\n", opts.Near, opts.Far)
+	if err := l.startDelayLine(ctx); err != nil {
+		return nil, err
+	}
+	if err := l.net.routeDelay(); err != nil {
+		return nil, err
+	}
+	cfg := l.ConfigPath()
+	for _, h := range Hosts {
+		var args []string
+		switch h.Role {
+		case RoleOrigin:
+			args = []string{"origin", "--listen", hostPort(h, OriginPort), "--log-level", "warn"}
+		case RolePoP:
+			args = []string{"pop", "--config", cfg, "--pop", h.PoP, "--log-level", "warn"}
+		case RoleDNS:
+			args = []string{"dns", "--config", cfg, "--log-level", "warn"}
+		default:
+			continue
+		}
+		if err := l.startRole(h.Name, args...); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(opts.Log, "netlab: origin, 3 PoPs and DNS started; waiting for them to answer\n")
+	if err := l.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// startRole starts the outpost binary with args in the host called name.
+func (l *Lab) startRole(name string, args ...string) error {
+	return l.startIn(l.net.ns(name), name, args...)
+}
+
+// startIn starts the outpost binary with args in the namespace ns, as
+// the process called name.
+func (l *Lab) startIn(ns, name string, args ...string) error {
+	p, err := start(name, ns, l.LogPath(name), l.opts.Detached, l.opts.Binary, args...)
+	if err != nil {
+		return err
+	}
+	l.procs[name] = p
+	return nil
+}
+
+// startDelayLine runs `outpost netlab delay-line` in the bridge namespace
+// and waits for it to say it is ready (its device exists).
+func (l *Lab) startDelayLine(ctx context.Context) error {
+	const name = "delay-line"
+	args := append([]string{"netlab", "delay-line", "-dev", delayDev}, LabDelays(l.opts.Near, l.opts.Far).Args()...)
+	if err := l.startIn(l.net.ns(bridgeNS), name, args...); err != nil {
+		return err
+	}
+	// The device appears when the delay line has made it.
+	err := poll(ctx, 10*time.Second, func() error {
+		if p := l.procs[name]; p.exited() {
+			return fmt.Errorf("netlab: the delay line exited: %v", p.err)
+		}
+		if err := ip("-n", l.net.ns(bridgeNS), "link", "show", delayDev); err != nil {
+			return errNotYet
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("netlab: delay line: %w%s", err, logTail(l.LogPath(name)))
+	}
+	return nil
+}
+
+// errNotYet tells poll to try again.
+var errNotYet = errors.New("not yet")
+
+// poll calls f until it returns anything but errNotYet, or until timeout.
+func poll(ctx context.Context, timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if !errors.Is(err, errNotYet) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("netlab: gave up after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitReady runs `outpost netlab wait` in the DNS host for the health
+// URLs of every role, and checks that none of them exited meanwhile.
+func (l *Lab) waitReady(ctx context.Context) error {
+	urls := []string{fmt.Sprintf("http://%s/_origin/health", hostPortOf("origin", OriginPort))}
+	for _, h := range Hosts {
+		if h.Role == RolePoP {
+			urls = append(urls, "http://"+hostPort(h, PoPAdminPort)+"/healthz")
+		}
+	}
+	urls = append(urls, "http://"+hostPortOf("dns", DNSAdminPort)+"/healthz")
+	args := append([]string{"netlab", "wait", "-timeout", "20s"}, urls...)
+	out, err := l.Command(ctx, "dns", l.opts.Binary, args...).CombinedOutput()
+	for name, p := range l.procs {
+		if p.exited() {
+			return fmt.Errorf("netlab: %s exited: %v%s", name, p.err, logTail(p.log))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("netlab: the CDN did not come up: %v: %s%s", err, strings.TrimSpace(string(out)), l.logTails())
+	}
+	return nil
+}
+
+// Close stops every process of the lab and removes its namespaces (with
+// anything still running in them). It is safe to call more than once.
+func (l *Lab) Close() error {
+	var errs []error
+	for _, p := range l.procs {
+		if p.done != nil {
+			p.stop(syscall.SIGKILL, 5*time.Second)
+		}
+	}
+	if err := l.net.teardown(3 * time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Down removes the lab whose namespaces start with prefix: it ends the
+// processes in them (detached ones included) and deletes them.
+func Down(prefix string) error {
+	return network{prefix: prefix}.teardown(5 * time.Second)
+}
+
+// NS is the namespace of the host called name.
+func (l *Lab) NS(name string) string { return l.net.ns(name) }
+
+// ConfigPath is the lab's CDN file.
+func (l *Lab) ConfigPath() string { return filepath.Join(l.opts.Dir, "cdn.yaml") }
+
+// LogPath is the log file of the process called name (a host, or
+// "delay-line").
+func (l *Lab) LogPath(name string) string { return filepath.Join(l.opts.Dir, name+".log") }
+
+// Command is a command that runs bin with args in the host called name.
+func (l *Lab) Command(ctx context.Context, name, bin string, args ...string) *exec.Cmd {
+	ipBin, err := ipPath()
+	if err != nil {
+		ipBin = "ip"
+	}
+	return exec.CommandContext(ctx, ipBin, append([]string{"netns", "exec", l.net.ns(name), bin}, args...)...)
+}
+
+// StopPoP stops the PoP called pop as an operator would, with SIGTERM: it
+// reports draining for its drain time, then finishes and exits. It returns
+// at once; Exited tells when it is gone.
+func (l *Lab) StopPoP(pop string) error {
+	h, ok := PoPHost(pop)
+	if !ok {
+		return fmt.Errorf("netlab: no PoP %q", pop)
+	}
+	p := l.procs[h.Name]
+	if p == nil || p.exited() {
+		return fmt.Errorf("netlab: PoP %s is not running", pop)
+	}
+	return p.cmd.Process.Signal(syscall.SIGTERM)
+}
+
+// Exited returns a channel closed when the process of the host called
+// name has ended, and its exit error then. Detached processes have none.
+func (l *Lab) Exited(name string) (<-chan struct{}, func() error) {
+	p := l.procs[name]
+	if p == nil || p.done == nil {
+		return nil, func() error { return nil }
+	}
+	return p.done, func() error { return p.err }
+}
+
+// Failed returns an error naming the processes that exited, with the end
+// of their logs, or nil when all are running.
+func (l *Lab) Failed() error {
+	var errs []error
+	for _, h := range Hosts {
+		if p := l.procs[h.Name]; p != nil && p.exited() {
+			errs = append(errs, fmt.Errorf("%s exited: %v%s", h.Name, p.err, logTail(p.log)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// logTails is the end of every process's log, for errors.
+func (l *Lab) logTails() string {
+	var b strings.Builder
+	for _, name := range append([]string{"delay-line"}, hostNames()...) {
+		if p := l.procs[name]; p != nil {
+			if t := logTail(p.log); t != "" {
+				b.WriteString("\n" + name + ":" + t)
+			}
+		}
+	}
+	return b.String()
+}
+
+// Logs returns the end of every process's log.
+func (l *Lab) Logs() string { return l.logTails() }
+
+func hostNames() []string {
+	var out []string
+	for _, h := range Hosts {
+		out = append(out, h.Name)
+	}
+	return out
+}
+
+// logTail is the last lines of a log file, indented, or "".
+func logTail(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil || len(data) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > 15 {
+		lines = lines[len(lines)-15:]
+	}
+	return "\n    " + strings.Join(lines, "\n    ")
+}
+
+// hostPort is host h's address with port.
+func hostPort(h Host, port int) string { return h.Addr.String() + ":" + strconv.Itoa(port) }
+
+// hostPortOf is hostPort of the host called name.
+func hostPortOf(name string, port int) string {
+	h, _ := HostByName(name)
+	return hostPort(h, port)
+}
+
+// OriginURL, PoPURL and so on are where the roles answer.
+func OriginURL() string { return "http://" + hostPortOf("origin", OriginPort) }
+
+// PoPURL is the HTTP address of the PoP called pop.
+func PoPURL(pop string) string {
+	h, _ := PoPHost(pop)
+	return "http://" + hostPort(h, PoPPort)
+}
+
+// PoPAdminURL is the admin address of the PoP called pop.
+func PoPAdminURL(pop string) string {
+	h, _ := PoPHost(pop)
+	return "http://" + hostPort(h, PoPAdminPort)
+}
+
+// DNSAddr is the DNS server's address (UDP and TCP).
+func DNSAddr() string { return hostPortOf("dns", DNSPort) }
+
+// DNSAdminURL is the DNS server's admin address.
+func DNSAdminURL() string { return "http://" + hostPortOf("dns", DNSAdminPort) }
+
+// ServiceHost is the lab's service hostname, answered by the geo DNS.
+const ServiceHost = "demo.cdn.example"
+
+// PurgeToken is the purge token of the lab's CDN file.
+const PurgeToken = "netlab"
+
+// writeCDN writes the lab's CDN file and network map into Dir.
+func (l *Lab) writeCDN() error {
+	var cdn, nets strings.Builder
+	fmt.Fprintf(&cdn, `# The CDN of the network-namespace lab (netlab), written by it.
+zone: cdn.example
+services:
+  - name: demo
+    hostnames: [%s]
+    origin:
+      servers:
+        - url: %s
+pops:
+`, ServiceHost, OriginURL())
+	nets.WriteString("# Where the lab's clients are (netlab): one row per client host.\n")
+	for _, h := range Hosts {
+		switch h.Role {
+		case RolePoP:
+			fmt.Fprintf(&cdn, "  - name: %s   # %s, region %s\n    location: {lat: %g, lon: %g}\n    listen: %s\n    admin: %s\n    drain: %s\n",
+				h.PoP, h.City, h.Region, h.Lat, h.Lon, hostPort(h, PoPPort), hostPort(h, PoPAdminPort), l.opts.Drain)
+		case RoleClient:
+			fmt.Fprintf(&nets, "%s/32, %g, %g   # %s (%s)\n", h.Addr, h.Lat, h.Lon, h.Name, h.City)
+		}
+	}
+	fmt.Fprintf(&cdn, `dns:
+  listen: [%s]
+  admin: %s
+  ttl: 1s
+  networks: networks.csv
+  health: {interval: %s, timeout: %s, rise: 2, fall: 2}
+purge: {token: %s}
+`, DNSAddr(), hostPortOf("dns", DNSAdminPort), l.opts.HealthInterval, l.opts.HealthInterval, PurgeToken)
+	if err := os.WriteFile(l.ConfigPath(), []byte(cdn.String()), 0o644); err != nil {
+		return fmt.Errorf("netlab: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(l.opts.Dir, "networks.csv"), []byte(nets.String()), 0o644); err != nil {
+		return fmt.Errorf("netlab: %w", err)
+	}
+	return nil
+}
+
+// WaitHTTP polls each URL with GET until it answers 200, all within
+// timeout; it is `outpost netlab wait`, run inside a host.
+func WaitHTTP(ctx context.Context, timeout time.Duration, urls []string, out io.Writer) error {
+	client := &http.Client{Timeout: time.Second}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(timeout)
+	for _, u := range urls {
+		var last error
+		err := poll(ctx, time.Until(deadline), func() error {
+			resp, err := client.Get(u)
+			if err != nil {
+				last = err
+				return errNotYet
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				last = fmt.Errorf("status %s", resp.Status)
+				return errNotYet
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w (last: %v)", u, err, last)
+		}
+		fmt.Fprintf(out, "ok %s\n", u)
+	}
+	return nil
+}
