@@ -27,6 +27,7 @@ func commands() []command {
 		{"purge", "remove content from every PoP, confirmed", runPurge},
 		{"stats", "the CDN-wide hit-ratio report: every PoP's figures and the totals", runStats},
 		{"cert", "make a local CA and certificates for TLS and QUIC", runCert},
+		{"netlab", "the CDN across network namespaces with near and far PoPs (Linux, root)", runNetlab},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},
 	}
