@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -53,6 +54,24 @@ type Stats struct {
 	Invalid     uint64            `json:"invalid"`
 	POPs        []POPStats        `json:"pops"`
 	HealthProbe HealthOptions     `json:"health_probe"`
+	// RateLimit is response rate limiting: its settings and what it did.
+	RateLimit RateLimitStats `json:"rate_limit"`
+	// Reloads counts configuration reloads that took effect, and those
+	// rejected (the old configuration kept serving).
+	Reloads         uint64 `json:"reloads"`
+	ReloadsRejected uint64 `json:"reloads_rejected"`
+}
+
+// RateLimitStats is response rate limiting as /stats shows it.
+type RateLimitStats struct {
+	Enabled            bool `json:"enabled"`
+	ResponsesPerSecond int  `json:"responses_per_second,omitempty"`
+	Burst              int  `json:"burst,omitempty"`
+	Slip               int  `json:"slip,omitempty"`
+	// Dropped counts UDP replies not sent; Slipped those sent empty and
+	// truncated instead.
+	Dropped uint64 `json:"dropped"`
+	Slipped uint64 `json:"slipped"`
 }
 
 // POPStats is one PoP as the DNS server sees it.
@@ -103,43 +122,54 @@ func (o *HealthOptions) UnmarshalJSON(b []byte) error {
 
 // Stats returns a snapshot of the server's figures.
 func (s *Server) Stats() Stats {
-	m := s.metrics
+	m, cur := s.metrics, s.state.Load()
 	st := Stats{
-		Zone:              strings.TrimSuffix(s.zone.name, "."),
-		ConfigVersion:     s.version,
+		Zone:              strings.TrimSuffix(cur.zone.name, "."),
+		ConfigVersion:     cur.version,
 		UptimeSeconds:     s.now().Sub(s.started).Round(time.Millisecond).Seconds(),
 		Draining:          s.draining.Load(),
-		NetworkMapEntries: s.networks,
+		NetworkMapEntries: cur.networks,
 		Queries:           make(map[string]uint64),
 		Decisions:         make(map[string]uint64),
 		FailOpen:          m.failOpen.Load(),
 		Truncated:         m.truncated.Load(),
 		Rejected:          m.rejected.Load(),
 		Invalid:           m.invalid.Load(),
-		HealthProbe:       s.health,
+		HealthProbe:       cur.health,
+		RateLimit: RateLimitStats{
+			Enabled: cur.rrl != nil,
+			Dropped: m.rrlDropped.Load(),
+			Slipped: m.rrlSlipped.Load(),
+		},
+		Reloads:         m.reloads[0].Load(),
+		ReloadsRejected: m.reloads[1].Load(),
 	}
-	answers := make([]uint64, m.npop+1)
-	for t := range typeNames {
-		for r := range rcodeNames {
-			for p := 0; p <= m.npop; p++ {
+	if rl := cur.cfg.RateLimit; rl.Enabled() {
+		st.RateLimit.ResponsesPerSecond, st.RateLimit.Burst, st.RateLimit.Slip = rl.ResponsesPerSecond, rl.Burst, rl.Slip
+	}
+	sum := func(qs *[numTypes * numRcodes * 2]atomic.Uint64) (total uint64) {
+		for t := range typeNames {
+			for r := range rcodeNames {
 				for e := range ecsNames {
-					if v := m.queries[m.queryIndex(t, r, p, e)].Load(); v > 0 {
+					if v := qs[queryIndex(t, r, e)].Load(); v > 0 {
 						st.Queries[rcodeNames[r]] += v
-						answers[p] += v
+						total += v
 					}
 				}
 			}
 		}
+		return total
 	}
-	for i, name := range s.byNames {
-		st.Decisions[name] = m.decisions[i].Load()
+	sum(&m.noPOP)
+	for i, name := range cur.byNames {
+		st.Decisions[name] = cur.decisions[i].Load()
 	}
-	for i, p := range s.pops {
+	for _, p := range cur.pops {
 		ps := POPStats{
 			Name:      p.name,
 			State:     p.health.get(),
-			Answers:   answers[i+1],
-			Failovers: m.failovers[i].Load(),
+			Answers:   sum(&p.counts.queries),
+			Failovers: p.counts.failovers.Load(),
 			Checks:    make(map[string]uint64, numProbeResults),
 		}
 		if p.addr[v4].IsValid() {

@@ -61,10 +61,13 @@ const byFallback = "fallback"
 // get it now. It is the basis of explanations.
 func (s *Server) Decide(q Query) Decision {
 	var tr trace
-	d := s.decide(q, &tr)
+	d := s.state.Load().decide(q, &tr)
 	d.Reasons = tr.reasons
 	return d
 }
+
+// decide is the running state's decide.
+func (s *Server) decide(q Query, tr *trace) Decision { return s.state.Load().decide(q, tr) }
 
 // trace collects the reasons of a decision. A nil *trace collects
 // nothing; callers check for nil before formatting, so that answering
@@ -77,13 +80,13 @@ func (t *trace) add(format string, args ...any) {
 
 // decide chooses the PoP that answers q, noting each step in tr when it is
 // not nil.
-func (s *Server) decide(q Query, tr *trace) Decision {
+func (st *state) decide(q Query, tr *trace) Decision {
 	f := v4
 	if q.Type == dns.TypeAAAA {
 		f = v6
 	}
 	var d Decision
-	cands := s.byFamily[f]
+	cands := st.byFamily[f]
 	if len(cands) == 0 {
 		if tr != nil {
 			tr.add("no PoP has an address for %s answers", f)
@@ -104,7 +107,7 @@ func (s *Server) decide(q Query, tr *trace) Decision {
 			}
 		default:
 			var ok bool
-			d.Match, d.By, missBits, ok = s.locate(sub, tr)
+			d.Match, d.By, missBits, ok = st.locate(sub, tr)
 			switch {
 			case ok:
 				located, d.ECS, d.Client = true, true, sub
@@ -124,7 +127,7 @@ func (s *Server) decide(q Query, tr *trace) Decision {
 		src := q.Source.Unmap().WithZone("")
 		client := netip.PrefixFrom(src, src.BitLen())
 		var ok bool
-		if d.Match, d.By, _, ok = s.locate(client, tr); ok {
+		if d.Match, d.By, _, ok = st.locate(client, tr); ok {
 			located, d.Client = true, client
 		} else if tr != nil {
 			tr.add("source address %s: no locator knows it", src)
@@ -134,12 +137,12 @@ func (s *Server) decide(q Query, tr *trace) Decision {
 	var choice *pop
 	switch {
 	case located && d.Match.POP != "":
-		choice = s.nearPOP(f, d.Match.POP, &d, tr)
+		choice = st.nearPOP(f, d.Match.POP, &d, tr)
 	case located:
-		choice = s.nearLocation(f, newPoint(d.Match.Location), &d, tr)
+		choice = st.nearLocation(f, newPoint(d.Match.Location), &d, tr)
 	default:
 		d.By, d.Match = byFallback, Match{}
-		choice = s.fallback(f, &d, tr)
+		choice = st.fallback(f, &d, tr)
 	}
 	d.POP, d.Addr = choice.name, choice.addr[f]
 	if tr != nil {
@@ -155,8 +158,8 @@ func (s *Server) decide(q Query, tr *trace) Decision {
 // locate asks each locator in turn. missBits is the longest Network of
 // the locators that missed: the answer of a later locator (or the
 // fallback) only holds where the earlier ones miss too.
-func (s *Server) locate(client netip.Prefix, tr *trace) (m Match, by string, missBits int, ok bool) {
-	for _, l := range s.locators {
+func (st *state) locate(client netip.Prefix, tr *trace) (m Match, by string, missBits int, ok bool) {
+	for _, l := range st.locators {
 		m, ok = l.Locate(client)
 		if ok {
 			if m.Network.Bits() < missBits {
@@ -184,16 +187,16 @@ func (s *Server) locate(client netip.Prefix, tr *trace) (m Match, by string, mis
 
 // nearPOP returns the PoP named by a locator when it is healthy and has an
 // address of family f, else the healthy PoP nearest to it.
-func (s *Server) nearPOP(f family, name string, d *Decision, tr *trace) *pop {
-	named := s.popByName[name]
+func (st *state) nearPOP(f family, name string, d *Decision, tr *trace) *pop {
+	named := st.popByName[name]
 	if named == nil {
-		// New checks the network map's PoP names; a locator that names an
+		// buildState checks the network map's PoP names; a locator that names an
 		// unknown PoP is treated as knowing nothing.
 		if tr != nil {
 			tr.add("unknown PoP %q: using the fallback order", name)
 		}
 		d.By, d.Match = byFallback, Match{}
-		return s.fallback(f, d, tr)
+		return st.fallback(f, d, tr)
 	}
 	if named.hasFamily(f) && named.health.healthy() {
 		return named
@@ -207,13 +210,13 @@ func (s *Server) nearPOP(f family, name string, d *Decision, tr *trace) *pop {
 	}
 	d.Failover = named.hasFamily(f)
 	// The map named a PoP: no spreading among its neighbours.
-	return s.nearest(f, named.pt, 0, netip.Prefix{}, d, tr)
+	return st.nearest(f, named.pt, 0, netip.Prefix{}, d, tr)
 }
 
 // nearLocation returns the healthy PoP nearest to ref, or one within
 // spread km of it by weight.
-func (s *Server) nearLocation(f family, ref point, d *Decision, tr *trace) *pop {
-	return s.nearest(f, ref, s.spread, d.Client, d, tr)
+func (st *state) nearLocation(f family, ref point, d *Decision, tr *trace) *pop {
+	return st.nearest(f, ref, st.spread, d.Client, d, tr)
 }
 
 // nearest returns the healthy PoP with an address of family f nearest to
@@ -221,8 +224,8 @@ func (s *Server) nearLocation(f family, ref point, d *Decision, tr *trace) *pop 
 // among the healthy PoPs no more than spread km farther than the nearest,
 // by weighted rendezvous hashing of client's subnet, so a subnet keeps its
 // PoP while the set does not change.
-func (s *Server) nearest(f family, ref point, spread float64, client netip.Prefix, d *Decision, tr *trace) *pop {
-	cands := s.byFamily[f]
+func (st *state) nearest(f family, ref point, spread float64, client netip.Prefix, d *Decision, tr *trace) *pop {
+	cands := st.byFamily[f]
 	var best, bestUp *pop
 	bestDist, bestUpDist := math.Inf(1), math.Inf(1)
 	for _, p := range cands {
@@ -282,8 +285,8 @@ func (s *Server) nearest(f family, ref point, spread float64, client netip.Prefi
 
 // fallback returns the first healthy PoP in the fallback order (the first
 // one when none is healthy).
-func (s *Server) fallback(f family, d *Decision, tr *trace) *pop {
-	order := s.fallbackOrder[f]
+func (st *state) fallback(f family, d *Decision, tr *trace) *pop {
+	order := st.fallbackOrder[f]
 	for i, p := range order {
 		if p.health.healthy() {
 			if i > 0 {

@@ -98,11 +98,11 @@ func TestDecide(t *testing.T) {
 func TestDecideFailover(t *testing.T) {
 	s := newTestServer(t, "  health: {interval: 1h}\n  fallback: [nrt, iad]")
 	down := func(names ...string) {
-		for _, p := range s.pops {
+		for _, p := range s.state.Load().pops {
 			p.health.state.Store(int32(Up))
 		}
 		for _, n := range names {
-			s.popByName[n].health.state.Store(int32(Down))
+			s.state.Load().popByName[n].health.state.Store(int32(Down))
 		}
 	}
 	src := netip.MustParseAddr("127.0.0.1")

@@ -21,23 +21,57 @@ type outcome struct {
 }
 
 // ServeDNS answers one query; it implements dns.Handler. A message that is
-// not a query gets no reply.
+// not a query gets no reply. UDP replies over the rate limit are dropped
+// or sent empty and truncated (see rrl).
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	st := s.state.Load()
 	src, tcp := remote(w)
-	resp, out, limit := s.respond(req, src)
+	resp, out, limit := st.respond(req, src)
 	if resp == nil {
 		return
 	}
 	if !tcp {
+		if st.rrl != nil {
+			kind, name, qtype := rrlKind(st, resp)
+			switch st.rrl.check(st.rrl.key(src, kind, name, qtype), s.now().UnixNano()) {
+			case rrlDrop:
+				s.metrics.rrlDropped.Add(1)
+				return
+			case rrlSlip:
+				s.metrics.rrlSlipped.Add(1)
+				slip(resp)
+				s.write(w, resp, src)
+				return
+			}
+		}
 		resp.Truncate(limit)
 		out.truncated = resp.Truncated
 	} else {
 		resp.Compress = true
 	}
-	s.metrics.count(out) // before the reply leaves, so a client that got it sees it counted
+	s.metrics.count(st, out) // before the reply leaves, so a client that got it sees it counted
+	s.write(w, resp, src)
+}
+
+// write sends resp.
+func (s *Server) write(w dns.ResponseWriter, resp *dns.Msg, src netip.Addr) {
 	if err := w.WriteMsg(resp); err != nil {
 		s.log.Debug("writing a DNS reply", "err", err, "client", src)
 	}
+}
+
+// slip empties resp and sets TC, so that the client asks again over TCP
+// (RRL's slip). The question and the OPT record stay.
+func slip(resp *dns.Msg) {
+	resp.Truncated = true
+	resp.Answer, resp.Ns = nil, nil
+	extra := resp.Extra[:0]
+	for _, rr := range resp.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	resp.Extra = extra
 }
 
 // remote returns the client's address and whether it came over TCP.
@@ -55,7 +89,7 @@ func remote(w dns.ResponseWriter) (netip.Addr, bool) {
 
 // respond builds the reply to req from src, and the largest size a UDP
 // reply may have. A nil reply means none is sent.
-func (s *Server) respond(req *dns.Msg, src netip.Addr) (*dns.Msg, outcome, int) {
+func (st *state) respond(req *dns.Msg, src netip.Addr) (*dns.Msg, outcome, int) {
 	out := outcome{by: -1}
 	if req.Response {
 		return nil, out, 0 // never answer an answer: no loops, no reflection
@@ -74,7 +108,7 @@ func (s *Server) respond(req *dns.Msg, src netip.Addr) (*dns.Msg, outcome, int) 
 			continue
 		}
 		if opt != nil || o.Hdr.Name != "." {
-			return s.fail(resp, dns.RcodeFormatError, nil, &out)
+			return st.fail(resp, dns.RcodeFormatError, nil, &out)
 		}
 		opt = o
 	}
@@ -82,25 +116,25 @@ func (s *Server) respond(req *dns.Msg, src netip.Addr) (*dns.Msg, outcome, int) 
 	var ropt *dns.OPT
 	if opt != nil {
 		ropt = &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
-		ropt.SetUDPSize(s.udpSize)
+		ropt.SetUDPSize(st.udpSize)
 		if opt.Do() {
 			ropt.SetDo()
 		}
-		limit = min(max(int(opt.UDPSize()), dns.MinMsgSize), int(s.udpSize))
+		limit = min(max(int(opt.UDPSize()), dns.MinMsgSize), int(st.udpSize))
 		if opt.Version() != 0 {
 			// RFC 6891 §6.1.3: answer with our version, 0.
-			return s.fail(resp, dns.RcodeBadVers, ropt, &out)
+			return st.fail(resp, dns.RcodeBadVers, ropt, &out)
 		}
 	}
 	switch {
 	case req.Opcode != dns.OpcodeQuery:
-		return s.fail(resp, dns.RcodeNotImplemented, ropt, &out)
+		return st.fail(resp, dns.RcodeNotImplemented, ropt, &out)
 	case len(req.Question) != 1:
-		return s.fail(resp, dns.RcodeFormatError, ropt, &out)
+		return st.fail(resp, dns.RcodeFormatError, ropt, &out)
 	}
 	ecs, ok := clientSubnet(opt)
 	if !ok {
-		return s.fail(resp, dns.RcodeFormatError, ropt, &out)
+		return st.fail(resp, dns.RcodeFormatError, ropt, &out)
 	}
 	if ecs.opt != nil {
 		// RFC 7871 §7.2.1: echo the option, scope 0 unless the answer
@@ -110,7 +144,7 @@ func (s *Server) respond(req *dns.Msg, src netip.Addr) (*dns.Msg, outcome, int) 
 		ecs.echo = &echo
 		ropt.Option = append(ropt.Option, ecs.echo)
 	}
-	s.answer(req.Question[0], resp, src, ecs, &out)
+	st.answer(req.Question[0], resp, src, ecs, &out)
 	if ropt != nil {
 		resp.Extra = append(resp.Extra, ropt)
 	}
@@ -119,7 +153,7 @@ func (s *Server) respond(req *dns.Msg, src netip.Addr) (*dns.Msg, outcome, int) 
 }
 
 // fail turns resp into an error reply with rcode.
-func (s *Server) fail(resp *dns.Msg, rcode int, ropt *dns.OPT, out *outcome) (*dns.Msg, outcome, int) {
+func (st *state) fail(resp *dns.Msg, rcode int, ropt *dns.OPT, out *outcome) (*dns.Msg, outcome, int) {
 	resp.Rcode = rcode
 	if ropt != nil {
 		resp.Extra = append(resp.Extra, ropt)
@@ -186,8 +220,8 @@ func clientSubnet(opt *dns.OPT) (sub subnet, ok bool) {
 
 // answer fills resp for question q, asked by src. It sets AA for names in
 // the zone.
-func (s *Server) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subnet, out *outcome) {
-	z := s.zone
+func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subnet, out *outcome) {
+	z := st.zone
 	name := strings.ToLower(q.Name)
 	if (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) || !z.contains(name) {
 		resp.Rcode = dns.RcodeRefused // not ours: no recursion, no referral
@@ -201,14 +235,14 @@ func (s *Server) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 	kind, ok := z.names[name]
 	if !ok {
 		resp.Rcode = dns.RcodeNameError
-		s.negative(q.Name, resp)
+		st.negative(q.Name, resp)
 		return
 	}
 	// ANY (RFC 8482): one RRset, the one users ask for most.
 	qtype := q.Qtype
 	if qtype == dns.TypeANY {
 		switch {
-		case kind&kindService != 0 && len(s.byFamily[v4]) == 0:
+		case kind&kindService != 0 && len(st.byFamily[v4]) == 0:
 			qtype = dns.TypeAAAA
 		case kind&(kindService|kindNS) != 0:
 			qtype = dns.TypeA
@@ -221,13 +255,13 @@ func (s *Server) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 	}
 	switch {
 	case kind&kindService != 0 && (qtype == dns.TypeA || qtype == dns.TypeAAAA):
-		d := s.decide(Query{Source: src, Subnet: ecs.prefix, Type: qtype}, nil)
-		out.by = s.byIndex(d.By)
+		d := st.decide(Query{Source: src, Subnet: ecs.prefix, Type: qtype}, nil)
+		out.by = st.byIndex(d.By)
 		out.failover, out.failOpen = d.Failover, d.FailOpen
 		if d.POP == "" {
 			break // no PoP has an address of this family: NODATA
 		}
-		p := s.popByName[d.POP]
+		p := st.popByName[d.POP]
 		out.pop = p
 		hdr := dns.RR_Header{Name: q.Name, Rrtype: qtype, Class: dns.ClassINET, Ttl: z.ttl}
 		if qtype == dns.TypeA {
@@ -250,24 +284,24 @@ func (s *Server) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 			})
 		}
 		for _, n := range z.ns {
-			resp.Extra = s.appendAddrs(resp.Extra, n, v4)
-			resp.Extra = s.appendAddrs(resp.Extra, n, v6)
+			resp.Extra = st.appendAddrs(resp.Extra, n, v4)
+			resp.Extra = st.appendAddrs(resp.Extra, n, v6)
 		}
 	case kind&kindNS != 0 && qtype == dns.TypeA:
-		resp.Answer = s.appendAddrs(resp.Answer, q.Name, v4)
+		resp.Answer = st.appendAddrs(resp.Answer, q.Name, v4)
 	case kind&kindNS != 0 && qtype == dns.TypeAAAA:
-		resp.Answer = s.appendAddrs(resp.Answer, q.Name, v6)
+		resp.Answer = st.appendAddrs(resp.Answer, q.Name, v6)
 	}
 	if len(resp.Answer) == 0 {
-		s.negative(q.Name, resp) // NODATA (RFC 2308 §2.2)
+		st.negative(q.Name, resp) // NODATA (RFC 2308 §2.2)
 	}
 }
 
 // appendAddrs appends the addresses of family f of the in-zone name server
 // name, with name (as the client spelled it, when it asked) as the owner.
-func (s *Server) appendAddrs(rrs []dns.RR, name string, f family) []dns.RR {
-	for _, ip := range s.zone.nsAddrs[strings.ToLower(name)][f] {
-		hdr := dns.RR_Header{Name: name, Class: dns.ClassINET, Ttl: s.zone.zoneTTL}
+func (st *state) appendAddrs(rrs []dns.RR, name string, f family) []dns.RR {
+	for _, ip := range st.zone.nsAddrs[strings.ToLower(name)][f] {
+		hdr := dns.RR_Header{Name: name, Class: dns.ClassINET, Ttl: st.zone.zoneTTL}
 		if f == v4 {
 			hdr.Rrtype = dns.TypeA
 			rrs = append(rrs, &dns.A{Hdr: hdr, A: ip})
@@ -282,9 +316,9 @@ func (s *Server) appendAddrs(rrs []dns.RR, name string, f family) []dns.RR {
 // negative adds the SOA that lets resolvers cache a negative answer
 // (RFC 2308 §3): its TTL is the smaller of the SOA's TTL and its minimum.
 // The owner keeps the letter case of the query's name.
-func (s *Server) negative(qname string, resp *dns.Msg) {
-	soa := s.zone.soa
-	soa.Hdr.Name = qname[len(qname)-len(s.zone.name):]
-	soa.Hdr.Ttl = s.zone.negTTL
+func (st *state) negative(qname string, resp *dns.Msg) {
+	soa := st.zone.soa
+	soa.Hdr.Name = qname[len(qname)-len(st.zone.name):]
+	soa.Hdr.Ttl = st.zone.negTTL
 	resp.Ns = append(resp.Ns, &soa)
 }

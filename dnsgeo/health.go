@@ -48,27 +48,83 @@ func (o *HealthOptions) applyDefaults() {
 	}
 }
 
-// runProbes probes every PoP until ctx is done.
-func (s *Server) runProbes(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, p := range s.pops {
-		if p.healthURL == "" {
-			continue
-		}
-		wg.Go(func() { s.probeLoop(ctx, p) })
+// probeSet runs one prober per PoP of the running state while the server
+// serves. A reload starts probers for added PoPs, stops those of removed
+// ones, and restarts only those whose URL or health settings changed.
+type probeSet struct {
+	mu     sync.Mutex
+	ctx    context.Context // nil while the server does not serve
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// start starts probing the running state's PoPs until stop.
+func (ps *probeSet) start(s *Server, ctx context.Context) {
+	ps.mu.Lock()
+	ps.ctx, ps.cancel = context.WithCancel(ctx)
+	ps.mu.Unlock()
+	ps.sync(s, nil, s.state.Load())
+}
+
+// stop stops every prober and waits for them.
+func (ps *probeSet) stop(s *Server) {
+	ps.mu.Lock()
+	if ps.cancel != nil {
+		ps.cancel()
 	}
-	wg.Wait()
+	ps.ctx, ps.cancel = nil, nil
+	st := s.state.Load()
+	for _, p := range st.pops {
+		p.health.probeStop = nil
+	}
+	ps.mu.Unlock()
+	ps.wg.Wait()
 	if t, ok := s.client.Transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}
 }
 
+// sync makes the probers match st, which replaced old (nil at start).
+func (ps *probeSet) sync(s *Server, old, st *state) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.ctx == nil {
+		return // not serving: start will probe the running state's PoPs
+	}
+	if old != nil {
+		for _, p := range old.pops {
+			if n := st.popByName[p.name]; (n == nil || n.health != p.health) && p.health.probeStop != nil {
+				p.health.probeStop()
+				p.health.probeStop = nil
+			}
+		}
+	}
+	opts := st.health
+	for _, p := range st.pops {
+		h := p.health
+		key := fmt.Sprintf("%s %v %v", p.healthURL, opts.Interval, opts.Timeout)
+		if h.probeStop != nil && h.probeKey == key {
+			continue
+		}
+		if h.probeStop != nil {
+			h.probeStop()
+			h.probeStop = nil
+		}
+		if p.healthURL == "" {
+			continue
+		}
+		ctx, cancel := context.WithCancel(ps.ctx)
+		h.probeStop, h.probeKey = cancel, key
+		ps.wg.Go(func() { s.probeLoop(ctx, p, opts) })
+	}
+}
+
 // probeLoop probes p at once and then every interval until ctx is done.
-func (s *Server) probeLoop(ctx context.Context, p *pop) {
-	t := time.NewTicker(s.health.Interval)
+func (s *Server) probeLoop(ctx context.Context, p *pop, opts HealthOptions) {
+	t := time.NewTicker(opts.Interval)
 	defer t.Stop()
 	for {
-		res, detail := s.probe(ctx, p)
+		res, detail := s.probe(ctx, p, opts.Timeout)
 		if ctx.Err() != nil {
 			return
 		}
@@ -82,8 +138,8 @@ func (s *Server) probeLoop(ctx context.Context, p *pop) {
 }
 
 // probe sends one GET to p's /healthz.
-func (s *Server) probe(ctx context.Context, p *pop) (probeResult, string) {
-	ctx, cancel := context.WithTimeout(ctx, s.health.Timeout)
+func (s *Server) probe(ctx context.Context, p *pop, timeout time.Duration) (probeResult, string) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.healthURL, nil)
 	if err != nil {
@@ -93,7 +149,7 @@ func (s *Server) probe(ctx context.Context, p *pop) (probeResult, string) {
 	resp, err := s.client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return probeFail, fmt.Sprintf("no answer within %s", s.health.Timeout)
+			return probeFail, fmt.Sprintf("no answer within %s", timeout)
 		}
 		return probeFail, err.Error()
 	}
@@ -108,9 +164,11 @@ func (s *Server) probe(ctx context.Context, p *pop) (probeResult, string) {
 	return probeFail, "status " + resp.Status
 }
 
-// observe applies one probe result to p's state and logs changes.
+// observe applies one probe result to p's state and logs changes, with
+// the rise and fall counts of the running state.
 func (s *Server) observe(p *pop, res probeResult, detail string) {
-	h := &p.health
+	h := p.health
+	opts := s.state.Load().health
 	h.checks[res].Add(1)
 	if detail != "" {
 		h.lastErr.Store(&detail)
@@ -121,7 +179,7 @@ func (s *Server) observe(p *pop, res probeResult, detail string) {
 	case probePass:
 		h.passes++
 		h.fails = 0
-		if old != Up && h.passes >= s.health.Rise {
+		if old != Up && h.passes >= opts.Rise {
 			next = Up
 		}
 	case probeDraining:
@@ -130,7 +188,7 @@ func (s *Server) observe(p *pop, res probeResult, detail string) {
 	case probeFail:
 		h.fails++
 		h.passes = 0
-		if old != Down && h.fails >= s.health.Fall {
+		if old != Down && h.fails >= opts.Fall {
 			next = Down
 		}
 	}
@@ -143,11 +201,11 @@ func (s *Server) observe(p *pop, res probeResult, detail string) {
 	h.changed.Store(s.now().UnixNano())
 	switch next {
 	case Up:
-		s.log.Info("pop up", "pop", p.name, "was", old.String(), "passes", s.health.Rise)
+		s.log.Info("pop up", "pop", p.name, "was", old.String(), "passes", opts.Rise)
 	case Draining:
 		s.log.Info("pop draining: answers go to other PoPs", "pop", p.name)
 	case Down:
-		s.log.Warn("pop down: answers go to other PoPs", "pop", p.name, "fails", s.health.Fall, "err", detail)
+		s.log.Warn("pop down: answers go to other PoPs", "pop", p.name, "fails", opts.Fall, "err", detail)
 	}
 	// Fail open: say so when a family loses its last healthy PoP, and
 	// when it gets one back.
@@ -166,10 +224,10 @@ func (s *Server) observe(p *pop, res probeResult, detail string) {
 }
 
 // noneHealthy reports whether PoPs with addresses of family f exist and
-// none is healthy.
+// none is healthy, in the running state.
 func (s *Server) noneHealthy(f family) bool {
 	have := false
-	for _, p := range s.byFamily[f] {
+	for _, p := range s.state.Load().byFamily[f] {
 		if p.health.healthy() {
 			return false
 		}

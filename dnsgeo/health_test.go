@@ -20,7 +20,7 @@ func TestHealthFailover(t *testing.T) {
 		return answerAddr(ts.exchange(t, "udp", query("demo.cdn.example.", dns.TypeA, "198.51.100.0/24", 0)))
 	}
 	answers := func(want string) func() bool { return func() bool { return frankfurt() == want } }
-	state := func(name string) HealthState { return ts.popByName[name].health.get() }
+	state := func(name string) HealthState { return ts.state.Load().popByName[name].health.get() }
 	const prgAddr, iadAddr = "127.0.0.11", "127.0.0.12"
 
 	steps := []struct {
@@ -69,7 +69,7 @@ func TestHealthFailover(t *testing.T) {
 // TestHealthStateMachine checks rise and fall counts without a network.
 func TestHealthStateMachine(t *testing.T) {
 	s := newTestServer(t, "  health: {interval: 1h, rise: 3, fall: 2}")
-	p := s.popByName["iad"]
+	p := s.state.Load().popByName["iad"]
 	seq := []struct {
 		res  probeResult
 		want HealthState

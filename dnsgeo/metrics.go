@@ -1,6 +1,7 @@
 package dnsgeo
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/miekg/dns"
@@ -13,6 +14,12 @@ var (
 	typeNames  = []string{"A", "AAAA", "ANY", "SOA", "NS", "other"}
 	rcodeNames = []string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other"}
 	ecsNames   = []string{"false", "true"}
+)
+
+// The sizes of the label sets above.
+const (
+	numTypes  = 6
+	numRcodes = 8
 )
 
 // noPOP is the pop label of replies that carry no PoP's address.
@@ -55,46 +62,61 @@ func rcodeIndex(rcode int) int {
 }
 
 // metrics are the server's counters: plain atomics that the query path
-// bumps and the collector reads at scrape time.
+// bumps and the collector reads at scrape time. Counters of one PoP live
+// with it (popCounts), so that they follow it across reloads and leave
+// with it.
 type metrics struct {
-	npop      int
-	queries   []atomic.Uint64 // [type][rcode][pop+1][ecs]; pop 0 is "none"
-	decisions []atomic.Uint64 // by what placed the client
-	failovers []atomic.Uint64 // by PoP answered
-	failOpen  atomic.Uint64
-	truncated atomic.Uint64
-	rejected  atomic.Uint64 // FORMERR or NOTIMP from the header alone
-	invalid   atomic.Uint64 // could not be parsed
+	noPOP      [numTypes * numRcodes * 2]atomic.Uint64 // replies without a PoP's address: [type][rcode][ecs]
+	failOpen   atomic.Uint64
+	truncated  atomic.Uint64
+	rejected   atomic.Uint64    // FORMERR or NOTIMP from the header alone
+	invalid    atomic.Uint64    // could not be parsed
+	rrlDropped atomic.Uint64    // UDP replies not sent: over the rate limit
+	rrlSlipped atomic.Uint64    // sent empty and truncated instead: over the rate limit
+	reloads    [2]atomic.Uint64 // [ok, rejected]
+
+	decisionsMu sync.Mutex
+	decisions   map[string]*atomic.Uint64 // by what placed the client; kept across reloads
 }
 
-func newMetrics(npop, nby int) *metrics {
-	return &metrics{
-		npop:      npop,
-		queries:   make([]atomic.Uint64, len(typeNames)*len(rcodeNames)*(npop+1)*len(ecsNames)),
-		decisions: make([]atomic.Uint64, nby),
-		failovers: make([]atomic.Uint64, npop),
+func newMetrics() *metrics {
+	return &metrics{decisions: make(map[string]*atomic.Uint64)}
+}
+
+// decision returns the counter of decisions made by name.
+func (m *metrics) decision(name string) *atomic.Uint64 {
+	m.decisionsMu.Lock()
+	defer m.decisionsMu.Unlock()
+	c := m.decisions[name]
+	if c == nil {
+		c = new(atomic.Uint64)
+		m.decisions[name] = c
 	}
+	return c
 }
 
-func (m *metrics) queryIndex(t, rcode, pop, ecs int) int {
-	return ((t*len(rcodeNames)+rcode)*(m.npop+1)+pop)*len(ecsNames) + ecs
+// queryIndex indexes the [type][rcode][ecs] arrays.
+func queryIndex(t, rcode, ecs int) int {
+	return (t*numRcodes+rcode)*2 + ecs
 }
 
-// count records one answered query.
-func (m *metrics) count(o outcome) {
-	pop, ecs := 0, 0
-	if o.pop != nil {
-		pop = o.pop.index + 1
-		if o.failover {
-			m.failovers[o.pop.index].Add(1)
-		}
-	}
+// count records one answered query, under the state it was answered by.
+func (m *metrics) count(st *state, o outcome) {
+	ecs := 0
 	if o.ecs {
 		ecs = 1
 	}
-	m.queries[m.queryIndex(typeIndex(o.qtype), rcodeIndex(o.rcode), pop, ecs)].Add(1)
+	i := queryIndex(typeIndex(o.qtype), rcodeIndex(o.rcode), ecs)
+	if o.pop != nil {
+		o.pop.counts.queries[i].Add(1)
+		if o.failover {
+			o.pop.counts.failovers.Add(1)
+		}
+	} else {
+		m.noPOP[i].Add(1)
+	}
 	if o.by >= 0 {
-		m.decisions[o.by].Add(1)
+		st.decisions[o.by].Add(1)
 	}
 	if o.failOpen {
 		m.failOpen.Add(1)
@@ -132,6 +154,12 @@ var (
 		"1 while the DNS server is shutting down.", nil, nil)
 	descNetworks = prometheus.NewDesc("outpost_dns_network_map_entries",
 		"Rows of the network map; absent when there is none.", nil, nil)
+	descRRLDropped = prometheus.NewDesc("outpost_dns_rrl_dropped_total",
+		"UDP replies not sent because their client network was over dns.rate_limit.", nil, nil)
+	descRRLSlipped = prometheus.NewDesc("outpost_dns_rrl_slipped_total",
+		"UDP replies over dns.rate_limit sent empty and truncated (TC, slip) so that real clients retry over TCP.", nil, nil)
+	descReloads = prometheus.NewDesc("outpost_dns_reloads_total",
+		"Configuration reloads (SIGHUP), by result: ok, or rejected (the old configuration kept serving).", []string{"result"}, nil)
 )
 
 // collector exports the counters as Prometheus metrics at scrape time.
@@ -142,7 +170,8 @@ var _ prometheus.Collector = (*collector)(nil)
 // Describe sends every metric description.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueries, descDecisions, descFailovers, descFailOpen,
-		descTruncated, descRejected, descInvalid, descPOPUp, descPOPDraining, descChecks, descDraining, descNetworks} {
+		descTruncated, descRejected, descInvalid, descPOPUp, descPOPDraining, descChecks, descDraining, descNetworks,
+		descRRLDropped, descRRLSlipped, descReloads} {
 		ch <- d
 	}
 }
@@ -157,31 +186,28 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	popName := func(i int) string {
-		if i == 0 {
-			return noPOP
-		}
-		return s.pops[i-1].name
-	}
-	for t := range typeNames {
-		for r := range rcodeNames {
-			for p := 0; p <= m.npop; p++ {
+	st := s.state.Load()
+	queries := func(qs *[numTypes * numRcodes * 2]atomic.Uint64, pop string) {
+		for t := range typeNames {
+			for r := range rcodeNames {
 				for e := range ecsNames {
-					if v := m.queries[m.queryIndex(t, r, p, e)].Load(); v > 0 {
-						counter(descQueries, v, typeNames[t], rcodeNames[r], popName(p), ecsNames[e])
+					if v := qs[queryIndex(t, r, e)].Load(); v > 0 {
+						counter(descQueries, v, typeNames[t], rcodeNames[r], pop, ecsNames[e])
 					}
 				}
 			}
 		}
 	}
-	for i, name := range s.byNames {
-		counter(descDecisions, m.decisions[i].Load(), name)
+	queries(&m.noPOP, noPOP)
+	for i, name := range st.byNames {
+		counter(descDecisions, st.decisions[i].Load(), name)
 	}
-	for i, p := range s.pops {
-		counter(descFailovers, m.failovers[i].Load(), p.name)
-		st := p.health.get()
-		gauge(descPOPUp, b2f(st == Up), p.name)
-		gauge(descPOPDraining, b2f(st == Draining), p.name)
+	for _, p := range st.pops {
+		queries(&p.counts.queries, p.name)
+		counter(descFailovers, p.counts.failovers.Load(), p.name)
+		h := p.health.get()
+		gauge(descPOPUp, b2f(h == Up), p.name)
+		gauge(descPOPDraining, b2f(h == Draining), p.name)
 		for r := range numProbeResults {
 			counter(descChecks, p.health.checks[r].Load(), p.name, probeResultNames[r])
 		}
@@ -191,9 +217,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRejected, m.rejected.Load())
 	counter(descInvalid, m.invalid.Load())
 	gauge(descDraining, b2f(s.draining.Load()))
-	if s.networks >= 0 {
-		gauge(descNetworks, float64(s.networks))
+	if st.networks >= 0 {
+		gauge(descNetworks, float64(st.networks))
 	}
+	counter(descRRLDropped, m.rrlDropped.Load())
+	counter(descRRLSlipped, m.rrlSlipped.Load())
+	counter(descReloads, m.reloads[0].Load(), "ok")
+	counter(descReloads, m.reloads[1].Load(), "rejected")
 }
 
 func b2f(b bool) float64 {

@@ -1,6 +1,7 @@
 package dnsgeo
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -26,8 +27,10 @@ func (f family) String() string {
 	return "A"
 }
 
-// pop is a configured PoP as the server runs it. Everything but the
-// health fields is fixed after New.
+// pop is a configured PoP as one state of the server runs it. Everything
+// but what health and counts point to is fixed once the state is built;
+// those two carry over to the next state when a reload keeps the PoP (by
+// name), so that its health and figures survive the reload.
 type pop struct {
 	name      string
 	index     int // in file order
@@ -39,14 +42,23 @@ type pop struct {
 	seed      uint64 // hash of the name, for rendezvous hashing
 	healthURL string
 
-	health health
+	health *health
+	counts *popCounts
+}
+
+// popCounts are the per-PoP counters of the query path.
+type popCounts struct {
+	queries   [numTypes * numRcodes * 2]atomic.Uint64 // [type][rcode][ecs]
+	failovers atomic.Uint64
 }
 
 // hasFamily reports whether the PoP has an address of family f.
 func (p *pop) hasFamily(f family) bool { return p.ip[f] != nil }
 
-// newPOPs makes the running form of the configured PoPs.
-func newPOPs(cfg []config.POP) []*pop {
+// newPOPs makes the running form of the configured PoPs. A PoP that old
+// (the previous state's PoPs by name; nil for none) has keeps its health
+// and counters.
+func newPOPs(cfg []config.POP, old map[string]*pop) []*pop {
 	out := make([]*pop, len(cfg))
 	for i, c := range cfg {
 		p := &pop{
@@ -64,6 +76,11 @@ func newPOPs(cfg []config.POP) []*pop {
 			p.addr[v6], p.ip[v6] = c.Address6, net.IP(c.Address6.AsSlice())
 		}
 		p.healthURL = healthURL(c.Admin, p.addr)
+		if o := old[c.Name]; o != nil {
+			p.health, p.counts = o.health, o.counts
+		} else {
+			p.health, p.counts = new(health), new(popCounts)
+		}
 		out[i] = p
 	}
 	return out
@@ -134,6 +151,7 @@ func (s *HealthState) UnmarshalText(b []byte) error {
 
 // health is a PoP's probe state. state is read by every query; the rest is
 // written by the PoP's prober only, and read by /stats under atomics.
+// The probe fields belong to the server's prober set, under its lock.
 type health struct {
 	state   atomic.Int32 // a HealthState
 	changed atomic.Int64 // Unix nanoseconds of the last state change; 0 = never
@@ -142,6 +160,9 @@ type health struct {
 	passes, fails int // in a row; the prober's own
 
 	checks [numProbeResults]atomic.Uint64 // probes by result
+
+	probeStop context.CancelFunc // stops the running prober; nil when none runs
+	probeKey  string             // what it probes with: URL and options
 }
 
 func (h *health) get() HealthState { return HealthState(h.state.Load()) }

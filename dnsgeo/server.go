@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-cdn/outpost/config"
-	"github.com/outpost-cdn/outpost/dnsgeo/netmap"
 )
 
 // Options are a Server's dependencies beyond its configuration. Every
@@ -43,32 +43,31 @@ type Options struct {
 }
 
 // Server is the authoritative geo DNS server of one configuration. Make one
-// with New; it is safe for concurrent use.
+// with New; it is safe for concurrent use. What it derives from the
+// configuration lives in an immutable state that Reload replaces whole.
 type Server struct {
-	cfg      *config.DNS
-	version  string
+	version  string // of the file New was given, for the startup log
 	log      *slog.Logger
 	now      func() time.Time
 	registry *prometheus.Registry
 	client   *http.Client
 	grace    time.Duration
+	listen   []string // fixed for the server's life
+	admin    string
 
-	zone          *zone
-	pops          []*pop // in file order
-	popByName     map[string]*pop
-	byFamily      [2][]*pop // PoPs with an address of each family, in file order
-	fallbackOrder [2][]*pop // the same in the fallback order
-	locators      []Locator
-	byNames       []string // decision labels: the locators' names, then "fallback"
-	networks      int      // rows of the network map; -1 when there is none
-	spread        float64
-	udpSize       uint16
-	health        HealthOptions
+	state         atomic.Pointer[state]
+	reloadMu      sync.Mutex // serializes reloads
+	fixedLocators bool       // Options.Locators were given: reloads keep them
 
 	metrics *metrics
+	probes  probeSet
 
 	healthMu sync.Mutex // serializes health state changes, for fail-open logs
 	failOpen [2]bool    // per family: no PoP healthy, as last logged
+
+	retiredMu sync.Mutex
+	retired   map[*time.Timer]*state // replaced states whose databases are still open
+	stopped   bool                   // Serve returned: close replaced states at once
 
 	started  time.Time
 	draining atomic.Bool
@@ -84,26 +83,19 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:       dc,
-		version:   cfg.Version,
-		log:       opts.Logger,
-		now:       opts.Now,
-		registry:  opts.Registry,
-		client:    opts.HTTPClient,
-		grace:     opts.ShutdownGrace,
-		zone:      newZone(cfg),
-		pops:      newPOPs(cfg.POPs),
-		popByName: make(map[string]*pop),
-		spread:    dc.Spread,
-		udpSize:   uint16(min(max(dc.UDPSize, dns.MinMsgSize), 4096)),
-		health: HealthOptions{
-			Interval: dc.Health.Interval, Timeout: dc.Health.Timeout,
-			Rise: dc.Health.Rise, Fall: dc.Health.Fall,
-		},
-		networks: -1,
-		ready:    make(chan struct{}),
+		version:       cfg.Version,
+		log:           opts.Logger,
+		now:           opts.Now,
+		registry:      opts.Registry,
+		client:        opts.HTTPClient,
+		grace:         opts.ShutdownGrace,
+		listen:        slices.Clone(dc.Listen),
+		admin:         dc.Admin,
+		fixedLocators: opts.Locators != nil,
+		metrics:       newMetrics(),
+		retired:       make(map[*time.Timer]*state),
+		ready:         make(chan struct{}),
 	}
-	s.health.applyDefaults()
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -113,60 +105,22 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if s.grace <= 0 {
 		s.grace = 5 * time.Second
 	}
+	st, err := s.buildState(cfg, nil, opts.Locators)
+	if err != nil {
+		return nil, err
+	}
+	s.state.Store(st)
 	if s.client == nil {
 		s.client = &http.Client{
 			Transport: &http.Transport{
 				Proxy:               nil, // probes go straight to the PoPs
 				MaxIdleConnsPerHost: 1,
-				IdleConnTimeout:     2 * s.health.Interval,
+				IdleConnTimeout:     2 * st.health.Interval,
 				DisableCompression:  true,
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-	for _, p := range s.pops {
-		s.popByName[p.name] = p
-		for f := range s.byFamily {
-			if p.hasFamily(family(f)) {
-				s.byFamily[f] = append(s.byFamily[f], p)
-			}
-		}
-	}
-	if len(s.byFamily[v4])+len(s.byFamily[v6]) == 0 {
-		return nil, fmt.Errorf("dnsgeo: no PoP of %s has an address to answer with", cfg.Path)
-	}
-	for _, name := range dc.Fallback {
-		p := s.popByName[name]
-		for f := range s.fallbackOrder {
-			if p != nil && p.hasFamily(family(f)) {
-				s.fallbackOrder[f] = append(s.fallbackOrder[f], p)
-			}
-		}
-	}
-	for f := range s.fallbackOrder {
-		if len(s.fallbackOrder[f]) == 0 { // a hand-made config without Fallback
-			s.fallbackOrder[f] = s.byFamily[f]
-		}
-	}
-
-	s.locators = opts.Locators
-	if s.locators == nil && dc.Networks != "" {
-		m, err := netmap.Load(dc.Networks)
-		if err != nil {
-			return nil, fmt.Errorf("dnsgeo: network map: %w", err)
-		}
-		if err := s.checkMap(m); err != nil {
-			return nil, err
-		}
-		s.networks = m.Len()
-		s.locators = []Locator{NetworkLocator(m)}
-	}
-	for _, l := range s.locators {
-		s.byNames = append(s.byNames, l.Name())
-	}
-	s.byNames = append(s.byNames, byFallback)
-
-	s.metrics = newMetrics(len(s.pops), len(s.byNames))
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 		s.registry.MustRegister(
@@ -175,43 +129,11 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		)
 	}
 	if err := s.registry.Register(&collector{s: s}); err != nil {
+		s.closeState(st)
 		return nil, fmt.Errorf("dnsgeo: metrics: %w", err)
 	}
 	s.started = s.now()
 	return s, nil
-}
-
-// checkMap reports every row of m that names a PoP the configuration does
-// not have.
-func (s *Server) checkMap(m *netmap.Map) error {
-	var errs []error
-	names := make([]string, len(s.pops))
-	for i, p := range s.pops {
-		names[i] = p.name
-	}
-	for e := range m.Entries {
-		if e.POP != "" && s.popByName[e.POP] == nil {
-			errs = append(errs, &netmap.ParseError{File: m.Name(), Line: e.Line,
-				Msg: fmt.Sprintf("unknown PoP %q (have %s)", e.POP, strings.Join(names, ", "))})
-			if len(errs) == 50 {
-				break
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("dnsgeo: network map: %w", errors.Join(errs...))
-	}
-	return nil
-}
-
-// byIndex returns the metrics index of a decision's By.
-func (s *Server) byIndex(by string) int {
-	for i, n := range s.byNames {
-		if n == by {
-			return i
-		}
-	}
-	return len(s.byNames) - 1
 }
 
 // Listeners are the sockets a Server serves on: a UDP socket and a TCP
@@ -293,7 +215,7 @@ func listenPair(ctx context.Context, addr string) (net.PacketConn, net.Listener,
 
 // Run serves on the configured addresses until ctx is done (see Serve).
 func (s *Server) Run(ctx context.Context) error {
-	ls, err := Listen(ctx, s.cfg.Listen, s.cfg.Admin)
+	ls, err := Listen(ctx, s.listen, s.admin)
 	if err != nil {
 		return err
 	}
@@ -306,10 +228,11 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Serve answers queries on ls and probes the PoPs until ctx is done. Then
 // it reports "draining" on the admin /healthz, stops reading queries,
 // lets TCP queries in progress finish within the shutdown grace, stops
-// probing, closes ls and returns nil. A listener that fails stops the
+// probing, closes ls and the databases and returns nil. A listener that fails stops the
 // server, and its error is returned. Serve may be called once.
 func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	defer ls.Close()
+	defer s.closeRetired()
 	var servers []*running
 	stopped := make(chan *running, len(ls.UDP)+len(ls.TCP))
 	start := func(srv *dns.Server, addr net.Addr) {
@@ -333,12 +256,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 		start(&dns.Server{Listener: ln, Net: "tcp"}, ln.Addr())
 	}
 
-	probeCtx, stopProbes := context.WithCancel(context.WithoutCancel(ctx))
-	probesDone := make(chan struct{})
-	go func() {
-		defer close(probesDone)
-		s.runProbes(probeCtx)
-	}()
+	s.probes.start(s, context.WithoutCancel(ctx))
 
 	var admin *http.Server
 	adminDone := make(chan error, 1)
@@ -367,8 +285,9 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	}
 	if serveErr == nil {
 		close(s.ready)
-		s.log.Info("dns serving", "listen", addrList(servers), "admin", adminAddr(ls.Admin), "zone", strings.TrimSuffix(s.zone.name, "."),
-			"pops", len(s.pops), "networks", s.networks, "config_version", s.version)
+		st := s.state.Load()
+		s.log.Info("dns serving", "listen", addrList(servers), "admin", adminAddr(ls.Admin), "zone", strings.TrimSuffix(st.zone.name, "."),
+			"pops", len(st.pops), "networks", st.networks, "config_version", st.version, "rate_limit", st.rrl != nil)
 		select {
 		case <-ctx.Done():
 		case r := <-stopped:
@@ -399,8 +318,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 			admin.Close()
 		}
 	}
-	stopProbes()
-	<-probesDone
+	s.probes.stop(s)
 	if serveErr != nil {
 		return serveErr
 	}

@@ -25,14 +25,15 @@ const (
 // records that do not depend on the client. It is immutable after
 // newZone.
 type zone struct {
-	name    string // lowercased, fully qualified ("cdn.example.")
-	names   map[string]nameKind
-	soa     dns.SOA  // header name is the zone; TTL the SOA TTL
-	ns      []string // name server names, fully qualified
-	nsAddrs map[string][2][]net.IP
-	ttl     uint32 // of geo answers
-	negTTL  uint32 // of the SOA in negative answers: min(SOA TTL, minimum), RFC 2308 §3
-	zoneTTL uint32 // of SOA, NS and name server addresses
+	name     string // lowercased, fully qualified ("cdn.example.")
+	names    map[string]nameKind
+	soa      dns.SOA  // header name is the zone; TTL the SOA TTL
+	ns       []string // name server names, fully qualified
+	nsAddrs  map[string][2][]net.IP
+	ttl      uint32 // of geo answers
+	negTTL   uint32 // of the SOA in negative answers: min(SOA TTL, minimum), RFC 2308 §3
+	zoneTTL  uint32 // of SOA, NS and name server addresses
+	services int    // service names in the zone
 }
 
 // newZone builds the zone from the configuration.
@@ -61,6 +62,7 @@ func newZone(cfg *config.Config) *zone {
 		for _, h := range s.Hostnames {
 			if n := dns.Fqdn(h); z.contains(n) {
 				z.add(n, kindService)
+				z.services++
 			}
 		}
 	}

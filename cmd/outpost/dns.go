@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -38,6 +37,7 @@ func runDNS(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *check {
+		defer srv.Close()
 		st := srv.Stats()
 		networks := "no network map"
 		if st.NetworkMapEntries >= 0 {
@@ -48,10 +48,8 @@ func runDNS(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// SIGHUP checks the file and says it needs a restart, rather than
-	// ending the server (the default for SIGHUP).
-	go reloadOnHUP(ctx, logger, *configPath, func(*config.Config) error {
-		return errors.New("the DNS server cannot reload its configuration yet: restart it to apply the file (it is valid)")
-	})
+	// SIGHUP reloads the file, the network map and the databases; a file
+	// that does not load is logged and the running configuration stays.
+	go reloadOnHUP(ctx, logger, *configPath, srv.Reload)
 	return srv.Run(ctx)
 }
