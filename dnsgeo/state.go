@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -123,9 +124,8 @@ func (s *Server) buildState(cfg *config.Config, old *state, locators []Locator) 
 	return st, nil
 }
 
-// loadLocators makes the locators the configuration names (the network
-// map, the ASN and City databases: see the function loadLocators), with
-// the network map checked against the PoPs.
+// loadLocators makes the locators the configuration names (see
+// loadLocators in locators.go) and checks the network map's PoP names.
 func (st *state) loadLocators(dc *config.DNS) error {
 	locs, info, closeFn, err := loadLocators(dc)
 	if err != nil {
@@ -137,7 +137,8 @@ func (st *state) loadLocators(dc *config.DNS) error {
 			return err
 		}
 	}
-	st.locators, st.networks, st.closeLocators = locs, info.networks, closeFn
+	st.locators, st.networks = locs, info.networks
+	st.closeLocators = sync.OnceValue(closeFn) // once, whoever gets there first
 	return nil
 }
 
