@@ -22,6 +22,7 @@ func commands() []command {
 		{"lab", "run a whole CDN on this machine, load it and report hit ratios", runLab},
 		{"pop", "run a Point-of-Presence: the caching reverse proxy", runPoP},
 		{"dns", "run the authoritative geo DNS: each user to the nearest healthy PoP", runDNS},
+		{"geodb", "build a MaxMind-format geo or ASN database from a CSV, for dns.geoip and dns.asn", runGeoDB},
 		{"origin", "run the synthetic origin for benchmarks, the lab and tests", runOrigin},
 		{"bench", "load-test a CDN, a PoP or a URL: latency, throughput, hit ratios", runBench},
 		{"purge", "remove content from every PoP, confirmed", runPurge},

@@ -9,6 +9,8 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -283,4 +285,43 @@ func Build(w io.Writer, name string, r io.Reader, k Kind) (rows int, err error) 
 		return 0, err
 	}
 	return len(rs), Write(w, name, rs, k)
+}
+
+// BuildFile builds a database of kind k from the CSV file at csvPath and
+// writes it to outPath, through a temporary file in the same directory
+// renamed into place, so a server never sees half a database. It returns
+// the number of networks.
+func BuildFile(csvPath, outPath string, k Kind) (rows int, err error) {
+	in, err := os.Open(csvPath)
+	if err != nil {
+		return 0, fmt.Errorf("geodb: %w", err)
+	}
+	defer in.Close()
+	rs, err := ParseCSV(csvPath, in, k)
+	if err != nil {
+		return 0, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(outPath), "."+filepath.Base(outPath)+".*")
+	if err != nil {
+		return 0, fmt.Errorf("geodb: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := Write(tmp, csvPath, rs, k); err != nil {
+		return 0, err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return 0, fmt.Errorf("geodb: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return 0, fmt.Errorf("geodb: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), outPath); err != nil {
+		return 0, fmt.Errorf("geodb: %w", err)
+	}
+	return len(rs), nil
 }

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/outpost-cdn/outpost/dnsgeo/geodb"
+)
+
+func TestGeoDBCommand(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	city := write("city.csv", "cidr,lat,lon,country\n198.51.100.0/24,50.11,8.68,DE\n2001:db8::/32,35.69,139.69,JP\n")
+	asn := write("asn.csv", "198.51.100.0/24,AS64500,Example\n")
+	bad := write("bad.csv", "198.51.100.7,50,8\n")
+	out := filepath.Join(dir, "out.mmdb")
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		wantOut    string
+		wantStderr string
+		kind       geodb.Kind // of out.mmdb after a success
+	}{
+		{"no subcommand", []string{"geodb"}, 2, "", "Usage: outpost geodb build", 0},
+		{"help", []string{"help", "geodb"}, 0, "Usage: outpost geodb build", "", 0},
+		{"one argument", []string{"geodb", "build", city}, 2, "", "Usage: outpost geodb build", 0},
+		{"city", []string{"geodb", "build", city, out}, 0, out + ": 2 networks (City database)", "", geodb.City},
+		{"asn", []string{"geodb", "build", "--asn", asn, out}, 0, out + ": 1 networks (ASN database)", "", geodb.ASN},
+		{"a bad row names the file and line", []string{"geodb", "build", bad, out}, 1, "", "bad.csv:1: network \"198.51.100.7\" has no prefix length", 0},
+		{"a missing file", []string{"geodb", "build", filepath.Join(dir, "nope.csv"), out}, 1, "", "nope.csv: no such file", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			os.Remove(out)
+			var stdout, stderr bytes.Buffer
+			if code := run(tt.args, &stdout, &stderr); code != tt.code {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.wantOut) {
+				t.Errorf("stdout %q lacks %q", stdout.String(), tt.wantOut)
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tt.wantStderr)
+			}
+			if tt.code != 0 || tt.wantOut == "" || strings.HasPrefix(tt.wantOut, "Usage") {
+				if _, err := os.Stat(out); err == nil {
+					t.Errorf("%s was written", out)
+				}
+				return
+			}
+			db, err := geodb.Open(out, tt.kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+		})
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".out.mmdb.*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
