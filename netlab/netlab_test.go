@@ -1,0 +1,468 @@
+package netlab_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/goleak"
+
+	"github.com/outpost-cdn/outpost/netlab"
+)
+
+// probeEnv, when set, makes the test binary the probe client (probeMain)
+// instead of running tests: the test runs it inside a client's namespace
+// with `ip netns exec`, so no goroutine of the test changes namespace.
+const probeEnv = "OUTPOST_NETLAB_PROBE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(probeEnv) != "" {
+		os.Exit(probeMain(os.Args[1:], os.Stdin, os.Stdout))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// result is one request of the probe: a JSON line of its output.
+type result struct {
+	At     int64   `json:"at"`     // Unix milliseconds when it started
+	Addr   string  `json:"addr"`   // the PoP address asked (from DNS, or -connect)
+	PoP    string  `json:"pop"`    // the PoP that answered, from Cache-Status
+	Cache  string  `json:"cache"`  // Cache-Status
+	Status int     `json:"status"` // HTTP status; 0 when it failed
+	MS     float64 `json:"ms"`     // the HTTP request's time, first byte to last
+	Err    string  `json:"err,omitempty"`
+}
+
+// probeMain is the probe client, run inside a host: n requests (or, with
+// -follow, requests until stdin closes) for -path on the PoP that DNS
+// names (-dns) or on a given address (-connect), one JSON line each.
+// Connections are kept alive, one per PoP address.
+func probeMain(args []string, stdin io.Reader, stdout io.Writer) int {
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	dnsAddr := fs.String("dns", "", "resolve the service host through this DNS server before each request")
+	connect := fs.String("connect", "", "ask this PoP (host:port) instead")
+	path := fs.String("path", "/obj/netlab", "request path")
+	n := fs.Int("n", 1, "requests")
+	follow := fs.Bool("follow", false, "request until stdin closes, instead of -n")
+	every := fs.Duration("every", 50*time.Millisecond, "pause between -follow requests")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	stop := make(chan struct{})
+	if *follow {
+		go func() {
+			io.Copy(io.Discard, stdin)
+			close(stop)
+		}()
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	enc := json.NewEncoder(stdout)
+	for i := 0; *follow || i < *n; i++ {
+		if *follow {
+			select {
+			case <-stop:
+				return 0
+			case <-time.After(*every):
+			}
+		}
+		r := result{At: time.Now().UnixMilli(), Addr: *connect}
+		if *dnsAddr != "" {
+			addr, err := resolve(*dnsAddr, netlab.ServiceHost)
+			if err != nil {
+				r.Err = "dns: " + err.Error()
+				enc.Encode(r)
+				continue
+			}
+			r.Addr = net.JoinHostPort(addr, "80")
+		}
+		req, _ := http.NewRequest("GET", "http://"+r.Addr+*path, nil)
+		req.Host = netlab.ServiceHost
+		start := time.Now()
+		resp, err := client.Do(req)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			r.Status = resp.StatusCode
+			r.Cache = resp.Header.Get("Cache-Status")
+			r.PoP = popOf(r.Cache)
+		}
+		r.MS = float64(time.Since(start).Microseconds()) / 1000
+		if err != nil {
+			r.Status, r.Err = 0, err.Error()
+		}
+		enc.Encode(r)
+	}
+	return 0
+}
+
+// resolve asks server for the A record of host, over UDP.
+func resolve(server, host string) (string, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(host), dns.TypeA)
+	c := &dns.Client{Timeout: time.Second}
+	in, _, err := c.Exchange(m, server)
+	if err != nil {
+		return "", err
+	}
+	for _, rr := range in.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			return a.A.String(), nil
+		}
+	}
+	return "", fmt.Errorf("no A record (rcode %s)", dns.RcodeToString[in.Rcode])
+}
+
+// popOf is the PoP name of the last outpost member of a Cache-Status.
+func popOf(cacheStatus string) string {
+	members := strings.Split(cacheStatus, ",")
+	name, _, _ := strings.Cut(strings.TrimSpace(members[len(members)-1]), ";")
+	pop, ok := strings.CutPrefix(name, "outpost/")
+	if !ok {
+		return ""
+	}
+	return pop
+}
+
+// TestNetlab runs the CDN across network namespaces: an origin, three PoPs
+// (Prague, Ashburn, Tokyo), the DNS server and a client in each region,
+// each a host with its own address, with 5 ms one way between a client
+// and the PoP of its region and 120 ms to the others. It checks that each
+// region is routed to its PoP, that the routed latency beats a far PoP's,
+// that a purge reaches every PoP, and that stopping a PoP moves its
+// clients to the next nearest within the health-check window with no
+// failed request. It needs root; elsewhere it skips.
+func TestNetlab(t *testing.T) {
+	prefix := netlab.PrefixFor(os.Getpid())
+	if err := netlab.Check(prefix); err != nil {
+		t.Skipf("skipping the network-namespace lab: %v", err)
+	}
+	if err := netlab.SweepStale(); err != nil {
+		t.Logf("removing the namespaces of earlier runs: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin := buildOutpost(t)
+	dir := t.TempDir()
+	opts := netlab.Options{
+		Prefix:         prefix,
+		Binary:         bin,
+		Dir:            dir,
+		Near:           5 * time.Millisecond,
+		Far:            120 * time.Millisecond,
+		HealthInterval: 250 * time.Millisecond,
+		Drain:          4 * time.Second,
+	}
+	start := time.Now()
+	lab, err := netlab.Up(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("tearing the lab down: %v", err)
+		}
+		for _, ns := range listNetns() {
+			if strings.HasPrefix(ns, prefix) {
+				t.Errorf("namespace %s is left after Close", ns)
+			}
+		}
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the lab's logs:%s", lab.Logs())
+		}
+	})
+	t.Logf("lab up in %s", time.Since(start).Round(time.Millisecond))
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := func(t *testing.T, host string, args ...string) []result {
+		t.Helper()
+		cmd := lab.Command(ctx, host, self, args...)
+		cmd.Env = append(os.Environ(), probeEnv+"=1")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("probe in %s %v: %v: %s", host, args, err, out)
+		}
+		return parseResults(t, out)
+	}
+
+	// Routing: each region's client is sent to the PoP of its region.
+	nearest := map[string]string{"client-eu": "prg", "client-us": "iad", "client-as": "nrt"}
+	t.Run("routing", func(t *testing.T) {
+		for _, client := range []string{"client-eu", "client-us", "client-as"} {
+			for _, r := range probe(t, client, "-dns", netlab.DNSAddr(), "-n", "3") {
+				want, _ := netlab.PoPHost(nearest[client])
+				if r.Err != "" || r.Status != http.StatusOK {
+					t.Errorf("%s: request failed: %+v", client, r)
+				} else if r.PoP != nearest[client] || r.Addr != net.JoinHostPort(want.Addr.String(), "80") {
+					t.Errorf("%s was sent to %s (%s, Cache-Status %q), want %s (%s)", client, r.PoP, r.Addr, r.Cache, nearest[client], want.Addr)
+				}
+			}
+		}
+	})
+
+	// Latency: from Frankfurt, the routed PoP (Prague) against Tokyo's,
+	// on warm connections to a stored object.
+	t.Run("latency", func(t *testing.T) {
+		const n = "8"
+		routed := probe(t, "client-eu", "-dns", netlab.DNSAddr(), "-n", n, "-path", "/obj/lat?size=1k")
+		far := probe(t, "client-eu", "-connect", strings.TrimPrefix(netlab.PoPURL("nrt"), "http://"), "-n", n, "-path", "/obj/lat?size=1k")
+		nearMS, farMS := warmMedian(t, routed), warmMedian(t, far)
+		t.Logf("median request time from client-eu: routed (%s) %.1f ms, far (nrt) %.1f ms", routed[0].PoP, nearMS, farMS)
+		// One round trip each: 2 × 5 ms against 2 × 120 ms. The bounds
+		// leave a wide margin for a loaded machine.
+		if farMS < float64(2*opts.Far/time.Millisecond)*0.9 {
+			t.Errorf("the far PoP answered in %.1f ms: the delay line does not delay (want ≥ %s)", farMS, 2*opts.Far)
+		}
+		if nearMS*3 > farMS {
+			t.Errorf("routed %.1f ms is not well under the far PoP's %.1f ms", nearMS, farMS)
+		}
+	})
+
+	// Purge: an object stored on every PoP is gone from all of them after
+	// one outpost purge.
+	t.Run("purge", func(t *testing.T) {
+		const path = "/obj/purge-me"
+		pops := []string{"prg", "iad", "nrt"}
+		for _, p := range pops {
+			rs := probe(t, "dns", "-connect", strings.TrimPrefix(netlab.PoPURL(p), "http://"), "-n", "2", "-path", path)
+			if last := rs[len(rs)-1]; !isHit(last.Cache) {
+				t.Fatalf("%s did not store %s: Cache-Status %q", p, path, last.Cache)
+			}
+		}
+		out, err := lab.Command(ctx, "dns", bin, "purge", "--config", lab.ConfigPath(), "http://"+netlab.ServiceHost+path).CombinedOutput()
+		if err != nil {
+			t.Fatalf("outpost purge: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "3/3 PoPs confirmed") {
+			t.Errorf("outpost purge did not confirm every PoP:\n%s", out)
+		}
+		for _, p := range pops {
+			r := probe(t, "dns", "-connect", strings.TrimPrefix(netlab.PoPURL(p), "http://"), "-n", "1", "-path", path)[0]
+			if r.Status != http.StatusOK || isHit(r.Cache) || !strings.Contains(r.Cache, "fwd=uri-miss") {
+				t.Errorf("%s after the purge: status %d, Cache-Status %q; want a miss", p, r.Status, r.Cache)
+			}
+		}
+	})
+
+	if err := lab.Failed(); err != nil {
+		t.Fatalf("a role stopped: %v", err)
+	}
+
+	// Failover: stop Prague; Frankfurt's client moves to Ashburn, the next
+	// nearest, within the health-check window, and no request fails.
+	t.Run("failover", func(t *testing.T) {
+		cmd := lab.Command(ctx, "client-eu", self, "-dns", netlab.DNSAddr(), "-follow", "-every", "50ms")
+		cmd.Env = append(os.Environ(), probeEnv+"=1")
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan result)
+		readDone := make(chan error, 1)
+		go func() {
+			defer close(lines)
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				var r result
+				if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+					readDone <- fmt.Errorf("probe output %q: %v", sc.Text(), err)
+					return
+				}
+				lines <- r
+			}
+			readDone <- sc.Err()
+		}()
+		defer func() {
+			stdin.Close()
+			for range lines {
+			}
+			if err := <-readDone; err != nil {
+				t.Error(err)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("probe: %v", err)
+			}
+		}()
+		next := func(deadline time.Time) (result, bool) {
+			select {
+			case r, ok := <-lines:
+				return r, ok
+			case <-time.After(time.Until(deadline)):
+				return result{}, false
+			}
+		}
+		// Three answers from prg first.
+		for seen, deadline := 0, time.Now().Add(10*time.Second); seen < 3; {
+			r, ok := next(deadline)
+			if !ok {
+				t.Fatal("the probe did not reach prg")
+			}
+			if r.PoP != "prg" || r.Err != "" {
+				t.Fatalf("before the stop: %+v, want an answer from prg", r)
+			}
+			seen++
+		}
+		stopped := time.Now()
+		if err := lab.StopPoP("prg"); err != nil {
+			t.Fatal(err)
+		}
+		done, exitErr := lab.Exited("pop-prg")
+		// Out after fall (2) failed probes, each up to the timeout (the
+		// interval) late; a draining PoP is out after one.
+		window := 3 * opts.HealthInterval
+		var moved, gone time.Time
+		var after, failed int
+		deadline := stopped.Add(opts.Drain + 5*time.Second)
+		for {
+			r, ok := next(deadline)
+			if !ok {
+				break
+			}
+			if gone.IsZero() {
+				select {
+				case <-done: // prg has exited: watch a little longer
+					gone = time.Now()
+					deadline = gone.Add(500 * time.Millisecond)
+				default:
+				}
+			}
+			if r.At < stopped.UnixMilli() {
+				continue // sent before the stop
+			}
+			since := time.UnixMilli(r.At).Sub(stopped).Round(time.Millisecond)
+			switch {
+			case r.Err != "" || r.Status != http.StatusOK:
+				failed++
+				t.Errorf("request %s after the stop failed: %+v", since, r)
+			case r.PoP == "prg":
+				if !moved.IsZero() {
+					t.Errorf("answered by prg again %s after the stop, after the move to iad", since)
+				}
+			case r.PoP == "iad":
+				if moved.IsZero() {
+					moved = time.UnixMilli(r.At)
+				}
+				after++
+			default:
+				t.Errorf("client-eu was sent to %q (%s), want iad, the next nearest", r.PoP, r.Addr)
+			}
+		}
+		if gone.IsZero() {
+			t.Errorf("prg still runs %s after SIGTERM (drain %s)", time.Since(stopped).Round(time.Millisecond), opts.Drain)
+		} else if err := exitErr(); err != nil {
+			t.Errorf("prg did not stop cleanly: %v", err)
+		}
+		if moved.IsZero() {
+			t.Fatalf("client-eu never moved from prg to iad within %s", opts.Drain+5*time.Second)
+		}
+		took := moved.Sub(stopped)
+		t.Logf("client-eu moved from prg to iad %s after the stop (health window %s); then %d requests to iad; %d failed; prg exited %s after the stop",
+			took.Round(time.Millisecond), window, after, failed, gone.Sub(stopped).Round(time.Millisecond))
+		if took > window+time.Second {
+			t.Errorf("the move took %s, longer than the health-check window %s (+1s)", took.Round(time.Millisecond), window)
+		}
+	})
+	t.Logf("test ran %s after the lab was up", time.Since(start).Round(time.Millisecond))
+}
+
+// buildOutpost builds ./cmd/outpost into a temporary directory.
+func buildOutpost(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "outpost")
+	start := time.Now()
+	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/outpost")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/outpost: %v\n%s", err, out)
+	}
+	t.Logf("built outpost in %s", time.Since(start).Round(time.Millisecond))
+	return bin
+}
+
+// parseResults reads the probe's JSON lines.
+func parseResults(t *testing.T, out []byte) []result {
+	t.Helper()
+	var rs []result
+	for line := range strings.Lines(string(out)) {
+		var r result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("probe output %q: %v", line, err)
+		}
+		rs = append(rs, r)
+	}
+	if len(rs) == 0 {
+		t.Fatal("the probe printed nothing")
+	}
+	return rs
+}
+
+// warmMedian is the median request time of rs without the first (which
+// opened the connection and may have filled the cache); every request must
+// have succeeded.
+func warmMedian(t *testing.T, rs []result) float64 {
+	t.Helper()
+	var ms []float64
+	for i, r := range rs {
+		if r.Err != "" || r.Status != http.StatusOK {
+			t.Fatalf("request %d failed: %+v", i, r)
+		}
+		if i > 0 {
+			ms = append(ms, r.MS)
+		}
+	}
+	slices.Sort(ms)
+	return ms[len(ms)/2]
+}
+
+// isHit reports whether a Cache-Status says the PoP served a stored
+// response.
+func isHit(cacheStatus string) bool {
+	for _, p := range strings.Split(cacheStatus, ";") {
+		if strings.TrimSpace(p) == "hit" {
+			return true
+		}
+	}
+	return false
+}
+
+// listNetns returns the named network namespaces.
+func listNetns() []string {
+	entries, err := os.ReadDir("/run/netns")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
