@@ -83,7 +83,7 @@ func TestReadmeDocumentsEveryFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	files = append(files, "Dockerfile", "Dockerfile.dockerignore", "compose.yaml", "compose-cdn.yaml")
+	files = append(files, "Dockerfile", "Dockerfile.dockerignore", "compose.yaml", "compose-cdn.yaml", "netlab")
 	for _, f := range files {
 		if !strings.Contains(readme, "]("+f+")") {
 			t.Errorf("README.md does not link %s", f)
