@@ -14,12 +14,14 @@ import (
 
 // AdminHandler serves the admin endpoints: /healthz ("ok", or 503
 // "draining" while the server shuts down), /stats (the server's figures
-// as JSON) and /metrics (Prometheus text). All are read-only and need no
+// as JSON), /explain?ip= (which PoP a client gets and why, as JSON) and
+// /metrics (Prometheus text). All are read-only and need no
 // credentials; bind the admin listener to an address only operators reach.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /stats", s.serveStats)
+	mux.HandleFunc("GET /explain", s.serveExplain)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	return mux
 }

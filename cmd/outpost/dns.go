@@ -13,7 +13,10 @@ import (
 )
 
 func runDNS(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dns", "--config FILE [--check] [--log-level L]", stdout, stderr)
+	if len(args) > 0 && args[0] == "explain" {
+		return runDNSExplain(args[1:], stdout, stderr)
+	}
+	fs := newFlagSet("dns", "--config FILE [--check] [--log-level L]\n       outpost dns explain --config FILE [--type A|AAAA] IP|PREFIX", stdout, stderr)
 	configPath := fs.String("config", "", "the CDN's YAML file, with a dns section (required)")
 	check := fs.Bool("check", false, "validate the file and its network map, then exit")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestDNSExplainCommand(t *testing.T) {
+	const lab = "../../deploy/examples/lab.yaml"
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		firstLine  string // of stdout, when code is 0
+		wantOut    string
+		wantStderr string
+	}{
+		{"an address", []string{"dns", "explain", "--config", lab, "198.51.100.7"}, 0, "answer: prg",
+			"health: unknown (not probed): every PoP assumed healthy", ""},
+		{"a prefix", []string{"dns", "explain", "--config", lab, "192.0.2.0/24"}, 0, "answer: iad", "ecs scope: /24", ""},
+		{"JSON", []string{"dns", "explain", "--config", lab, "--json", "203.0.113.0/24"}, 0, "{", `"pop": "nrt"`, ""},
+		{"AAAA: the lab's PoPs have no IPv6 address", []string{"dns", "explain", "--config", lab, "--type", "AAAA", "198.51.100.0/24"}, 0,
+			"answer: (none: no PoP has an address for AAAA answers)", "", ""},
+		{"no client", []string{"dns", "explain", "--config", lab}, 2, "", "", "Usage: outpost dns explain"},
+		{"no config", []string{"dns", "explain", "198.51.100.7"}, 2, "", "", "Usage: outpost dns explain"},
+		{"garbage", []string{"dns", "explain", "--config", lab, "garbage"}, 1, "", "", `invalid IP address "garbage"`},
+		{"host bits", []string{"dns", "explain", "--config", lab, "198.51.100.7/24"}, 1, "", "", "did you mean 198.51.100.0/24?"},
+		{"a bad type", []string{"dns", "explain", "--config", lab, "--type", "MX", "198.51.100.7"}, 1, "", "", `invalid type "MX"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tt.args, &stdout, &stderr); code != tt.code {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tt.code, stderr.String())
+			}
+			if first, _, _ := strings.Cut(stdout.String(), "\n"); first != tt.firstLine {
+				t.Errorf("first line %q, want %q", first, tt.firstLine)
+			}
+			if !strings.Contains(stdout.String(), tt.wantOut) {
+				t.Errorf("stdout %q lacks %q", stdout.String(), tt.wantOut)
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tt.wantStderr)
+			}
+		})
+	}
+}
