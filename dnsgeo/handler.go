@@ -24,33 +24,41 @@ type outcome struct {
 // not a query gets no reply. UDP replies over the rate limit are dropped
 // or sent empty and truncated (see rrl).
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	st := s.state.Load()
 	src, tcp := remote(w)
+	if resp := s.reply(req, src, tcp); resp != nil {
+		s.write(w, resp, src)
+	}
+}
+
+// reply returns the reply to req from src, over TCP or UDP, ready to
+// pack; nil means none is sent.
+func (s *Server) reply(req *dns.Msg, src netip.Addr, tcp bool) *dns.Msg {
+	st := s.state.Load()
 	resp, out, limit := st.respond(req, src)
 	if resp == nil {
-		return
+		return nil
 	}
-	if !tcp {
-		if st.rrl != nil {
-			kind, name, qtype := rrlKind(st, resp)
-			switch st.rrl.check(st.rrl.key(src, kind, name, qtype), s.now().UnixNano()) {
-			case rrlDrop:
-				s.metrics.rrlDropped.Add(1)
-				return
-			case rrlSlip:
-				s.metrics.rrlSlipped.Add(1)
-				slip(resp)
-				s.write(w, resp, src)
-				return
-			}
-		}
-		resp.Truncate(limit)
-		out.truncated = resp.Truncated
-	} else {
+	if tcp {
 		resp.Compress = true
+		s.metrics.count(st, out)
+		return resp
 	}
+	if st.rrl != nil {
+		kind, name, qtype := rrlKind(st, resp)
+		switch st.rrl.check(st.rrl.key(src, kind, name, qtype), s.now().UnixNano()) {
+		case rrlDrop:
+			s.metrics.rrlDropped.Add(1)
+			return nil
+		case rrlSlip:
+			s.metrics.rrlSlipped.Add(1)
+			slip(resp)
+			return resp
+		}
+	}
+	resp.Truncate(limit)
+	out.truncated = resp.Truncated
 	s.metrics.count(st, out) // before the reply leaves, so a client that got it sees it counted
-	s.write(w, resp, src)
+	return resp
 }
 
 // write sends resp.

@@ -235,21 +235,30 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	defer s.closeRetired()
 	var servers []*running
 	stopped := make(chan *running, len(ls.UDP)+len(ls.TCP))
-	start := func(srv *dns.Server, addr net.Addr) {
-		r := &running{srv: srv, addr: addr, started: make(chan struct{}), done: make(chan struct{})}
-		srv.Handler = s
-		srv.UDPSize = 4096 // the read buffer: larger queries are malformed anyway
-		srv.MsgAcceptFunc = s.accept
-		srv.MsgInvalidFunc = s.invalid
-		srv.NotifyStartedFunc = func() { close(r.started) }
+	run := func(addr net.Addr, serve func(started func()) error, shutdown func(context.Context) error) {
+		r := &running{shutdown: shutdown, addr: addr, started: make(chan struct{}), done: make(chan struct{})}
 		servers = append(servers, r)
 		go func() {
-			r.err = srv.ActivateAndServe()
+			r.err = serve(func() { close(r.started) })
 			close(r.done)
 			stopped <- r
 		}()
 	}
+	start := func(srv *dns.Server, addr net.Addr) {
+		srv.Handler = s
+		srv.UDPSize = udpReadSize
+		srv.MsgAcceptFunc = s.accept
+		srv.MsgInvalidFunc = s.invalid
+		run(addr, func(started func()) error {
+			srv.NotifyStartedFunc = started
+			return srv.ActivateAndServe()
+		}, srv.ShutdownContext)
+	}
 	for _, pc := range ls.UDP {
+		if u := newUDPServer(s, pc); u != nil {
+			run(pc.LocalAddr(), u.serve, u.shutdown)
+			continue
+		}
 		start(&dns.Server{PacketConn: pc, Net: "udp"}, pc.LocalAddr())
 	}
 	for _, ln := range ls.TCP {
@@ -304,7 +313,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	for _, r := range servers {
 		select {
 		case <-r.started:
-			if err := r.srv.ShutdownContext(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			if err := r.shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 				s.log.Debug("dns listener shutdown", "addr", r.addr, "err", err)
 			}
 		case <-r.done:
@@ -326,9 +335,9 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	return nil
 }
 
-// running is one dns.Server of Serve.
+// running is one listener's server in Serve.
 type running struct {
-	srv     *dns.Server
+	shutdown func(context.Context) error
 	addr    net.Addr
 	started chan struct{} // closed once it serves
 	done    chan struct{} // closed once ActivateAndServe returned, with err set

@@ -1,0 +1,168 @@
+package dnsgeo
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// udpReadSize is the read buffer of a UDP query: larger queries are
+// malformed anyway.
+const udpReadSize = 4096
+
+// udpServer serves queries on one UDP socket with a few long-lived
+// workers, one per CPU, each reading, answering and writing with buffers
+// and a request message of its own. The dns package's server starts a
+// goroutine per packet, whose stack then grows while the query is
+// answered; that, and its per-packet allocations, cost more than
+// answering. Parsing and packing remain the dns package's.
+type udpServer struct {
+	s        *Server
+	conn     *net.UDPConn
+	workers  int
+	stopping atomic.Bool
+	done     chan struct{} // closed when every worker returned
+}
+
+// newUDPServer returns the udpServer of pc, or nil when pc needs the dns
+// package's server: a socket that is not a *net.UDPConn, or one bound to a
+// wildcard address, whose replies must leave from the address each query
+// came to (the dns package does that with control messages).
+func newUDPServer(s *Server, pc net.PacketConn) *udpServer {
+	conn, ok := pc.(*net.UDPConn)
+	if !ok {
+		return nil
+	}
+	la, ok := conn.LocalAddr().(*net.UDPAddr)
+	if !ok || la.IP == nil || la.IP.IsUnspecified() {
+		return nil
+	}
+	return &udpServer{s: s, conn: conn, workers: max(runtime.GOMAXPROCS(0), 1), done: make(chan struct{})}
+}
+
+// serve runs the workers until shutdown, or until the socket fails; it
+// returns the first error.
+func (u *udpServer) serve(started func()) error {
+	defer close(u.done)
+	started()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for range u.workers {
+		wg.Go(func() {
+			if err := u.worker(); err != nil {
+				once.Do(func() { first = err })
+				u.stopping.Store(true)
+				u.conn.SetReadDeadline(time.Now()) // stop the others too
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// shutdown stops the workers: queries being answered finish, and no more
+// are read.
+func (u *udpServer) shutdown(ctx context.Context) error {
+	u.stopping.Store(true)
+	u.conn.SetReadDeadline(time.Now())
+	select {
+	case <-u.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// worker reads and answers queries until the server stops.
+func (u *udpServer) worker() error {
+	buf := make([]byte, udpReadSize)
+	out := make([]byte, 0, udpReadSize)
+	req := new(dns.Msg)
+	for {
+		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if u.stopping.Load() {
+				return nil
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			u.s.log.Debug("reading a UDP query", "err", err)
+			continue // ICMP errors and the like: the socket still works
+		}
+		resp := u.s.serveUDP(buf[:n], from.Addr().Unmap(), req)
+		if resp == nil {
+			continue
+		}
+		b, err := resp.PackBuffer(out)
+		if err != nil {
+			u.s.log.Debug("packing a DNS reply", "err", err, "client", from)
+			continue
+		}
+		if _, err := u.conn.WriteToUDPAddrPort(b, from); err != nil {
+			u.s.log.Debug("writing a DNS reply", "err", err, "client", from)
+		}
+		if cap(b) == cap(out) {
+			out = b[:0]
+		}
+	}
+}
+
+// serveUDP answers one UDP packet m from src the way the dns package's
+// server would: nothing for packets too short to have a header or that are
+// answers, FORMERR or NOTIMP for those accept rejects or that do not
+// parse, else the handler's reply. req is reused between packets.
+func (s *Server) serveUDP(m []byte, src netip.Addr, req *dns.Msg) *dns.Msg {
+	if len(m) < 12 {
+		s.invalid(m, dns.ErrShortRead)
+		return nil
+	}
+	h := dns.Header{
+		Id: binary.BigEndian.Uint16(m), Bits: binary.BigEndian.Uint16(m[2:]),
+		Qdcount: binary.BigEndian.Uint16(m[4:]), Ancount: binary.BigEndian.Uint16(m[6:]),
+		Nscount: binary.BigEndian.Uint16(m[8:]), Arcount: binary.BigEndian.Uint16(m[10:]),
+	}
+	action := s.accept(h)
+	switch action {
+	case dns.MsgIgnore:
+		return nil
+	case dns.MsgAccept:
+		err := req.Unpack(m)
+		if err == nil {
+			return s.reply(req, src, false)
+		}
+		s.invalid(m, err)
+	default:
+		req.Question = nil
+	}
+	// A reply made of the query's header, as the dns package makes it.
+	rej := &dns.Msg{MsgHdr: dns.MsgHdr{
+		Id:                 h.Id,
+		Opcode:             dns.OpcodeQuery,
+		Response:           true,
+		Rcode:              dns.RcodeFormatError,
+		RecursionDesired:   h.Bits&(1<<8) != 0,
+		CheckingDisabled:   h.Bits&(1<<4) != 0,
+		AuthenticatedData:  h.Bits&(1<<5) != 0,
+		RecursionAvailable: h.Bits&(1<<7) != 0,
+		Truncated:          h.Bits&(1<<9) != 0,
+	}, Question: req.Question}
+	if action == dns.MsgRejectNotImplemented {
+		rej.Opcode, rej.Rcode = int(h.Bits>>11)&0xF, dns.RcodeNotImplemented
+	}
+	return rej
+}
