@@ -338,10 +338,10 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 // running is one listener's server in Serve.
 type running struct {
 	shutdown func(context.Context) error
-	addr    net.Addr
-	started chan struct{} // closed once it serves
-	done    chan struct{} // closed once ActivateAndServe returned, with err set
-	err     error
+	addr     net.Addr
+	started  chan struct{} // closed once it serves
+	done     chan struct{} // closed once ActivateAndServe returned, with err set
+	err      error
 }
 
 // failure is the error of a listener that stopped on its own.
