@@ -4,8 +4,9 @@
 //
 // The client is the EDNS Client Subnet of the query when a usable one is
 // present (RFC 7871), else the query's source address. A chain of Locators
-// — the operator's network map now, a geo database later — places the
-// client either at a PoP or at a point on Earth; the PoPs are then ranked
+// — the operator's network map, its ASN rows through an ASN database,
+// then a City database (package geodb) — places the client either at a
+// PoP or at a point on Earth; the PoPs are then ranked
 // by great-circle distance from that point, or in the configured fallback
 // order when nothing places the client. PoPs that the health prober saw
 // down or draining are skipped, and among the healthy PoPs within Spread
