@@ -255,10 +255,11 @@ func (l *Lab) Command(ctx context.Context, name, bin string, args ...string) *ex
 	return exec.CommandContext(ctx, ipBin, append([]string{"netns", "exec", l.net.ns(name), bin}, args...)...)
 }
 
-// StopPoP stops the PoP called pop as an operator would, with SIGTERM: it
-// reports draining for its drain time, then finishes and exits. It returns
-// at once; Exited tells when it is gone.
-func (l *Lab) StopPoP(pop string) error {
+// StopPoP sends sig to the PoP called pop: SIGTERM stops it as an
+// operator would (it reports draining for its drain time, then finishes
+// and exits), SIGKILL crashes it. It returns at once; Exited tells when it
+// is gone.
+func (l *Lab) StopPoP(pop string, sig syscall.Signal) error {
 	h, ok := PoPHost(pop)
 	if !ok {
 		return fmt.Errorf("netlab: no PoP %q", pop)
@@ -267,7 +268,7 @@ func (l *Lab) StopPoP(pop string) error {
 	if p == nil || p.exited() {
 		return fmt.Errorf("netlab: PoP %s is not running", pop)
 	}
-	return p.cmd.Process.Signal(syscall.SIGTERM)
+	return p.cmd.Process.Signal(sig)
 }
 
 // Exited returns a channel closed when the process of the host called

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -266,128 +267,157 @@ func TestNetlab(t *testing.T) {
 		t.Fatalf("a role stopped: %v", err)
 	}
 
-	// Failover: stop Prague; Frankfurt's client moves to Ashburn, the next
-	// nearest, within the health-check window, and no request fails.
+	// Failover: stop Prague as an operator would (it drains); Frankfurt's
+	// client moves to Ashburn, the next nearest, within the health-check
+	// window, and no request fails. Then Tokyo crashes; Osaka's client
+	// moves to Ashburn (Prague is gone) within the window, and no request
+	// fails after the move.
 	t.Run("failover", func(t *testing.T) {
-		cmd := lab.Command(ctx, "client-eu", self, "-dns", netlab.DNSAddr(), "-follow", "-every", "50ms")
-		cmd.Env = append(os.Environ(), probeEnv+"=1")
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan result)
-		readDone := make(chan error, 1)
-		go func() {
-			defer close(lines)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				var r result
-				if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-					readDone <- fmt.Errorf("probe output %q: %v", sc.Text(), err)
-					return
-				}
-				lines <- r
-			}
-			readDone <- sc.Err()
-		}()
-		defer func() {
-			stdin.Close()
-			for range lines {
-			}
-			if err := <-readDone; err != nil {
-				t.Error(err)
-			}
-			if err := cmd.Wait(); err != nil {
-				t.Errorf("probe: %v", err)
-			}
-		}()
-		next := func(deadline time.Time) (result, bool) {
-			select {
-			case r, ok := <-lines:
-				return r, ok
-			case <-time.After(time.Until(deadline)):
-				return result{}, false
-			}
-		}
-		// Three answers from prg first.
-		for seen, deadline := 0, time.Now().Add(10*time.Second); seen < 3; {
-			r, ok := next(deadline)
-			if !ok {
-				t.Fatal("the probe did not reach prg")
-			}
-			if r.PoP != "prg" || r.Err != "" {
-				t.Fatalf("before the stop: %+v, want an answer from prg", r)
-			}
-			seen++
-		}
-		stopped := time.Now()
-		if err := lab.StopPoP("prg"); err != nil {
-			t.Fatal(err)
-		}
-		done, exitErr := lab.Exited("pop-prg")
-		// Out after fall (2) failed probes, each up to the timeout (the
-		// interval) late; a draining PoP is out after one.
-		window := 3 * opts.HealthInterval
-		var moved, gone time.Time
-		var after, failed int
-		deadline := stopped.Add(opts.Drain + 5*time.Second)
-		for {
-			r, ok := next(deadline)
-			if !ok {
-				break
-			}
-			if gone.IsZero() {
-				select {
-				case <-done: // prg has exited: watch a little longer
-					gone = time.Now()
-					deadline = gone.Add(500 * time.Millisecond)
-				default:
-				}
-			}
-			if r.At < stopped.UnixMilli() {
-				continue // sent before the stop
-			}
-			since := time.UnixMilli(r.At).Sub(stopped).Round(time.Millisecond)
-			switch {
-			case r.Err != "" || r.Status != http.StatusOK:
-				failed++
-				t.Errorf("request %s after the stop failed: %+v", since, r)
-			case r.PoP == "prg":
-				if !moved.IsZero() {
-					t.Errorf("answered by prg again %s after the stop, after the move to iad", since)
-				}
-			case r.PoP == "iad":
-				if moved.IsZero() {
-					moved = time.UnixMilli(r.At)
-				}
-				after++
-			default:
-				t.Errorf("client-eu was sent to %q (%s), want iad, the next nearest", r.PoP, r.Addr)
-			}
-		}
-		if gone.IsZero() {
-			t.Errorf("prg still runs %s after SIGTERM (drain %s)", time.Since(stopped).Round(time.Millisecond), opts.Drain)
-		} else if err := exitErr(); err != nil {
-			t.Errorf("prg did not stop cleanly: %v", err)
-		}
-		if moved.IsZero() {
-			t.Fatalf("client-eu never moved from prg to iad within %s", opts.Drain+5*time.Second)
-		}
-		took := moved.Sub(stopped)
-		t.Logf("client-eu moved from prg to iad %s after the stop (health window %s); then %d requests to iad; %d failed; prg exited %s after the stop",
-			took.Round(time.Millisecond), window, after, failed, gone.Sub(stopped).Round(time.Millisecond))
-		if took > window+time.Second {
-			t.Errorf("the move took %s, longer than the health-check window %s (+1s)", took.Round(time.Millisecond), window)
-		}
+		failover(t, ctx, lab, opts, self, failoverCase{client: "client-eu", pop: "prg", next: "iad", sig: syscall.SIGTERM})
+	})
+	t.Run("crash", func(t *testing.T) {
+		failover(t, ctx, lab, opts, self, failoverCase{client: "client-as", pop: "nrt", next: "iad", sig: syscall.SIGKILL})
 	})
 	t.Logf("test ran %s after the lab was up", time.Since(start).Round(time.Millisecond))
+}
+
+// failoverCase is one PoP stopped while a client keeps asking.
+type failoverCase struct {
+	client    string         // the client host that keeps resolving and asking
+	pop, next string         // the PoP stopped, and the one the client must move to
+	sig       syscall.Signal // SIGTERM: the PoP drains; SIGKILL: it crashes
+}
+
+// failover runs a probe in the client that resolves and asks every 50 ms,
+// stops the PoP with the signal once the probe is answered by it, and
+// checks that the client moves to the next PoP within the health-check
+// window and that no request fails after the move (nor before it, when
+// the PoP drains).
+func failover(t *testing.T, ctx context.Context, lab *netlab.Lab, opts netlab.Options, self string, fc failoverCase) {
+	cmd := lab.Command(ctx, fc.client, self, "-dns", netlab.DNSAddr(), "-follow", "-every", "50ms")
+	cmd.Env = append(os.Environ(), probeEnv+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan result)
+	readDone := make(chan error, 1)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var r result
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				readDone <- fmt.Errorf("probe output %q: %v", sc.Text(), err)
+				return
+			}
+			lines <- r
+		}
+		readDone <- sc.Err()
+	}()
+	defer func() {
+		stdin.Close()
+		for range lines {
+		}
+		if err := <-readDone; err != nil {
+			t.Error(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("probe: %v", err)
+		}
+	}()
+	next := func(deadline time.Time) (result, bool) {
+		select {
+		case r, ok := <-lines:
+			return r, ok
+		case <-time.After(time.Until(deadline)):
+			return result{}, false
+		}
+	}
+	// Three answers from the PoP first.
+	for seen, deadline := 0, time.Now().Add(10*time.Second); seen < 3; seen++ {
+		r, ok := next(deadline)
+		if !ok {
+			t.Fatalf("the probe in %s did not reach %s", fc.client, fc.pop)
+		}
+		if r.PoP != fc.pop || r.Err != "" {
+			t.Fatalf("before the stop: %+v, want an answer from %s", r, fc.pop)
+		}
+	}
+	host, _ := netlab.PoPHost(fc.pop)
+	done, exitErr := lab.Exited(host.Name)
+	stopped := time.Now()
+	if err := lab.StopPoP(fc.pop, fc.sig); err != nil {
+		t.Fatal(err)
+	}
+	// A draining PoP is out at the next probe; a dead one after fall (2)
+	// failed probes, each up to the timeout (the interval) late.
+	window := 3 * opts.HealthInterval
+	var moved, gone time.Time
+	var after, failedBefore, failedAfter int
+	deadline := stopped.Add(opts.Drain + 5*time.Second)
+	for {
+		r, ok := next(deadline)
+		if !ok {
+			break
+		}
+		if gone.IsZero() {
+			select {
+			case <-done:
+				gone = time.Now()
+			default:
+			}
+		}
+		if r.At < stopped.UnixMilli() {
+			continue // sent before the stop
+		}
+		since := time.UnixMilli(r.At).Sub(stopped).Round(time.Millisecond)
+		switch {
+		case r.Err != "" || r.Status != http.StatusOK:
+			if moved.IsZero() && fc.sig == syscall.SIGKILL {
+				failedBefore++ // the PoP is dead and DNS does not know yet
+				break
+			}
+			failedAfter++
+			t.Errorf("request %s after the stop failed: %+v", since, r)
+		case r.PoP == fc.pop:
+			if !moved.IsZero() {
+				t.Errorf("answered by %s again %s after the stop, after the move to %s", fc.pop, since, fc.next)
+			}
+		case r.PoP == fc.next:
+			if moved.IsZero() {
+				moved = time.UnixMilli(r.At)
+			}
+			after++
+		default:
+			t.Errorf("%s was sent to %q (%s), want %s, the next nearest", fc.client, r.PoP, r.Addr, fc.next)
+		}
+		// Enough seen: moved, the PoP gone, and a second of answers since.
+		if !moved.IsZero() && !gone.IsZero() && time.Since(moved) > time.Second && time.Since(gone) > time.Second {
+			break
+		}
+	}
+	if gone.IsZero() {
+		t.Errorf("%s still runs %s after %s (drain %s)", fc.pop, time.Since(stopped).Round(time.Millisecond), fc.sig, opts.Drain)
+	} else if err := exitErr(); err != nil && fc.sig == syscall.SIGTERM {
+		t.Errorf("%s did not stop cleanly: %v", fc.pop, err)
+	}
+	if moved.IsZero() {
+		t.Fatalf("%s never moved from %s to %s", fc.client, fc.pop, fc.next)
+	}
+	took := moved.Sub(stopped)
+	t.Logf("%s: %s moved from %s to %s %s after the stop (health window %s); %d requests failed before the move, %d after; %d answered by %s; %s exited %s after the stop",
+		fc.sig, fc.client, fc.pop, fc.next, took.Round(time.Millisecond), window, failedBefore, failedAfter, after, fc.next, fc.pop, gone.Sub(stopped).Round(time.Millisecond))
+	if took > window+time.Second {
+		t.Errorf("the move took %s, longer than the health-check window %s (+1s)", took.Round(time.Millisecond), window)
+	}
 }
 
 // buildOutpost builds ./cmd/outpost into a temporary directory.
