@@ -50,6 +50,14 @@ func (o *Options) defaults() error {
 	if o.Binary == "" || o.Dir == "" {
 		return errors.New("netlab: Options.Binary and Options.Dir are required")
 	}
+	// The roles read the CDN file by its path, wherever they run from.
+	for _, p := range []*string{&o.Binary, &o.Dir} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("netlab: %w", err)
+		}
+		*p = abs
+	}
 	if o.Near <= 0 {
 		o.Near = 5 * time.Millisecond
 	}
@@ -210,7 +218,7 @@ func (l *Lab) waitReady(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("netlab: the CDN did not come up: %v: %s%s", err, strings.TrimSpace(string(out)), l.logTails())
+		return fmt.Errorf("netlab: the CDN did not come up: %v: %s%s", err, strings.TrimSpace(string(out)), l.Logs())
 	}
 	return nil
 }
@@ -293,8 +301,8 @@ func (l *Lab) Failed() error {
 	return errors.Join(errs...)
 }
 
-// logTails is the end of every process's log, for errors.
-func (l *Lab) logTails() string {
+// Logs returns the end of every process's log, for errors.
+func (l *Lab) Logs() string {
 	var b strings.Builder
 	for _, name := range append([]string{"delay-line"}, hostNames()...) {
 		if p := l.procs[name]; p != nil {
@@ -305,9 +313,6 @@ func (l *Lab) logTails() string {
 	}
 	return b.String()
 }
-
-// Logs returns the end of every process's log.
-func (l *Lab) Logs() string { return l.logTails() }
 
 func hostNames() []string {
 	var out []string
@@ -339,7 +344,7 @@ func hostPortOf(name string, port int) string {
 	return hostPort(h, port)
 }
 
-// OriginURL, PoPURL and so on are where the roles answer.
+// OriginURL is the origin's URL.
 func OriginURL() string { return "http://" + hostPortOf("origin", OriginPort) }
 
 // PoPURL is the HTTP address of the PoP called pop.
