@@ -25,16 +25,16 @@ type outcome struct {
 // or sent empty and truncated (see rrl).
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	src, tcp := remote(w)
-	if resp := s.reply(req, src, tcp); resp != nil {
+	if resp := s.reply(req, src, tcp, new(scratch)); resp != nil {
 		s.write(w, resp, src)
 	}
 }
 
 // reply returns the reply to req from src, over TCP or UDP, ready to
 // pack; nil means none is sent.
-func (s *Server) reply(req *dns.Msg, src netip.Addr, tcp bool) *dns.Msg {
+func (s *Server) reply(req *dns.Msg, src netip.Addr, tcp bool, sc *scratch) *dns.Msg {
 	st := s.state.Load()
-	resp, out, limit := st.respond(req, src)
+	resp, out, limit := st.respond(req, src, sc)
 	if resp == nil {
 		return nil
 	}
@@ -55,10 +55,37 @@ func (s *Server) reply(req *dns.Msg, src netip.Addr, tcp bool) *dns.Msg {
 			return resp
 		}
 	}
-	resp.Truncate(limit)
-	out.truncated = resp.Truncated
+	if !fits(resp, limit) {
+		resp.Truncate(limit)
+		out.truncated = resp.Truncated
+	}
 	s.metrics.count(st, out) // before the reply leaves, so a client that got it sees it counted
 	return resp
+}
+
+// fits reports, cheaply, that resp surely packs into limit bytes without
+// compression: a reply with at most one A or AAAA record and no other
+// record but OPT (with at most an ECS option), for a name short enough.
+// Most geo answers are such; Truncate would measure them by packing.
+func fits(resp *dns.Msg, limit int) bool {
+	if len(resp.Ns) > 0 || len(resp.Answer) > 1 || len(resp.Extra) > 1 || len(resp.Question) != 1 {
+		return false
+	}
+	if len(resp.Answer) == 1 {
+		if t := resp.Answer[0].Header().Rrtype; t != dns.TypeA && t != dns.TypeAAAA {
+			return false
+		}
+	}
+	if len(resp.Extra) == 1 {
+		opt, ok := resp.Extra[0].(*dns.OPT)
+		if !ok || len(opt.Option) > 1 {
+			return false
+		}
+	}
+	// header 12; question name+4; answer name+10+16; OPT 11+ECS 4+4+16:
+	// each name's wire form is at most its text length+1.
+	n := len(resp.Question[0].Name) + 1
+	return 12+n+4+n+26+35 <= limit
 }
 
 // write sends resp.
@@ -97,13 +124,12 @@ func remote(w dns.ResponseWriter) (netip.Addr, bool) {
 
 // respond builds the reply to req from src, and the largest size a UDP
 // reply may have. A nil reply means none is sent.
-func (st *state) respond(req *dns.Msg, src netip.Addr) (*dns.Msg, outcome, int) {
+func (st *state) respond(req *dns.Msg, src netip.Addr, sc *scratch) (*dns.Msg, outcome, int) {
 	out := outcome{by: -1}
 	if req.Response {
 		return nil, out, 0 // never answer an answer: no loops, no reflection
 	}
-	resp := new(dns.Msg)
-	resp.SetReply(req)
+	resp := sc.reset(req)
 	if len(req.Question) > 0 {
 		out.qtype = req.Question[0].Qtype
 	}
@@ -123,7 +149,8 @@ func (st *state) respond(req *dns.Msg, src netip.Addr) (*dns.Msg, outcome, int) 
 	limit := dns.MinMsgSize
 	var ropt *dns.OPT
 	if opt != nil {
-		ropt = &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		sc.ropt = dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: sc.opts[:0]}
+		ropt = &sc.ropt
 		ropt.SetUDPSize(st.udpSize)
 		if opt.Do() {
 			ropt.SetDo()
@@ -147,12 +174,12 @@ func (st *state) respond(req *dns.Msg, src netip.Addr) (*dns.Msg, outcome, int) 
 	if ecs.opt != nil {
 		// RFC 7871 §7.2.1: echo the option, scope 0 unless the answer
 		// depends on the subnet.
-		echo := *ecs.opt
-		echo.SourceScope = 0
-		ecs.echo = &echo
+		sc.echo = *ecs.opt
+		sc.echo.SourceScope = 0
+		ecs.echo = &sc.echo
 		ropt.Option = append(ropt.Option, ecs.echo)
 	}
-	st.answer(req.Question[0], resp, src, ecs, &out)
+	st.answer(req.Question[0], resp, src, ecs, &out, sc)
 	if ropt != nil {
 		resp.Extra = append(resp.Extra, ropt)
 	}
@@ -228,7 +255,7 @@ func clientSubnet(opt *dns.OPT) (sub subnet, ok bool) {
 
 // answer fills resp for question q, asked by src. It sets AA for names in
 // the zone.
-func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subnet, out *outcome) {
+func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subnet, out *outcome, sc *scratch) {
 	z := st.zone
 	name := strings.ToLower(q.Name)
 	if (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) || !z.contains(name) {
@@ -243,7 +270,7 @@ func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 	kind, ok := z.names[name]
 	if !ok {
 		resp.Rcode = dns.RcodeNameError
-		st.negative(q.Name, resp)
+		st.negative(q.Name, resp, sc)
 		return
 	}
 	// ANY (RFC 8482): one RRset, the one users ask for most.
@@ -273,18 +300,20 @@ func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 		out.pop = p
 		hdr := dns.RR_Header{Name: q.Name, Rrtype: qtype, Class: dns.ClassINET, Ttl: z.ttl}
 		if qtype == dns.TypeA {
-			resp.Answer = append(resp.Answer, &dns.A{Hdr: hdr, A: p.ip[v4]})
+			sc.a = dns.A{Hdr: hdr, A: p.ip[v4]}
+			resp.Answer = append(resp.Answer, &sc.a)
 		} else {
-			resp.Answer = append(resp.Answer, &dns.AAAA{Hdr: hdr, AAAA: p.ip[v6]})
+			sc.aaaa = dns.AAAA{Hdr: hdr, AAAA: p.ip[v6]}
+			resp.Answer = append(resp.Answer, &sc.aaaa)
 		}
 		if d.ECS && ecs.echo != nil {
 			ecs.echo.SourceScope = uint8(d.Scope)
 			out.ecs = true
 		}
 	case kind&kindApex != 0 && qtype == dns.TypeSOA:
-		soa := z.soa
-		soa.Hdr.Name = q.Name
-		resp.Answer = append(resp.Answer, &soa)
+		sc.soa = z.soa
+		sc.soa.Hdr.Name = q.Name
+		resp.Answer = append(resp.Answer, &sc.soa)
 	case kind&kindApex != 0 && qtype == dns.TypeNS:
 		for _, n := range z.ns {
 			resp.Answer = append(resp.Answer, &dns.NS{
@@ -301,7 +330,7 @@ func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 		resp.Answer = st.appendAddrs(resp.Answer, q.Name, v6)
 	}
 	if len(resp.Answer) == 0 {
-		st.negative(q.Name, resp) // NODATA (RFC 2308 §2.2)
+		st.negative(q.Name, resp, sc) // NODATA (RFC 2308 §2.2)
 	}
 }
 
@@ -324,9 +353,43 @@ func (st *state) appendAddrs(rrs []dns.RR, name string, f family) []dns.RR {
 // negative adds the SOA that lets resolvers cache a negative answer
 // (RFC 2308 §3): its TTL is the smaller of the SOA's TTL and its minimum.
 // The owner keeps the letter case of the query's name.
-func (st *state) negative(qname string, resp *dns.Msg) {
-	soa := st.zone.soa
-	soa.Hdr.Name = qname[len(qname)-len(st.zone.name):]
-	soa.Hdr.Ttl = st.zone.negTTL
-	resp.Ns = append(resp.Ns, &soa)
+func (st *state) negative(qname string, resp *dns.Msg, sc *scratch) {
+	sc.neg = st.zone.soa
+	sc.neg.Hdr.Name = qname[len(qname)-len(st.zone.name):]
+	sc.neg.Hdr.Ttl = st.zone.negTTL
+	resp.Ns = append(resp.Ns, &sc.neg)
+}
+
+// scratch holds the records of one reply, so that a UDP worker builds
+// each reply in the same memory: the reply must be packed before the
+// scratch is used again.
+type scratch struct {
+	resp     dns.Msg
+	question [1]dns.Question
+	answer   [1]dns.RR
+	ns       [1]dns.RR
+	extra    [1]dns.RR
+	opts     [1]dns.EDNS0
+	ropt     dns.OPT
+	echo     dns.EDNS0_SUBNET
+	a        dns.A
+	aaaa     dns.AAAA
+	soa, neg dns.SOA
+}
+
+// reset makes the scratch's message the start of a reply to req, as
+// dns.Msg.SetReply does.
+func (sc *scratch) reset(req *dns.Msg) *dns.Msg {
+	sc.resp = dns.Msg{
+		MsgHdr: dns.MsgHdr{Id: req.Id, Response: true, Opcode: req.Opcode, Rcode: dns.RcodeSuccess},
+		Answer: sc.answer[:0], Ns: sc.ns[:0], Extra: sc.extra[:0],
+	}
+	if req.Opcode == dns.OpcodeQuery {
+		sc.resp.RecursionDesired, sc.resp.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
+	}
+	if len(req.Question) > 0 {
+		sc.question[0] = req.Question[0]
+		sc.resp.Question = sc.question[:]
+	}
+	return &sc.resp
 }

@@ -87,8 +87,9 @@ func (u *udpServer) shutdown(ctx context.Context) error {
 // worker reads and answers queries until the server stops.
 func (u *udpServer) worker() error {
 	buf := make([]byte, udpReadSize)
-	out := make([]byte, 0, udpReadSize)
+	out := make([]byte, 2*udpReadSize) // PackBuffer wants len, not cap: room for the uncompressed reply
 	req := new(dns.Msg)
+	sc := new(scratch)
 	for {
 		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -104,7 +105,7 @@ func (u *udpServer) worker() error {
 			u.s.log.Debug("reading a UDP query", "err", err)
 			continue // ICMP errors and the like: the socket still works
 		}
-		resp := u.s.serveUDP(buf[:n], from.Addr().Unmap(), req)
+		resp := u.s.serveUDP(buf[:n], from.Addr().Unmap(), req, sc)
 		if resp == nil {
 			continue
 		}
@@ -116,9 +117,6 @@ func (u *udpServer) worker() error {
 		if _, err := u.conn.WriteToUDPAddrPort(b, from); err != nil {
 			u.s.log.Debug("writing a DNS reply", "err", err, "client", from)
 		}
-		if cap(b) == cap(out) {
-			out = b[:0]
-		}
 	}
 }
 
@@ -126,7 +124,7 @@ func (u *udpServer) worker() error {
 // server would: nothing for packets too short to have a header or that are
 // answers, FORMERR or NOTIMP for those accept rejects or that do not
 // parse, else the handler's reply. req is reused between packets.
-func (s *Server) serveUDP(m []byte, src netip.Addr, req *dns.Msg) *dns.Msg {
+func (s *Server) serveUDP(m []byte, src netip.Addr, req *dns.Msg, sc *scratch) *dns.Msg {
 	if len(m) < 12 {
 		s.invalid(m, dns.ErrShortRead)
 		return nil
@@ -143,7 +141,7 @@ func (s *Server) serveUDP(m []byte, src netip.Addr, req *dns.Msg) *dns.Msg {
 	case dns.MsgAccept:
 		err := req.Unpack(m)
 		if err == nil {
-			return s.reply(req, src, false)
+			return s.reply(req, src, false, sc)
 		}
 		s.invalid(m, err)
 	default:
