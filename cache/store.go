@@ -1,8 +1,12 @@
 package cache
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"time"
+
+	"github.com/outpost-cdn/outpost/cache/blob"
 )
 
 // Entry is one stored response. An Entry is immutable once it has been
@@ -16,8 +20,12 @@ type Entry struct {
 	// Header holds the stored end-to-end response header fields: hop-by-hop
 	// fields and Age are removed before storing.
 	Header http.Header
-	// Body is the complete response body.
+	// Body is the complete response body, when it is kept on the heap.
 	Body []byte
+	// Blob holds the body instead of Body when it is kept outside the
+	// heap, in a sealed memory file that can be sent with sendfile (see
+	// package cache/blob). At most one of Body and Blob is set.
+	Blob *blob.Blob
 
 	// RequestTime is when the request that produced this response was sent
 	// (request_time in RFC 9111 §4.2.3).
@@ -61,13 +69,29 @@ const entryOverhead = 160
 // Size is the entry's cost in bytes for cache accounting: body, header
 // fields, key and a fixed overhead.
 func (e *Entry) Size() int64 {
-	n := int64(len(e.Body)) + int64(len(e.Key)) + entryOverhead
+	n := e.BodySize() + int64(len(e.Key)) + entryOverhead
 	for name, values := range e.Header {
 		for _, v := range values {
 			n += int64(len(name) + len(v) + 4) // ": " and CRLF
 		}
 	}
 	return n
+}
+
+// BodySize is the length of the stored body.
+func (e *Entry) BodySize() int64 {
+	if e.Blob != nil {
+		return e.Blob.Size()
+	}
+	return int64(len(e.Body))
+}
+
+// BodyReader returns a reader of the stored body.
+func (e *Entry) BodyReader() io.ReadSeeker {
+	if e.Blob != nil {
+		return e.Blob.NewReader()
+	}
+	return bytes.NewReader(e.Body)
 }
 
 // Age is the entry's current_age at now (RFC 9111 §4.2.3).

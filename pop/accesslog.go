@@ -146,6 +146,16 @@ func (a *accessRecorder) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadFrom lets a blob body reach the connection's ReadFrom (sendfile).
+func (a *accessRecorder) ReadFrom(src io.Reader) (int64, error) {
+	if a.status == 0 {
+		a.status = http.StatusOK
+	}
+	n, err := copyTo(a.ResponseWriter, src)
+	a.bytes += n
+	return n, err
+}
+
 // Unwrap lets http.ResponseController reach the connection (Flush).
 func (a *accessRecorder) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 

@@ -2,6 +2,7 @@ package pop
 
 import (
 	"encoding/json"
+	"github.com/outpost-cdn/outpost/cache/blob"
 	"io"
 	"net/http"
 	"time"
@@ -69,6 +70,15 @@ type CacheStats struct {
 	Drops      uint64 `json:"drops"`
 	Evictions  uint64 `json:"evictions"`
 	Fills      int    `json:"fills_in_flight"`
+	// Blobs and BlobBytes count the bodies kept outside the heap in
+	// memory files (process-wide), including evicted ones whose memory the
+	// next garbage collection returns; SendfileBytes are the body bytes
+	// sent from them with sendfile; HeapFallbacks counts large bodies kept
+	// on the heap because no blob could be made (the open-file limit).
+	Blobs         int64  `json:"blobs"`
+	BlobBytes     int64  `json:"blob_bytes"`
+	SendfileBytes uint64 `json:"sendfile_bytes"`
+	HeapFallbacks uint64 `json:"blob_heap_fallbacks"`
 }
 
 // Stats returns a snapshot of the PoP's figures.
@@ -103,8 +113,11 @@ func (p *PoP) Stats() Stats {
 	s.Cache = CacheStats{
 		Items: st.Items, Bytes: st.Bytes, MaxBytes: st.MaxBytes,
 		Admissions: st.Admissions, Rejections: st.Rejections, Drops: st.Drops, Evictions: st.Evictions,
-		Fills: p.fills.inFlight(),
+		Fills:         p.fills.inFlight(),
+		SendfileBytes: p.sendfileBytes.Load(),
+		HeapFallbacks: p.blobFailures.Load(),
 	}
+	s.Cache.Blobs, s.Cache.BlobBytes = blob.Open()
 	return s
 }
 

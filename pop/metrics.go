@@ -3,6 +3,8 @@ package pop
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/outpost-cdn/outpost/cache/blob"
+
 	"github.com/outpost-cdn/outpost/origin"
 )
 
@@ -54,6 +56,14 @@ var (
 		"Keys in the purge index (the keys the cache holds).", nil, nil)
 	descEvictions = prometheus.NewDesc("outpost_cache_evictions_total",
 		"Entries removed to make room or because they expired.", nil, nil)
+	descBlobs = prometheus.NewDesc("outpost_cache_blobs",
+		"Bodies kept outside the heap in memory files, including evicted ones the next garbage collection frees.", nil, nil)
+	descBlobBytes = prometheus.NewDesc("outpost_cache_blob_bytes",
+		"Bytes of the bodies kept in memory files.", nil, nil)
+	descSendfileBytes = prometheus.NewDesc("outpost_pop_sendfile_bytes_total",
+		"Body bytes sent to clients with sendfile, from memory files.", nil, nil)
+	descBlobFallbacks = prometheus.NewDesc("outpost_cache_blob_heap_fallbacks_total",
+		"Large bodies kept on the heap because no memory file could be made (the open-file limit).", nil, nil)
 
 	// Per origin server; server is the URL's host:port (with its path when
 	// two servers of a service share a host), bounded by the config.
@@ -138,6 +148,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRejections, prometheus.CounterValue, float64(st.Rejections))
 	ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(st.Drops))
 	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(st.Evictions))
+	blobs, blobBytes := blob.Open()
+	ch <- prometheus.MustNewConstMetric(descBlobs, prometheus.GaugeValue, float64(blobs))
+	ch <- prometheus.MustNewConstMetric(descBlobBytes, prometheus.GaugeValue, float64(blobBytes))
+	ch <- prometheus.MustNewConstMetric(descSendfileBytes, prometheus.CounterValue, float64(p.sendfileBytes.Load()))
+	ch <- prometheus.MustNewConstMetric(descBlobFallbacks, prometheus.CounterValue, float64(p.blobFailures.Load()))
 	for k, kind := range purgeKinds {
 		for m, mode := range [2]string{"hard", "soft"} {
 			ch <- prometheus.MustNewConstMetric(descPurges, prometheus.CounterValue,

@@ -53,6 +53,11 @@ type Options struct {
 	// NoDrain skips the drain delay at shutdown (the lab has no DNS
 	// resolvers to steer away).
 	NoDrain bool
+	// BlobMin is the body size from which stored bodies are kept outside
+	// the heap, in sealed memory files sent with sendfile (package
+	// cache/blob); 0 means 16 KiB, and a negative value keeps every body
+	// on the heap.
+	BlobMin int
 }
 
 // PoP is one Point-of-Presence. Its zero value is not usable: make one with
@@ -68,6 +73,12 @@ type PoP struct {
 	registry   *prometheus.Registry
 	grace      time.Duration
 	noDrain    bool
+	// blobMin is Options.BlobMin with its default applied; 0 means no
+	// blobs. blobFailures counts bodies kept on the heap because no blob
+	// could be made.
+	blobMin       int
+	blobFailures  atomic.Uint64
+	sendfileBytes atomic.Uint64 // body bytes sent from blobs with sendfile
 
 	// routes are the services as loaded from the file; Reload swaps them
 	// whole, so a request sees one configuration from start to end.
@@ -162,6 +173,7 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		registry:   opts.Registry,
 		grace:      opts.ShutdownGrace,
 		noDrain:    opts.NoDrain,
+		blobMin:    opts.BlobMin,
 		statusName: "outpost/" + pc.Name,
 		index:      newKeyIndex(),
 	}
@@ -174,6 +186,12 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 	}
 	if p.grace <= 0 {
 		p.grace = 30 * time.Second
+	}
+	switch {
+	case p.blobMin == 0:
+		p.blobMin = defaultBlobMin
+	case p.blobMin < 0:
+		p.blobMin = 0
 	}
 	for i, proto := range []string{"1.1", "2", "3"} {
 		p.via[i] = proto + " " + pc.Name + " (outpost)"
@@ -410,6 +428,7 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 		IdleTimeout:       timeouts.Idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
+		ConnContext:       withConn,
 	}
 	if p.cfg.TLS.H2C {
 		srv.Protocols = new(http.Protocols)
@@ -431,7 +450,7 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 		}
 	}
 	errc := make(chan error, 4)
-	go func() { errc <- srv.Serve(ls.Serve) }()
+	go func() { errc <- srv.Serve(sendfileListener{Listener: ls.Serve, sent: &p.sendfileBytes}) }()
 	go func() { errc <- admin.Serve(ls.Admin) }()
 	var httpsSrv *http.Server
 	var h3 *http3.Server

@@ -117,25 +117,41 @@ purge:
   token: s3cret
 `
 
-func startPoP(t *testing.T, originURL string) *testPoP {
-	return startPoPWithDrain(t, originURL, "0s")
+func startPoP(t *testing.T, originURL string, opts ...func(*Options)) *testPoP {
+	return startPoPWithDrain(t, originURL, "0s", opts...)
 }
 
-func startPoPWithDrain(t *testing.T, originURL, drain string) *testPoP {
+func startPoPWithDrain(t *testing.T, originURL, drain string, opts ...func(*Options)) *testPoP {
 	t.Helper()
-	return startPoPConfig(t, fmt.Sprintf(testConfig, originURL, drain))
+	return startPoPConfig(t, fmt.Sprintf(testConfig, originURL, drain), opts...)
+}
+
+// bodiesIn returns an option that keeps stored bodies on the heap
+// ("heap") or in blobs sent with sendfile ("blob", for bodies of any size).
+func bodiesIn(where string) func(*Options) {
+	return func(o *Options) {
+		if where == "blob" {
+			o.BlobMin = 1
+		} else {
+			o.BlobMin = -1
+		}
+	}
 }
 
 // startPoPConfig starts the single PoP of a whole configuration file on
 // loopback listeners, with a test clock, and stops it when the test ends.
-func startPoPConfig(t *testing.T, yaml string) *testPoP {
+func startPoPConfig(t *testing.T, yaml string, opts ...func(*Options)) *testPoP {
 	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	clk := newClock()
-	p, err := New(cfg, "", Options{Now: clk.Now, ShutdownGrace: 5 * time.Second, Logger: testLogger(t)})
+	o := Options{Now: clk.Now, ShutdownGrace: 5 * time.Second, Logger: testLogger(t)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	p, err := New(cfg, "", o)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

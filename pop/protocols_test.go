@@ -22,7 +22,7 @@ import (
 // startTLSPoP starts a PoP with an HTTPS listener and HTTP/3 on a
 // self-signed certificate, and points tp.url and tp.client at it over
 // proto: "h1-tls", "h2" or "h3".
-func startTLSPoP(t *testing.T, originURL, proto string) *testPoP {
+func startTLSPoP(t *testing.T, originURL, proto string, opts ...func(*Options)) *testPoP {
 	t.Helper()
 	text := strings.Replace(fmt.Sprintf(testConfig, originURL, "0s"), "    cache_size: 64MiB\n",
 		"    cache_size: 64MiB\n    tls: {listen: \"127.0.0.1:0\", self_signed: true}\n", 1)
@@ -31,7 +31,11 @@ func startTLSPoP(t *testing.T, originURL, proto string) *testPoP {
 		t.Fatal(err)
 	}
 	clk := newClock()
-	p, err := New(cfg, "", Options{Now: clk.Now, ShutdownGrace: 5 * time.Second, Logger: testLogger(t)})
+	o := Options{Now: clk.Now, ShutdownGrace: 5 * time.Second, Logger: testLogger(t)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	p, err := New(cfg, "", o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,20 +98,24 @@ type step struct {
 
 // TestRFCBehaviour runs the table of RFC scenarios over every protocol
 // the PoP speaks: HTTP/1.1 in clear and over TLS, HTTP/2 and HTTP/3, each
-// against a fresh PoP and origin. The behaviour must not differ.
+// against a fresh PoP and origin, with stored bodies on the heap and in
+// blobs (sent with sendfile on clear HTTP/1.1). The behaviour must not
+// differ.
 func TestRFCBehaviour(t *testing.T) {
-	for _, proto := range []string{"h1", "h1-tls", "h2", "h3"} {
-		t.Run(proto, func(t *testing.T) {
-			o := &rfcOrigin{}
-			srv := newTestOrigin(t, o.ServeHTTP)
-			var tp *testPoP
-			if proto == "h1" {
-				tp = startPoP(t, srv.URL)
-			} else {
-				tp = startTLSPoP(t, srv.URL, proto)
-			}
-			runRFCScenarios(t, tp, o)
-		})
+	for _, bodies := range []string{"heap", "blob"} {
+		for _, proto := range []string{"h1", "h1-tls", "h2", "h3"} {
+			t.Run(bodies+"/"+proto, func(t *testing.T) {
+				o := &rfcOrigin{}
+				srv := newTestOrigin(t, o.ServeHTTP)
+				var tp *testPoP
+				if proto == "h1" {
+					tp = startPoP(t, srv.URL, bodiesIn(bodies))
+				} else {
+					tp = startTLSPoP(t, srv.URL, proto, bodiesIn(bodies))
+				}
+				runRFCScenarios(t, tp, o)
+			})
+		}
 	}
 }
 

@@ -70,7 +70,7 @@ func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
 			cancel()
 			merged := cache.MergeNotModified(f.stale.Header, resp.Header)
 			d := cache.Decide(getReq, f.stale.Status, merged, svc.policy, f.requestTime, f.responseTime)
-			e := p.newEntry(f.key, f.stale.Status, merged, f.stale.Body, d, f.requestTime, f.responseTime)
+			e := p.newEntry(f.key, f.stale.Status, merged, storedBody{heap: f.stale.Body, blob: f.stale.Blob}, d, f.requestTime, f.responseTime)
 			if d.Storable {
 				p.keep(f, e, e.StorageTTL(p.now(), svc.keep))
 			}
@@ -123,7 +123,7 @@ func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
 		p.log.Warn("origin body failed", "service", svc.name, "key", f.key, "bytes", total, "err", err)
 	}
 	f.finish(err, func(body []byte) *cache.Entry {
-		e := p.newEntry(f.storeKey, resp.StatusCode, resp.Header, body, d, f.requestTime, f.responseTime)
+		e := p.newEntry(f.storeKey, resp.StatusCode, resp.Header, p.storeBody(f.storeKey, body), d, f.requestTime, f.responseTime)
 		ttl := e.StorageTTL(p.now(), svc.keep)
 		if f.varyFields != nil && (f.index == nil || f.index.VaryNonce != f.varyNonce) {
 			index := &cache.Entry{
@@ -184,13 +184,13 @@ func (p *PoP) readBody(f *fill, svc *service, body io.Reader) (int64, error) {
 // newEntry makes a stored entry from a response and the rules' decision
 // about it. Fields the origin marked private or no-cache by name are not
 // stored (RFC 9111 §5.2.2.4, §5.2.2.7).
-func (p *PoP) newEntry(key string, status int, header http.Header, body []byte, d cache.Decision, requestTime, responseTime time.Time) *cache.Entry {
+func (p *PoP) newEntry(key string, status int, header http.Header, body storedBody, d cache.Decision, requestTime, responseTime time.Time) *cache.Entry {
 	h := header.Clone()
 	h.Del("Age")
 	for _, name := range d.StripFields {
 		h.Del(name)
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Content-Length", strconv.FormatInt(body.size(), 10))
 	if h.Get("Date") == "" {
 		h.Set("Date", responseTime.UTC().Format(http.TimeFormat))
 	}
@@ -198,7 +198,8 @@ func (p *PoP) newEntry(key string, status int, header http.Header, body []byte, 
 		Key:                  key,
 		Status:               status,
 		Header:               h,
-		Body:                 body,
+		Body:                 body.heap,
+		Blob:                 body.blob,
 		RequestTime:          requestTime,
 		ResponseTime:         responseTime,
 		InitialAge:           d.InitialAge,

@@ -1,7 +1,7 @@
 package pop
 
 import (
-	"bytes"
+	"io"
 	"net/http"
 	"slices"
 	"time"
@@ -32,16 +32,16 @@ func (p *PoP) serveStored(w http.ResponseWriter, r *http.Request, svc *service, 
 		if _, typed := h["Content-Type"]; !typed {
 			h["Content-Type"] = nil // keep ServeContent from sniffing one
 		}
-		http.ServeContent(cw, r, "", modTime, bytes.NewReader(e.Body))
+		http.ServeContent(cw, r, "", modTime, e.BodyReader())
 		svc.stats.record(r, cw.status, res, cw.n)
 		return
 	}
 	w.WriteHeader(e.Status)
-	var n int
+	var n int64
 	if r.Method != http.MethodHead {
-		n, _ = w.Write(e.Body)
+		n = writeBody(w, r, e)
 	}
-	svc.stats.record(r, e.Status, res, int64(n))
+	svc.stats.record(r, e.Status, res, n)
 }
 
 // needsEvaluation reports whether a request carries preconditions or a
@@ -72,6 +72,17 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	}
 	n, err := c.ResponseWriter.Write(p)
 	c.n += int64(n)
+	return n, err
+}
+
+// ReadFrom lets a range of a blob body reach the connection's ReadFrom
+// (sendfile) through http.ServeContent's io.CopyN.
+func (c *countingWriter) ReadFrom(src io.Reader) (int64, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := copyTo(c.ResponseWriter, src)
+	c.n += n
 	return n, err
 }
 

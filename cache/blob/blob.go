@@ -1,0 +1,161 @@
+// Package blob keeps large response bodies outside the Go heap, in sealed
+// anonymous memory files (Linux memfd), so that a PoP can hand a stored
+// body to a client's TCP socket with sendfile(2): the kernel passes the
+// body's pages to the socket without copying them through the process.
+//
+// A Blob is immutable: its file is sealed against writes, growth and
+// shrinking once filled. Its lifetime is the Go garbage collector's: a
+// Blob's file is closed, and its memory given back, when no Entry or reader
+// refers to it any more. So a cache may drop an entry while a slow client
+// is still being sent its body, with no reference counts to get wrong; the
+// price is that memory of evicted bodies is returned at the next garbage
+// collection rather than at once (see Open).
+//
+// Where memfd is missing (not Linux) New returns ErrUnsupported, and
+// callers keep bodies on the heap.
+package blob
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync/atomic"
+)
+
+// ErrUnsupported is returned by New where bodies cannot be kept in memory
+// files: not Linux, or the kernel refuses memfd.
+var ErrUnsupported = errors.New("blob: memory files are not supported here")
+
+// ErrLimit is returned by New when Limit blobs are open already.
+var ErrLimit = errors.New("blob: open blob limit reached")
+
+// Blob is a response body held in a sealed memory file. It is safe for
+// concurrent use: every read names its own offset.
+type Blob struct {
+	f    *os.File
+	size int64
+}
+
+// open counts the blobs whose files are open, and their bytes.
+var open struct {
+	count atomic.Int64
+	bytes atomic.Int64
+	limit atomic.Int64
+}
+
+func init() { open.limit.Store(defaultLimit()) }
+
+// SetLimit sets how many blobs may be open at once (each holds a file
+// descriptor); past it New returns ErrLimit. n <= 0 turns blobs off.
+func SetLimit(n int64) { open.limit.Store(max(n, 0)) }
+
+// Limit is how many blobs may be open at once: by default half of the
+// process's file descriptor limit, leaving the other half for sockets.
+func Limit() int64 { return open.limit.Load() }
+
+// Open reports how many blobs are open and their bytes. It includes blobs
+// no longer referenced whose memory the next garbage collection returns.
+func Open() (count, bytes int64) { return open.count.Load(), open.bytes.Load() }
+
+// New copies data into a new sealed memory file. name is a label for
+// debugging (it shows in /proc/PID/fd); the file's contents never change
+// after New returns.
+func New(name string, data []byte) (*Blob, error) {
+	if n := open.count.Add(1); n > open.limit.Load() {
+		open.count.Add(-1)
+		return nil, ErrLimit
+	}
+	f, err := newFile(name, data)
+	if err != nil {
+		open.count.Add(-1)
+		return nil, err
+	}
+	b := &Blob{f: f, size: int64(len(data))}
+	open.bytes.Add(b.size)
+	// The file lives as long as the Blob: closed by the cleanup when the
+	// Blob is unreachable, never while a reader holds the Blob.
+	runtime.AddCleanup(b, closeFile, fileAndSize{f, b.size})
+	return b, nil
+}
+
+// fileAndSize is what the cleanup of a Blob needs.
+type fileAndSize struct {
+	f    *os.File
+	size int64
+}
+
+func closeFile(fs fileAndSize) {
+	fs.f.Close()
+	open.count.Add(-1)
+	open.bytes.Add(-fs.size)
+}
+
+// Size is the body's length in bytes.
+func (b *Blob) Size() int64 { return b.size }
+
+// ReadAt reads len(p) bytes at off, as io.ReaderAt.
+func (b *Blob) ReadAt(p []byte, off int64) (int, error) {
+	if off >= b.size {
+		return 0, io.EOF
+	}
+	n, err := b.f.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return n, fmt.Errorf("blob: read: %w", err)
+	}
+	return n, err
+}
+
+// NewReader returns a reader of the whole body. It reads, seeks and reads
+// at offsets; it deliberately has no WriteTo, so that io.Copy into an
+// HTTP/1.1 response hands it to the connection's ReadFrom, where SendTo
+// can send it with sendfile.
+func (b *Blob) NewReader() *Reader { return &Reader{b: b} }
+
+// Reader reads a Blob from an offset of its own. A Reader is not safe for
+// concurrent use; a Blob may have many Readers.
+type Reader struct {
+	b   *Blob
+	off int64
+}
+
+// Blob returns the blob r reads.
+func (r *Reader) Blob() *Blob { return r.b }
+
+// Read reads from the current offset, as io.Reader.
+func (r *Reader) Read(p []byte) (int, error) {
+	if r.off >= r.b.size {
+		return 0, io.EOF
+	}
+	n, err := r.b.ReadAt(p, r.off)
+	r.off += int64(n)
+	if errors.Is(err, io.EOF) && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+// ReadAt reads at off regardless of the current offset, as io.ReaderAt.
+func (r *Reader) ReadAt(p []byte, off int64) (int, error) { return r.b.ReadAt(p, off) }
+
+// Seek sets the offset of the next Read, as io.Seeker.
+func (r *Reader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.off
+	case io.SeekEnd:
+		offset += r.b.size
+	default:
+		return 0, errors.New("blob: seek: invalid whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("blob: seek: negative position")
+	}
+	r.off = offset
+	return offset, nil
+}
+
+// Remaining is how many bytes are left to read.
+func (r *Reader) Remaining() int64 { return max(r.b.size-r.off, 0) }

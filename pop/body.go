@@ -1,0 +1,144 @@
+package pop
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/outpost-cdn/outpost/cache"
+	"github.com/outpost-cdn/outpost/cache/blob"
+)
+
+// defaultBlobMin is the body size from which a stored body is kept in a
+// blob (a sealed memory file, sent with sendfile) rather than on the heap.
+// Below it the saved copy is worth less than the file descriptor and the
+// extra system calls.
+const defaultBlobMin = 16 << 10
+
+// storedBody is a body on its way into an Entry: on the heap or in a blob.
+type storedBody struct {
+	heap []byte
+	blob *blob.Blob
+}
+
+func (b storedBody) size() int64 {
+	if b.blob != nil {
+		return b.blob.Size()
+	}
+	return int64(len(b.heap))
+}
+
+// storeBody decides where a filled body is kept: in a blob when it is at
+// least blobMin bytes and a blob can be made, else on the heap.
+func (p *PoP) storeBody(key string, body []byte) storedBody {
+	if p.blobMin <= 0 || len(body) < p.blobMin {
+		return storedBody{heap: body}
+	}
+	b, err := blob.New(blobName(key), body)
+	if err != nil {
+		if p.blobFailures.Add(1) == 1 || !errors.Is(err, blob.ErrLimit) {
+			p.log.Warn("body kept on the heap", "key", key, "err", err)
+		}
+		return storedBody{heap: body}
+	}
+	return storedBody{blob: b}
+}
+
+// blobName labels a blob's memory file with its cache key, shortened to
+// what memfd_create accepts.
+func blobName(key string) string {
+	const maxName = 200
+	if len(key) > maxName {
+		key = key[:maxName]
+	}
+	return key
+}
+
+// writeBody sends a stored entry's body after its header. A body in a blob
+// on a plain HTTP/1.1 connection goes out with sendfile: io.Copy hands the
+// blob's reader to the response's ReadFrom, which hands it to the
+// connection's (sendfileConn.ReadFrom) once the header is written. The
+// header and the body's first segment then leave in one packet: the socket
+// is corked around them.
+func writeBody(w http.ResponseWriter, r *http.Request, e *cache.Entry) int64 {
+	if e.Blob == nil {
+		n, _ := w.Write(e.Body)
+		return int64(n)
+	}
+	if c, ok := r.Context().Value(connKey{}).(*sendfileConn); ok && r.ProtoMajor == 1 {
+		c.setCork(true)
+		defer c.setCork(false)
+	}
+	n, _ := io.Copy(w, e.Blob.NewReader())
+	return n
+}
+
+// connKey is the request context key of the *sendfileConn a request came
+// in on.
+type connKey struct{}
+
+// withConn is http.Server's ConnContext for the serving listener: it lets
+// writeBody find the connection.
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	if sc, ok := c.(*sendfileConn); ok {
+		return context.WithValue(ctx, connKey{}, sc)
+	}
+	return ctx
+}
+
+// sendfileListener wraps the plain serving listener's TCP connections in
+// sendfileConn.
+type sendfileListener struct {
+	net.Listener
+	sent *atomic.Uint64 // counts the bytes sent with sendfile
+}
+
+// Accept returns the next connection, as a *sendfileConn when it is TCP.
+func (l sendfileListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		return &sendfileConn{TCPConn: tc, sent: l.sent}, nil
+	}
+	return c, err
+}
+
+// sendfileConn is a client's TCP connection whose ReadFrom sends blob
+// bodies (whole, or a range of one through io.LimitedReader) with
+// sendfile, and everything else as *net.TCPConn would.
+type sendfileConn struct {
+	*net.TCPConn
+	sent *atomic.Uint64
+}
+
+// ReadFrom sends what r reads.
+func (c *sendfileConn) ReadFrom(r io.Reader) (int64, error) {
+	switch src := r.(type) {
+	case *blob.Reader:
+		n, err := src.SendTo(c.TCPConn, -1)
+		c.sent.Add(uint64(n))
+		return n, err
+	case *io.LimitedReader:
+		if br, ok := src.R.(*blob.Reader); ok {
+			n, err := br.SendTo(c.TCPConn, src.N)
+			src.N -= n
+			c.sent.Add(uint64(n))
+			return n, err
+		}
+	}
+	return c.TCPConn.ReadFrom(r)
+}
+
+// copyTo copies src into w, through w's own ReadFrom when it has one (so a
+// wrapper's ReadFrom never loops back into itself through io.Copy).
+func copyTo(w http.ResponseWriter, src io.Reader) (int64, error) {
+	if rf, ok := w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(writerOnly{w}, src)
+}
+
+// writerOnly hides every method of a writer but Write.
+type writerOnly struct{ io.Writer }
