@@ -3,6 +3,7 @@ package dnsgeo
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -33,7 +34,15 @@ func serveRaw(s *Server, pkt []byte, tcp bool) (req *dns.Msg, w *recorder) {
 		return nil, nil
 	}
 	w = newRecorder(tcp)
-	s.ServeDNS(w, req)
+	if tcp {
+		s.ServeDNS(w, req)
+		return req, w
+	}
+	// UDP goes the way a UDP worker answers, from the raw packet.
+	if resp := s.serveUDP(pkt, netip.MustParseAddr("127.0.0.1"), new(dns.Msg), new(scratch)); resp != nil {
+		w.msg = resp
+		w.raw, w.err = resp.PackBuffer(make([]byte, 2*udpReadSize))
+	}
 	return req, w
 }
 
