@@ -86,7 +86,7 @@ func newGeoServer(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.state.Load().closeLocators() })
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -200,6 +200,38 @@ func TestGeoIPErrors(t *testing.T) {
 				t.Fatalf("New: %v; want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestGeoIPReload checks that a reload reads the databases the new file
+// names (here a rebuilt City database at a new path) and answers from
+// them at once, and that a bad database keeps the running one serving.
+func TestGeoIPReload(t *testing.T) {
+	dir := t.TempDir()
+	asn := buildDB(t, dir, "asn.mmdb", asnCSV, geodb.ASN)
+	cfgWith := func(cityText string) *config.Config {
+		city := buildDB(t, t.TempDir(), "city.mmdb", cityText, geodb.City)
+		return labConfig(t, "  health: {interval: 1h}\n  geoip: "+city+"\n  asn: "+asn, nil, geoNetworks)
+	}
+	ts := startServer(t, cfgWith(cityCSV))
+	ask := func() string {
+		return answerAddr(ts.exchange(t, "udp", query("demo.cdn.example.", dns.TypeA, "81.0.1.0/24", 0)))
+	}
+	if got := ask(); got != "127.0.0.11" {
+		t.Fatalf("before the reload: %s, want prg's 127.0.0.11", got)
+	}
+	if err := ts.Reload(cfgWith(strings.Replace(cityCSV, "81.0.0.0/16,50.11,8.68,DE", "81.0.0.0/16,35.69,139.69,JP", 1))); err != nil {
+		t.Fatal(err)
+	}
+	if got := ask(); got != "127.0.0.13" {
+		t.Fatalf("after the reload: %s, want nrt's 127.0.0.13", got)
+	}
+	bad := labConfig(t, "  geoip: "+filepath.Join(dir, "nope.mmdb"), nil, labNetworks)
+	if err := ts.Reload(bad); err == nil || !strings.Contains(err.Error(), "nope.mmdb") {
+		t.Fatalf("Reload with a missing database: %v", err)
+	}
+	if got := ask(); got != "127.0.0.13" {
+		t.Fatalf("after a failed reload: %s, want nrt's 127.0.0.13 still", got)
 	}
 }
 

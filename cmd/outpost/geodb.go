@@ -33,7 +33,11 @@ func runGeoDB(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: %d networks (%s database)\n", fs.Arg(1), n, kind)
+	noun := "networks"
+	if n == 1 {
+		noun = "network"
+	}
+	fmt.Fprintf(stdout, "%s: %d %s (%s database)\n", fs.Arg(1), n, noun, kind)
 	return nil
 }
 

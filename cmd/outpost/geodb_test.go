@@ -35,7 +35,7 @@ func TestGeoDBCommand(t *testing.T) {
 		{"help", []string{"help", "geodb"}, 0, "Usage: outpost geodb build", "", 0},
 		{"one argument", []string{"geodb", "build", city}, 2, "", "Usage: outpost geodb build", 0},
 		{"city", []string{"geodb", "build", city, out}, 0, out + ": 2 networks (City database)", "", geodb.City},
-		{"asn", []string{"geodb", "build", "--asn", asn, out}, 0, out + ": 1 networks (ASN database)", "", geodb.ASN},
+		{"asn", []string{"geodb", "build", "--asn", asn, out}, 0, out + ": 1 network (ASN database)", "", geodb.ASN},
 		{"a bad row names the file and line", []string{"geodb", "build", bad, out}, 1, "", "bad.csv:1: network \"198.51.100.7\" has no prefix length", 0},
 		{"a missing file", []string{"geodb", "build", filepath.Join(dir, "nope.csv"), out}, 1, "", "nope.csv: no such file", 0},
 	}
