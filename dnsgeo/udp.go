@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // udpReadSize is the read buffer of a UDP query: larger queries are
@@ -28,24 +30,39 @@ type udpServer struct {
 	s        *Server
 	conn     *net.UDPConn
 	workers  int
+	wildcard bool // bound to a wildcard address: reply from each query's destination
 	stopping atomic.Bool
 	done     chan struct{} // closed when every worker returned
 }
 
 // newUDPServer returns the udpServer of pc, or nil when pc needs the dns
 // package's server: a socket that is not a *net.UDPConn, or one bound to a
-// wildcard address, whose replies must leave from the address each query
-// came to (the dns package does that with control messages).
+// wildcard address on a system other than Linux. On a wildcard address
+// each reply must leave from the address its query came to: the workers
+// then read and write with the destination in control messages (IP_PKTINFO),
+// as the dns package's server does.
 func newUDPServer(s *Server, pc net.PacketConn) *udpServer {
 	conn, ok := pc.(*net.UDPConn)
 	if !ok {
 		return nil
 	}
 	la, ok := conn.LocalAddr().(*net.UDPAddr)
-	if !ok || la.IP == nil || la.IP.IsUnspecified() {
+	if !ok {
 		return nil
 	}
-	return &udpServer{s: s, conn: conn, workers: max(runtime.GOMAXPROCS(0), 1), done: make(chan struct{})}
+	u := &udpServer{s: s, conn: conn, workers: max(runtime.GOMAXPROCS(0), 1), done: make(chan struct{})}
+	if la.IP == nil || la.IP.IsUnspecified() {
+		if runtime.GOOS != "linux" {
+			return nil
+		}
+		err6 := ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
+		err4 := ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
+		if err4 != nil && err6 != nil {
+			return nil
+		}
+		u.wildcard = true
+	}
+	return u
 }
 
 // serve runs the workers until shutdown, or until the socket fails; it
@@ -91,7 +108,7 @@ func (u *udpServer) worker() error {
 	req := new(dns.Msg)
 	sc := new(scratch)
 	for {
-		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
+		n, from, sess, err := u.read(buf)
 		if err != nil {
 			if u.stopping.Load() {
 				return nil
@@ -114,10 +131,39 @@ func (u *udpServer) worker() error {
 			u.s.log.Debug("packing a DNS reply", "err", err, "client", from)
 			continue
 		}
-		if _, err := u.conn.WriteToUDPAddrPort(b, from); err != nil {
+		if err := u.write(b, from, sess); err != nil {
 			u.s.log.Debug("writing a DNS reply", "err", err, "client", from)
 		}
 	}
+}
+
+// read reads one packet; sess is its session (the address it came to)
+// on a wildcard socket.
+func (u *udpServer) read(buf []byte) (int, netip.AddrPort, *dns.SessionUDP, error) {
+	if !u.wildcard {
+		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
+		return n, from, nil, err
+	}
+	n, sess, err := dns.ReadFromSessionUDP(u.conn, buf)
+	if err != nil {
+		return 0, netip.AddrPort{}, nil, err
+	}
+	ua, _ := sess.RemoteAddr().(*net.UDPAddr)
+	if ua == nil {
+		return 0, netip.AddrPort{}, nil, errors.New("dnsgeo: UDP packet without a source address")
+	}
+	return n, ua.AddrPort(), sess, nil
+}
+
+// write sends a reply to the client of a packet read.
+func (u *udpServer) write(b []byte, to netip.AddrPort, sess *dns.SessionUDP) error {
+	var err error
+	if sess != nil {
+		_, err = dns.WriteToSessionUDP(u.conn, b, sess)
+	} else {
+		_, err = u.conn.WriteToUDPAddrPort(b, to)
+	}
+	return err
 }
 
 // serveUDP answers one UDP packet m from src the way the dns package's

@@ -1,0 +1,54 @@
+package dnsgeo
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TestUDPWildcard serves on 0.0.0.0 and asks on two loopback addresses:
+// each reply must come from the address its query went to, or the
+// client's connected socket would not take it.
+func TestUDPWildcard(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("wildcard UDP workers run on Linux only; elsewhere the dns package serves")
+	}
+	s := newTestServer(t, steady)
+	ctx, cancel := context.WithCancel(context.Background())
+	ls, err := Listen(ctx, []string{"0.0.0.0:0"}, "")
+	if err != nil {
+		cancel()
+		t.Skipf("cannot listen on 0.0.0.0: %v", err)
+	}
+	if newUDPServer(s, ls.UDP[0]) == nil {
+		t.Fatal("no UDP workers for a wildcard socket")
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ls) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	select {
+	case <-s.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not ready")
+	}
+	_, port, _ := net.SplitHostPort(ls.UDP[0].LocalAddr().String())
+	for _, host := range []string{"127.0.0.1", "127.0.0.2"} {
+		c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+		r, _, err := c.Exchange(query("demo.cdn.example.", dns.TypeA, "198.51.100.0/24", 0), net.JoinHostPort(host, port))
+		if err != nil {
+			t.Fatalf("query to %s: %v", host, err)
+		}
+		if got := answerAddr(r); got != "127.0.0.11" {
+			t.Errorf("query to %s: answer %q, want 127.0.0.11", host, got)
+		}
+	}
+}
