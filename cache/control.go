@@ -37,14 +37,18 @@ func parseDirectives(line string, d Directives) {
 		if end < 0 {
 			end = len(line)
 		}
-		name := strings.ToLower(strings.TrimSpace(line[:end]))
+		raw := line[:end]
+		name := strings.ToLower(strings.TrimSpace(raw))
 		line = line[end:]
 		var arg string
+		spaced := false // the grammar has no whitespace around "=" (§5.2)
 		if strings.HasPrefix(line, "=") {
+			spaced = strings.TrimRight(raw, " \t") != raw ||
+				strings.HasPrefix(line[1:], " ") || strings.HasPrefix(line[1:], "\t")
 			line = strings.TrimLeft(line[1:], " \t")
 			arg, line = parseArgument(line)
 		}
-		if name == "" || !isToken(name) {
+		if name == "" || !isToken(name) || spaced {
 			continue
 		}
 		if _, seen := d[name]; !seen {

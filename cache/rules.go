@@ -58,13 +58,17 @@ func TargetedFields() []string { return slices.Clone(targetedFields) }
 
 // responseDirectives returns the directives that govern a shared cache for
 // a response, and whether they came from a targeted field.
+//
+// A targeted field is a Structured Field Dictionary; the first one that
+// parses and is not empty wins, and one that does not parse is ignored
+// (RFC 9213 §2.1), so Cache-Control then applies.
 func responseDirectives(h http.Header) (Directives, bool) {
 	for _, name := range targetedFields {
-		if values := h.Values(name); len(values) > 0 {
-			d := make(Directives, 4)
-			for _, line := range values {
-				parseDirectives(line, d)
-			}
+		values := h.Values(name)
+		if len(values) == 0 {
+			continue
+		}
+		if d, ok := parseTargeted(values); ok && len(d) > 0 {
 			return d, true
 		}
 	}
@@ -105,6 +109,7 @@ type Decision struct {
 func Decide(req *http.Request, status int, h http.Header, p Policy, requestTime, responseTime time.Time) Decision {
 	cc, targeted := responseDirectives(h)
 	d := Decision{InitialAge: InitialAge(h, requestTime, responseTime)}
+	date := dateOrReceived(h, responseTime)
 	d.StaleWhileRevalidate, _, _ = cc.Seconds("stale-while-revalidate")
 	d.StaleIfError, _, _ = cc.Seconds("stale-if-error")
 	if d.StaleIfError == 0 {
@@ -124,13 +129,13 @@ func Decide(req *http.Request, status int, h http.Header, p Policy, requestTime,
 		}
 	}
 
-	lifetime, explicit := explicitLifetime(h, cc, targeted)
+	lifetime, explicit := explicitLifetime(h, cc, targeted, date)
 	switch {
 	case explicit:
 	case p.DefaultTTL > 0:
 		lifetime = p.DefaultTTL
 	default:
-		lifetime, d.Heuristic = heuristicLifetime(h, status)
+		lifetime, d.Heuristic = heuristicLifetime(h, status, cc.Has("public"), date)
 	}
 	if p.MinTTL > 0 && lifetime < p.MinTTL {
 		lifetime = p.MinTTL
@@ -151,7 +156,9 @@ func storable(req *http.Request, status int, h http.Header, cc Directives, expli
 	if ParseCacheControl(req.Header).Has("no-store") {
 		return false, ReasonRequestNoStore
 	}
-	if cc.Has("no-store") {
+	// must-understand (RFC 9111 §5.2.2.3) overrides no-store when the
+	// cache implements the status code's semantics.
+	if cc.Has("no-store") && !(cc.Has("must-understand") && knownStatus[status]) {
 		return false, ReasonNoStore
 	}
 	if arg, ok := cc["private"]; ok && len(fieldNames(arg)) == 0 {
@@ -195,6 +202,24 @@ func fieldNames(arg string) []string {
 	return names
 }
 
+// knownStatus lists the final status codes whose semantics the PoP
+// implements, for must-understand (RFC 9111 §5.2.2.3).
+var knownStatus = map[int]bool{
+	200: true, 203: true, 204: true, 300: true, 301: true, 302: true, 303: true,
+	307: true, 308: true, 400: true, 403: true, 404: true, 405: true, 410: true,
+	414: true, 500: true, 501: true, 502: true, 503: true, 504: true,
+}
+
+// dateOrReceived returns the response's Date, or receivedAt when Date is
+// missing or invalid: a recipient treats an invalid Date as absent and
+// records when it received the message (RFC 9110 §6.6.1).
+func dateOrReceived(h http.Header, receivedAt time.Time) time.Time {
+	if t, _, valid := singleDate(h, "Date"); valid {
+		return t
+	}
+	return receivedAt
+}
+
 func hasValidators(h http.Header) bool {
 	return h.Get("ETag") != "" || h.Get("Last-Modified") != ""
 }
@@ -211,7 +236,7 @@ func Lifetime(h http.Header, p Policy) time.Duration {
 // explicitLifetime returns the lifetime the origin stated, if it stated one.
 // An invalid max-age or Expires makes the response stale (lifetime 0), as
 // RFC 9111 §4.2.1 and §5.3 ask.
-func explicitLifetime(h http.Header, cc Directives, targeted bool) (time.Duration, bool) {
+func explicitLifetime(h http.Header, cc Directives, targeted bool, date time.Time) (time.Duration, bool) {
 	for _, name := range []string{"s-maxage", "max-age"} {
 		if v, present, valid := cc.Seconds(name); present {
 			if !valid {
@@ -223,34 +248,25 @@ func explicitLifetime(h http.Header, cc Directives, targeted bool) (time.Duratio
 	if targeted {
 		return 0, false // a targeted field replaces Expires too (RFC 9213 §2.2)
 	}
-	expires := h.Values("Expires")
-	if len(expires) == 0 {
+	exp, present, valid := singleDate(h, "Expires")
+	switch {
+	case !present:
 		return 0, false
-	}
-	exp, err := http.ParseTime(expires[0])
-	if err != nil {
+	case !valid || date.IsZero():
 		return 0, true // an invalid Expires means already expired (§5.3)
-	}
-	date, err := http.ParseTime(h.Get("Date"))
-	if err != nil {
-		return 0, true
 	}
 	return max(exp.Sub(date), 0), true
 }
 
 // heuristicLifetime is 10% of the time since Last-Modified (RFC 9111
-// §4.2.2), for heuristically cacheable status codes, capped at
-// HeuristicMaxLifetime.
-func heuristicLifetime(h http.Header, status int) (time.Duration, bool) {
-	if !heuristicStatus[status] {
+// §4.2.2), for heuristically cacheable status codes and for responses
+// marked public, capped at HeuristicMaxLifetime.
+func heuristicLifetime(h http.Header, status int, public bool, date time.Time) (time.Duration, bool) {
+	if !heuristicStatus[status] && !public {
 		return 0, false
 	}
-	lm, err := http.ParseTime(h.Get("Last-Modified"))
-	if err != nil {
-		return 0, false
-	}
-	date, err := http.ParseTime(h.Get("Date"))
-	if err != nil {
+	lm, _, valid := singleDate(h, "Last-Modified")
+	if !valid || date.IsZero() {
 		return 0, false
 	}
 	since := date.Sub(lm)
@@ -264,17 +280,37 @@ func heuristicLifetime(h http.Header, status int) (time.Duration, bool) {
 // response received at responseTime to a request sent at requestTime.
 func InitialAge(h http.Header, requestTime, responseTime time.Time) time.Duration {
 	var apparent time.Duration
-	if date, err := http.ParseTime(h.Get("Date")); err == nil {
+	if date, _, valid := singleDate(h, "Date"); valid {
 		apparent = max(responseTime.Sub(date), 0)
 	}
 	var ageValue time.Duration
-	if v := h.Get("Age"); v != "" {
-		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > 0 {
-			ageValue = time.Duration(min(n, 1<<31)) * time.Second
-		}
+	if v, ok := ageField(h); ok {
+		ageValue = v
 	}
 	delay := max(responseTime.Sub(requestTime), 0)
 	return max(apparent, ageValue+delay)
+}
+
+// ageField returns the Age of a response (RFC 9111 §5.1). Age is a
+// singleton field, so when it arrives as a list (several field lines, or
+// one line with commas) the first member is the origin's: "7200, 0" is
+// 7200 seconds. A member that is not delta-seconds is ignored, and values
+// too large to represent are capped at 2^31 seconds (§1.2.2).
+func ageField(h http.Header) (time.Duration, bool) {
+	values := h.Values("Age")
+	if len(values) == 0 {
+		return 0, false
+	}
+	first, _, _ := strings.Cut(values[0], ",")
+	first = strings.TrimSpace(first)
+	if !isDigits(first) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || n > 1<<31 {
+		n = 1 << 31
+	}
+	return time.Duration(n) * time.Second, true
 }
 
 // AgeHeader formats an age for the Age header: whole seconds, rounded down.

@@ -50,6 +50,20 @@ func TestLifetime(t *testing.T) {
 		{"no freshness, default TTL", http.Header{}, Policy{DefaultTTL: time.Minute}, time.Minute},
 		{"min clamp", http.Header{"Cache-Control": {"max-age=5"}}, Policy{MinTTL: time.Minute}, time.Minute},
 		{"max clamp", http.Header{"Cache-Control": {"max-age=86400"}}, Policy{MaxTTL: time.Hour}, time.Hour},
+		{"RFC9110 5.6.7 Expires with a 1-digit hour is invalid", http.Header{"Date": {date}, "Expires": {"Mon, 02 Jan 2006 6:04:05 GMT"}}, Policy{DefaultTTL: time.Hour}, 0},
+		{"RFC9110 5.6.7 Expires with runs of spaces is invalid", http.Header{"Date": {date}, "Expires": {"Mon, 02  Jan  2006 16:04:05 GMT"}}, Policy{DefaultTTL: time.Hour}, 0},
+		{"RFC9110 5.6.7 Expires zone other than GMT is invalid", http.Header{"Date": {date}, "Expires": {"Mon, 02 Jan 2006 16:04:05 UTC"}}, Policy{DefaultTTL: time.Hour}, 0},
+		{"RFC9110 5.6.7 GMT in another case is valid", http.Header{"Date": {date}, "Expires": {"Mon, 02 JAN 2006 16:04:05 gmt"}}, Policy{}, time.Hour},
+		{"RFC9110 5.6.7 Expires in RFC 850 format", http.Header{"Date": {date}, "Expires": {"Monday, 02-Jan-06 16:04:05 GMT"}}, Policy{}, time.Hour},
+		{"RFC9110 5.6.7 Expires in asctime format", http.Header{"Date": {date}, "Expires": {"Mon Jan  2 16:04:05 2006"}}, Policy{}, time.Hour},
+		{"RFC9111 5.3 two Expires lines are invalid", http.Header{"Date": {date}, "Expires": {"Mon, 02 Jan 2006 16:04:05 GMT", "Mon, 02 Jan 2006 17:04:05 GMT"}}, Policy{DefaultTTL: time.Hour}, 0},
+		{"RFC9111 5.2 max-age with whitespace around = is ignored", http.Header{"Cache-Control": {"max-age =3600"}}, Policy{}, 0},
+		{"RFC9111 5.2.2.1 max-age in a quoted string is not max-age", http.Header{"Cache-Control": {`ext="max-age=3600", max-age=1`}}, Policy{}, time.Second},
+		{"RFC9213 2.1 CDN-Cache-Control that is not a Dictionary is ignored", http.Header{"Cache-Control": {"max-age=1"}, "Cdn-Cache-Control": {"max-age=100, &&&"}}, Policy{}, time.Second},
+		{"RFC9213 2.1 CDN-Cache-Control with whitespace before = is ignored", http.Header{"Cache-Control": {"max-age=1"}, "Cdn-Cache-Control": {"max-age =100"}}, Policy{}, time.Second},
+		{"RFC9213 2.1 CDN-Cache-Control with whitespace after = is ignored", http.Header{"Cache-Control": {"max-age=1"}, "Cdn-Cache-Control": {"max-age= 100"}}, Policy{}, time.Second},
+		{"RFC9213 2.1 CDN-Cache-Control max-age as a String is ignored", http.Header{"Cdn-Cache-Control": {`max-age="100", public`}}, Policy{}, 0},
+		{"RFC9213 2.1 CDN-Cache-Control with an extension and parameters", http.Header{"Cache-Control": {"no-store"}, "Cdn-Cache-Control": {"foo;a=1, max-age=100"}}, Policy{}, 100 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,6 +114,15 @@ func TestDecideStorable(t *testing.T) {
 		{"RFC9111 5.2.2.4 no-cache with validator", get(http.Header{}), 200, http.Header{"Cache-Control": {"no-cache"}, "Etag": {`"a"`}}, Policy{}, true, ""},
 		{"RFC9213 CDN-Cache-Control no-store wins", get(http.Header{}), 200, http.Header{"Cache-Control": {"max-age=60"}, "Cdn-Cache-Control": {"no-store"}}, Policy{}, false, ReasonNoStore},
 		{"RFC9213 CDN-Cache-Control makes it storable", get(http.Header{}), 200, http.Header{"Cache-Control": {"no-store"}, "Cdn-Cache-Control": {"max-age=60"}}, Policy{}, true, ""},
+		{"RFC9213 2.1 invalid CDN-Cache-Control leaves Cache-Control no-store", get(http.Header{}), 200, http.Header{"Cache-Control": {"no-store"}, "Cdn-Cache-Control": {"max-age=60, &&&"}}, Policy{}, false, ReasonNoStore},
+		{"RFC9111 5.2.2.3 must-understand overrides no-store for a known status", get(http.Header{}), 200, http.Header{"Cache-Control": {"max-age=60, no-store, must-understand"}}, Policy{}, true, ""},
+		{"RFC9111 5.2.2.3 must-understand with an unknown status keeps no-store", get(http.Header{}), 599, http.Header{"Cache-Control": {"max-age=60, no-store, must-understand"}}, Policy{}, false, ReasonNoStore},
+		{"RFC9111 4.2.2 public makes any final status heuristically cacheable", get(http.Header{}), 599, http.Header{"Cache-Control": {"public"}, "Last-Modified": {"Mon, 02 Jan 2006 15:04:05 GMT"}, "Date": {"Mon, 09 Jan 2006 15:04:05 GMT"}}, Policy{}, true, ""},
+		{"RFC9111 4.2.2 no heuristic for an unknown status without public", get(http.Header{}), 599, http.Header{"Last-Modified": {"Mon, 02 Jan 2006 15:04:05 GMT"}, "Date": {"Mon, 09 Jan 2006 15:04:05 GMT"}}, Policy{}, false, ReasonStatus},
+		{"RFC9111 4.2.3 Age list: the first member makes it stale", get(http.Header{}), 200, http.Header{"Cache-Control": {"max-age=3600"}, "Age": {"7200, 0"}}, Policy{}, false, ReasonNoFreshness},
+		{"RFC9111 4.2.3 Age lines: the first one makes it stale", get(http.Header{}), 200, http.Header{"Cache-Control": {"max-age=3600"}, "Age": {"7200", "0"}}, Policy{}, false, ReasonNoFreshness},
+		{"RFC9111 4.2.3 Age list: a small first member keeps it fresh", get(http.Header{}), 200, http.Header{"Cache-Control": {"max-age=3600"}, "Age": {"0, 7200"}}, Policy{}, true, ""},
+		{"RFC9110 6.6.1 invalid Date: Expires counts from receipt", get(http.Header{}), 200, http.Header{"Date": {"foo"}, "Expires": {"Thu, 01 Jan 2026 00:00:10 GMT"}}, Policy{}, true, ""},
 	}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tt := range tests {
@@ -170,6 +193,11 @@ func TestInitialAgeAndEntryAge(t *testing.T) {
 		{"RFC9111 4.2.3 apparent age from Date", http.Header{"Date": {t0.Add(-50 * time.Second).Format(http.TimeFormat)}}, t0, t0, 50 * time.Second, t0.Add(10 * time.Second), time.Minute, time.Minute, false},
 		{"RFC9111 4.2.3 Date in the future counts 0", http.Header{"Date": {t0.Add(time.Hour).Format(http.TimeFormat)}}, t0, t0, 0, t0, time.Minute, 0, true},
 		{"bad Age ignored", http.Header{"Age": {"x"}}, t0, t0, 0, t0, time.Minute, 0, true},
+		{"RFC9111 5.1 negative Age ignored", http.Header{"Age": {"-7200"}}, t0, t0, 0, t0, time.Minute, 0, true},
+		{"RFC9111 5.1 fractional Age ignored", http.Header{"Age": {"7200.0"}}, t0, t0, 0, t0, time.Minute, 0, true},
+		{"RFC9111 5.1 Age list uses the first member", http.Header{"Age": {"30, 7200"}}, t0, t0, 30 * time.Second, t0, time.Minute, 30 * time.Second, true},
+		{"RFC9111 1.2.2 huge Age capped at 2^31 s", http.Header{"Age": {"99999999999"}}, t0, t0, 1 << 31 * time.Second, t0, time.Minute, 1 << 31 * time.Second, false},
+		{"RFC9110 6.6.1 invalid Date adds no apparent age", http.Header{"Date": {"foo"}}, t0, t0, 0, t0, time.Minute, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -228,6 +256,38 @@ func TestStatusFormat(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.s.Format("outpost/x"); got != tt.want {
 				t.Errorf("Format() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseHTTPDate(t *testing.T) {
+	want := time.Date(2050, 8, 18, 2, 1, 18, 0, time.UTC)
+	tests := []struct {
+		name string
+		in   string
+		ok   bool
+	}{
+		{"RFC9110 5.6.7 IMF-fixdate", "Thu, 18 Aug 2050 02:01:18 GMT", true},
+		{"RFC9110 5.6.7 names are case-insensitive", "THU, 18 AUG 2050 02:01:18 gMT", true},
+		{"RFC9110 5.6.7 obsolete RFC 850 format", "Thursday, 18-Aug-50 02:01:18 GMT", true},
+		{"RFC9110 5.6.7 obsolete asctime format", "Thu Aug 18 02:01:18 2050", true},
+		{"RFC9110 5.6.7 zone must be GMT (UTC)", "Thu, 18 Aug 2050 02:01:18 UTC", false},
+		{"RFC9110 5.6.7 zone must be GMT (AEST)", "Thu, 18 Aug 2050 02:01:18 AEST", false},
+		{"RFC9110 5.6.7 two-digit year only in RFC 850", "Thu, 18 Aug 50 02:01:18 GMT", false},
+		{"RFC9110 5.6.7 comma after the day name", "Thu 18 Aug 2050 02:01:18 GMT", false},
+		{"RFC9110 5.6.7 single spaces", "Thu, 18  Aug  2050 02:01:18 GMT", false},
+		{"RFC9110 5.6.7 no dashes in IMF-fixdate", "Thu, 18-Aug-2050 02:01:18 GMT", false},
+		{"RFC9110 5.6.7 colons in the time", "Thu, 18 Aug 2050 02.01.18 GMT", false},
+		{"RFC9110 5.6.7 two-digit hour", "Thu, 18 Aug 2050 2:01:18 GMT", false},
+		{"RFC9111 5.3 the value 0", "0", false},
+		{"empty", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := ParseHTTPDate(tt.in)
+			if ok != tt.ok || (ok && !got.Equal(want)) {
+				t.Errorf("ParseHTTPDate(%q) = %v, %v; want ok=%v", tt.in, got, ok, tt.ok)
 			}
 		})
 	}

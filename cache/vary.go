@@ -43,15 +43,28 @@ func VariantKey(key, nonce string, fields []string, req http.Header) string {
 }
 
 // normalizeField folds a request field's values into the form variants are
-// told apart by: Accept-Encoding to the coding the PoP would pick (br, gzip
-// or identity), so variants do not explode; other fields combined into one
-// line with runs of whitespace collapsed (RFC 9111 §4.1 allows both).
+// told apart by (RFC 9111 §4.1 allows combining field lines and normalizing
+// whitespace and case where the field's syntax permits): Accept-Encoding to
+// the coding the PoP would pick (br, gzip or identity), so variants do not
+// explode; other fields combined into one list, "1, 2" and two lines "1"
+// and "2" alike, with the whitespace around members dropped and inner runs
+// collapsed. Accept-Language is lowercased too: language ranges are
+// case-insensitive (RFC 4647 §2).
 func normalizeField(name string, values []string) string {
 	if name == "Accept-Encoding" {
 		return NormalizeAcceptEncoding(values)
 	}
-	joined := strings.Join(values, ",")
-	return strings.Join(strings.Fields(joined), " ")
+	var members []string
+	for _, line := range values {
+		for member := range strings.SplitSeq(line, ",") {
+			members = append(members, strings.Join(strings.Fields(member), " "))
+		}
+	}
+	joined := strings.Join(members, ",")
+	if name == "Accept-Language" {
+		joined = strings.ToLower(joined)
+	}
+	return joined
 }
 
 // NormalizeAcceptEncoding reduces Accept-Encoding to br, gzip or identity:
