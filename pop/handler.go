@@ -61,9 +61,11 @@ func (p *PoP) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		p.pass(w, r, svc, cache.Status{Fwd: cache.FwdMethod}, resultPass)
-	case r.Header.Get("Authorization") != "" || r.Header.Get("Upgrade") != "":
-		// Credentials (RFC 9111 §3.5) and protocol switches go through.
+	case r.Header.Get("Upgrade") != "":
+		// Protocol switches go through.
 		p.pass(w, r, svc, cache.Status{Fwd: cache.FwdRequest}, resultPass)
+	case r.Header.Get("Authorization") != "":
+		p.serveAuthorized(w, r, svc, host)
 	default:
 		p.serveCacheable(w, r, svc, host)
 	}
@@ -125,6 +127,7 @@ type lookup struct {
 	index   *cache.Entry // the variant index, when the response varies
 	entry   *cache.Entry // the stored response, if any
 	retried bool         // a second try, for another variant of a fill
+	alone   bool         // a fill no other request may join (credentials)
 }
 
 // find looks a request for host (already normalized) up in the store,

@@ -3,6 +3,7 @@ package pop
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/textproto"
@@ -13,10 +14,26 @@ import (
 	"github.com/outpost-cdn/outpost/origin"
 )
 
+// serveAuthorized answers a GET or HEAD that carries credentials (RFC 9111
+// §3.5). It never uses a stored response and never shares a fill: it goes
+// to the origin alone, credentials and all, so no user is answered with
+// what the origin said to another. Its response is stored for later
+// requests only when public, s-maxage or must-revalidate allow it
+// (cache.Decide).
+func (p *PoP) serveAuthorized(w http.ResponseWriter, r *http.Request, svc *service, host string) {
+	l := p.find(r, svc, host)
+	l.entry, l.alone = nil, true
+	p.serveMiss(w, r, svc, l, cache.Status{Fwd: cache.FwdRequest})
+}
+
 // serveMiss answers a request that storage could not, through the fill for
 // its key: it starts the fill or joins the one in flight.
 func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l lookup, status cache.Status) {
-	f, leader := p.fills.join(l.key)
+	flight := l.key
+	if l.alone {
+		flight = fmt.Sprintf("%s\x00alone\x00%p", l.key, r) // unique while r is in flight
+	}
+	f, leader := p.fills.join(flight)
 	// Attach before the fill starts, so no byte of a shared body can pass
 	// before this request is there to read it.
 	reader := f.attach()

@@ -14,7 +14,8 @@ import (
 // rfcOrigin is an origin whose answers are set by query parameters:
 // cc (Cache-Control, default max-age=60), cdncc (CDN-Cache-Control),
 // etag, lm=1 (a Last-Modified), vary (Vary, the body names the values),
-// cookie=1 (Set-Cookie), hdr=1 (an X-User field). It answers conditionals
+// cookie=1 (Set-Cookie), hdr=1 (an X-User field), age (Age; "|" separates
+// field lines), exp (Expires), date (Date). It answers conditionals
 // with 304. The test makes it fail with fail (503) or reset.
 type rfcOrigin struct {
 	counts sync.Map // path -> *atomic.Int32
@@ -60,6 +61,15 @@ func (o *rfcOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if q.Get("hdr") == "1" {
 		h.Set("X-User", "alice")
+	}
+	if v := q.Get("age"); v != "" {
+		h["Age"] = strings.Split(v, "|")
+	}
+	if v := q.Get("exp"); v != "" {
+		h.Set("Expires", v)
+	}
+	if v := q.Get("date"); v != "" {
+		h.Set("Date", v)
 	}
 	etag := q.Get("etag")
 	if etag != "" {
@@ -240,6 +250,49 @@ func runRFCScenarios(t *testing.T, tp *testPoP, o *rfcOrigin) {
 		{"RFC9111 5.2.2.7 qualified private: stored without the field", "/qprivate?cc=max-age=60,private=%22X-User%22&hdr=1", []step{
 			{wantBody: "v1", wantHeader: map[string]string{"X-User": "alice"}},
 			{wantBody: "v1", wantStatus: []string{"hit"}, wantHeader: map[string]string{"X-User": ""}},
+		}},
+		{"RFC9111 3.5 Authorization: a public response is stored for others", "/authpub?cc=public,max-age=60", []step{
+			{header: http.Header{"Authorization": {"Bearer t"}}, wantBody: "v1", wantStatus: []string{"fwd=request", "stored"}, wantOrigin: 1},
+			{wantBody: "v1", wantStatus: []string{"hit"}, wantOrigin: 1},
+			{header: http.Header{"Authorization": {"Bearer t"}}, wantBody: "v2", wantStatus: []string{"fwd=request"}, wantOrigin: 2},
+		}},
+		{"RFC9111 3.5 Authorization: s-maxage allows storing", "/authsmax?cc=s-maxage=60", []step{
+			{header: http.Header{"Authorization": {"Bearer t"}}, wantBody: "v1", wantStatus: []string{"stored"}},
+			{wantBody: "v1", wantStatus: []string{"hit"}, wantOrigin: 1},
+		}},
+		{"RFC9111 3.5 Authorization: max-age alone is not stored", "/authpriv", []step{
+			{wantBody: "v1", wantStatus: []string{"stored"}},
+			{header: http.Header{"Authorization": {"Bearer t"}}, wantBody: "v2", wantStatus: []string{"fwd=request", "detail=authorization"}, wantOrigin: 2},
+			{wantBody: "v1", wantStatus: []string{"hit"}, wantOrigin: 2},
+		}},
+		{"RFC9111 5.1 Age list: the first member counts", "/agelist?cc=max-age=3600&age=7200,%200", []step{
+			{wantBody: "v1", wantStatus: []string{"detail=no-freshness"}},
+			{wantBody: "v2", notStatus: []string{"hit"}, wantOrigin: 2},
+		}},
+		{"RFC9111 5.1 Age lines: the first one counts", "/agelines?cc=max-age=3600&age=0|7200", []step{
+			{wantBody: "v1", wantStatus: []string{"stored"}},
+			{wantBody: "v1", wantStatus: []string{"hit"}, wantOrigin: 1},
+		}},
+		{"RFC9111 5.3 Expires with a 1-digit hour is in the past", "/badexp?cc=&exp=Thu,%2018%20Aug%202050%202:01:18%20GMT", []step{
+			{wantBody: "v1", wantStatus: []string{"detail=no-freshness"}},
+			{wantBody: "v2", wantOrigin: 2},
+		}},
+		{"RFC9110 6.6.1 invalid Date: Expires counts from receipt", "/baddate?cc=&date=foo&exp=Thu,%2018%20Aug%202050%2002:01:18%20GMT", []step{
+			{wantBody: "v1", wantStatus: []string{"stored"}},
+			{wantBody: "v1", wantStatus: []string{"hit"}, wantOrigin: 1},
+		}},
+		{"RFC9213 2.1 CDN-Cache-Control that does not parse is ignored", "/cdnccbad?cc=no-store&cdncc=max-age=60,%20%26%26", []step{
+			{wantBody: "v1", wantStatus: []string{"detail=no-store"}},
+			{wantBody: "v2", wantOrigin: 2},
+		}},
+		{"RFC9111 5.2.2.3 must-understand overrides no-store for a known status", "/mustund?cc=max-age=60,no-store,must-understand", []step{
+			{wantBody: "v1", wantStatus: []string{"stored"}},
+			{wantBody: "v1", wantStatus: []string{"hit"}, wantOrigin: 1},
+		}},
+		{"RFC9111 4.1 Vary: field lines combine like one list", "/varylist?vary=X-Lang", []step{
+			{header: http.Header{"X-Lang": {"1, 2"}}, wantBody: "v1 1, 2"},
+			{header: http.Header{"X-Lang": {"1", "2"}}, wantBody: "v1 1, 2", wantStatus: []string{"hit"}},
+			{header: http.Header{"X-Lang": {" 1,2 "}}, wantBody: "v1 1, 2", wantStatus: []string{"hit"}, wantOrigin: 1},
 		}},
 		{"Set-Cookie without public is not shared", "/cookie?cookie=1", []step{
 			{wantStatus: []string{"detail=set-cookie"}},
