@@ -69,3 +69,63 @@ func TestGeoDBCommand(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+// TestDNSWithGeoDB checks outpost dns --check and dns explain with a
+// database built by geodb build, and that a missing database is an error
+// naming the file.
+func TestDNSWithGeoDB(t *testing.T) {
+	dir := t.TempDir()
+	copyFile := func(from, to string) {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, to), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile("../../deploy/examples/lab.yaml", "lab.yaml")
+	copyFile("../../deploy/examples/networks.csv", "networks.csv")
+	if err := os.WriteFile(filepath.Join(dir, "cities.csv"), []byte("1.0.0.0/16,35.69,139.69,JP\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"geodb", "build", filepath.Join(dir, "cities.csv"), filepath.Join(dir, "cities.mmdb")}, &stdout, &stderr); code != 0 {
+		t.Fatalf("geodb build: exit %d: %s", code, stderr.String())
+	}
+	withKey := func(name, key string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, "lab.yaml"))
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, append(b, []byte("  geoip: "+key+"\n")...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good, missing := withKey("good.yaml", "cities.mmdb"), withKey("missing.yaml", "nope.mmdb")
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		wantOut    string
+		wantStderr string
+	}{
+		{"--check", []string{"dns", "--config", good, "--check"}, 0, good + ": ok", ""},
+		{"explain", []string{"dns", "explain", "--config", good, "1.0.3.0/24"}, 0, "answer: nrt\n", ""},
+		{"--check with a missing database", []string{"dns", "--config", missing, "--check"}, 1, "", filepath.Join(dir, "nope.mmdb") + ": not a readable MaxMind DB file"},
+		{"explain with a missing database", []string{"dns", "explain", "--config", missing, "1.0.3.0/24"}, 1, "", "nope.mmdb"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tt.args, &stdout, &stderr); code != tt.code {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tt.code, stderr.String())
+			}
+			if !strings.HasPrefix(stdout.String(), tt.wantOut) {
+				t.Errorf("stdout %q does not start with %q", stdout.String(), tt.wantOut)
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tt.wantStderr)
+			}
+		})
+	}
+}
