@@ -189,7 +189,7 @@ func TestGeoIPErrors(t *testing.T) {
 	}{
 		{"missing", "  geoip: " + filepath.Join(dir, "nope.mmdb"), labNetworks, "dnsgeo: dns.geoip: geodb: " + filepath.Join(dir, "nope.mmdb") + ": not a readable MaxMind DB file"},
 		{"corrupt", "  geoip: " + corrupt, labNetworks, corrupt + ": not a readable MaxMind DB file"},
-		{"a City database as asn", "  asn: " + city, geoNetworks, city + `: database type "Outpost-City" is not a ASN database`},
+		{"a City database as asn", "  asn: " + city, geoNetworks, city + `: database type "Outpost-City" is not an ASN database`},
 		{"ASN rows without dns.asn", "", geoNetworks, "networks.csv:6: 2 ASN rows need an ASN database: set dns.asn"},
 		{"an ASN row names an unknown PoP", "  asn: " + buildDB(t, dir, "asn.mmdb", asnCSV, geodb.ASN), labNetworks + "AS1, lhr\n", `networks.csv:6: unknown PoP "lhr"`},
 	}

@@ -87,14 +87,15 @@ func newDB(path string, k Kind, r *maxminddb.Reader) (*DB, error) {
 // check verifies the database's type and, cheaply, that its records can
 // be decoded as kind k.
 func (db *DB) check() error {
-	t := db.r.Metadata.DatabaseType
-	want := "City"
-	examples := "GeoLite2-City, GeoIP2-City or DBIP-City-Lite"
+	t := strings.ToUpper(db.r.Metadata.DatabaseType)
+	ok := strings.Contains(t, "CITY") || strings.Contains(t, "ENTERPRISE") // Enterprise has the City layout
+	what, examples := "a City", "GeoLite2-City, GeoIP2-City or DBIP-City-Lite"
 	if db.kind == ASN {
-		want, examples = "ASN", "GeoLite2-ASN or DBIP-ASN-Lite"
+		ok = strings.Contains(t, "ASN")
+		what, examples = "an ASN", "GeoLite2-ASN or DBIP-ASN-Lite"
 	}
-	if !strings.Contains(strings.ToUpper(t), strings.ToUpper(want)) {
-		return fmt.Errorf("geodb: %s: database type %q is not a %s database (want %s)", db.path, t, want, examples)
+	if !ok {
+		return fmt.Errorf("geodb: %s: database type %q is not %s database (want %s)", db.path, db.r.Metadata.DatabaseType, what, examples)
 	}
 	// A corrupt data section shows on the first lookup of any network;
 	// try one address of each family so that it shows now instead.

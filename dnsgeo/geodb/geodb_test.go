@@ -121,7 +121,7 @@ func TestOpenErrors(t *testing.T) {
 		{"empty", write("empty.mmdb", nil), City, "empty.mmdb: not a readable MaxMind DB file"},
 		{"garbage", write("garbage.mmdb", []byte("not a database\n")), City, "garbage.mmdb: not a readable MaxMind DB file"},
 		{"truncated", write("trunc.mmdb", city.Bytes()[:len(city.Bytes())/2]), City, "trunc.mmdb: not a readable MaxMind DB file"},
-		{"wrong kind", write("city.mmdb", city.Bytes()), ASN, `city.mmdb: database type "Outpost-City" is not a ASN database`},
+		{"wrong kind", write("city.mmdb", city.Bytes()), ASN, `city.mmdb: database type "Outpost-City" is not an ASN database`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db, err := Open(tc.path, tc.kind)
