@@ -30,7 +30,8 @@ type udpServer struct {
 	s        *Server
 	conn     *net.UDPConn
 	workers  int
-	wildcard bool // bound to a wildcard address: reply from each query's destination
+	wildcard bool      // bound to a wildcard address: reply from each query's destination
+	batch    batchConn // reads and writes many packets per system call; nil on wildcard sockets
 	stopping atomic.Bool
 	done     chan struct{} // closed when every worker returned
 }
@@ -61,9 +62,28 @@ func newUDPServer(s *Server, pc net.PacketConn) *udpServer {
 			return nil
 		}
 		u.wildcard = true
+		return u
+	}
+	if runtime.GOOS == "linux" { // elsewhere a batch is one packet
+		if la.IP.To4() != nil {
+			u.batch = ipv4.NewPacketConn(conn)
+		} else {
+			u.batch = ipv6.NewPacketConn(conn)
+		}
 	}
 	return u
 }
+
+// batchConn reads and writes several UDP packets per system call
+// (recvmmsg and sendmmsg on Linux).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// udpBatch is how many packets a worker reads, answers and writes at once,
+// at most: as many as are waiting.
+const udpBatch = 16
 
 // serve runs the workers until shutdown, or until the socket fails; it
 // returns the first error.
@@ -103,6 +123,9 @@ func (u *udpServer) shutdown(ctx context.Context) error {
 
 // worker reads and answers queries until the server stops.
 func (u *udpServer) worker() error {
+	if u.batch != nil {
+		return u.batchWorker()
+	}
 	buf := make([]byte, udpReadSize)
 	out := make([]byte, 2*udpReadSize) // PackBuffer wants len, not cap: room for the uncompressed reply
 	req := new(dns.Msg)
@@ -110,17 +133,10 @@ func (u *udpServer) worker() error {
 	for {
 		n, from, sess, err := u.read(buf)
 		if err != nil {
-			if u.stopping.Load() {
-				return nil
-			}
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue
-			}
-			if errors.Is(err, net.ErrClosed) {
+			if stop, err := u.readErr(err); stop {
 				return err
 			}
-			u.s.log.Debug("reading a UDP query", "err", err)
-			continue // ICMP errors and the like: the socket still works
+			continue
 		}
 		resp := u.s.serveUDP(buf[:n], from.Addr().Unmap(), req, sc)
 		if resp == nil {
@@ -133,6 +149,74 @@ func (u *udpServer) worker() error {
 		}
 		if err := u.write(b, from, sess); err != nil {
 			u.s.log.Debug("writing a DNS reply", "err", err, "client", from)
+		}
+	}
+}
+
+// readErr says what a worker does after a read error: stop with nil
+// (the server stops), stop with the error (the socket is gone), or go on.
+func (u *udpServer) readErr(err error) (stop bool, _ error) {
+	if u.stopping.Load() {
+		return true, nil
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return false, nil
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return true, err
+	}
+	u.s.log.Debug("reading a UDP query", "err", err)
+	return false, nil // ICMP errors and the like: the socket still works
+}
+
+// batchWorker is worker with recvmmsg and sendmmsg: it reads the queries
+// waiting, up to udpBatch, answers them and sends the replies together.
+func (u *udpServer) batchWorker() error {
+	in := make([]ipv4.Message, udpBatch)
+	out := make([]ipv4.Message, udpBatch)
+	outBuf := make([][]byte, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, udpReadSize)}
+		out[i].Buffers = make([][]byte, 1)
+		outBuf[i] = make([]byte, 2*udpReadSize) // PackBuffer wants len, not cap
+	}
+	req := new(dns.Msg)
+	sc := new(scratch)
+	for {
+		n, err := u.batch.ReadBatch(in, 0)
+		if err != nil {
+			if stop, err := u.readErr(err); stop {
+				return err
+			}
+			continue
+		}
+		k := 0
+		for i := range in[:n] {
+			ua, ok := in[i].Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			from := ua.AddrPort()
+			resp := u.s.serveUDP(in[i].Buffers[0][:in[i].N], from.Addr().Unmap(), req, sc)
+			if resp == nil {
+				continue
+			}
+			b, err := resp.PackBuffer(outBuf[k])
+			if err != nil {
+				u.s.log.Debug("packing a DNS reply", "err", err, "client", from)
+				continue
+			}
+			out[k].Buffers[0], out[k].Addr = b, ua
+			k++
+		}
+		for sent := 0; sent < k; {
+			m, err := u.batch.WriteBatch(out[sent:k], 0)
+			if err != nil {
+				// Skip the reply that failed; send the rest.
+				u.s.log.Debug("writing a DNS reply", "err", err, "client", out[sent+m].Addr)
+				m++
+			}
+			sent += m
 		}
 	}
 }
