@@ -211,10 +211,10 @@ func (u *udpServer) batchWorker() error {
 		}
 		for sent := 0; sent < k; {
 			m, err := u.batch.WriteBatch(out[sent:k], 0)
-			if err != nil {
+			if err != nil || m <= 0 {
 				// Skip the reply that failed; send the rest.
-				u.s.log.Debug("writing a DNS reply", "err", err, "client", out[sent+m].Addr)
-				m++
+				u.s.log.Debug("writing a DNS reply", "err", err, "client", out[sent+max(m, 0)].Addr)
+				m = max(m, 0) + 1
 			}
 			sent += m
 		}
