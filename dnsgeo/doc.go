@@ -22,4 +22,10 @@
 // context given to Run is done. The package knows PoPs only through the
 // configuration and their HTTP health endpoints; it never imports package
 // pop.
+//
+// Everything derived from the configuration lives in one immutable state
+// that each query loads once; Reload builds a new state aside (network map
+// and databases included) and swaps it in, so no query sees half of a
+// reload. UDP replies can be rate limited per client network (RRL, with
+// slip); TCP never is.
 package dnsgeo
