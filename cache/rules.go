@@ -47,10 +47,17 @@ var heuristicStatus = map[int]bool{
 	404: true, 405: true, 410: true, 414: true, 501: true,
 }
 
-// Targeted fields (RFC 9213) that govern this cache, most specific first.
-// When one is present, Cache-Control and Expires are ignored for caching
-// decisions, and the field is never forwarded to clients.
-var targetedFields = []string{"Outpost-Cache-Control", "CDN-Cache-Control"}
+// Targeted fields (RFC 9213) that govern this cache, most specific first,
+// then Surrogate-Control (W3C Edge Architecture 1.0), which CDNs honoured
+// before RFC 9213 and many origins still send. When one is present,
+// Cache-Control and Expires are ignored for caching decisions, and the
+// field is never forwarded to clients.
+var targetedFields = []string{"Outpost-Cache-Control", "CDN-Cache-Control", "Surrogate-Control"}
+
+// SurrogateDevice is the device token Surrogate-Control directives can be
+// targeted at ("max-age=60;outpost"); directives without a target apply to
+// every surrogate.
+const SurrogateDevice = "outpost"
 
 // TargetedFields returns the names of the targeted cache-control fields the
 // PoP obeys and removes from responses it forwards.
@@ -68,7 +75,11 @@ func responseDirectives(h http.Header) (Directives, bool) {
 		if len(values) == 0 {
 			continue
 		}
-		if d, ok := parseTargeted(values); ok && len(d) > 0 {
+		parse := parseTargeted
+		if name == "Surrogate-Control" {
+			parse = parseSurrogateControl
+		}
+		if d, ok := parse(values); ok && len(d) > 0 {
 			return d, true
 		}
 	}

@@ -64,6 +64,14 @@ func TestLifetime(t *testing.T) {
 		{"RFC9213 2.1 CDN-Cache-Control with whitespace after = is ignored", http.Header{"Cache-Control": {"max-age=1"}, "Cdn-Cache-Control": {"max-age= 100"}}, Policy{}, time.Second},
 		{"RFC9213 2.1 CDN-Cache-Control max-age as a String is ignored", http.Header{"Cdn-Cache-Control": {`max-age="100", public`}}, Policy{}, 0},
 		{"RFC9213 2.1 CDN-Cache-Control with an extension and parameters", http.Header{"Cache-Control": {"no-store"}, "Cdn-Cache-Control": {"foo;a=1, max-age=100"}}, Policy{}, 100 * time.Second},
+		{"EdgeArch 3 Surrogate-Control max-age beats Cache-Control", http.Header{"Cache-Control": {"max-age=1"}, "Surrogate-Control": {"max-age=100"}}, Policy{}, 100 * time.Second},
+		{"EdgeArch 3 Surrogate-Control replaces Expires too", http.Header{"Surrogate-Control": {"max-age=100"}, "Date": {date}, "Expires": {"Mon, 02 Jan 2006 14:04:05 GMT"}}, Policy{}, 100 * time.Second},
+		{"EdgeArch 3 Surrogate-Control targeted at this device", http.Header{"Cache-Control": {"max-age=1"}, "Surrogate-Control": {"max-age=100;outpost"}}, Policy{}, 100 * time.Second},
+		{"EdgeArch 3 Surrogate-Control targeted at another device is ignored", http.Header{"Cache-Control": {"max-age=1"}, "Surrogate-Control": {"max-age=100;other"}}, Policy{}, time.Second},
+		{"EdgeArch 3 Surrogate-Control with whitespace before = is ignored", http.Header{"Cache-Control": {"max-age=1"}, "Surrogate-Control": {"max-age =100"}}, Policy{}, time.Second},
+		{"EdgeArch 3 Surrogate-Control content only leaves Cache-Control in charge", http.Header{"Cache-Control": {"max-age=10"}, "Surrogate-Control": {`content="ESI/1.0"`}}, Policy{}, 10 * time.Second},
+		{"EdgeArch 3 Surrogate-Control max-age=N+M", http.Header{"Surrogate-Control": {"max-age=100+600"}}, Policy{}, 100 * time.Second},
+		{"RFC9213 2.1 CDN-Cache-Control beats Surrogate-Control", http.Header{"Cdn-Cache-Control": {"max-age=10"}, "Surrogate-Control": {"max-age=100"}}, Policy{}, 10 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,6 +123,9 @@ func TestDecideStorable(t *testing.T) {
 		{"RFC9213 CDN-Cache-Control no-store wins", get(http.Header{}), 200, http.Header{"Cache-Control": {"max-age=60"}, "Cdn-Cache-Control": {"no-store"}}, Policy{}, false, ReasonNoStore},
 		{"RFC9213 CDN-Cache-Control makes it storable", get(http.Header{}), 200, http.Header{"Cache-Control": {"no-store"}, "Cdn-Cache-Control": {"max-age=60"}}, Policy{}, true, ""},
 		{"RFC9213 2.1 invalid CDN-Cache-Control leaves Cache-Control no-store", get(http.Header{}), 200, http.Header{"Cache-Control": {"no-store"}, "Cdn-Cache-Control": {"max-age=60, &&&"}}, Policy{}, false, ReasonNoStore},
+		{"EdgeArch 3 Surrogate-Control no-store beats Cache-Control max-age", get(http.Header{}), 200, http.Header{"Cache-Control": {"max-age=60"}, "Surrogate-Control": {"no-store"}}, Policy{}, false, ReasonNoStore},
+		{"EdgeArch 3 Surrogate-Control no-store-remote counts at a PoP", get(http.Header{}), 200, http.Header{"Cache-Control": {"max-age=60"}, "Surrogate-Control": {"no-store-remote"}}, Policy{}, false, ReasonNoStore},
+		{"EdgeArch 3 Surrogate-Control max-age beats Cache-Control no-store", get(http.Header{}), 200, http.Header{"Cache-Control": {"no-store"}, "Surrogate-Control": {"max-age=60"}}, Policy{}, true, ""},
 		{"RFC9111 5.2.2.3 must-understand overrides no-store for a known status", get(http.Header{}), 200, http.Header{"Cache-Control": {"max-age=60, no-store, must-understand"}}, Policy{}, true, ""},
 		{"RFC9111 5.2.2.3 must-understand with an unknown status keeps no-store", get(http.Header{}), 599, http.Header{"Cache-Control": {"max-age=60, no-store, must-understand"}}, Policy{}, false, ReasonNoStore},
 		{"RFC9111 4.2.2 public makes any final status heuristically cacheable", get(http.Header{}), 599, http.Header{"Cache-Control": {"public"}, "Last-Modified": {"Mon, 02 Jan 2006 15:04:05 GMT"}, "Date": {"Mon, 09 Jan 2006 15:04:05 GMT"}}, Policy{}, true, ""},

@@ -204,3 +204,83 @@ func isDigits(s string) bool {
 	}
 	return true
 }
+
+// parseSurrogateControl parses Surrogate-Control (W3C Edge Architecture
+// 1.0 §3): Cache-Control-like directives, each optionally targeted at a
+// device with ";token". Directives targeted at another device are left
+// out; the rest follow Cache-Control's grammar, so a malformed directive is
+// ignored. no-store-remote, for surrogates far from the origin, counts as
+// no-store: a PoP is one. "max-age=60+600" is max-age=60 with 600 seconds
+// of stale-if-error. The field governs only when it says max-age or
+// no-store: one that only carries content="ESI/1.0" leaves Cache-Control
+// in charge.
+func parseSurrogateControl(lines []string) (Directives, bool) {
+	d := make(Directives, 4)
+	for _, line := range lines {
+		for _, member := range splitMembers(line) {
+			directive, target, targeted := cutTarget(member)
+			if targeted && !strings.EqualFold(strings.TrimSpace(target), SurrogateDevice) {
+				continue
+			}
+			parseDirectives(directive, d)
+		}
+	}
+	if _, ok := d["no-store-remote"]; ok {
+		if _, seen := d["no-store"]; !seen {
+			d["no-store"] = ""
+		}
+	}
+	if v, ok := d["max-age"]; ok {
+		if age, extra, plus := strings.Cut(v, "+"); plus {
+			d["max-age"] = age
+			if _, seen := d["stale-if-error"]; !seen {
+				d["stale-if-error"] = extra
+			}
+		}
+	}
+	_, maxAge := d["max-age"]
+	_, noStore := d["no-store"]
+	return d, maxAge || noStore
+}
+
+// splitMembers splits a field line at the commas outside quoted strings.
+func splitMembers(line string) []string {
+	var members []string
+	quoted, start := false, 0
+	for i := 0; i < len(line); i++ {
+		switch line[i] {
+		case '\\':
+			if quoted {
+				i++
+			}
+		case '"':
+			quoted = !quoted
+		case ',':
+			if !quoted {
+				members = append(members, line[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(members, line[start:])
+}
+
+// cutTarget splits "max-age=60;device" at the ";" outside quoted strings.
+func cutTarget(member string) (directive, target string, targeted bool) {
+	quoted := false
+	for i := 0; i < len(member); i++ {
+		switch member[i] {
+		case '\\':
+			if quoted {
+				i++
+			}
+		case '"':
+			quoted = !quoted
+		case ';':
+			if !quoted {
+				return member[:i], member[i+1:], true
+			}
+		}
+	}
+	return member, "", false
+}
