@@ -10,8 +10,10 @@ import (
 )
 
 // forwardHeader returns the header fields to send to the origin for r:
-// the client's end-to-end fields, Via, and the client's address in
-// X-Forwarded-For and Forwarded (RFC 7239).
+// the client's end-to-end fields, Via, the client's address in
+// X-Forwarded-For and Forwarded (RFC 7239), and Surrogate-Capability,
+// which tells the origin that this surrogate obeys Surrogate-Control and
+// the device token to target it with (W3C Edge Architecture 1.0).
 func (p *PoP) forwardHeader(r *http.Request) http.Header {
 	h := r.Header.Clone()
 	if h == nil {
@@ -30,6 +32,7 @@ func (p *PoP) forwardHeader(r *http.Request) http.Header {
 	h.Set("X-Forwarded-Proto", scheme(r))
 	h.Add("Forwarded", forwardedElement(client, r.Host, scheme(r)))
 	h.Add("Via", p.viaFor(r))
+	h.Add("Surrogate-Capability", cache.SurrogateDevice+`="Surrogate/1.0"`)
 	return h
 }
 

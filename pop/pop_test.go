@@ -676,6 +676,9 @@ func TestPassAndHeaders(t *testing.T) {
 			if seen.Header.Get("Via") != "1.1 test (outpost)" {
 				t.Errorf("origin saw Via %q", seen.Header.Get("Via"))
 			}
+			if got := seen.Header.Get("Surrogate-Capability"); got != `outpost="Surrogate/1.0"` {
+				t.Errorf("origin saw Surrogate-Capability %q", got)
+			}
 		})
 	}
 	if st := tp.statsAfter(t, uint64(len(tests))); st.Passes != uint64(len(tests)) || st.Hits+st.Misses != 0 {
