@@ -29,6 +29,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/outpost-cdn/outpost/cache"
+	"github.com/outpost-cdn/outpost/cache/blob"
 	"github.com/outpost-cdn/outpost/cache/memstore"
 	"github.com/outpost-cdn/outpost/config"
 	"github.com/outpost-cdn/outpost/origin"
@@ -79,6 +80,7 @@ type PoP struct {
 	blobMin       int
 	blobFailures  atomic.Uint64
 	sendfileBytes atomic.Uint64 // body bytes sent from blobs with sendfile
+	releaseBlobs  func()        // takes back the cache's blob.Reserve; nil without blobs
 
 	// routes are the services as loaded from the file; Reload swaps them
 	// whole, so a request sees one configuration from start to end.
@@ -192,6 +194,9 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		p.blobMin = defaultBlobMin
 	case p.blobMin < 0:
 		p.blobMin = 0
+	}
+	if p.blobMin > 0 {
+		p.releaseBlobs = blob.Reserve(pc.CacheSize)
 	}
 	for i, proto := range []string{"1.1", "2", "3"} {
 		p.via[i] = proto + " " + pc.Name + " (outpost)"
@@ -345,6 +350,9 @@ func (p *PoP) Close() {
 	if p.store != nil {
 		p.store.Close()
 	}
+	if p.releaseBlobs != nil {
+		p.releaseBlobs()
+	}
 }
 
 // Run serves on the addresses of the PoP's configuration until ctx is
@@ -428,7 +436,6 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 		IdleTimeout:       timeouts.Idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
-		ConnContext:       withConn,
 	}
 	if p.cfg.TLS.H2C {
 		srv.Protocols = new(http.Protocols)

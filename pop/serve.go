@@ -39,7 +39,7 @@ func (p *PoP) serveStored(w http.ResponseWriter, r *http.Request, svc *service, 
 	w.WriteHeader(e.Status)
 	var n int64
 	if r.Method != http.MethodHead {
-		n = writeBody(w, r, e)
+		n = writeBody(w, e)
 	}
 	svc.stats.record(r, e.Status, res, n)
 }

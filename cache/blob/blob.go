@@ -9,7 +9,7 @@
 // refers to it any more. So a cache may drop an entry while a slow client
 // is still being sent its body, with no reference counts to get wrong; the
 // price is that memory of evicted bodies is returned at the next garbage
-// collection rather than at once (see Open).
+// collection rather than at once (see Open), which Reserve bounds.
 //
 // Where memfd is missing (not Linux) New returns ErrUnsupported, and
 // callers keep bodies on the heap.
@@ -22,6 +22,7 @@ import (
 	"os"
 	"runtime"
 	"sync/atomic"
+	"time"
 )
 
 // ErrUnsupported is returned by New where bodies cannot be kept in memory
@@ -43,6 +44,40 @@ var open struct {
 	count atomic.Int64
 	bytes atomic.Int64
 	limit atomic.Int64
+	// reserved is the sum of the caches' Reserve calls; lastGC is when New
+	// last started a collection (UnixNano).
+	reserved atomic.Int64
+	lastGC   atomic.Int64
+}
+
+// Reserve declares that a cache may hold up to n bytes of blobs, and
+// returns the function that takes the declaration back. When the open
+// blobs exceed what the caches declared by a sixteenth, the excess is bodies
+// the caches dropped that no garbage collection has freed yet: New then
+// starts a collection (at most one a second), so their memory comes back
+// without waiting for the (small) Go heap to grow.
+func Reserve(n int64) (release func()) {
+	open.reserved.Add(n)
+	var once atomic.Bool
+	return func() {
+		if once.CompareAndSwap(false, true) {
+			open.reserved.Add(-n)
+		}
+	}
+}
+
+// collectIfOver starts a garbage collection when the open blobs exceed the
+// reservations by a sixteenth, at most once a second.
+func collectIfOver() {
+	reserved := open.reserved.Load()
+	if reserved <= 0 || open.bytes.Load() <= reserved+reserved/16 {
+		return
+	}
+	now, last := time.Now().UnixNano(), open.lastGC.Load()
+	if now-last < int64(time.Second) || !open.lastGC.CompareAndSwap(last, now) {
+		return
+	}
+	go runtime.GC()
 }
 
 func init() { open.limit.Store(defaultLimit()) }
@@ -74,6 +109,7 @@ func New(name string, data []byte) (*Blob, error) {
 	}
 	b := &Blob{f: f, size: int64(len(data))}
 	open.bytes.Add(b.size)
+	collectIfOver()
 	// The file lives as long as the Blob: closed by the cleanup when the
 	// Blob is unreachable, never while a reader holds the Blob.
 	runtime.AddCleanup(b, closeFile, fileAndSize{f, b.size})

@@ -235,3 +235,30 @@ func TestLimitAndRelease(t *testing.T) {
 		t.Errorf("New with blobs off: err = %v, want ErrLimit", err)
 	}
 }
+
+// TestCollectsDroppedBlobs checks that blobs dropped beyond what the caches
+// reserved are freed without anyone calling runtime.GC: New starts a
+// collection when the excess passes a sixteenth of the reservations.
+func TestCollectsDroppedBlobs(t *testing.T) {
+	newBlob(t, []byte("probe"))
+	runtime.GC()
+	_, before := Open()
+	release := Reserve(before + 1<<20)
+	defer release()
+	open.lastGC.Store(0)
+	for range 40 { // 40 MiB dropped at once: far past the reservation
+		New("dropped", make([]byte, 1<<20))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		New("trigger", make([]byte, 1)) // a New notices the excess
+		if _, n := Open(); n < before+20<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, n := Open()
+			t.Fatalf("dropped blobs never collected: %d bytes open, %d before", n, before)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval; New allows one collection a second
+	}
+}
