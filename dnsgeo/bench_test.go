@@ -54,12 +54,13 @@ func BenchmarkHandler(b *testing.B) {
 }
 
 // BenchmarkServerUDP measures whole queries over loopback UDP, client
-// included, for this server and for a bare dns.Server that answers a fixed
-// A record: the ratio of the two is what geo answering costs on top of the
-// dns package. Both run in the same process, on the same cores, so compare
-// them within one run only.
+// included: a bare dns.Server that answers a fixed A record, the geo
+// handler under the dns package's server (as on sockets the UDP workers do
+// not take), and the server as it runs (Serve, with its UDP workers). The
+// ratios are what geo answering costs on top of the dns package, and what
+// the workers save. All run in the same process, on the same cores, so
+// compare them within one run only.
 func BenchmarkServerUDP(b *testing.B) {
-	s := newTestServer(b, "  health: {interval: 1h}")
 	bare := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
@@ -70,31 +71,55 @@ func BenchmarkServerUDP(b *testing.B) {
 		}}
 		w.WriteMsg(m)
 	})
-	for _, h := range []struct {
-		name    string
-		handler dns.Handler
-	}{{"bare", bare}, {"outpost", s}} {
-		b.Run(h.name, func(b *testing.B) {
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	// dnsServer serves h with the dns package's server until the benchmark ends.
+	dnsServer := func(b *testing.B, h dns.Handler) string {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		started := make(chan struct{})
+		srv := &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: func() { close(started) }}
+		done := make(chan error, 1)
+		go func() { done <- srv.ActivateAndServe() }()
+		<-started
+		b.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.ShutdownContext(ctx)
+			<-done
+		})
+		return pc.LocalAddr().String()
+	}
+	for _, c := range []struct {
+		name  string
+		serve func(b *testing.B) string // returns the address
+	}{
+		{"bare", func(b *testing.B) string { return dnsServer(b, bare) }},
+		{"outpost-dns-package", func(b *testing.B) string {
+			return dnsServer(b, newTestServer(b, "  health: {interval: 1h}"))
+		}},
+		{"outpost", func(b *testing.B) string {
+			s := newTestServer(b, "  health: {interval: 1h}")
+			ctx, cancel := context.WithCancel(context.Background())
+			ls, err := Listen(ctx, []string{"127.0.0.1:0"}, "")
 			if err != nil {
+				cancel()
 				b.Fatal(err)
 			}
-			started := make(chan struct{})
-			srv := &dns.Server{PacketConn: pc, Handler: h.handler, NotifyStartedFunc: func() { close(started) }}
 			done := make(chan error, 1)
-			go func() { done <- srv.ActivateAndServe() }()
-			<-started
-			defer func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				srv.ShutdownContext(ctx)
-				<-done
-			}()
+			go func() { done <- s.Serve(ctx, ls) }()
+			<-s.Ready()
+			b.Cleanup(func() { cancel(); <-done })
+			return ls.UDP[0].LocalAddr().String()
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			addr := c.serve(b)
 			pkt := mustPack(b, query("demo.cdn.example.", dns.TypeA, "198.51.100.0/24", 0))
 			b.ReportAllocs()
 			b.SetParallelism(2) // keep the server busy while replies travel
 			b.RunParallel(func(pb *testing.PB) {
-				conn, err := net.Dial("udp", pc.LocalAddr().String())
+				conn, err := net.Dial("udp", addr)
 				if err != nil {
 					b.Error(err)
 					return
