@@ -21,6 +21,12 @@ import (
 // requests only when public, s-maxage or must-revalidate allow it
 // (cache.Decide).
 func (p *PoP) serveAuthorized(w http.ResponseWriter, r *http.Request, svc *service, host string) {
+	if cache.ParseRequestDirectives(r.Header).OnlyIfCached {
+		// Nothing stored may answer it, and it forbids the origin.
+		status := cache.Status{Fwd: cache.FwdRequest, Detail: "only-if-cached"}
+		p.plainError(w, r, svc, http.StatusGatewayTimeout, status, "outpost: a request with credentials is never answered from storage, and it said only-if-cached\n")
+		return
+	}
 	l := p.find(r, svc, host)
 	l.entry, l.alone = nil, true
 	p.serveMiss(w, r, svc, l, cache.Status{Fwd: cache.FwdRequest})

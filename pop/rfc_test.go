@@ -260,6 +260,10 @@ func runRFCScenarios(t *testing.T, tp *testPoP, o *rfcOrigin) {
 			{header: http.Header{"Authorization": {"Bearer t"}}, wantBody: "v1", wantStatus: []string{"stored"}},
 			{wantBody: "v1", wantStatus: []string{"hit"}, wantOrigin: 1},
 		}},
+		{"RFC9111 5.2.1.7 only-if-cached with Authorization is 504", "/authoic?cc=public,max-age=60", []step{
+			{wantBody: "v1", wantStatus: []string{"stored"}},
+			{header: http.Header{"Authorization": {"Bearer t"}, "Cache-Control": {"only-if-cached"}}, wantCode: 504, wantStatus: []string{"detail=only-if-cached"}, wantOrigin: 1},
+		}},
 		{"RFC9111 3.5 Authorization: max-age alone is not stored", "/authpriv", []step{
 			{wantBody: "v1", wantStatus: []string{"stored"}},
 			{header: http.Header{"Authorization": {"Bearer t"}}, wantBody: "v2", wantStatus: []string{"fwd=request", "detail=authorization"}, wantOrigin: 2},
