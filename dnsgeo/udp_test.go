@@ -52,3 +52,38 @@ func TestUDPWildcard(t *testing.T) {
 		}
 	}
 }
+
+// TestUDPIPv6 serves on ::1, where the workers read and write in batches
+// through the IPv6 socket API.
+func TestUDPIPv6(t *testing.T) {
+	s := newTestServer(t, steady)
+	ctx, cancel := context.WithCancel(context.Background())
+	ls, err := Listen(ctx, []string{"[::1]:0"}, "")
+	if err != nil {
+		cancel()
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ls) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	select {
+	case <-s.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not ready")
+	}
+	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+	for range 3 {
+		r, _, err := c.Exchange(query("demo.cdn.example.", dns.TypeAAAA, "2001:db8:1::/48", 0), ls.UDP[0].LocalAddr().String())
+		if err != nil {
+			t.Fatalf("query over IPv6: %v", err)
+		}
+		if got := answerAddr(r); got != "2001:db8::13" {
+			t.Errorf("answer %q, want 2001:db8::13 (nrt, the only PoP with IPv6)", got)
+		}
+	}
+}
