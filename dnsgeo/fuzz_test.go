@@ -127,8 +127,9 @@ func fuzzSeeds(t testing.TB) []seed {
 	return seeds
 }
 
-// TestWriteFuzzSeeds writes the seed corpus of FuzzHandler as go test
-// fuzz v1 files. It runs only with OUTPOST_WRITE_SEEDS=1.
+// TestWriteFuzzSeeds writes the seed corpora of FuzzHandler and
+// FuzzParseQuery as go test fuzz v1 files. It runs only with
+// OUTPOST_WRITE_SEEDS=1.
 func TestWriteFuzzSeeds(t *testing.T) {
 	if os.Getenv("OUTPOST_WRITE_SEEDS") != "1" {
 		t.Skip("set OUTPOST_WRITE_SEEDS=1 to rewrite testdata/fuzz/FuzzHandler")
@@ -137,7 +138,15 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	pq := filepath.Join("testdata", "fuzz", "FuzzParseQuery")
+	if err := os.MkdirAll(pq, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range fuzzSeeds(t) {
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s.pkt)
+		if err := os.WriteFile(filepath.Join(pq, s.name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		for _, tcp := range []bool{false, true} {
 			name := s.name
 			if tcp {

@@ -375,6 +375,8 @@ type scratch struct {
 	a        dns.A
 	aaaa     dns.AAAA
 	soa, neg dns.SOA
+
+	in queryParser // the UDP workers' parser of common queries
 }
 
 // reset makes the scratch's message the start of a reply to req, as

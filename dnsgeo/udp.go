@@ -269,6 +269,9 @@ func (s *Server) serveUDP(m []byte, src netip.Addr, req *dns.Msg, sc *scratch) *
 	case dns.MsgIgnore:
 		return nil
 	case dns.MsgAccept:
+		if sc.in.parse(m, req, s.state.Load().zone.canon) {
+			return s.reply(req, src, false, sc)
+		}
 		err := req.Unpack(m)
 		if err == nil {
 			return s.reply(req, src, false, sc)

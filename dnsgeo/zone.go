@@ -30,10 +30,11 @@ type zone struct {
 	soa      dns.SOA  // header name is the zone; TTL the SOA TTL
 	ns       []string // name server names, fully qualified
 	nsAddrs  map[string][2][]net.IP
-	ttl      uint32 // of geo answers
-	negTTL   uint32 // of the SOA in negative answers: min(SOA TTL, minimum), RFC 2308 §3
-	zoneTTL  uint32 // of SOA, NS and name server addresses
-	services int    // service names in the zone
+	ttl      uint32            // of geo answers
+	negTTL   uint32            // of the SOA in negative answers: min(SOA TTL, minimum), RFC 2308 §3
+	zoneTTL  uint32            // of SOA, NS and name server addresses
+	services int               // service names in the zone
+	canon    map[string]string // each name of names, to itself: parsed queries reuse the string
 }
 
 // newZone builds the zone from the configuration.
@@ -82,6 +83,10 @@ func newZone(cfg *config.Config) *zone {
 			addrs[f] = append(addrs[f], net.IP(a.AsSlice()))
 		}
 		z.nsAddrs[n] = addrs
+	}
+	z.canon = make(map[string]string, len(z.names))
+	for n := range z.names {
+		z.canon[n] = n
 	}
 	return z
 }
