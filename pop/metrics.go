@@ -62,6 +62,8 @@ var (
 		"Bytes of the bodies kept in memory files.", nil, nil)
 	descSendfileBytes = prometheus.NewDesc("outpost_pop_sendfile_bytes_total",
 		"Body bytes sent to clients with sendfile, from memory files.", nil, nil)
+	descFastPath = prometheus.NewDesc("outpost_pop_fast_path_requests_total",
+		"Fresh hits answered by the HTTP/1.1 fast path rather than net/http (also counted in outpost_pop_requests_total).", nil, nil)
 	descBlobFallbacks = prometheus.NewDesc("outpost_cache_blob_heap_fallbacks_total",
 		"Large bodies kept on the heap because no memory file could be made (the open-file limit).", nil, nil)
 
@@ -92,7 +94,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descMaxBytes, descAdmissions, descRejections, descDrops, descEvictions,
 		descPurges, descPurgedObjects, descPurgesDenied, descIndexKeys, descAccessDropped, descLatency, descOriginLatency,
 		descOriginRequests, descOriginFailures, descOriginInFlight, descOriginHealthy,
-		descOriginResponse, descOriginNoHealthy} {
+		descOriginResponse, descOriginNoHealthy, descBlobs, descBlobBytes, descSendfileBytes,
+		descFastPath, descBlobFallbacks} {
 		ch <- d
 	}
 }
@@ -152,6 +155,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBlobs, prometheus.GaugeValue, float64(blobs))
 	ch <- prometheus.MustNewConstMetric(descBlobBytes, prometheus.GaugeValue, float64(blobBytes))
 	ch <- prometheus.MustNewConstMetric(descSendfileBytes, prometheus.CounterValue, float64(p.sendfileBytes.Load()))
+	ch <- prometheus.MustNewConstMetric(descFastPath, prometheus.CounterValue, float64(p.fastHits.Load()))
 	ch <- prometheus.MustNewConstMetric(descBlobFallbacks, prometheus.CounterValue, float64(p.blobFailures.Load()))
 	for k, kind := range purgeKinds {
 		for m, mode := range [2]string{"hard", "soft"} {

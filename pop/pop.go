@@ -54,6 +54,9 @@ type Options struct {
 	// NoDrain skips the drain delay at shutdown (the lab has no DNS
 	// resolvers to steer away).
 	NoDrain bool
+	// NoFastPath sends every request on the clear listener through
+	// net/http, turning off the HTTP/1.1 fast path for fresh hits.
+	NoFastPath bool
 	// BlobMin is the body size from which stored bodies are kept outside
 	// the heap, in sealed memory files sent with sendfile (package
 	// cache/blob); 0 means 16 KiB, and a negative value keeps every body
@@ -77,6 +80,8 @@ type PoP struct {
 	// blobMin is Options.BlobMin with its default applied; 0 means no
 	// blobs. blobFailures counts bodies kept on the heap because no blob
 	// could be made.
+	noFastPath    bool
+	fastHits      atomic.Uint64 // requests the HTTP/1.1 fast path answered
 	blobMin       int
 	blobFailures  atomic.Uint64
 	sendfileBytes atomic.Uint64 // body bytes sent from blobs with sendfile
@@ -176,6 +181,7 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		grace:      opts.ShutdownGrace,
 		noDrain:    opts.NoDrain,
 		blobMin:    opts.BlobMin,
+		noFastPath: opts.NoFastPath,
 		statusName: "outpost/" + pc.Name,
 		index:      newKeyIndex(),
 	}
@@ -456,8 +462,15 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 			p.altSvc = fmt.Sprintf(`h3=":%s"; ma=%d`, port, int(p.cfg.TLS.AltSvcMaxAge.Seconds()))
 		}
 	}
-	errc := make(chan error, 4)
-	go func() { errc <- srv.Serve(sendfileListener{Listener: ls.Serve, sent: &p.sendfileBytes}) }()
+	errc := make(chan error, 5)
+	var fast *fastServer
+	if p.noFastPath {
+		go func() { errc <- srv.Serve(sendfileListener{Listener: ls.Serve, sent: &p.sendfileBytes}) }()
+	} else {
+		fast = newFastServer(p, ls.Serve, timeouts.ReadHeader, timeouts.Idle)
+		go func() { errc <- fast.serve() }()
+		go func() { errc <- srv.Serve(fast.handoff) }()
+	}
 	go func() { errc <- admin.Serve(ls.Admin) }()
 	var httpsSrv *http.Server
 	var h3 *http3.Server
@@ -524,6 +537,9 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 		})
 	}
 	stopOne("http", srv.Shutdown, srv.Close)
+	if fast != nil {
+		stopOne("http fast path", fast.shutdown, func() error { return nil })
+	}
 	if httpsSrv != nil {
 		stopOne("https", httpsSrv.Shutdown, httpsSrv.Close)
 	}

@@ -59,8 +59,13 @@ type counters struct {
 // record counts one finished request of r, answered with status (0 when
 // the client left before an answer), and the body bytes it was sent.
 func (c *counters) record(r *http.Request, status int, res result, bodyBytes int64) {
+	c.recordMethod(r.Method, status, res, bodyBytes)
+}
+
+// recordMethod is record for a request known by its method only.
+func (c *counters) recordMethod(method string, status int, res result, bodyBytes int64) {
 	c.results[res].Add(1)
-	c.requests[methodIndex(r.Method)][statusClass(status)][res].Add(1)
+	c.requests[methodIndex(method)][statusClass(status)][res].Add(1)
 	if bodyBytes > 0 {
 		c.bytesServed.Add(uint64(bodyBytes))
 		if res.fromStorage() {

@@ -1,0 +1,319 @@
+package pop
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fastOrigin serves the objects of the fast-path tests.
+func fastOrigin(t *testing.T) *testOrigin {
+	return newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "public, max-age=60")
+		h.Set("ETag", `"v1"`)
+		switch r.URL.Path {
+		case "/notype":
+			h["Content-Type"] = nil // net/http would sniff one
+			io.WriteString(w, "<html>sniff me</html>")
+		case "/vary":
+			h.Set("Content-Type", "text/plain")
+			h.Set("Vary", "Accept-Encoding")
+			io.WriteString(w, "varies")
+		case "/big":
+			h.Set("Content-Type", "application/octet-stream")
+			w.Write(bigBody(100 << 10))
+		case "/targeted":
+			h.Set("Content-Type", "text/plain")
+			h.Set("CDN-Cache-Control", "max-age=600")
+			io.WriteString(w, "targeted")
+		default:
+			h.Set("Content-Type", "text/plain")
+			io.WriteString(w, "hello fast path "+r.URL.RawQuery)
+		}
+	})
+}
+
+// exchange writes raw to a new connection and reads n responses (bodies
+// included), then whether the server closed the connection after them:
+// waiting for that up to 10s when wantClosed, else 50ms.
+func exchange(t *testing.T, addr, raw string, n int, wantClosed bool) (resps []*http.Response, bodies [][]byte, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	// Each response is read for its request's method (HEAD has no body).
+	var methods []string
+	rr := bufio.NewReader(strings.NewReader(raw))
+	for {
+		req, err := http.ReadRequest(rr)
+		if err != nil {
+			break
+		}
+		io.Copy(io.Discard, req.Body)
+		methods = append(methods, req.Method)
+	}
+	br := bufio.NewReader(c)
+	for i := range n {
+		method := strings.Fields(raw)[0]
+		if i < len(methods) {
+			method = methods[i]
+		}
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("reading response %d of %q: %v", len(resps)+1, raw, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("reading body %d of %q: %v", len(resps)+1, raw, err)
+		}
+		resps, bodies = append(resps, resp), append(bodies, body)
+	}
+	wait := 50 * time.Millisecond
+	if wantClosed {
+		wait = 10 * time.Second
+	}
+	c.SetReadDeadline(time.Now().Add(wait))
+	_, err = br.ReadByte()
+	closed = errors.Is(err, io.EOF)
+	return resps, bodies, closed
+}
+
+// TestFastPathMatchesNetHTTP sends the same raw requests to a PoP with the
+// HTTP/1.1 fast path and to one without, and requires the same answers:
+// status, header fields (but Date) and body, byte for byte, and the same
+// connection handling. It also checks which requests the fast path took.
+func TestFastPathMatchesNetHTTP(t *testing.T) {
+	o := fastOrigin(t)
+	fast := startPoP(t, o.URL)
+	slow := startPoP(t, o.URL, func(o *Options) { o.NoFastPath = true })
+	for _, tp := range []*testPoP{fast, slow} {
+		for _, path := range []string{"/obj", "/obj?b=2&a=1", "/notype", "/vary", "/big", "/targeted"} {
+			tp.get(t, path)
+		}
+		waitFor(t, "fills stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items >= 7 })
+	}
+	const host = "Host: demo.example\r\n"
+	tests := []struct {
+		name      string
+		raw       string
+		n         int // responses
+		wantFast  int // of them, answered by the fast path
+		wantClose bool
+	}{
+		{"fresh hit", "GET /obj HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"RFC9110 9.3.2 HEAD", "HEAD /obj HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"blob body with sendfile", "GET /big HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"sorted query shares the key", "GET /obj?a=1&b=2 HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"RFC9110 7.2 Host in any case, with a port", "GET /obj HTTP/1.1\r\nhost: DEMO.example:8080\r\nUser-Agent: t\r\n\r\n", 1, 1, false},
+		{"RFC9112 9.6 Connection: close closes", "GET /obj HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", 1, 1, true},
+		{"RFC9112 9.3.2 pipelined requests", "GET /obj HTTP/1.1\r\n" + host + "\r\nHEAD /big HTTP/1.1\r\n" + host + "\r\n", 2, 2, false},
+		{"RFC9213 targeted field dropped", "GET /targeted HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"RFC9110 14.2 range goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "Range: bytes=0-3\r\n\r\n", 1, 0, false},
+		{"RFC9110 13.1.2 If-None-Match goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "If-None-Match: \"v1\"\r\n\r\n", 1, 0, false},
+		{"fast, then a range, then net/http keeps the connection", "GET /obj HTTP/1.1\r\n" + host + "\r\nGET /obj HTTP/1.1\r\n" + host + "Range: bytes=1-2\r\n\r\nGET /obj HTTP/1.1\r\n" + host + "\r\n", 3, 1, false},
+		{"RFC9111 5.2.1 request directives go to net/http", "GET /obj HTTP/1.1\r\n" + host + "Cache-Control: max-stale\r\n\r\n", 1, 0, false},
+		{"RFC9110 11.6.2 Authorization goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "Authorization: Basic eDp5\r\n\r\n", 1, 0, false},
+		{"RFC9110 12.5.5 Vary goes to net/http", "GET /vary HTTP/1.1\r\n" + host + "Accept-Encoding: gzip\r\n\r\n", 1, 0, false},
+		{"no stored Content-Type: net/http sniffs", "GET /notype HTTP/1.1\r\n" + host + "\r\n", 1, 0, false},
+		{"escaped path goes to net/http", "GET /o%62j HTTP/1.1\r\n" + host + "\r\n", 1, 0, false},
+		{"HTTP/1.0 goes to net/http", "GET /obj HTTP/1.0\r\n" + host + "\r\n", 1, 0, true},
+		{"RFC9110 15.5.20 unknown host", "GET /obj HTTP/1.1\r\nHost: other.example\r\n\r\n", 1, 0, false},
+		{"RFC9112 3.2 missing Host is 400", "GET /obj HTTP/1.1\r\n\r\n", 1, 0, true},
+		{"RFC9112 3.2 two Hosts are 400", "GET /obj HTTP/1.1\r\n" + host + host + "\r\n", 1, 0, true},
+		{"RFC9112 5.2 obs-fold goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "X-A: a\r\n b\r\n\r\n", 1, 0, false},
+		{"RFC9112 5.1 space before colon is 400", "GET /obj HTTP/1.1\r\n" + host + "X-A : a\r\n\r\n", 1, 0, true},
+		{"bare LF line ends go to net/http", "GET /obj HTTP/1.1\n" + host[:len(host)-2] + "\n\n", 1, 0, false},
+		{"garbage request line is 400", "GARBAGE\r\n\r\n", 1, 0, true},
+		{"head larger than the fast path's buffer", "GET /obj HTTP/1.1\r\n" + host + "X-Big: " + strings.Repeat("x", 6000) + "\r\n\r\n", 1, 0, false},
+		{"RFC9112 6.1 a body goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", 1, 0, false},
+		{"POST goes to net/http", "POST /obj HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", 1, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := fast.fastHits.Load()
+			fr, fb, fclosed := exchange(t, strings.TrimPrefix(fast.url, "http://"), tt.raw, tt.n, tt.wantClose)
+			sr, sb, sclosed := exchange(t, strings.TrimPrefix(slow.url, "http://"), tt.raw, tt.n, tt.wantClose)
+			for i := range tt.n {
+				if fr[i].StatusCode != sr[i].StatusCode {
+					t.Errorf("response %d: status %d, net/http %d", i+1, fr[i].StatusCode, sr[i].StatusCode)
+				}
+				if !bytes.Equal(fb[i], sb[i]) {
+					t.Errorf("response %d: body %q, net/http %q", i+1, clip(fb[i]), clip(sb[i]))
+				}
+				if d := headerDiff(fr[i].Header, sr[i].Header); d != "" {
+					t.Errorf("response %d: header differs from net/http's: %s", i+1, d)
+				}
+			}
+			if fclosed != tt.wantClose || sclosed != tt.wantClose {
+				t.Errorf("connection closed = %v, net/http's %v, want %v", fclosed, sclosed, tt.wantClose)
+			}
+			if got := int(fast.fastHits.Load() - before); got != tt.wantFast {
+				t.Errorf("fast path answered %d, want %d", got, tt.wantFast)
+			}
+		})
+	}
+}
+
+func clip(b []byte) []byte {
+	if len(b) > 60 {
+		return b[:60]
+	}
+	return b
+}
+
+// headerDiff describes how two headers differ, ignoring Date (each server
+// stamps its own on error answers).
+func headerDiff(a, b http.Header) string {
+	var diffs []string
+	for name := range a {
+		if name != "Date" && !slices.Equal(a[name], b[name]) {
+			diffs = append(diffs, name+": "+strings.Join(a[name], ", ")+" vs "+strings.Join(b[name], ", "))
+		}
+	}
+	for name := range b {
+		if _, ok := a[name]; !ok && name != "Date" {
+			diffs = append(diffs, name+": missing (net/http: "+strings.Join(b[name], ", ")+")")
+		}
+	}
+	slices.Sort(diffs)
+	return strings.Join(diffs, "; ")
+}
+
+// TestFastPathTimeouts checks the server timeouts on connections the fast
+// path holds: a request head that never completes, and an idle
+// keep-alive connection, are both closed.
+func TestFastPathTimeouts(t *testing.T) {
+	o := fastOrigin(t)
+	yaml := strings.Replace(fastConfig(o.URL), "    drain: 0s\n", "    drain: 0s\n    timeouts: {read_header: 300ms, idle: 300ms}\n", 1)
+	tp := startPoPConfig(t, yaml)
+	tp.get(t, "/obj")
+	tests := []struct {
+		name string
+		raw  string
+		n    int
+	}{
+		{"incomplete head", "GET /obj HTTP/1.1\r\nHost: demo.example\r\n", 0},
+		{"idle after a request", "GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", strings.TrimPrefix(tp.url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, tt.raw)
+			br := bufio.NewReader(c)
+			for range tt.n {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+			}
+			start := time.Now()
+			if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+				t.Fatalf("read after the timeout: %v, want EOF (the server closes)", err)
+			}
+			if waited := time.Since(start); waited > 5*time.Second {
+				t.Errorf("closed after %v", waited)
+			}
+		})
+	}
+}
+
+func fastConfig(originURL string) string {
+	return strings.Replace(bigConfig(originURL, ""), "max_object: 32MiB", "max_object: 1MiB", 1)
+}
+
+// TestFastPathShutdown stops a PoP holding idle fast-path connections:
+// it returns promptly and the connections are closed.
+func TestFastPathShutdown(t *testing.T) {
+	o := fastOrigin(t)
+	tp := startPoP(t, o.URL)
+	tp.get(t, "/obj")
+	c, err := net.Dial("tcp", strings.TrimPrefix(tp.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	waitFor(t, "the fast path answered", func() bool { return tp.fastHits.Load() > 0 })
+	tp.stop(t)
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle connection after shutdown: %v, want EOF", err)
+	}
+}
+
+// FuzzParseFastRequest checks the fast path's request parser against
+// net/http's: whatever the fast path accepts, net/http must read as the
+// same GET or HEAD of the same host, path and query, with no body and the
+// same Connection handling; and readHead never panics or misreads.
+func FuzzParseFastRequest(f *testing.F) {
+	for _, seed := range []string{
+		"GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n",
+		"HEAD /a/b.c?x=1&y=2 HTTP/1.1\r\nhost: demo.example:80\r\nConnection: close\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: demo.example\r\nRange: bytes=0-1\r\n\r\n",
+		"GET /o%62j HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n",
+		"GET /obj HTTP/1.1\nHost: a\n\n",
+		"GET http://a/obj HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: keep-alive, close\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		br := bufio.NewReaderSize(bytes.NewReader(data), fastHeadMax)
+		head, ok := readHead(br)
+		if !ok {
+			return
+		}
+		if !bytes.HasSuffix(head, []byte("\r\n\r\n")) || !bytes.HasPrefix(data, head) {
+			t.Fatalf("readHead returned %q, not a head at the start of the input", head)
+		}
+		r, ok := parseFastRequest(head)
+		if !ok {
+			return
+		}
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+		if err != nil {
+			t.Fatalf("fast path accepted %q; net/http: %v", head, err)
+		}
+		switch {
+		case req.Method != r.method:
+			t.Fatalf("method %q, net/http %q", r.method, req.Method)
+		case req.Host != string(r.host):
+			t.Fatalf("host %q, net/http %q", r.host, req.Host)
+		case req.URL.EscapedPath() != string(r.path) || req.URL.RawQuery != string(r.query):
+			t.Fatalf("path %q query %q; net/http %q %q", r.path, r.query, req.URL.EscapedPath(), req.URL.RawQuery)
+		case req.ContentLength > 0 || len(req.TransferEncoding) > 0:
+			t.Fatalf("fast path accepted a request with a body: %q", head)
+		case req.Close != r.close:
+			t.Fatalf("close %v, net/http %v for %q", r.close, req.Close, head)
+		case req.ProtoMajor != 1 || req.ProtoMinor != 1:
+			t.Fatalf("fast path accepted %s", req.Proto)
+		}
+	})
+}
