@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -70,14 +72,16 @@ func (s *fastServer) serve() error {
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				// Out of descriptors and the like: back off as net/http does.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				s.handoff.Close()
+				return err
 			}
-			s.handoff.Close()
-			return err
+			// Out of descriptors and the like: back off and retry, as
+			// net/http does, rather than stop serving.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.p.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
 		tc, ok := c.(*net.TCPConn)
@@ -399,13 +403,19 @@ func (p *PoP) serveFast(c *sendfileConn, head, out []byte) (_ []byte, keep, serv
 
 	out = append(out, "HTTP/1.1 200 OK\r\n"...)
 	for name, values := range e.Header {
-		if name == "Cdn-Cache-Control" || name == "Outpost-Cache-Control" {
+		switch name {
+		case "Cdn-Cache-Control", "Outpost-Cache-Control":
 			continue // targeted at this CDN (RFC 9213): not forwarded
+		case "Content-Length":
+			continue // written below from the body itself
 		}
 		for _, v := range values {
 			out = appendField(out, name, v)
 		}
 	}
+	out = append(out, "Content-Length: "...)
+	out = strconv.AppendInt(out, e.BodySize(), 10)
+	out = append(out, "\r\n"...)
 	out = appendField(out, "Age", cache.AgeHeader(e.Age(now)))
 	out = appendField(out, "Via", p.via[0])
 	out = appendField(out, "Cache-Status", cache.Status{Hit: true, TTL: e.TTL(now), HasTTL: true}.Format(p.statusName))
