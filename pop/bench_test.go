@@ -1,9 +1,12 @@
 package pop
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -115,5 +118,82 @@ func waitStored(tb testing.TB, p *PoP) {
 			tb.Fatal("the fill was never stored")
 		}
 		time.Sleep(time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// BenchmarkHTTP1Hit measures whole hits over a loopback connection, one
+// keep-alive client: the HTTP/1.1 fast path against net/http, by size
+// (bodies of 16 KiB and more go out of blobs with sendfile either way).
+// The client's own work is in the figure; compare the two paths with
+// benchstat, not with other benchmarks.
+func BenchmarkHTTP1Hit(b *testing.B) {
+	for _, path := range []string{"fast", "nethttp"} {
+		for _, size := range []int{1 << 10, 100 << 10} {
+			b.Run(fmt.Sprintf("%s/%dKiB", path, size>>10), func(b *testing.B) {
+				o := newBenchOrigin(b, strings.Repeat("x", size))
+				cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(testConfig, o, "0s")))
+				if err != nil {
+					b.Fatal(err)
+				}
+				p, err := New(cfg, "", Options{Logger: slog.New(slog.DiscardHandler), NoFastPath: path == "nethttp"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				serveLn, err := listenLoopback()
+				if err != nil {
+					b.Fatal(err)
+				}
+				adminLn, err := listenLoopback()
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- p.Serve(ctx, serveLn, adminLn) }()
+				b.Cleanup(func() { cancel(); <-done; p.Close() })
+
+				// The fill on a connection of its own: a miss hands its
+				// connection to net/http for good.
+				fillReq, _ := http.NewRequest(http.MethodGet, "http://"+serveLn.Addr().String()+"/obj", nil)
+				fillReq.Host = "demo.example"
+				fillReq.Close = true
+				fill, err := http.DefaultClient.Do(fillReq)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, fill.Body)
+				fill.Body.Close()
+				waitStored(b, p)
+
+				c, err := net.Dial("tcp", serveLn.Addr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 64<<10)
+				request := []byte("GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n")
+				get := func() {
+					if _, err := c.Write(request); err != nil {
+						b.Fatal(err)
+					}
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if n, _ := io.Copy(io.Discard, resp.Body); n != int64(size) {
+						b.Fatalf("got %d body bytes, want %d", n, size)
+					}
+				}
+				get() // the first hit on this connection
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				for b.Loop() {
+					get()
+				}
+				if fast := p.fastHits.Load(); (path == "fast") != (fast > 0) {
+					b.Fatalf("%s: the fast path answered %d requests", path, fast)
+				}
+			})
+		}
 	}
 }
