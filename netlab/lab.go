@@ -29,6 +29,9 @@ type Options struct {
 	// Near and Far are the one-way delays between a client and a PoP of
 	// its own region (default 5ms) and of another region (default 120ms).
 	Near, Far time.Duration
+	// Delay is how packets are delayed: DelayNetem, DelayRelay or
+	// DelayAuto (the default: netem where the kernel has it).
+	Delay string
 	// HealthInterval is the DNS server's health-check interval of the
 	// PoPs (dns.health.interval; the timeout is the same, rise and fall
 	// 2). Default 250ms, so a stopped PoP is out within a second.
@@ -64,6 +67,13 @@ func (o *Options) defaults() error {
 	if o.Far <= 0 {
 		o.Far = 120 * time.Millisecond
 	}
+	switch o.Delay {
+	case "":
+		o.Delay = DelayAuto
+	case DelayAuto, DelayNetem, DelayRelay:
+	default:
+		return fmt.Errorf("netlab: Delay %q: want %s, %s or %s", o.Delay, DelayAuto, DelayNetem, DelayRelay)
+	}
 	if o.HealthInterval <= 0 {
 		o.HealthInterval = 250 * time.Millisecond
 	}
@@ -81,6 +91,7 @@ type Lab struct {
 	opts  Options
 	net   network
 	procs map[string]*process // by host name, and "delay-line"
+	delay string              // DelayNetem or DelayRelay
 }
 
 // Up builds the network, starts the delay line, the origin, the PoPs and
@@ -107,12 +118,26 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err := l.net.build(); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(opts.Log, "netlab: delay line: %s within a region, %s between regions (one way)\n", opts.Near, opts.Far)
-	if err := l.startDelayLine(ctx); err != nil {
-		return nil, err
+	l.delay = opts.Delay
+	if l.delay == DelayAuto {
+		l.delay = DelayRelay
+		if l.net.netemAvailable() {
+			l.delay = DelayNetem
+		}
 	}
-	if err := l.net.routeDelay(); err != nil {
-		return nil, err
+	fmt.Fprintf(opts.Log, "netlab: delay (%s): %s within a region, %s between regions (one way)\n", l.delay, opts.Near, opts.Far)
+	switch l.delay {
+	case DelayNetem:
+		if err := l.net.shapeNetem(LabDelays(opts.Near, opts.Far)); err != nil {
+			return nil, err
+		}
+	default:
+		if err := l.startDelayLine(ctx); err != nil {
+			return nil, err
+		}
+		if err := l.net.routeDelay(); err != nil {
+			return nil, err
+		}
 	}
 	cfg := l.ConfigPath()
 	for _, h := range Hosts {
@@ -243,6 +268,9 @@ func (l *Lab) Close() error {
 func Down(prefix string) error {
 	return network{prefix: prefix}.teardown(5 * time.Second)
 }
+
+// DelayMode is how the lab delays packets: DelayNetem or DelayRelay.
+func (l *Lab) DelayMode() string { return l.delay }
 
 // NS is the namespace of the host called name.
 func (l *Lab) NS(name string) string { return l.net.ns(name) }

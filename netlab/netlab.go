@@ -1,16 +1,18 @@
 // Package netlab runs the CDN across hosts of its own on one Linux
 // machine: each host is a network namespace with one address, joined by a
 // veth link to a bridge in a namespace of its own, which also routes every
-// packet between hosts through a delay line (a TUN device read by a small
-// Go program) that holds it for the one-way delay of that pair of hosts:
-// short between a client and the PoP of its region, long between a client
-// and a PoP of another region, none to and from the origin and DNS hosts.
-// The origin, the PoPs and the DNS server run as real `outpost` processes
-// inside their hosts, with a CDN file written for the lab. It needs root
-// (CAP_SYS_ADMIN and CAP_NET_ADMIN), `ip` from iproute2 and /dev/net/tun.
+// packet between hosts. Packets are delayed by the pair of hosts: a short
+// one-way delay between a client and the PoP of its region, a long one
+// between a client and a PoP of another region, none to and from the
+// origin and DNS hosts. Where the kernel has the netem qdisc, netem on the
+// bridge ports makes the delay; elsewhere (the kernels the lab was written
+// on) the router sends every packet through a delay line, a TUN device
+// read by a small Go program (`outpost netlab delay-line`) that holds each
+// packet for its pair's delay. The origin, the PoPs and the DNS server run
+// as real `outpost` processes inside their hosts, with a CDN file written
+// for the lab. It needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN), `ip` from
+// iproute2 and /dev/net/tun.
 //
-// The kernels the lab was written on have no netem qdisc, so the delay is
-// made in user space everywhere: one code path, the same on every machine.
 // Nothing leaves the machine: the bridge namespace has no link to the
 // host's own network.
 package netlab

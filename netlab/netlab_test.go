@@ -188,7 +188,7 @@ func TestNetlab(t *testing.T) {
 			t.Logf("the lab's logs:%s", lab.Logs())
 		}
 	})
-	t.Logf("lab up in %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("lab up in %s; packets delayed by %s", time.Since(start).Round(time.Millisecond), lab.DelayMode())
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

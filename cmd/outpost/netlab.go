@@ -58,11 +58,12 @@ Subcommands run inside the lab (by "up" and the tests):
 }
 
 func runNetlabUp(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("netlab up", "[--dir DIR] [--bin FILE] [--near D] [--far D]", stdout, stderr)
+	fs := newFlagSet("netlab up", "[--dir DIR] [--bin FILE] [--near D] [--far D] [--delay auto|netem|relay]", stdout, stderr)
 	dir := fs.String("dir", filepath.Join(os.TempDir(), "outpost-netlab"), "where the lab's CDN file, network map and logs go")
 	bin := fs.String("bin", "", "the outpost binary to run in the hosts (default: this one)")
 	near := fs.Duration("near", 5*time.Millisecond, "one-way delay between a client and the PoP of its region")
 	far := fs.Duration("far", 120*time.Millisecond, "one-way delay between a client and a PoP of another region")
+	delay := fs.String("delay", netlab.DelayAuto, "how packets are delayed: netem (the kernel's qdisc), relay (a TUN delay line) or auto (netem where the kernel has it)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ func runNetlabUp(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	lab, err := netlab.Up(ctx, netlab.Options{
-		Prefix: netlabPrefix, Binary: *bin, Dir: *dir, Near: *near, Far: *far,
+		Prefix: netlabPrefix, Binary: *bin, Dir: *dir, Near: *near, Far: *far, Delay: *delay,
 		Detached: true, Log: stdout,
 	})
 	if err != nil {
