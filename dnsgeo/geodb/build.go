@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -18,6 +17,8 @@ import (
 
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
+
+	"github.com/outpost-cdn/outpost/dnsgeo/netmap"
 )
 
 // Limits on what a CSV file given to Build may hold.
@@ -149,7 +150,7 @@ func parseRow(rec []string, k Kind) (Row, error) {
 	if len(rec) < lo || len(rec) > hi {
 		return row, fmt.Errorf("%d fields; want %s", len(rec), want)
 	}
-	p, err := parseNetwork(rec[0])
+	p, err := netmap.ParseNetwork(rec[0])
 	if err != nil {
 		return row, err
 	}
@@ -166,10 +167,10 @@ func parseRow(rec []string, k Kind) (Row, error) {
 		}
 		return row, nil
 	}
-	if row.Place.Lat, err = parseDegrees(rec[1], "latitude", 90); err != nil {
+	if row.Place.Lat, err = netmap.ParseDegrees(rec[1], "latitude", 90); err != nil {
 		return row, err
 	}
-	if row.Place.Lon, err = parseDegrees(rec[2], "longitude", 180); err != nil {
+	if row.Place.Lon, err = netmap.ParseDegrees(rec[2], "longitude", 180); err != nil {
 		return row, err
 	}
 	if len(rec) == 4 && rec[3] != "" {
@@ -180,38 +181,6 @@ func parseRow(rec []string, k Kind) (Row, error) {
 		row.Place.Country = c
 	}
 	return row, nil
-}
-
-// parseNetwork parses a CIDR prefix that has no bits set past its length.
-func parseNetwork(s string) (netip.Prefix, error) {
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		if a, aerr := netip.ParseAddr(s); aerr == nil {
-			return p, fmt.Errorf("network %q has no prefix length (for one address write %s/%d)", s, a, a.BitLen())
-		}
-		return p, fmt.Errorf("invalid network %q (want a CIDR prefix such as 198.51.100.0/24)", s)
-	}
-	switch {
-	case p.Addr().Zone() != "":
-		return p, fmt.Errorf("network %q: IPv6 zones are not supported", s)
-	case p.Addr().Is4In6():
-		return p, fmt.Errorf("network %q is IPv4-mapped; write IPv4 networks in dotted form", s)
-	case p.Masked() != p:
-		return p, fmt.Errorf("network %q has bits set past its length; did you mean %s?", s, p.Masked())
-	}
-	return p, nil
-}
-
-// parseDegrees parses a latitude or longitude in [-limit, limit].
-func parseDegrees(s, what string, limit float64) (float64, error) {
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, fmt.Errorf("invalid %s %q (want decimal degrees)", what, s)
-	}
-	if v < -limit || v > limit {
-		return 0, fmt.Errorf("%s %s is out of range (want %g..%g)", what, s, -limit, limit)
-	}
-	return v, nil
 }
 
 // Write writes a database of kind k holding rows to w, in the layout of

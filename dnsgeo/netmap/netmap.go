@@ -240,7 +240,7 @@ func parseRow(rec []string) (Entry, error) {
 		}
 		e.ASN = uint32(n)
 	} else {
-		p, err := parseNetwork(rec[0])
+		p, err := ParseNetwork(rec[0])
 		if err != nil {
 			return e, err
 		}
@@ -276,8 +276,10 @@ func isASN(s string) bool {
 	return len(s) > 2 && (s[0] == 'A' || s[0] == 'a') && (s[1] == 'S' || s[1] == 's')
 }
 
-// parseNetwork parses a CIDR prefix that has no bits set past its length.
-func parseNetwork(s string) (netip.Prefix, error) {
+// ParseNetwork parses a CIDR prefix as a network of a CSV row: no bits
+// set past its length, no IPv6 zone, IPv4 in dotted form. Its errors say
+// how to write the network instead.
+func ParseNetwork(s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
 		if a, aerr := netip.ParseAddr(s); aerr == nil {
@@ -296,16 +298,26 @@ func parseNetwork(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
-// parseDegrees parses a latitude or longitude in [-limit, limit].
-func parseDegrees(s, what string, limit float64) (float64, error) {
+// ParseDegrees parses a latitude or longitude (what) in decimal degrees
+// within [-limit, limit].
+func ParseDegrees(s, what string, limit float64) (float64, error) {
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, fmt.Errorf("invalid %s %q (want decimal degrees, or a PoP name in place of lat, lon)", what, s)
+		return 0, fmt.Errorf("invalid %s %q (want decimal degrees)", what, s)
 	}
 	if v < -limit || v > limit {
 		return 0, fmt.Errorf("%s %s is out of range (want %g..%g)", what, s, -limit, limit)
 	}
 	return v, nil
+}
+
+// parseDegrees is ParseDegrees for a row of the map, where a PoP name may
+// stand in place of the coordinates.
+func parseDegrees(s, what string, limit float64) (float64, error) {
+	if _, err := strconv.ParseFloat(s, 64); err != nil {
+		return 0, fmt.Errorf("invalid %s %q (want decimal degrees, or a PoP name in place of lat, lon)", what, s)
+	}
+	return ParseDegrees(s, what, limit)
 }
 
 func newFamily(bits int) family {
