@@ -1,7 +1,5 @@
 package bench
 
-import "math/bits"
-
 // golden is the SplitMix64 increment.
 const golden = 0x9e3779b97f4a7c15
 
@@ -39,10 +37,3 @@ func (r *rng) next() uint64 {
 
 // float returns a uniform number in [0, 1).
 func (r *rng) float() float64 { return float64(r.next()>>11) / (1 << 53) }
-
-// below returns a uniform number in [0, n); n must be > 0.
-func (r *rng) below(n uint64) uint64 {
-	// Lemire's multiply-shift; the bias is below 2^-64·n, negligible here.
-	hi, _ := bits.Mul64(r.next(), n)
-	return hi
-}

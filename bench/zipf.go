@@ -12,13 +12,12 @@ import (
 // distributions", 1996), as Apache Commons RNG does. math/rand's Zipf needs
 // s > 1; CDN popularity is usually measured between 0.6 and 1.2.
 type zipfSampler struct {
-	n             uint64
-	s             float64
-	hIntegralX1   float64
-	hIntegralN    float64
-	sThreshold    float64
-	oneMinusS     float64
-	hIntegralHalf float64
+	n           uint64
+	s           float64
+	hIntegralX1 float64
+	hIntegralN  float64
+	sThreshold  float64
+	oneMinusS   float64
 }
 
 func newZipfSampler(n uint64, s float64) (*zipfSampler, error) {

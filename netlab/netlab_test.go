@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -425,7 +424,7 @@ func buildOutpost(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Skipf("no go command on PATH to build outpost with: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "outpost")
 	start := time.Now()

@@ -128,13 +128,6 @@ func (s *server) claimTrial() bool {
 	return true
 }
 
-// state reports s's health.
-func (s *server) state() State {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stateLocked()
-}
-
 func (s *server) stateLocked() State {
 	switch {
 	case s.down:

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
@@ -234,8 +235,8 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 	if p.registry == nil {
 		p.registry = prometheus.NewRegistry()
 		p.registry.MustRegister(
-			prometheus.NewGoCollector(),
-			prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		)
 	}
 	if err := p.registry.Register(&collector{p: p}); err != nil {
