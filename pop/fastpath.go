@@ -184,8 +184,21 @@ func (s *fastServer) serveConn(fc *fastConn) {
 		var keep, served bool
 		out, keep, served = s.p.serveFast(c, head, out[:0])
 		if !served {
-			s.handOff(fc, br)
-			return
+			if !lendable(head) {
+				s.handOff(fc, br)
+				return
+			}
+			// net/http answers this one request; then the connection
+			// comes back for the next.
+			loan := newLoanConn(c, head)
+			br.Discard(len(head))
+			c.SetReadDeadline(time.Time{})
+			s.handoff.give(loan)
+			if !loan.returned() || !s.setActive(fc, false) {
+				c.Close()
+				return
+			}
+			continue
 		}
 		br.Discard(len(head))
 		if !keep || !s.setActive(fc, false) {

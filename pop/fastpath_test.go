@@ -124,7 +124,11 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 		{"RFC9213 targeted field dropped", "GET /targeted HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
 		{"RFC9110 14.2 range goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "Range: bytes=0-3\r\n\r\n", 1, 0, false},
 		{"RFC9110 13.1.2 If-None-Match goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "If-None-Match: \"v1\"\r\n\r\n", 1, 0, false},
-		{"fast, then a range, then net/http keeps the connection", "GET /obj HTTP/1.1\r\n" + host + "\r\nGET /obj HTTP/1.1\r\n" + host + "Range: bytes=1-2\r\n\r\nGET /obj HTTP/1.1\r\n" + host + "\r\n", 3, 1, false},
+		{"fast, a range lent to net/http, fast again", "GET /obj HTTP/1.1\r\n" + host + "\r\nGET /obj HTTP/1.1\r\n" + host + "Range: bytes=1-2\r\n\r\nGET /obj HTTP/1.1\r\n" + host + "\r\n", 3, 2, false},
+		{"a miss lent to net/http, then its hit on the same connection", "GET /obj?miss=1 HTTP/1.1\r\n" + host + "\r\nGET /obj?miss=1 HTTP/1.1\r\n" + host + "\r\n", 2, 1, false},
+		{"RFC9110 13.1.2 a 304 lent to net/http, then a hit", "GET /obj HTTP/1.1\r\n" + host + "If-None-Match: \"v1\"\r\n\r\nHEAD /obj HTTP/1.1\r\n" + host + "\r\n", 2, 1, false},
+		{"RFC9112 9.6 a lent request with Connection: close closes", "GET /obj HTTP/1.1\r\n" + host + "Range: bytes=0-0\r\nConnection: close\r\n\r\n", 1, 0, true},
+		{"a request with a body gives net/http the connection for good", "POST /obj HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\nGET /obj HTTP/1.1\r\n" + host + "\r\n", 2, 0, false},
 		{"RFC9111 5.2.1 request directives go to net/http", "GET /obj HTTP/1.1\r\n" + host + "Cache-Control: max-stale\r\n\r\n", 1, 0, false},
 		{"RFC9110 11.6.2 Authorization goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "Authorization: Basic eDp5\r\n\r\n", 1, 0, false},
 		{"RFC9110 12.5.5 Vary goes to net/http", "GET /vary HTTP/1.1\r\n" + host + "Accept-Encoding: gzip\r\n\r\n", 1, 0, false},
@@ -293,6 +297,14 @@ func FuzzParseFastRequest(f *testing.F) {
 		if !bytes.HasSuffix(head, []byte("\r\n\r\n")) || !bytes.HasPrefix(data, head) {
 			t.Fatalf("readHead returned %q, not a head at the start of the input", head)
 		}
+		if lendable(head) {
+			// A lent request must be bodiless HTTP/1.1 without an upgrade,
+			// or net/http would read past its head.
+			if req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head))); err == nil &&
+				(req.ContentLength > 0 || len(req.TransferEncoding) > 0 || req.Header.Get("Upgrade") != "" || req.ProtoMinor != 1) {
+				t.Fatalf("lendable(%q), but net/http reads a body or an upgrade", head)
+			}
+		}
 		r, ok := parseFastRequest(head)
 		if !ok {
 			return
@@ -316,4 +328,52 @@ func FuzzParseFastRequest(f *testing.F) {
 			t.Fatalf("fast path accepted %s", req.Proto)
 		}
 	})
+}
+
+// TestLentRequestAtShutdown shuts the PoP down while net/http is answering
+// a request the fast path lent it (a miss waiting on a slow origin): the
+// answer arrives whole, the connection is then closed, and the PoP stops
+// cleanly.
+func TestLentRequestAtShutdown(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "slow but whole")
+	})
+	tp := startPoP(t, o.URL)
+	c, err := net.Dial("tcp", strings.TrimPrefix(tp.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: demo.example\r\n\r\n")
+	<-arrived
+	tp.cancel() // shutdown begins with the lent request in flight
+	close(release)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || string(body) != "slow but whole" {
+		t.Fatalf("body %q, %v", body, err)
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the answer: %v, want EOF (the PoP closes the connection)", err)
+	}
+	select {
+	case err := <-tp.done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+		tp.done <- nil // for the cleanup's stop
+	case <-time.After(10 * time.Second):
+		t.Fatal("the PoP did not stop")
+	}
 }

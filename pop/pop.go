@@ -443,6 +443,7 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 		IdleTimeout:       timeouts.Idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
+		ConnState:         loanState,
 	}
 	if p.cfg.TLS.H2C {
 		srv.Protocols = new(http.Protocols)

@@ -1,0 +1,182 @@
+package pop
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+)
+
+// A request the fast path cannot answer (a miss, a conditional, a range)
+// but that has no body is lent to net/http for that one request: net/http
+// reads it from a loanConn, answers it on the real connection, and once
+// it has finished (the connection turns idle) the loanConn reports the end
+// of input, net/http lets go, and the fast path reads the next request. So
+// a keep-alive connection whose first request was a miss still has its
+// hits answered by the fast path. Requests with a body, protocol upgrades
+// and heads the fast path does not understand still hand the connection
+// to net/http for good (bufferedConn).
+
+// loanConn is the connection net/http sees for one lent request: reads
+// return the request head, then block until net/http has answered (or a
+// read deadline passes, as net/http's background read expects), then end;
+// everything written goes to the real connection.
+type loanConn struct {
+	*sendfileConn // writes, sendfile, addresses and write deadlines
+
+	mu       sync.Mutex
+	head     []byte        // what is left to read of the request head
+	idle     bool          // net/http answered and turned the connection idle
+	closed   bool          // net/http closed it
+	deadline time.Time     // the read deadline net/http set
+	changed  chan struct{} // closed and replaced when any of the above change
+	done     chan struct{} // closed by Close
+}
+
+func newLoanConn(c *sendfileConn, head []byte) *loanConn {
+	return &loanConn{
+		sendfileConn: c,
+		head:         bytes.Clone(head),
+		changed:      make(chan struct{}),
+		done:         make(chan struct{}),
+	}
+}
+
+// notify wakes a blocked Read; l.mu must be held.
+func (l *loanConn) notify() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// Read returns the request head, then blocks until the loan ends (io.EOF)
+// or the read deadline passes.
+func (l *loanConn) Read(p []byte) (int, error) {
+	for {
+		l.mu.Lock()
+		if len(l.head) > 0 {
+			n := copy(p, l.head)
+			l.head = l.head[n:]
+			l.mu.Unlock()
+			return n, nil
+		}
+		if l.idle || l.closed {
+			l.mu.Unlock()
+			return 0, io.EOF
+		}
+		deadline, changed := l.deadline, l.changed
+		l.mu.Unlock()
+		if deadline.IsZero() {
+			<-changed
+			continue
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return 0, os.ErrDeadlineExceeded
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-changed:
+			timer.Stop()
+		case <-timer.C:
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+}
+
+// SetReadDeadline sets the deadline of Read (the real connection is not
+// read while it is lent).
+func (l *loanConn) SetReadDeadline(t time.Time) error {
+	l.mu.Lock()
+	l.deadline = t
+	l.notify()
+	l.mu.Unlock()
+	return nil
+}
+
+// SetDeadline sets the read and write deadlines.
+func (l *loanConn) SetDeadline(t time.Time) error {
+	l.SetReadDeadline(t)
+	return l.sendfileConn.SetWriteDeadline(t)
+}
+
+// setIdle records that net/http has answered the request and would read
+// the next one: the loan is over.
+func (l *loanConn) setIdle() {
+	l.mu.Lock()
+	l.idle = true
+	l.notify()
+	l.mu.Unlock()
+}
+
+// Close ends the loan. The real connection stays open only when net/http
+// answered in full and would have kept it (it turned idle first); the
+// fast path then reads the next request.
+func (l *loanConn) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.closed = true
+		l.notify()
+		close(l.done)
+	}
+	return nil
+}
+
+// CloseWrite ends the loan for good: net/http half-closes a connection it
+// is about to close.
+func (l *loanConn) CloseWrite() error {
+	l.mu.Lock()
+	l.idle = false
+	l.mu.Unlock()
+	return l.sendfileConn.CloseWrite()
+}
+
+// returned waits until net/http lets go of the connection and reports
+// whether it may be used for another request.
+func (l *loanConn) returned() bool {
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.idle
+}
+
+// loanState is http.Server.ConnState for the clear listener: it ends a
+// loan when net/http turns the connection idle.
+func loanState(c net.Conn, state http.ConnState) {
+	if l, ok := c.(*loanConn); ok && state == http.StateIdle {
+		l.setIdle()
+	}
+}
+
+// lendable reports whether net/http may be lent the connection for the
+// request with this head: an HTTP/1.1 request without a body or a
+// protocol change, which net/http will answer and then read past.
+func lendable(head []byte) bool {
+	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	if !bytes.HasSuffix(line, []byte(" HTTP/1.1")) || bytes.HasPrefix(line, []byte("PRI ")) {
+		return false
+	}
+	for len(rest) > 2 {
+		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		name, value, found := bytes.Cut(line, []byte(":"))
+		if !found {
+			return false
+		}
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")),
+			bytes.EqualFold(name, []byte("Transfer-Encoding")),
+			bytes.EqualFold(name, []byte("Upgrade")),
+			bytes.EqualFold(name, []byte("Expect")),
+			bytes.EqualFold(name, []byte("Http2-Settings")):
+			return false
+		case bytes.EqualFold(name, []byte("Connection")):
+			if bytes.Contains(bytes.ToLower(value), []byte("upgrade")) {
+				return false
+			}
+		}
+	}
+	return true
+}
