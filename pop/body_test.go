@@ -158,6 +158,12 @@ func TestStoredBodies(t *testing.T) {
 				if lines := strings.Count(string(data), "\n"); lines != int(requests) {
 					t.Errorf("access log has %d lines, want %d", lines, requests)
 				}
+				if tp.fastHits.Load() == 0 {
+					t.Error("no hit took the fast path: the access log should not keep requests from it")
+				}
+				if hits := strings.Count(string(data), `; hit`); uint64(hits) != st.Hits {
+					t.Errorf("access log has %d hit lines, the PoP counted %d hits", hits, st.Hits)
+				}
 				if !strings.Contains(string(data), `"bytes":3145728`) {
 					t.Errorf("access log lacks a whole 3 MiB body's byte count:\n%.600s", data)
 				}

@@ -248,6 +248,7 @@ func readHead(br *bufio.Reader) (head []byte, ok bool) {
 
 // fastRequest is what the fast path needs of a request head.
 type fastRequest struct {
+	target []byte // the request target as sent
 	head   bool   // HEAD rather than GET
 	path   []byte // the target's path: only unreserved characters and '/'
 	query  []byte // the target's query, without '?'
@@ -272,6 +273,7 @@ func parseFastRequest(head []byte) (r fastRequest, ok bool) {
 	if !found || string(version) != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
 		return r, false
 	}
+	r.target = target
 	r.path, r.query, _ = bytes.Cut(target, []byte("?"))
 	for _, c := range r.path {
 		if !isPathByte(c) {
@@ -395,9 +397,6 @@ func (p *PoP) serveFast(c *sendfileConn, head, out []byte) (_ []byte, keep, serv
 	if !ok {
 		return out, false, false
 	}
-	if p.access != nil {
-		return out, false, false // logged requests take net/http's path
-	}
 	host := hostOnly(string(r.host))
 	svc := p.routes.Load().byHost[host]
 	if svc == nil || (svc.redirect && p.httpsPort != "") {
@@ -431,7 +430,8 @@ func (p *PoP) serveFast(c *sendfileConn, head, out []byte) (_ []byte, keep, serv
 	out = append(out, "\r\n"...)
 	out = appendField(out, "Age", cache.AgeHeader(e.Age(now)))
 	out = appendField(out, "Via", p.via[0])
-	out = appendField(out, "Cache-Status", cache.Status{Hit: true, TTL: e.TTL(now), HasTTL: true}.Format(p.statusName))
+	status := cache.Status{Hit: true, TTL: e.TTL(now), HasTTL: true}.Format(p.statusName)
+	out = appendField(out, "Cache-Status", status)
 	if r.close {
 		out = appendField(out, "Connection", "close")
 	}
@@ -455,7 +455,15 @@ func (p *PoP) serveFast(c *sendfileConn, head, out []byte) (_ []byte, keep, serv
 	}
 	p.fastHits.Add(1)
 	svc.stats.recordMethod(r.method, http.StatusOK, resultHit, n)
-	svc.stats.latency.observe(time.Since(start))
+	total := time.Since(start)
+	svc.stats.latency.observe(total)
+	if p.access != nil && p.access.sampled() {
+		client, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		p.access.log(accessRecord{
+			at: start, client: client, method: r.method, host: string(r.host), path: string(r.target),
+			proto: "HTTP/1.1", status: http.StatusOK, bytes: n, cacheStatus: status, total: total,
+		})
+	}
 	return out, err == nil && !r.close, true
 }
 
