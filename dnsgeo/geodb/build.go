@@ -2,8 +2,6 @@ package geodb
 
 import (
 	"cmp"
-	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,8 +23,6 @@ import (
 const (
 	// MaxRows bounds the rows of one file.
 	MaxRows = 1_000_000
-	// maxErrors bounds the problems reported for one file.
-	maxErrors = 50
 )
 
 // Row is one network of a CSV file given to Build.
@@ -42,20 +38,9 @@ type Row struct {
 	Line int
 }
 
-// ParseError is a problem at one line of a CSV file.
-type ParseError struct {
-	File string
-	Line int // 0 when the problem is not at one line
-	Msg  string
-}
-
-// Error returns "FILE:LINE: message".
-func (e *ParseError) Error() string {
-	if e.Line == 0 {
-		return e.File + ": " + e.Msg
-	}
-	return e.File + ":" + strconv.Itoa(e.Line) + ": " + e.Msg
-}
+// ParseError is one problem in a CSV file, "FILE:LINE: message"; the
+// network map's, whose reader ParseCSV shares.
+type ParseError = netmap.ParseError
 
 // ParseCSV reads the rows of a CSV file of kind k from r, as if from the
 // file named name. City files have rows "cidr,lat,lon[,country]", ASN
@@ -65,67 +50,33 @@ func (e *ParseError) Error() string {
 // networks may nest, the longer prefix winning. On failure the error
 // joins one error per problem (at most 50), each "NAME:LINE: message".
 func ParseCSV(name string, r io.Reader, k Kind) ([]Row, error) {
-	cr := csv.NewReader(r)
-	cr.Comment = '#'
-	cr.FieldsPerRecord = -1
-	cr.TrimLeadingSpace = true
-	cr.ReuseRecord = true
-	var (
-		rows  []Row
-		errs  []error
-		seen  = make(map[netip.Prefix]int)
-		first = true
-	)
-	report := func(line int, format string, args ...any) {
-		errs = append(errs, &ParseError{File: name, Line: line, Msg: fmt.Sprintf(format, args...)})
-	}
-	for len(errs) < maxErrors {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			if pe, ok := errors.AsType[*csv.ParseError](err); ok {
-				report(pe.Line, "%v", pe.Err)
-				if !errors.Is(pe.Err, csv.ErrFieldCount) {
-					break // the reader cannot resync after a quoting error
-				}
-				continue
-			}
-			return nil, fmt.Errorf("geodb: reading %s: %w", name, err)
-		}
-		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
-			continue
-		}
-		line, _ := cr.FieldPos(0)
+	var rows []Row
+	seen := make(map[netip.Prefix]int)
+	first := true
+	problems, err := netmap.ReadRows(name, r, MaxRows, func(line int, rec []string) error {
 		if first {
 			first = false
 			if !strings.ContainsAny(rec[0], "0123456789") {
-				continue // a header
+				return nil // a header
 			}
-		}
-		if len(rows) == MaxRows {
-			report(line, "more than %d rows", MaxRows)
-			break
 		}
 		row, err := parseRow(rec, k)
 		if err != nil {
-			report(line, "%v", err)
-			continue
+			return err
 		}
 		if at, dup := seen[row.Network]; dup {
-			report(line, "network %s is listed twice (first at line %d)", row.Network, at)
-			continue
+			return fmt.Errorf("network %s is listed twice (first at line %d)", row.Network, at)
 		}
 		seen[row.Network] = line
 		row.Line = line
 		rows = append(rows, row)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("geodb: %w", err)
 	}
-	if len(errs) == maxErrors {
-		errs = append(errs, &ParseError{File: name, Msg: fmt.Sprintf("too many problems; stopped after %d", maxErrors)})
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if problems != nil {
+		return nil, problems
 	}
 	if len(rows) == 0 {
 		return nil, &ParseError{File: name, Msg: "no networks"}

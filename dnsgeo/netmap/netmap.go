@@ -119,6 +119,55 @@ func Parse(name string, r io.Reader) (*Map, error) {
 	m.v4 = newFamily(32)
 	m.v6 = newFamily(128)
 	base := filepath.Base(name)
+	seen := make(map[netip.Prefix]int) // prefix → line
+	seenASN := make(map[uint32]int)    // ASN → line
+	problems, err := ReadRows(name, r, MaxRows, func(line int, rec []string) error {
+		e, err := parseRow(rec)
+		if err != nil {
+			return err
+		}
+		e.Line = line
+		e.Source = base + ":" + strconv.Itoa(line)
+		if e.ASN != 0 {
+			if first, dup := seenASN[e.ASN]; dup {
+				return fmt.Errorf("AS%d is listed twice (first at line %d)", e.ASN, first)
+			}
+			seenASN[e.ASN] = line
+			if m.asns == nil {
+				m.asns = make(map[uint32]*Entry)
+			}
+			m.asns[e.ASN] = &e
+			m.asnAll = append(m.asnAll, &e)
+			return nil
+		}
+		if first, dup := seen[e.Network]; dup {
+			return fmt.Errorf("network %s is listed twice (first at line %d)", e.Network, first)
+		}
+		seen[e.Network] = line
+		m.familyOf(e.Network.Addr()).add(&node{entry: e})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netmap: %w", err)
+	}
+	if problems != nil {
+		return nil, problems
+	}
+	m.v4.build()
+	m.v6.build()
+	return m, nil
+}
+
+// ReadRows reads a CSV file of networks the way the network map and
+// `outpost geodb build` take them, from r as if from the file named name:
+// blank lines and lines starting with '#' (indented too) are skipped,
+// leading spaces are trimmed, rows may have any number of fields. It calls
+// row with each row and the line it starts on; an error row returns is a
+// problem at that line. Problems, CSV syntax errors among them, come back
+// joined as problems, each a *ParseError, at most 50 and then a last "too
+// many problems"; past maxRows rows reading stops with a problem too. err
+// is set only when r itself fails.
+func ReadRows(name string, r io.Reader, maxRows int, row func(line int, rec []string) error) (problems, err error) {
 	cr := csv.NewReader(r)
 	cr.Comment = '#'
 	cr.FieldsPerRecord = -1
@@ -126,11 +175,9 @@ func Parse(name string, r io.Reader) (*Map, error) {
 	cr.ReuseRecord = true
 	cr.LazyQuotes = true // a quote in a comment is not an error
 	var errs []error
-	report := func(line int, format string, args ...any) {
-		errs = append(errs, &ParseError{File: name, Line: line, Msg: fmt.Sprintf(format, args...)})
+	report := func(line int, msg string) {
+		errs = append(errs, &ParseError{File: name, Line: line, Msg: msg})
 	}
-	seen := make(map[netip.Prefix]int) // prefix → line
-	seenASN := make(map[uint32]int)    // ASN → line
 	rows := 0
 	for len(errs) < maxErrors {
 		rec, err := cr.Read()
@@ -139,59 +186,31 @@ func Parse(name string, r io.Reader) (*Map, error) {
 		}
 		if err != nil {
 			if pe, ok := errors.AsType[*csv.ParseError](err); ok {
-				report(pe.Line, "%v", pe.Err)
+				report(pe.Line, pe.Err.Error())
 				if !errors.Is(pe.Err, csv.ErrFieldCount) {
 					break // the reader cannot resync after a quoting error
 				}
 				continue
 			}
-			return nil, fmt.Errorf("netmap: reading %s: %w", name, err)
+			return nil, fmt.Errorf("reading %s: %w", name, err)
 		}
 		if first := strings.TrimSpace(rec[0]); len(rec) == 1 && first == "" || strings.HasPrefix(first, "#") {
 			continue // a blank line, or an indented comment
 		}
 		line, _ := cr.FieldPos(0)
 		rows++
-		if rows > MaxRows {
-			report(line, "more than %d rows", MaxRows)
+		if rows > maxRows {
+			report(line, fmt.Sprintf("more than %d rows", maxRows))
 			break
 		}
-		e, err := parseRow(rec)
-		if err != nil {
-			report(line, "%v", err)
-			continue
+		if err := row(line, rec); err != nil {
+			report(line, err.Error())
 		}
-		e.Line = line
-		e.Source = base + ":" + strconv.Itoa(line)
-		if e.ASN != 0 {
-			if first, dup := seenASN[e.ASN]; dup {
-				report(line, "AS%d is listed twice (first at line %d)", e.ASN, first)
-				continue
-			}
-			seenASN[e.ASN] = line
-			if m.asns == nil {
-				m.asns = make(map[uint32]*Entry)
-			}
-			m.asns[e.ASN] = &e
-			m.asnAll = append(m.asnAll, &e)
-			continue
-		}
-		if first, dup := seen[e.Network]; dup {
-			report(line, "network %s is listed twice (first at line %d)", e.Network, first)
-			continue
-		}
-		seen[e.Network] = line
-		m.familyOf(e.Network.Addr()).add(&node{entry: e})
 	}
 	if len(errs) == maxErrors {
 		errs = append(errs, &ParseError{File: name, Msg: fmt.Sprintf("too many problems; stopped after %d", maxErrors)})
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	m.v4.build()
-	m.v6.build()
-	return m, nil
+	return errors.Join(errs...), nil
 }
 
 // ParseError is a problem at one line of a map file.
