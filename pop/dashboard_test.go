@@ -55,6 +55,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 	o := newTestOrigin(t, cacheable("x"))
 	tp := startPoP(t, o.URL)
 	tp.get(t, "/a")
+	tp.statsAfter(t, 1) // series by request appear once a request is counted
 	resp := mustGet(t, tp.client, tp.admin+"/metrics")
 	body, _ := io.ReadAll(resp.Body)
 	names := dashboardMetrics(t, "outpost_pop_", "outpost_cache_", "outpost_origin_")
