@@ -188,8 +188,10 @@ func TestWarmupAndOriginStats(t *testing.T) {
 	}
 	// Without a cache every request reaches the origin; requests in flight
 	// when the window opens, or sent while the reset's answer travels back,
-	// may land on either side of it.
-	if d := res.Origin.Requests - res.Requests; d < -2 || d > 2+res.Requests/500 {
+	// may land on either side of it: on a loaded machine that answer can
+	// take milliseconds, dozens of requests at this rate (42 of 13,234 seen
+	// in CI). A window that included the warm-up would be off by a fifth.
+	if d := res.Origin.Requests - res.Requests; d < -2-res.Requests/100 || d > 2+res.Requests/100 {
 		t.Errorf("the origin counted %d requests in the window, bench %d", res.Origin.Requests, res.Requests)
 	}
 	if math.Abs(*res.OriginOffload) > 0.01 {
