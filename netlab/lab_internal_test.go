@@ -126,11 +126,18 @@ func TestCDNFile(t *testing.T) {
 // TestCheckWithoutRoot checks that a user who is not root is told why the
 // lab cannot run (TestNetlab skips with that message).
 func TestCheckWithoutRoot(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("running as root: Check's refusal of other users is seen when they run it")
+	for _, tt := range []struct {
+		euid    int
+		wantErr bool
+	}{{0, false}, {1000, true}, {65534, true}} {
+		err := checkUser(tt.euid)
+		if (err != nil) != tt.wantErr || (err != nil && !strings.Contains(err.Error(), "root")) {
+			t.Errorf("checkUser(%d) = %v, want an error saying it needs root: %v", tt.euid, err, tt.wantErr)
+		}
 	}
-	err := Check(PrefixFor(os.Getpid()))
-	if err == nil || !strings.Contains(err.Error(), "root") {
-		t.Errorf("Check as uid %d = %v, want an error saying it needs root", os.Geteuid(), err)
+	if os.Geteuid() != 0 {
+		if err := Check(PrefixFor(os.Getpid())); err == nil || !strings.Contains(err.Error(), "root") {
+			t.Errorf("Check as uid %d = %v, want an error saying it needs root", os.Geteuid(), err)
+		}
 	}
 }

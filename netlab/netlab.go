@@ -148,8 +148,8 @@ func ipOutput(args ...string) (string, error) {
 // container without CAP_SYS_ADMIN has none). It makes and removes one
 // namespace, named with prefix.
 func Check(prefix string) error {
-	if os.Geteuid() != 0 {
-		return errors.New("netlab: needs root (network namespaces, veth links, a TUN device)")
+	if err := checkUser(os.Geteuid()); err != nil {
+		return err
 	}
 	if _, err := ipPath(); err != nil {
 		return err
@@ -165,6 +165,14 @@ func Check(prefix string) error {
 	defer ip("netns", "del", name)
 	if err := ip("-n", name, "link", "add", "olab-check", "type", "bridge"); err != nil {
 		return fmt.Errorf("netlab: cannot make a bridge in a network namespace: %w", err)
+	}
+	return nil
+}
+
+// checkUser refuses a user other than root (euid 0).
+func checkUser(euid int) error {
+	if euid != 0 {
+		return errors.New("netlab: needs root (network namespaces, veth links, a TUN device)")
 	}
 	return nil
 }
