@@ -503,7 +503,8 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	}
 	p.log.Info("pop serving", "listen", ls.Serve.Addr().String(), "admin", ls.Admin.Addr().String(),
 		"https", addrOf(ls.TLS), "http3", ls.QUIC != nil,
-		"services", len(p.routes.Load().list), "cache_bytes", p.cfg.CacheSize, "config_version", p.routes.Load().version)
+		"services", len(p.routes.Load().list), "cache_bytes", p.cfg.CacheSize, "config_version", p.routes.Load().version,
+		"http1_fast_path", !p.noFastPath, "blob_min_bytes", p.blobMin, "blob_limit", blob.Limit())
 
 	var serveErr error
 	select {
