@@ -84,12 +84,12 @@ func (s *fastServer) serve() error {
 			continue
 		}
 		delay = 0
-		tc, ok := c.(*net.TCPConn)
+		sc, ok := c.(*sendfileConn)
 		if !ok {
 			s.handoff.give(c)
 			continue
 		}
-		fc := &fastConn{c: &sendfileConn{TCPConn: tc, sent: &s.p.sendfileBytes}}
+		fc := &fastConn{c: sc}
 		if !s.track(fc) {
 			c.Close()
 			continue

@@ -465,11 +465,12 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 		}
 	}
 	errc := make(chan error, 5)
+	serveLn := sendfileListener{Listener: ls.Serve, sent: &p.sendfileBytes}
 	var fast *fastServer
 	if p.noFastPath {
-		go func() { errc <- srv.Serve(sendfileListener{Listener: ls.Serve, sent: &p.sendfileBytes}) }()
+		go func() { errc <- srv.Serve(serveLn) }()
 	} else {
-		fast = newFastServer(p, ls.Serve, timeouts.ReadHeader, timeouts.Idle)
+		fast = newFastServer(p, serveLn, timeouts.ReadHeader, timeouts.Idle)
 		go func() { errc <- fast.serve() }()
 		go func() { errc <- srv.Serve(fast.handoff) }()
 	}
