@@ -167,6 +167,18 @@ func startServer(t *testing.T, cfg *config.Config) *testServer {
 		cancel()
 		t.Fatalf("Listen: %v", err)
 	}
+	serveUntilEnd(ctx, t, cancel, s, ls)
+	ts := &testServer{Server: s, udp: ls.UDP[0].LocalAddr().String(), tcp: ls.TCP[0].Addr().String(), logs: logs}
+	if ls.Admin != nil {
+		ts.admin = "http://" + ls.Admin.Addr().String()
+	}
+	return ts
+}
+
+// serveUntilEnd runs s on ls until the test ends (then cancel stops it and
+// Serve must return nil), and returns once every listener serves.
+func serveUntilEnd(ctx context.Context, t *testing.T, cancel context.CancelFunc, s *Server, ls Listeners) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ls) }()
 	t.Cleanup(func() {
@@ -183,11 +195,6 @@ func startServer(t *testing.T, cfg *config.Config) *testServer {
 	case <-time.After(5 * time.Second):
 		t.Fatal("server not ready after 5s")
 	}
-	ts := &testServer{Server: s, udp: ls.UDP[0].LocalAddr().String(), tcp: ls.TCP[0].Addr().String(), logs: logs}
-	if ls.Admin != nil {
-		ts.admin = "http://" + ls.Admin.Addr().String()
-	}
-	return ts
 }
 
 // exchange sends m over proto ("udp" or "tcp") and returns the reply.

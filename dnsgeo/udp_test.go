@@ -27,19 +27,7 @@ func TestUDPWildcard(t *testing.T) {
 	if newUDPServer(s, ls.UDP[0]) == nil {
 		t.Fatal("no UDP workers for a wildcard socket")
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ls) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	select {
-	case <-s.Ready():
-	case <-time.After(5 * time.Second):
-		t.Fatal("not ready")
-	}
+	serveUntilEnd(ctx, t, cancel, s, ls)
 	_, port, _ := net.SplitHostPort(ls.UDP[0].LocalAddr().String())
 	for _, host := range []string{"127.0.0.1", "127.0.0.2"} {
 		c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
@@ -63,19 +51,7 @@ func TestUDPIPv6(t *testing.T) {
 		cancel()
 		t.Skipf("no IPv6 loopback: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ls) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	select {
-	case <-s.Ready():
-	case <-time.After(5 * time.Second):
-		t.Fatal("not ready")
-	}
+	serveUntilEnd(ctx, t, cancel, s, ls)
 	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
 	for range 3 {
 		r, _, err := c.Exchange(query("demo.cdn.example.", dns.TypeAAAA, "2001:db8:1::/48", 0), ls.UDP[0].LocalAddr().String())

@@ -1,10 +1,6 @@
 package main
 
-import (
-	"bytes"
-	"strings"
-	"testing"
-)
+import "testing"
 
 func TestDNSCommand(t *testing.T) {
 	tests := []struct {
@@ -24,16 +20,7 @@ func TestDNSCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if code := run(tt.args, &stdout, &stderr); code != tt.code {
-				t.Errorf("exit %d, want %d (stderr %q)", code, tt.code, stderr.String())
-			}
-			if !strings.Contains(stdout.String(), tt.wantOut) {
-				t.Errorf("stdout %q lacks %q", stdout.String(), tt.wantOut)
-			}
-			if !strings.Contains(stderr.String(), tt.wantStderr) {
-				t.Errorf("stderr %q lacks %q", stderr.String(), tt.wantStderr)
-			}
+			runOutpost(t, tt.args, tt.code, tt.wantOut, tt.wantStderr)
 		})
 	}
 }

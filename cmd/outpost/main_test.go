@@ -47,3 +47,21 @@ func TestHelp(t *testing.T) {
 		})
 	}
 }
+
+// runOutpost runs the command line args, checks its exit code, and checks
+// that stdout and stderr contain wantOut and wantStderr ("" for anything).
+// It returns stdout for checks of its own.
+func runOutpost(t *testing.T, args []string, wantCode int, wantOut, wantStderr string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if code := run(args, &stdout, &stderr); code != wantCode {
+		t.Errorf("exit %d, want %d (stderr %q)", code, wantCode, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), wantOut) {
+		t.Errorf("stdout %q lacks %q", stdout.String(), wantOut)
+	}
+	if !strings.Contains(stderr.String(), wantStderr) {
+		t.Errorf("stderr %q lacks %q", stderr.String(), wantStderr)
+	}
+	return stdout.String()
+}
