@@ -44,6 +44,20 @@ const (
 	defaultDrain            = 5 * time.Second
 	defaultReadHeader       = 10 * time.Second
 	defaultServerIdle       = 120 * time.Second
+	defaultSendTimeout      = 60 * time.Second
+	defaultRequestBody      = 60 * time.Second
+	defaultFillTimeout      = 5 * time.Minute
+	defaultMaxConns         = 10_000
+	defaultInflightBytes    = 256 << 20 // 256 MiB
+	defaultDetachedFills    = 64
+	defaultOriginDetached   = 16
+	defaultMaxRanges        = 200
+	defaultRequestBuffer    = 1 << 20 // 1 MiB
+	defaultHitForMiss       = 2 * time.Minute
+	minInflightBytes        = 1 << 20 // 1 MiB
+	maxDetachedFills        = 100_000
+	maxMaxRanges            = 10_000
+	maxRequestBuffer        = 1 << 30 // 1 GiB
 	maxWeight               = 1000
 	maxMaxConns             = 1_000_000
 	defaultHashKey          = HashKeyClientIP
@@ -109,24 +123,22 @@ const (
 // Config is a validated CDN description. Load and Parse apply every default,
 // so each field holds the value to use.
 type Config struct {
-	Path     string    // the file it came from (the name given to Parse)
-	Version  string    // first 12 hex digits of the SHA-256 of the file bytes, to tell configs apart in logs and /healthz
+	Path string // the file it came from (the name given to Parse)
+	// Version is the first 12 hex digits of the SHA-256 of the file's
+	// bytes, to tell configs apart in logs and /healthz. A purge token
+	// read from purge.token_file or $OUTPOST_PURGE_TOKEN is not part of
+	// it, so a version says nothing about a token kept out of the file
+	// (and rotating such a token leaves the version as it is).
+	Version  string
 	Zone     string    // the DNS zone the CDN answers for, lowercased without a trailing dot; "" if not set
 	Services []Service // at least one
 	POPs     []POP     // at least one
-	Purge    Purge
-	DNS      DNS // the dns section (see dns.go); zero when the file has none
+	Purge    Purge     // see purge.go
+	DNS      DNS       // the dns section (see dns.go); zero when the file has none
 
 	// hosts maps each hostname to its index in Services. It is built by
 	// Parse; a Config assembled by hand has none and ServiceByHost scans.
 	hosts map[string]int
-}
-
-// Purge configures the purge endpoint on each PoP's admin listener.
-type Purge struct {
-	// Token is the bearer token purge requests must carry. "" (no purge
-	// section in the file) means purge is not configured.
-	Token string
 }
 
 // Service is one site the CDN serves: the hostnames it answers for, where
@@ -160,6 +172,11 @@ type Origin struct {
 	// HostHeader is the Host sent to the origin, lowercased; "" (the
 	// default) means each server URL's host[:port].
 	HostHeader string
+	// DetachedFills bounds the fills of this service that go on after
+	// every client that asked for them has gone (so the object is stored
+	// for the next one); past it such fills are cancelled. Default 16; 0
+	// means a fill stops as soon as its last client leaves.
+	DetachedFills int
 }
 
 // OriginServer is one server of an origin.
@@ -181,6 +198,10 @@ type OriginTimeouts struct {
 	Connect   time.Duration // to establish the connection (and TLS); default 2s
 	FirstByte time.Duration // from sending the request to receiving the response headers; default 15s
 	Idle      time.Duration // longest gap between reads while reading the body; default 30s
+	// Fill is the longest a fill (a fetch that is to be stored) may take
+	// from sending the request to the body's last byte, so an origin that
+	// trickles cannot hold a fill and its buffer for ever; default 5m.
+	Fill time.Duration
 }
 
 // LoadProbe says how PolicyAdaptive polls each server's load: GET Path
@@ -244,7 +265,13 @@ type CachePolicy struct {
 	// may still be served when the origin fails. Default 0: only the
 	// origin's own stale-if-error applies.
 	StaleIfError time.Duration
-	Query        QueryPolicy
+	// HitForMiss is how long the PoP remembers that a URL answered with
+	// a response it may not store (private, no-store, Set-Cookie...):
+	// requests for it in that time go to the origin in parallel instead
+	// of waiting for one another (Varnish's hit-for-miss). A response
+	// that may be stored ends it at once. Default 2m; 0 turns it off.
+	HitForMiss time.Duration
+	Query      QueryPolicy
 }
 
 // QueryPolicy says how the query string takes part in the cache key.
@@ -279,6 +306,35 @@ type POP struct {
 	TLS POPTLS
 	// AccessLog is the PoP's request log; see accesslog.go. Off by default.
 	AccessLog AccessLog
+	// Limits bound what clients can make the PoP hold.
+	Limits Limits
+}
+
+// Limits bound the memory, connections and origin load that clients can
+// cause at one PoP.
+type Limits struct {
+	// MaxConns caps the client connections open on each listener (clear,
+	// TLS); past it new connections wait in the kernel's accept queue.
+	// Default 10000.
+	MaxConns int
+	// InflightBytes is the PoP-wide budget for bytes held in memory by
+	// fills in flight and by request bodies being buffered. A fill that
+	// cannot get its bytes from the budget stops storing and relays the
+	// origin's body at its clients' pace with a small buffer. Default
+	// 256 MiB, at least 1 MiB.
+	InflightBytes int64
+	// DetachedFills bounds, PoP-wide, the fills that go on after every
+	// client that asked for them has gone. Default 64; 0 means none.
+	DetachedFills int
+	// MaxRanges is the most ranges one Range request may ask for; a
+	// request with more is answered with the whole representation (as
+	// Apache's MaxRanges). Default 200.
+	MaxRanges int
+	// RequestBuffer is how much of a request body (POST, PUT...) the PoP
+	// reads before it contacts the origin, so a client that sends slowly
+	// holds no origin connection; longer bodies stream after it. Default
+	// 1 MiB; 0 means bodies always stream.
+	RequestBuffer int64
 }
 
 // Location is a point on Earth in decimal degrees.
@@ -287,10 +343,18 @@ type Location struct {
 	Lon float64 // longitude, -180..180
 }
 
-// ServerTimeouts bound client connections to a PoP. Both are positive.
+// ServerTimeouts bound client connections to a PoP. All are positive.
 type ServerTimeouts struct {
 	ReadHeader time.Duration // to read a request's headers; default 10s
 	Idle       time.Duration // keep-alive connection idle time; default 120s
+	// Send is the longest one write to a client may wait (nginx's and
+	// Varnish's send_timeout): a client that stops reading is cut off
+	// after it. Not a bound on a whole response. Default 60s.
+	Send time.Duration
+	// RequestBody is the longest a client may take to send the buffered
+	// part of a request body (Limits.RequestBuffer), and the longest pause
+	// while it sends the rest. Default 60s.
+	RequestBody time.Duration
 }
 
 // Load reads and validates the file at path. See Parse for the errors.

@@ -41,7 +41,8 @@ services:
       servers:
         - {url: "http://o1.example:8000/base", weight: 3, max_conns: 100}
         - {url: "https://o2.example", weight: 1000, max_conns: 0}
-      timeouts: {connect: 1s, first_byte: 5s, idle: 10s}
+      timeouts: {connect: 1s, first_byte: 5s, idle: 10s, fill: 1m}
+      detached_fills: 0
       health: {path: "/healthz?deep=1", interval: 1s, timeout: 500ms, rise: 1, fall: 10}
       ejection: {failures: 2, cooldown: 1m}
       tls: {ca_file: testdata/ca.pem, server_name: O2.Example}
@@ -52,6 +53,7 @@ services:
       max_ttl: 1h
       max_object: 1.5MiB
       keep: 0s
+      hit_for_miss: 0s
       query: {sort: true, drop: [utm_source, utm_medium]}
   - name: other_2
     hostnames: [other.example]
@@ -67,12 +69,14 @@ pops:
     admin: "[::1]:9081"
     cache_size: 1048576
     drain: 0s
-    timeouts: {read_header: 1s, idle: 2s}
+    timeouts: {read_header: 1s, idle: 2s, send: 3s, request_body: 4s}
+    limits: {max_conns: 1, inflight_bytes: 1MiB, detached_fills: 0, max_ranges: 1, request_buffer: 0}
   - name: fra
     location: {lat: 50.1, lon: 8.7}
     listen: 127.0.0.2:8081
     admin: 127.0.0.2:9081
     cache_size: 1g
+    limits: {max_conns: 1000000, inflight_bytes: 1TiB, detached_fills: 100000, max_ranges: 10000, request_buffer: 1GiB}
 purge:
   token: s3cr3t
 `
@@ -92,14 +96,19 @@ func version(data string) string {
 }
 
 func TestParseGood(t *testing.T) {
+	t.Setenv(TokenEnv, "") // the tokens below are the files' own
+	defaultOriginTimeouts := OriginTimeouts{Connect: 2 * time.Second, FirstByte: 15 * time.Second, Idle: 30 * time.Second, Fill: 5 * time.Minute}
 	defaultOrigin := func(servers ...OriginServer) Origin {
 		return Origin{
-			Policy:   "round_robin",
-			Servers:  servers,
-			Timeouts: OriginTimeouts{Connect: 2 * time.Second, FirstByte: 15 * time.Second, Idle: 30 * time.Second},
-			Ejection: Ejection{Failures: 5, Cooldown: 10 * time.Second},
+			Policy:        "round_robin",
+			Servers:       servers,
+			Timeouts:      defaultOriginTimeouts,
+			Ejection:      Ejection{Failures: 5, Cooldown: 10 * time.Second},
+			DetachedFills: 16,
 		}
 	}
+	defaultTimeouts := ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second, Send: 60 * time.Second, RequestBody: 60 * time.Second}
+	defaultLimits := Limits{MaxConns: 10_000, InflightBytes: 256 << 20, DetachedFills: 64, MaxRanges: 200, RequestBuffer: 1 << 20}
 	withOrigin := func(o Origin, change func(*Origin)) Origin {
 		change(&o)
 		return o
@@ -108,7 +117,7 @@ func TestParseGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defaultCache := CachePolicy{MaxObject: 64 << 20, Keep: time.Hour}
+	defaultCache := CachePolicy{MaxObject: 64 << 20, Keep: time.Hour, HitForMiss: 2 * time.Minute}
 	tests := []struct {
 		name string
 		in   string
@@ -131,7 +140,8 @@ func TestParseGood(t *testing.T) {
 					Admin:     "127.0.0.1:9081",
 					CacheSize: 256 << 20,
 					Drain:     5 * time.Second,
-					Timeouts:  ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
+					Timeouts:  defaultTimeouts,
+					Limits:    defaultLimits,
 					Address:   netip.MustParseAddr("127.0.0.1"),
 					Weight:    1,
 				}},
@@ -153,7 +163,7 @@ func TestParseGood(t *testing.T) {
 								{URL: mustURL(t, "http://o1.example:8000/base"), Weight: 3, MaxConns: 100},
 								{URL: mustURL(t, "https://o2.example"), Weight: 1000},
 							},
-							Timeouts:   OriginTimeouts{Connect: time.Second, FirstByte: 5 * time.Second, Idle: 10 * time.Second},
+							Timeouts:   OriginTimeouts{Connect: time.Second, FirstByte: 5 * time.Second, Idle: 10 * time.Second, Fill: time.Minute},
 							Health:     &HealthCheck{Path: "/healthz?deep=1", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 1, Fall: 10},
 							Ejection:   Ejection{Failures: 2, Cooldown: time.Minute},
 							TLS:        OriginTLS{CAFile: caFile, ServerName: "o2.example"},
@@ -177,10 +187,11 @@ func TestParseGood(t *testing.T) {
 								{URL: mustURL(t, "http://[::1]:9000"), Weight: 1},
 								{URL: mustURL(t, "https://[::1]:9001"), Weight: 2},
 							},
-							Timeouts: OriginTimeouts{Connect: 2 * time.Second, FirstByte: 15 * time.Second, Idle: 30 * time.Second},
-							Load:     &LoadProbe{Path: "/load", Interval: 500 * time.Millisecond, Timeout: 100 * time.Millisecond},
-							Ejection: Ejection{Failures: 5, Cooldown: 10 * time.Second},
-							TLS:      OriginTLS{InsecureSkipVerify: true},
+							Timeouts:      defaultOriginTimeouts,
+							Load:          &LoadProbe{Path: "/load", Interval: 500 * time.Millisecond, Timeout: 100 * time.Millisecond},
+							Ejection:      Ejection{Failures: 5, Cooldown: 10 * time.Second},
+							TLS:           OriginTLS{InsecureSkipVerify: true},
+							DetachedFills: 16,
 						},
 						Cache: defaultCache,
 					},
@@ -193,7 +204,8 @@ func TestParseGood(t *testing.T) {
 						Admin:     "[::1]:9081",
 						CacheSize: 1 << 20,
 						Drain:     0,
-						Timeouts:  ServerTimeouts{ReadHeader: time.Second, Idle: 2 * time.Second},
+						Timeouts:  ServerTimeouts{ReadHeader: time.Second, Idle: 2 * time.Second, Send: 3 * time.Second, RequestBody: 4 * time.Second},
+						Limits:    Limits{MaxConns: 1, InflightBytes: 1 << 20, DetachedFills: 0, MaxRanges: 1, RequestBuffer: 0},
 						Weight:    1,
 					},
 					{
@@ -203,7 +215,8 @@ func TestParseGood(t *testing.T) {
 						Admin:     "127.0.0.2:9081",
 						CacheSize: 1 << 30,
 						Drain:     5 * time.Second,
-						Timeouts:  ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
+						Timeouts:  defaultTimeouts,
+						Limits:    Limits{MaxConns: 1_000_000, InflightBytes: 1 << 40, DetachedFills: 100_000, MaxRanges: 10_000, RequestBuffer: 1 << 30},
 						Address:   netip.MustParseAddr("127.0.0.2"),
 						Weight:    1,
 					},
@@ -237,27 +250,27 @@ pops:
 						Name:      "a",
 						Hostnames: []string{"a.example"},
 						Origin:    defaultOrigin(OriginServer{URL: mustURL(t, "http://127.0.0.1:8000"), Weight: 1}),
-						Cache:     CachePolicy{MaxTTL: time.Hour, MaxObject: 64 << 20, Keep: 5 * time.Minute},
+						Cache:     CachePolicy{MaxTTL: time.Hour, MaxObject: 64 << 20, Keep: 5 * time.Minute, HitForMiss: 2 * time.Minute},
 					},
 					{
 						Name:      "b",
 						Hostnames: []string{"b.example"},
 						Origin:    defaultOrigin(OriginServer{URL: mustURL(t, "http://127.0.0.1:8000"), Weight: 1}),
-						Cache:     CachePolicy{MaxTTL: time.Hour, MaxObject: 64 << 20, Keep: 10 * time.Minute},
+						Cache:     CachePolicy{MaxTTL: time.Hour, MaxObject: 64 << 20, Keep: 10 * time.Minute, HitForMiss: 2 * time.Minute},
 					},
 				},
 				POPs: []POP{
 					{
 						Name: "prg", Location: Location{Lat: 1, Lon: 2}, Listen: ":8081", Admin: ":9081",
 						CacheSize: 256 << 20, Drain: 5 * time.Second,
-						Timeouts: ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
-						Weight:   1,
+						Timeouts: defaultTimeouts, Limits: defaultLimits,
+						Weight: 1,
 					},
 					{
 						Name: "fra", Location: Location{Lat: 1, Lon: 2}, Listen: "127.0.0.1:8082", Admin: "127.0.0.1:9082",
 						CacheSize: 256 << 20, Drain: 5 * time.Second,
-						Timeouts: ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
-						Address:  netip.MustParseAddr("127.0.0.1"), Weight: 1,
+						Timeouts: defaultTimeouts, Limits: defaultLimits,
+						Address: netip.MustParseAddr("127.0.0.1"), Weight: 1,
 					},
 				},
 			},
@@ -285,8 +298,8 @@ pops:
 				POPs: []POP{{
 					Name: "prg", Listen: ":8081", Admin: ":9081",
 					CacheSize: 256 << 20, Drain: 5 * time.Second,
-					Timeouts: ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
-					Weight:   1,
+					Timeouts: defaultTimeouts, Limits: defaultLimits,
+					Weight: 1,
 				}},
 			},
 		},
@@ -340,8 +353,8 @@ pops:
 				POPs: []POP{{
 					Name: "prg", Listen: ":8081", Admin: ":9081",
 					CacheSize: 256 << 20, Drain: 5 * time.Second,
-					Timeouts: ServerTimeouts{ReadHeader: 10 * time.Second, Idle: 120 * time.Second},
-					Weight:   1,
+					Timeouts: defaultTimeouts, Limits: defaultLimits,
+					Weight: 1,
 				}},
 			},
 		},
@@ -366,6 +379,7 @@ pops:
 // problem the file must produce, as substrings "FILE:LINE: KEY: message";
 // the error must have exactly that many lines.
 func TestParseErrors(t *testing.T) {
+	t.Setenv(TokenEnv, "") // keep every row's input its own
 	// svc and pop are one valid service and PoP, each on one line, to build
 	// files around the line under test.
 	const (
@@ -412,7 +426,7 @@ func TestParseErrors(t *testing.T) {
 			`t.yaml:8: pops[0].cache-size: unknown key "cache-size" (did you mean "cache_size"?)`,
 		}},
 		{"unknown key lists the known keys", svcs + pops + "purge: {token: x, colour: blue}\n", []string{
-			`t.yaml:5: purge.colour: unknown key "colour" (want keys token)`,
+			`t.yaml:5: purge.colour: unknown key "colour" (want keys token, token_file)`,
 		}},
 		{"duplicate key", svcs + pops + "services: []\n", []string{
 			`t.yaml:5: services: duplicate key "services" (first at line 1)`,
@@ -436,10 +450,10 @@ func TestParseErrors(t *testing.T) {
 			`t.yaml:2: services[0].hostnames: want a list, got "demo.example"`,
 		}},
 		{"origin is a list", "services:\n  - {name: demo, hostnames: [a.example], origin: [http://o]}\n" + pops, []string{
-			`t.yaml:2: services[0].origin: want a mapping (keys policy, hash_key, servers, timeouts, load, health, ejection, tls, host_header), got a list`,
+			`t.yaml:2: services[0].origin: want a mapping (keys policy, hash_key, servers, timeouts, detached_fills, load, health, ejection, tls, host_header), got a list`,
 		}},
 		{"string where a mapping belongs", svcs + "pops:\n  - prg\n", []string{
-			`t.yaml:4: pops[0]: want a mapping (keys name, location, listen, admin, cache_size, drain, address, address6, weight, tls, access_log, timeouts), got "prg"`,
+			`t.yaml:4: pops[0]: want a mapping (keys name, location, listen, admin, cache_size, drain, address, address6, weight, tls, access_log, timeouts, limits), got "prg"`,
 		}},
 		{"value left empty", svcs + "pops:\n  - name:\n    location: {lat: 1, lon: 2}\n    listen: :1\n    admin: :2\n", []string{
 			`t.yaml:4: pops[0].name: no value given (want a string)`,
@@ -767,12 +781,98 @@ func TestParseErrors(t *testing.T) {
 			`t.yaml:8: pops[0].cache_size: invalid size "9999999TiB": too large`,
 		}},
 
+		// Client-side timeouts and limits of a PoP (lines 3-7, the setting on 8).
+		{"send timeout zero", svcs + popBlock + "    timeouts: {send: 0s}\n", []string{
+			`t.yaml:8: pops[0].timeouts.send: timeout must be positive (remove the key for the default)`,
+		}},
+		{"request_body without a unit", svcs + popBlock + "    timeouts: {request_body: 30}\n", []string{
+			`t.yaml:8: pops[0].timeouts.request_body: invalid duration "30" (a duration needs a unit, e.g. "30s")`,
+		}},
+		{"timeouts typo", svcs + popBlock + "    timeouts: {request_bdy: 1s}\n", []string{
+			`t.yaml:8: pops[0].timeouts.request_bdy: unknown key "request_bdy" (did you mean "request_body"?)`,
+		}},
+		{"limits is a list", svcs + popBlock + "    limits: [max_conns]\n", []string{
+			`t.yaml:8: pops[0].limits: want a mapping (keys max_conns, inflight_bytes, detached_fills, max_ranges, request_buffer), got a list`,
+		}},
+		{"limits typo", svcs + popBlock + "    limits: {max_con: 10}\n", []string{
+			`t.yaml:8: pops[0].limits.max_con: unknown key "max_con" (did you mean "max_conns"?)`,
+		}},
+		{"max_conns zero", svcs + popBlock + "    limits: {max_conns: 0}\n", []string{
+			`t.yaml:8: pops[0].limits.max_conns: 0 is out of range (want 1..1000000)`,
+		}},
+		{"max_conns too many", svcs + popBlock + "    limits: {max_conns: 1000001}\n", []string{
+			`t.yaml:8: pops[0].limits.max_conns: 1000001 is out of range (want 1..1000000)`,
+		}},
+		{"max_conns a size", svcs + popBlock + "    limits: {max_conns: 10k}\n", []string{
+			`t.yaml:8: pops[0].limits.max_conns: want a whole number, got "10k"`,
+		}},
+		{"inflight_bytes below 1MiB", svcs + popBlock + "    limits: {inflight_bytes: 512KiB}\n", []string{
+			`t.yaml:8: pops[0].limits.inflight_bytes: size 512KiB is too small (want at least 1MiB)`,
+		}},
+		{"inflight_bytes zero", svcs + popBlock + "    limits: {inflight_bytes: 0}\n", []string{
+			`t.yaml:8: pops[0].limits.inflight_bytes: size 0 is too small (want at least 1MiB)`,
+		}},
+		{"pop detached_fills negative", svcs + popBlock + "    limits: {detached_fills: -1}\n", []string{
+			`t.yaml:8: pops[0].limits.detached_fills: -1 is out of range (want 0..100000)`,
+		}},
+		{"pop detached_fills too many", svcs + popBlock + "    limits: {detached_fills: 100001}\n", []string{
+			`t.yaml:8: pops[0].limits.detached_fills: 100001 is out of range (want 0..100000)`,
+		}},
+		{"max_ranges zero", svcs + popBlock + "    limits: {max_ranges: 0}\n", []string{
+			`t.yaml:8: pops[0].limits.max_ranges: 0 is out of range (want 1..10000)`,
+		}},
+		{"max_ranges too many", svcs + popBlock + "    limits: {max_ranges: 10001}\n", []string{
+			`t.yaml:8: pops[0].limits.max_ranges: 10001 is out of range (want 1..10000)`,
+		}},
+		{"request_buffer above 1GiB", svcs + popBlock + "    limits: {request_buffer: 1.5GiB}\n", []string{
+			`t.yaml:8: pops[0].limits.request_buffer: size 1.5GiB is too large (want at most 1GiB)`,
+		}},
+		{"request_buffer negative", svcs + popBlock + "    limits: {request_buffer: -1}\n", []string{
+			`t.yaml:8: pops[0].limits.request_buffer: invalid size "-1": size must not be negative`,
+		}},
+
+		// Fill limits of an origin and hit-for-miss of a cache (line 2).
+		{"fill timeout zero", org(`servers: [{url: "http://o"}], timeouts: {fill: 0s}`), []string{
+			`t.yaml:2: services[0].origin.timeouts.fill: timeout must be positive (remove the key for the default)`,
+		}},
+		{"origin detached_fills negative", org(`servers: [{url: "http://o"}], detached_fills: -1`), []string{
+			`t.yaml:2: services[0].origin.detached_fills: -1 is out of range (want 0..100000)`,
+		}},
+		{"origin detached_fills too many", org(`servers: [{url: "http://o"}], detached_fills: 100001`), []string{
+			`t.yaml:2: services[0].origin.detached_fills: 100001 is out of range (want 0..100000)`,
+		}},
+		{"origin detached_fill typo", org(`servers: [{url: "http://o"}], detached_fill: 1`), []string{
+			`t.yaml:2: services[0].origin.detached_fill: unknown key "detached_fill" (did you mean "detached_fills"?)`,
+		}},
+		{"hit_for_miss negative", "services:\n  - {name: demo, hostnames: [a.example], origin: {servers: [{url: \"http://o\"}]}, cache: {hit_for_miss: -1s}}\n" + pops, []string{
+			`t.yaml:2: services[0].cache.hit_for_miss: duration "-1s" must not be negative`,
+		}},
+		{"hit_for_miss typo", "services:\n  - {name: demo, hostnames: [a.example], origin: {servers: [{url: \"http://o\"}]}, cache: {hit_for_mis: 1m}}\n" + pops, []string{
+			`t.yaml:2: services[0].cache.hit_for_mis: unknown key "hit_for_mis" (did you mean "hit_for_miss"?)`,
+		}},
+
 		// Zone and purge.
 		{"invalid zone", "zone: cdn..example\n" + svcs + pops, []string{
 			`t.yaml:1: zone: zone "cdn..example": empty label`,
 		}},
 		{"purge without token", svcs + pops + "purge: {}\n", []string{
-			`t.yaml:5: purge.token: missing required key`,
+			`t.yaml:5: purge: want token or token_file (or leave purge out and set $OUTPOST_PURGE_TOKEN)`,
+		}},
+		{"purge with token and token_file", svcs + pops + "purge:\n  token: s3cr3t\n  token_file: testdata/purge-token\n", []string{
+			`t.yaml:7: purge.token_file: token (line 6) and token_file both give the token; keep one`,
+		}},
+		{"token_file missing", svcs + pops + "purge: {token_file: testdata/no-such-token}\n", []string{
+			`t.yaml:5: purge.token_file: cannot read the token file: open testdata/no-such-token: no such file or directory`,
+		}},
+		{"token_file empty value", svcs + pops + "purge: {token_file: \"\"}\n", []string{
+			`t.yaml:5: purge.token_file: token_file must not be empty`,
+		}},
+		{"token_file is a directory", svcs + pops + "purge: {token_file: testdata}\n", []string{
+			`t.yaml:5: purge.token_file: testdata is not a regular file`,
+		}},
+		{"token_fiel typo", svcs + pops + "purge: {token_fiel: x}\n", []string{
+			`t.yaml:5: purge.token_fiel: unknown key "token_fiel" (did you mean "token_file"?)`,
+			`t.yaml:5: purge: want token or token_file`,
 		}},
 		{"empty token", svcs + pops + "purge: {token: \"\"}\n", []string{
 			`t.yaml:5: purge.token: token must not be empty`,
@@ -781,7 +881,7 @@ func TestParseErrors(t *testing.T) {
 			`t.yaml:6: purge.token: token must be printable ASCII without spaces`,
 		}},
 		{"purge is a string", svcs + pops + "purge: change-me\n", []string{
-			`t.yaml:5: purge: want a mapping (keys token), got "change-me"`,
+			`t.yaml:5: purge: want a mapping (keys token, token_file), got "change-me"`,
 		}},
 
 		// Regression rows for inputs found by FuzzParse go here.

@@ -467,6 +467,11 @@ func (d *decoder) setPositive(dst *time.Duration, what string) decodeFunc {
 // setSize returns a decodeFunc that stores in dst a size of at least min
 // bytes, given as a ParseSize string or a plain YAML integer of bytes.
 func (d *decoder) setSize(dst *int64, min int64) decodeFunc {
+	return d.setSizeRange(dst, min, math.MaxInt64)
+}
+
+// setSizeRange is setSize with an upper bound of max bytes.
+func (d *decoder) setSizeRange(dst *int64, min, max int64) decodeFunc {
 	return func(n *yaml.Node, path string) {
 		s, ok := d.scalar(n, path, `a size such as "64MiB"`)
 		if !ok {
@@ -487,6 +492,8 @@ func (d *decoder) setSize(dst *int64, min int64) decodeFunc {
 			d.wrapf(s, path, err, "invalid size %q: %v", s.Value, err)
 		case v < min:
 			d.errorf(s, path, "size %s is too small (want at least %s)", s.Value, formatSize(min))
+		case v > max:
+			d.errorf(s, path, "size %s is too large (want at most %s)", s.Value, formatSize(max))
 		default:
 			*dst = v
 		}

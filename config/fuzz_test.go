@@ -52,6 +52,9 @@ func FuzzParse(f *testing.F) {
 			if o.Load != nil && (o.Load.Interval <= 0 || o.Load.Timeout <= 0 || o.Load.Timeout > o.Load.Interval || o.Load.Path == "") {
 				t.Fatalf("service %q has a bad load probe: %+v", s.Name, o.Load)
 			}
+			if o.Timeouts.Fill <= 0 || o.DetachedFills < 0 || o.DetachedFills > maxDetachedFills || s.Cache.HitForMiss < 0 {
+				t.Fatalf("service %q has bad fill limits: %+v, hit_for_miss %s", s.Name, o, s.Cache.HitForMiss)
+			}
 			if h := o.Health; h != nil && (h.Interval <= 0 || h.Timeout <= 0 || h.Timeout > h.Interval || h.Rise < 1 || h.Fall < 1 || h.Path == "") {
 				t.Fatalf("service %q has a bad health check: %+v", s.Name, h)
 			}
@@ -68,6 +71,12 @@ func FuzzParse(f *testing.F) {
 			}
 			if p.CacheSize < minCacheSize || p.Listen == "" || p.Admin == "" {
 				t.Fatalf("PoP %q is incomplete: %+v", p.Name, p)
+			}
+			l := p.Limits
+			if p.Timeouts.Send <= 0 || p.Timeouts.RequestBody <= 0 || l.MaxConns < 1 || l.MaxConns > maxMaxConns ||
+				l.InflightBytes < minInflightBytes || l.DetachedFills < 0 || l.DetachedFills > maxDetachedFills ||
+				l.MaxRanges < 1 || l.MaxRanges > maxMaxRanges || l.RequestBuffer < 0 || l.RequestBuffer > maxRequestBuffer {
+				t.Fatalf("PoP %q has bad limits: %+v %+v", p.Name, p.Timeouts, l)
 			}
 		}
 	})

@@ -31,10 +31,11 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		}),
 		required("services", func(n *yaml.Node, path string) { c.Services = d.services(n, path) }),
 		required("pops", func(n *yaml.Node, path string) { c.POPs = d.pops(n, path) }),
-		optional("purge", func(n *yaml.Node, path string) { c.Purge = d.purge(n, path) }),
+		optional("purge", func(n *yaml.Node, path string) { c.Purge = d.purge(n, path) }), // purge.go
 		optional("dns", func(n *yaml.Node, path string) { c.DNS = d.dns(n, path) }),
 	})
-	d.dnsRefs(c) // checks dns against the rest of the file (see dns.go)
+	d.dnsRefs(c)         // checks dns against the rest of the file (see dns.go)
+	d.purgeEnv(&c.Purge) // $OUTPOST_PURGE_TOKEN (see purge.go)
 	return c
 }
 
@@ -74,9 +75,11 @@ func (d *decoder) service(n *yaml.Node, path string, names, hosts map[string]see
 				Connect:   defaultConnectTimeout,
 				FirstByte: defaultFirstByteTimeout,
 				Idle:      defaultIdleTimeout,
+				Fill:      defaultFillTimeout,
 			},
+			DetachedFills: defaultOriginDetached,
 		},
-		Cache: CachePolicy{MaxObject: defaultMaxObject, Keep: defaultKeep},
+		Cache: CachePolicy{MaxObject: defaultMaxObject, Keep: defaultKeep, HitForMiss: defaultHitForMiss},
 	}
 	var nameAt *yaml.Node
 	type hostAt struct {
@@ -194,8 +197,10 @@ func (d *decoder) origin(n *yaml.Node, path string, o *Origin) {
 				optional("connect", d.setTimeout(&t.Connect)),
 				optional("first_byte", d.setTimeout(&t.FirstByte)),
 				optional("idle", d.setTimeout(&t.Idle)),
+				optional("fill", d.setTimeout(&t.Fill)),
 			})
 		}),
+		optional("detached_fills", d.setInt(&o.DetachedFills, 0, maxDetachedFills)),
 		optional("load", func(n *yaml.Node, path string) {
 			loadAt = n
 			o.Load = d.load(n, path)
@@ -427,6 +432,7 @@ func (d *decoder) cache(n *yaml.Node, path string, c *CachePolicy) {
 		optional("max_object", d.setSize(&c.MaxObject, 1)),
 		optional("keep", d.setDuration(&c.Keep)),
 		optional("stale_if_error", d.setDuration(&c.StaleIfError)),
+		optional("hit_for_miss", d.setDuration(&c.HitForMiss)),
 		optional("query", func(n *yaml.Node, path string) { d.query(n, path, &c.Query) }),
 	})
 	if c.MinTTL > 0 && c.MaxTTL > 0 && c.MinTTL > c.MaxTTL {
@@ -488,7 +494,9 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 		CacheSize: defaultCacheSize,
 		Drain:     defaultDrain,
 		Weight:    defaultWeight,
-		Timeouts:  ServerTimeouts{ReadHeader: defaultReadHeader, Idle: defaultServerIdle},
+		Timeouts:  ServerTimeouts{ReadHeader: defaultReadHeader, Idle: defaultServerIdle, Send: defaultSendTimeout, RequestBody: defaultRequestBody},
+		Limits: Limits{MaxConns: defaultMaxConns, InflightBytes: defaultInflightBytes, DetachedFills: defaultDetachedFills,
+			MaxRanges: defaultMaxRanges, RequestBuffer: defaultRequestBuffer},
 	}
 	var nameAt, listenAt, adminAt *yaml.Node
 	var listen, admin hostPort
@@ -530,8 +538,11 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 			d.fields(n, path, []field{
 				optional("read_header", d.setTimeout(&p.Timeouts.ReadHeader)),
 				optional("idle", d.setTimeout(&p.Timeouts.Idle)),
+				optional("send", d.setTimeout(&p.Timeouts.Send)),
+				optional("request_body", d.setTimeout(&p.Timeouts.RequestBody)),
 			})
 		}),
+		optional("limits", func(n *yaml.Node, path string) { d.limits(n, path, &p.Limits) }),
 	})
 	if !ok {
 		return p
@@ -571,21 +582,13 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 	return p
 }
 
-// purge decodes the purge section.
-func (d *decoder) purge(n *yaml.Node, path string) Purge {
-	var p Purge
+// limits decodes a PoP's limits into l, which holds the defaults.
+func (d *decoder) limits(n *yaml.Node, path string, l *Limits) {
 	d.fields(n, path, []field{
-		required("token", func(n *yaml.Node, path string) {
-			s, ok := d.str(n, path)
-			if !ok {
-				return
-			}
-			if err := checkToken(s); err != nil {
-				d.wrapf(n, path, err, "%v", err)
-				return
-			}
-			p.Token = s
-		}),
+		optional("max_conns", d.setInt(&l.MaxConns, 1, maxMaxConns)),
+		optional("inflight_bytes", d.setSize(&l.InflightBytes, minInflightBytes)),
+		optional("detached_fills", d.setInt(&l.DetachedFills, 0, maxDetachedFills)),
+		optional("max_ranges", d.setInt(&l.MaxRanges, 1, maxMaxRanges)),
+		optional("request_buffer", d.setSizeRange(&l.RequestBuffer, 0, maxRequestBuffer)),
 	})
-	return p
 }

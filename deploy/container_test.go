@@ -249,12 +249,14 @@ type composeService struct {
 		Context    string `yaml:"context"`
 		Dockerfile string `yaml:"dockerfile"`
 	} `yaml:"build"`
-	Command     []string `yaml:"command"`
-	Volumes     []string `yaml:"volumes"`
-	ReadOnly    bool     `yaml:"read_only"`
-	CapDrop     []string `yaml:"cap_drop"`
-	CapAdd      []string `yaml:"cap_add"`
-	SecurityOpt []string `yaml:"security_opt"`
+	Command []string `yaml:"command"`
+	// Environment is the map form only.
+	Environment map[string]string `yaml:"environment"`
+	Volumes     []string          `yaml:"volumes"`
+	ReadOnly    bool              `yaml:"read_only"`
+	CapDrop     []string          `yaml:"cap_drop"`
+	CapAdd      []string          `yaml:"cap_add"`
+	SecurityOpt []string          `yaml:"security_opt"`
 	Ulimits     map[string]struct {
 		Soft int `yaml:"soft"`
 		Hard int `yaml:"hard"`
@@ -376,6 +378,21 @@ func TestCompose(t *testing.T) {
 				t.Fatalf("stop_grace_period: %v", err)
 			}
 
+			// The purge token: the PoPs alone get it, from the shell that
+			// runs compose, never as a literal in the file.
+			tokenRef, hasToken := s.Environment[config.TokenEnv]
+			switch {
+			case role == "pop" && !regexp.MustCompile(`^\$\{`+config.TokenEnv+`(:?-[^}]*)?\}$`).MatchString(tokenRef):
+				t.Errorf("environment %s = %q, want ${%s:-} (the token from the shell, never in the file)", config.TokenEnv, tokenRef, config.TokenEnv)
+			case role != "pop" && hasToken:
+				t.Errorf("environment has %s: only the PoPs need the purge token", config.TokenEnv)
+			}
+			for k := range s.Environment {
+				if k != config.TokenEnv {
+					t.Errorf("unexpected environment variable %s", k)
+				}
+			}
+
 			var wantPorts []string // container ports to publish, as port[/udp]
 			switch role {
 			case "pop":
@@ -445,6 +462,7 @@ func TestCompose(t *testing.T) {
 // TestComposeCDNFile checks that compose-cdn.yaml is a whole CDN: zone,
 // DNS, three PoPs, and DNS answers for each.
 func TestComposeCDNFile(t *testing.T) {
+	t.Setenv(config.TokenEnv, "") // what the file itself says
 	c := parseCDN(t, "compose-cdn.yaml")
 	checks := []struct {
 		name string
@@ -453,6 +471,7 @@ func TestComposeCDNFile(t *testing.T) {
 		{"has a zone", func(c *config.Config) bool { return c.Zone != "" }},
 		{"has a dns section", func(c *config.Config) bool { return c.DNS.Enabled() && c.DNS.Admin != "" }},
 		{"has three PoPs", func(c *config.Config) bool { return len(c.POPs) == 3 }},
+		{"holds no purge token (compose.yaml passes it in the environment)", func(c *config.Config) bool { return c.Purge.Token == "" }},
 		{"every PoP has an answer address", func(c *config.Config) bool {
 			return !slices.ContainsFunc(c.POPs, func(p config.POP) bool { return !p.Address.IsValid() })
 		}},

@@ -340,8 +340,12 @@ func containerArgs(t *testing.T, where string, c corev1.Container, vars map[stri
 // TestKubernetesConfigMap checks the CDN file carried by the ConfigMap with
 // the real parser.
 func TestKubernetesConfigMap(t *testing.T) {
+	t.Setenv(config.TokenEnv, "") // what the file itself says
 	m := loadManifests(t)
 	c := cdnFromConfigMap(t, one[*corev1.ConfigMap](t, m))
+	if c.Purge.Token != "" || c.Purge.TokenFile != "" {
+		t.Errorf("the ConfigMap's CDN file gives a purge token (%v); the token belongs in the Secret the PoPs get as $%s", c.Purge, config.TokenEnv)
+	}
 	if !c.DNS.Enabled() {
 		t.Fatal("the ConfigMap's CDN file has no dns section")
 	}
@@ -399,6 +403,8 @@ func TestKubernetesPoPs(t *testing.T) {
 			"rollingUpdate.maxUnavailable: 1"},
 		{"ports", containerPort(c, listen, corev1.ProtocolTCP) && containerPort(c, admin, corev1.ProtocolTCP),
 			"containerPorts " + listen + " and " + admin + " (the PoPs' listen and admin ports)"},
+		{"purge token from a Secret", tokenFromSecret(c),
+			"env " + config.TokenEnv + " from a secretKeyRef (a required one: no silent purge-less PoPs)"},
 	}
 	// Memory: the limit is above the cache, GOMEMLIMIT between them.
 	var maxCache int64
@@ -441,6 +447,16 @@ func TestKubernetesPoPs(t *testing.T) {
 			t.Errorf("%s: runs %v, want pop --pop $(NODE_NAME)", where, args)
 		}
 	}
+}
+
+// tokenFromSecret reports whether c gets the purge token from a Secret
+// that must exist.
+func tokenFromSecret(c corev1.Container) bool {
+	return slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == config.TokenEnv && e.Value == "" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil &&
+			e.ValueFrom.SecretKeyRef.Name != "" && e.ValueFrom.SecretKeyRef.Key != "" &&
+			(e.ValueFrom.SecretKeyRef.Optional == nil || !*e.ValueFrom.SecretKeyRef.Optional)
+	})
 }
 
 // containerPort reports whether c declares port with protocol.
@@ -533,6 +549,8 @@ func TestKubernetesDNS(t *testing.T) {
 		{"spread over nodes", slices.ContainsFunc(spec.TopologySpreadConstraints, func(c corev1.TopologySpreadConstraint) bool {
 			return c.TopologyKey == "kubernetes.io/hostname"
 		}), "a topology spread over kubernetes.io/hostname"},
+		{"no purge token", !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == config.TokenEnv }),
+			"no " + config.TokenEnv + " (only the PoPs need the purge token)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -57,12 +57,16 @@ func readmeBlock(t *testing.T, first string) string {
 }
 
 // readmeCDN writes README's CDN file and network map into a temporary
-// directory, as cdn.yaml and networks.csv, and parses the CDN file.
+// directory, as cdn.yaml and networks.csv, with a purge token file as the
+// README makes it (openssl rand -hex 32 > purge-token), and parses the CDN
+// file.
 func readmeCDN(t *testing.T) *config.Config {
 	t.Helper()
+	t.Setenv(config.TokenEnv, "") // the token is the file's
 	dir := writeFiles(t, map[string]string{
 		"cdn.yaml":     readmeBlock(t, "# "+configPath),
 		"networks.csv": readmeBlock(t, "# /etc/outpost/networks.csv"),
+		"purge-token":  "4f3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e\n",
 	})
 	return parseCDN(t, filepath.Join(dir, "cdn.yaml"))
 }
@@ -104,6 +108,9 @@ func TestReadmeCDNFile(t *testing.T) {
 	}
 	if len(c.POPs) < 2 {
 		t.Errorf("README's CDN file has %d PoPs; the walk-through needs several", len(c.POPs))
+	}
+	if c.Purge.TokenFile == "" || filepath.Base(c.Purge.TokenFile) != "purge-token" {
+		t.Errorf("README's CDN file takes its purge token from %v; want purge.token_file: purge-token, so the file holds no secret", c.Purge)
 	}
 	for _, p := range c.POPs {
 		if !p.Address.IsValid() {

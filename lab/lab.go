@@ -101,7 +101,9 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 		}
 	}()
 	for i := range cfg.POPs {
-		p, err := pop.New(cfg, cfg.POPs[i].Name, pop.Options{Logger: opts.Logger, NoDrain: true, ShutdownGrace: 5 * time.Second})
+		// The lab lives on loopback for a run: a placeholder purge token
+		// (say in a -config file copied from an example) only warns.
+		p, err := pop.New(cfg, cfg.POPs[i].Name, pop.Options{Logger: opts.Logger, NoDrain: true, ShutdownGrace: 5 * time.Second, AllowPlaceholderToken: true})
 		if err != nil {
 			return fmt.Errorf("lab: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/outpost-cdn/outpost/config"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -80,5 +83,39 @@ func TestAddressTaken(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+// TestRunWithPlaceholderToken checks that the lab, unlike a PoP on its
+// own, runs a CDN file whose purge token is a placeholder (a copy of an
+// example, say).
+func TestRunWithPlaceholderToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the lab runs every role for a few seconds")
+	}
+	t.Setenv(config.TokenEnv, "")
+	dir := t.TempDir()
+	for _, name := range []string{"lab.yaml", "networks.csv"} {
+		data, err := builtin.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "lab.yaml" {
+			data = append(data, "\npurge: {token: change-me}\n"...)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	err := Run(context.Background(), Options{Config: filepath.Join(dir, "lab.yaml"), Duration: 500 * time.Millisecond, Warmup: 200 * time.Millisecond, Connections: 4}, &out)
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+		t.Skipf("a lab address is taken on this machine: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "errors 0") {
+		t.Errorf("report:\n%s", out.String())
 	}
 }

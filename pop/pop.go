@@ -63,6 +63,11 @@ type Options struct {
 	// cache/blob); 0 means 16 KiB, and a negative value keeps every body
 	// on the heap.
 	BlobMin int
+	// AllowPlaceholderToken lets the PoP start and reload with a known
+	// placeholder purge token (config.IsPlaceholderToken), which it
+	// otherwise refuses; it still logs a warning. Only `outpost lab`,
+	// whose CDN runs on loopback for a few seconds, sets it.
+	AllowPlaceholderToken bool
 }
 
 // PoP is one Point-of-Presence. Its zero value is not usable: make one with
@@ -78,6 +83,8 @@ type PoP struct {
 	registry   *prometheus.Registry
 	grace      time.Duration
 	noDrain    bool
+	// allowPlaceholder is Options.AllowPlaceholderToken, for Reload.
+	allowPlaceholder bool
 	// blobMin is Options.BlobMin with its default applied; 0 means no
 	// blobs. blobFailures counts bodies kept on the heap because no blob
 	// could be made.
@@ -172,6 +179,11 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !opts.AllowPlaceholderToken {
+		if err := cfg.CheckPurgeToken(); err != nil {
+			return nil, fmt.Errorf("pop %s: %w", pc.Name, err)
+		}
+	}
 	p := &PoP{
 		name:       pc.Name,
 		cfg:        pc,
@@ -186,6 +198,7 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		statusName: "outpost/" + pc.Name,
 		index:      newKeyIndex(),
 	}
+	p.allowPlaceholder = opts.AllowPlaceholderToken
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -306,9 +319,11 @@ func (p *PoP) closeServices() {
 	}
 }
 
+// warnPlaceholder warns while a placeholder purge token is in use, which
+// New and Reload allow only with Options.AllowPlaceholderToken.
 func (p *PoP) warnPlaceholder(rt *routes) {
-	if rt.purgeToken == PlaceholderToken {
-		p.log.Warn("purge.token is the placeholder from the example files; replace it with a secret (e.g. openssl rand -hex 32)")
+	if config.IsPlaceholderToken(rt.purgeToken) {
+		p.log.Warn("the purge token is a placeholder from the examples; replace it with a secret (e.g. openssl rand -hex 32)")
 	}
 }
 
@@ -323,6 +338,11 @@ func (p *PoP) Reload(cfg *config.Config) error {
 	pc, err := cfg.POP(p.name)
 	if err != nil {
 		return fmt.Errorf("pop %s: reload: %w", p.name, err)
+	}
+	if !p.allowPlaceholder {
+		if err := cfg.CheckPurgeToken(); err != nil {
+			return fmt.Errorf("pop %s: reload: %w", p.name, err)
+		}
 	}
 	old := p.routes.Load()
 	rt, err := routesFrom(cfg, old, p.log)
@@ -340,7 +360,10 @@ func (p *PoP) Reload(cfg *config.Config) error {
 		p.log.Warn("reload: listen, admin and cache_size changes take effect on restart")
 	}
 	p.warnPlaceholder(rt)
-	p.log.Info("configuration reloaded", "config_version", rt.version, "services", len(rt.list))
+	// The version covers the file only; say whether a token kept outside
+	// it changed (never the token).
+	p.log.Info("configuration reloaded", "config_version", rt.version, "services", len(rt.list),
+		"purge_token_changed", rt.purgeToken != old.purgeToken)
 	return nil
 }
 

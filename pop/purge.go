@@ -45,10 +45,6 @@ type PurgeResult struct {
 	Duplicate bool   `json:"duplicate"` // the ID was applied before; nothing done now
 }
 
-// PlaceholderToken is the purge token the example files carry. A PoP warns
-// while it is in use.
-const PlaceholderToken = "change-me"
-
 // purgeLog remembers recent purges so that a fill that was in flight when
 // one landed does not put the purged object back, and remembers IDs so a
 // retried purge is applied once.

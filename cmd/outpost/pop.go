@@ -39,6 +39,11 @@ func runPoP(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *check {
+		// The PoP would refuse a placeholder purge token: so does the check
+		// (systemd runs it before a start or reload).
+		if err := cfg.CheckPurgeToken(); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "%s: ok (version %s, pop %s, %d services)\n", *configPath, cfg.Version, pc.Name, len(cfg.Services))
 		return nil
 	}

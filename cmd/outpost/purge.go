@@ -21,7 +21,7 @@ func runPurge(args []string, stdout, stderr io.Writer) error {
 	prefix := fs.Bool("prefix", false, "TARGET is a URL prefix: purge every URL that starts with it")
 	tag := fs.Bool("tag", false, "TARGET is a surrogate key (Surrogate-Key / Cache-Tag): purge every object tagged with it")
 	soft := fs.Bool("soft", false, "mark stale instead of deleting: the next request revalidates, stale-if-error still works")
-	token := fs.String("token", "", "bearer token (default: the file's purge.token, or $OUTPOST_PURGE_TOKEN)")
+	token := fs.String("token", "", "bearer token (default: $OUTPOST_PURGE_TOKEN, else the file's purge.token_file or purge.token)")
 	timeout := fs.Duration("timeout", 5*time.Second, "per-attempt timeout")
 	attempts := fs.Int("attempts", 3, "attempts per PoP for transient failures")
 	if err := parseFlags(fs, args, stdout); err != nil {
@@ -48,9 +48,6 @@ func runPurge(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := purge.Check(cfg, req); err != nil {
 		return err
-	}
-	if *token == "" {
-		*token = os.Getenv("OUTPOST_PURGE_TOKEN")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
