@@ -2,6 +2,8 @@ package cache
 
 import (
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -116,7 +118,12 @@ func TestVary(t *testing.T) {
 		{"RFC9111 4.1 member order still matters", http.Header{"X-Lang": {"1, 2"}}, http.Header{"X-Lang": {"2, 1"}}, false},
 		{"RFC9111 4.1 case matters for unknown fields", http.Header{"X-Lang": {"en"}}, http.Header{"X-Lang": {"EN"}}, false},
 		{"Accept-Encoding gzip forms agree", http.Header{"Accept-Encoding": {"gzip, deflate"}}, http.Header{"Accept-Encoding": {"deflate;q=0.5, gzip"}}, true},
-		{"Accept-Encoding br beats gzip", http.Header{"Accept-Encoding": {"gzip, br"}}, http.Header{"Accept-Encoding": {"br"}}, true},
+		{"Accept-Encoding weights do not split variants", http.Header{"Accept-Encoding": {"gzip;q=0.2, br"}}, http.Header{"Accept-Encoding": {"br, gzip"}}, true},
+		{"Accept-Encoding br alone is not gzip and br", http.Header{"Accept-Encoding": {"gzip, br"}}, http.Header{"Accept-Encoding": {"br"}}, false},
+		{"Accept-Encoding Chrome and curl --compressed agree", http.Header{"Accept-Encoding": {"gzip, deflate, br, zstd"}}, http.Header{"Accept-Encoding": {"deflate, gzip, br, zstd"}}, true},
+		{"Accept-Encoding Safari lacks zstd", http.Header{"Accept-Encoding": {"gzip, deflate, br"}}, http.Header{"Accept-Encoding": {"gzip, deflate, br, zstd"}}, false},
+		{"Accept-Encoding x-gzip is gzip", http.Header{"Accept-Encoding": {"x-gzip"}}, http.Header{"Accept-Encoding": {"gzip"}}, true},
+		{"Accept-Encoding unknown codings fold to identity", http.Header{"Accept-Encoding": {"compress, exi"}}, http.Header{}, true},
 		{"Accept-Encoding q=0 refuses", http.Header{"Accept-Encoding": {"gzip;q=0"}}, http.Header{}, true},
 		{"Accept-Encoding gzip vs none", http.Header{"Accept-Encoding": {"gzip"}}, http.Header{}, false},
 	}
@@ -129,6 +136,52 @@ func TestVary(t *testing.T) {
 	}
 	if _, star := VaryFields(http.Header{"Vary": {"Accept, *"}}); !star {
 		t.Error("Vary: * not detected")
+	}
+}
+
+func TestAcceptsEncoding(t *testing.T) {
+	tests := []struct {
+		name, ae        string
+		contentEncoding []string
+		want            bool
+	}{
+		{"no coding suits a client that asked for none", "", nil, true},
+		{"identity suits everyone", "", []string{"identity"}, true},
+		{"RFC9110 12.5.3 zstd to a client without zstd", "gzip, deflate, br", []string{"zstd"}, false},
+		{"zstd to Chrome", "gzip, deflate, br, zstd", []string{"zstd"}, true},
+		{"gzip to a client with none", "", []string{"gzip"}, false},
+		{"deflate to curl --compressed", "deflate, gzip, br, zstd", []string{"deflate"}, true},
+		{"refused by q=0", "gzip;q=0, br", []string{"gzip"}, false},
+		{"two codings are never served from a variant", "gzip, br", []string{"gzip, br"}, false},
+		{"x-gzip is gzip", "gzip", []string{"x-gzip"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			folded := NormalizeAcceptEncoding([]string{tt.ae})
+			if got := AcceptsEncoding(folded, tt.contentEncoding); got != tt.want {
+				t.Errorf("AcceptsEncoding(%q, %q) = %v, want %v", folded, tt.contentEncoding, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestShareable(t *testing.T) {
+	get := func(h http.Header) *http.Request { return &http.Request{Method: http.MethodGet, Header: h} }
+	h := http.Header{"Set-Cookie": {"session=A"}, "X-User": {"alice"}, "Cache-Control": {`private="X-User", max-age=60`}, "Etag": {`"1"`}}
+	d := Decide(get(http.Header{}), 200, h, Policy{}, time.Now(), time.Now())
+	got := Shareable(h, d)
+	if got.Get("Set-Cookie") != "" || got.Get("X-User") != "" || got.Get("Etag") == "" {
+		t.Errorf("RFC9111 5.2.2.7: shareable header %v", got)
+	}
+	if h.Get("Set-Cookie") == "" || h.Get("X-User") == "" {
+		t.Error("the input header was modified")
+	}
+	plain := http.Header{"Etag": {`"1"`}}
+	if got := Shareable(plain, Decision{}); len(got) != 1 {
+		t.Errorf("a header with nothing personal changed: %v", got)
+	}
+	if d := Decide(get(http.Header{}), 200, http.Header{"Cache-Control": {"private, max-age=60"}}, Policy{}, time.Now(), time.Now()); !d.Private || d.Storable {
+		t.Errorf("RFC9111 5.2.2.7 private as a whole: %+v", d)
 	}
 }
 
@@ -154,10 +207,22 @@ func FuzzVaryAndAcceptEncoding(f *testing.F) {
 				t.Fatalf("field %q is not a token", fld)
 			}
 		}
-		switch NormalizeAcceptEncoding([]string{ae}) {
-		case "br", "gzip", "identity":
-		default:
-			t.Fatal("unexpected coding")
+		folded := NormalizeAcceptEncoding([]string{ae})
+		if folded != "identity" {
+			for c := range strings.SplitSeq(folded, ", ") {
+				if !slices.Contains(foldedCodings[:], c) {
+					t.Fatalf("folded %q holds %q", folded, c)
+				}
+				if !AcceptsEncoding(folded, []string{c}) {
+					t.Fatalf("%q does not accept its own member %q", folded, c)
+				}
+			}
+		}
+		if AcceptsEncoding(folded, []string{"compress"}) {
+			t.Fatal("an unknown coding is accepted")
+		}
+		if NormalizeAcceptEncoding([]string{folded}) != folded {
+			t.Fatalf("folding is not idempotent: %q -> %q", folded, NormalizeAcceptEncoding([]string{folded}))
 		}
 		VariantKey("k", "n", fields, http.Header{"Accept-Encoding": {ae}})
 	})

@@ -109,6 +109,9 @@ type Decision struct {
 	// StripFields are header fields that must not be stored or served from
 	// storage (private="..." and no-cache="..." with field names).
 	StripFields []string
+	// Private says the response as a whole is for one user (private
+	// without field names): no other request may ever receive it.
+	Private bool
 }
 
 // Decide applies RFC 9111 §3 and §4.2 to the response to req: whether a
@@ -137,6 +140,8 @@ func Decide(req *http.Request, status int, h http.Header, p Policy, requestTime,
 	if arg, ok := cc["private"]; ok {
 		if fields := fieldNames(arg); len(fields) > 0 {
 			d.StripFields = append(d.StripFields, fields...)
+		} else {
+			d.Private = true
 		}
 	}
 
@@ -327,6 +332,40 @@ func ageField(h http.Header) (time.Duration, bool) {
 // AgeHeader formats an age for the Age header: whole seconds, rounded down.
 func AgeHeader(age time.Duration) string {
 	return strconv.FormatInt(int64(age/time.Second), 10)
+}
+
+// personalFields are response fields that belong to the one request that
+// caused the response, whatever the response's cache directives: a cookie
+// set for one user must never reach another (RFC 9111 §7.3, RFC 6265 §8.3).
+var personalFields = []string{"Set-Cookie", "Set-Cookie2"}
+
+// Shareable returns h without the fields that may reach only the request
+// that caused the response: Set-Cookie (and Set-Cookie2) always, and the
+// fields named by private="..." or no-cache="..." (d.StripFields). It is
+// what a shared cache stores, and what every other request that shares one
+// origin fetch receives. h is not modified; when it has none of those
+// fields, h itself is returned.
+func Shareable(h http.Header, d Decision) http.Header {
+	var out http.Header
+	drop := func(name string) {
+		if _, ok := h[name]; !ok {
+			return
+		}
+		if out == nil {
+			out = h.Clone()
+		}
+		delete(out, name)
+	}
+	for _, name := range personalFields {
+		drop(name)
+	}
+	for _, name := range d.StripFields {
+		drop(http.CanonicalHeaderKey(name))
+	}
+	if out == nil {
+		return h
+	}
+	return out
 }
 
 // notModifiedExcluded lists the fields a 304 never updates in a stored

@@ -67,34 +67,101 @@ func normalizeField(name string, values []string) string {
 	return joined
 }
 
-// NormalizeAcceptEncoding reduces Accept-Encoding to br, gzip or identity:
-// the best coding the client accepts with a non-zero weight.
+// The content codings Accept-Encoding is folded to, in the order the folded
+// value lists them. A client that accepts none of them is sent identity.
+var foldedCodings = [...]string{"zstd", "br", "gzip", "deflate"}
+
+// NormalizeAcceptEncoding folds Accept-Encoding to the set of codings, among
+// zstd, br, gzip and deflate, that the client accepts with a non-zero
+// weight, listed in that order ("zstd, br, gzip"), or "identity" when it
+// accepts none of them. "*" accepts all four; x-gzip is gzip (RFC 9110
+// §8.4.1.3). Weights among the accepted codings are not kept: any of them
+// suits every client of the same set.
+//
+// The PoP asks the origin for exactly the folded value (see
+// AcceptsEncoding), so whichever coding the origin picks from it, every
+// client whose request folds to the same value can decode the response
+// stored under it: a variant keyed by this value is never poisoned by an
+// origin that prefers a coding another client cannot read.
 func NormalizeAcceptEncoding(values []string) string {
-	var br, gzip bool
+	var accepted [len(foldedCodings)]bool
+	star := false
 	for _, line := range values {
 		for member := range strings.SplitSeq(line, ",") {
 			coding, params, _ := strings.Cut(member, ";")
 			coding = strings.ToLower(strings.TrimSpace(coding))
-			if rejected(params) {
+			if coding == "x-gzip" {
+				coding = "gzip"
+			}
+			if coding == "*" {
+				star = !rejected(params)
 				continue
 			}
-			switch coding {
-			case "br":
-				br = true
-			case "gzip", "x-gzip":
-				gzip = true
-			case "*":
-				br, gzip = true, true
+			for i, c := range foldedCodings {
+				if coding == c {
+					accepted[i] = !rejected(params)
+				}
 			}
 		}
 	}
-	switch {
-	case br:
-		return "br"
-	case gzip:
-		return "gzip"
+	var b strings.Builder
+	for i, c := range foldedCodings {
+		if accepted[i] || star && !named(values, c) {
+			if b.Len() > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(c)
+		}
 	}
-	return "identity"
+	if b.Len() == 0 {
+		return "identity"
+	}
+	return b.String()
+}
+
+// named reports whether an Accept-Encoding value names coding itself, so
+// that "*" does not override an explicit "br;q=0".
+func named(values []string, coding string) bool {
+	for _, line := range values {
+		for member := range strings.SplitSeq(line, ",") {
+			c, _, _ := strings.Cut(member, ";")
+			c = strings.ToLower(strings.TrimSpace(c))
+			if c == coding || coding == "gzip" && c == "x-gzip" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// AcceptsEncoding reports whether a response with the given
+// Content-Encoding field values may be sent to a request whose
+// Accept-Encoding folds to folded (see NormalizeAcceptEncoding): no coding,
+// or identity, suits everyone; otherwise the response must carry exactly
+// one coding, named in folded.
+func AcceptsEncoding(folded string, contentEncoding []string) bool {
+	var codings []string
+	for _, line := range contentEncoding {
+		for c := range strings.SplitSeq(line, ",") {
+			if c = strings.ToLower(strings.TrimSpace(c)); c != "" && c != "identity" {
+				codings = append(codings, c)
+			}
+		}
+	}
+	switch len(codings) {
+	case 0:
+		return true
+	case 1:
+		if codings[0] == "x-gzip" {
+			codings[0] = "gzip"
+		}
+		for c := range strings.SplitSeq(folded, ", ") {
+			if c == codings[0] && c != "identity" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // rejected reports whether a member's parameters carry q=0.

@@ -98,22 +98,52 @@ func Open() (count, bytes int64) { return open.count.Load(), open.bytes.Load() }
 // debugging (it shows in /proc/PID/fd); the file's contents never change
 // after New returns.
 func New(name string, data []byte) (*Blob, error) {
+	return NewChunks(name, [][]byte{data})
+}
+
+// NewChunks is New for a body held in pieces: the file holds the chunks'
+// bytes one after another.
+func NewChunks(name string, chunks [][]byte) (*Blob, error) {
 	if n := open.count.Add(1); n > open.limit.Load() {
 		open.count.Add(-1)
 		return nil, ErrLimit
 	}
-	f, err := newFile(name, data)
+	var size int64
+	for _, c := range chunks {
+		size += int64(len(c))
+	}
+	f, err := newFile(fileName(name), chunks)
 	if err != nil {
 		open.count.Add(-1)
 		return nil, err
 	}
-	b := &Blob{f: f, size: int64(len(data))}
+	b := &Blob{f: f, size: size}
 	open.bytes.Add(b.size)
 	collectIfOver()
 	// The file lives as long as the Blob: closed by the cleanup when the
 	// Blob is unreachable, never while a reader holds the Blob.
 	runtime.AddCleanup(b, closeFile, fileAndSize{f, b.size})
 	return b, nil
+}
+
+// maxName is the longest name memfd_create accepts (249 bytes) less a
+// margin.
+const maxName = 200
+
+// fileName makes a label safe for memfd_create: no NUL bytes (a variant's
+// cache key has them; memfd_create would fail with EINVAL), no slashes
+// (they read badly in /proc), and at most maxName bytes.
+func fileName(name string) string {
+	b := []byte(name)
+	if len(b) > maxName {
+		b = b[:maxName]
+	}
+	for i, c := range b {
+		if c == 0 || c == '/' {
+			b[i] = '|'
+		}
+	}
+	return string(b)
 }
 
 // fileAndSize is what the cleanup of a Blob needs.

@@ -14,7 +14,7 @@ import (
 const seals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
 
 // newFile makes a sealed memory file holding data.
-func newFile(name string, data []byte) (*os.File, error) {
+func newFile(name string, chunks [][]byte) (*os.File, error) {
 	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
@@ -22,16 +22,18 @@ func newFile(name string, data []byte) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("blob: memfd_create: %w", err)
 	}
-	for off := 0; off < len(data); {
-		n, err := unix.Write(fd, data[off:])
-		if err == unix.EINTR {
-			continue
+	for _, data := range chunks {
+		for off := 0; off < len(data); {
+			n, err := unix.Write(fd, data[off:])
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				unix.Close(fd)
+				return nil, fmt.Errorf("blob: fill memory file: %w", err)
+			}
+			off += n
 		}
-		if err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("blob: fill memory file: %w", err)
-		}
-		off += n
 	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
 		unix.Close(fd)

@@ -7,7 +7,7 @@ import (
 	"syscall"
 )
 
-func newFile(string, []byte) (*os.File, error) { return nil, ErrUnsupported }
+func newFile(string, [][]byte) (*os.File, error) { return nil, ErrUnsupported }
 
 func defaultLimit() int64 { return 0 }
 
