@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -260,5 +261,30 @@ func TestCollectsDroppedBlobs(t *testing.T) {
 			t.Fatalf("dropped blobs never collected: %d bytes open, %d before", n, before)
 		}
 		time.Sleep(10 * time.Millisecond) // polling interval; New allows one collection a second
+	}
+}
+
+// TestNamesAndChunks checks that any cache key makes a blob (a variant's
+// key holds NUL bytes, which memfd_create refuses in a name) and that a
+// blob made from chunks holds them in order.
+func TestNamesAndChunks(t *testing.T) {
+	data := randomBytes(t, 200<<10)
+	chunks := [][]byte{data[:64<<10], data[64<<10 : 128<<10], nil, data[128<<10:]}
+	for _, name := range []string{
+		"http://a.example/x\x00nonce\x00Accept-Encoding=zstd, br",
+		strings.Repeat("long/", 100),
+		"",
+	} {
+		b, err := NewChunks(name, chunks)
+		if errors.Is(err, ErrUnsupported) {
+			t.Skipf("blobs are not supported here: %v", err)
+		}
+		if err != nil {
+			t.Fatalf("NewChunks(%q): %v", name, err)
+		}
+		got, err := io.ReadAll(b.NewReader())
+		if err != nil || !bytes.Equal(got, data) || b.Size() != int64(len(data)) {
+			t.Fatalf("NewChunks(%q): read %d bytes (%v), size %d, want %d", name, len(got), err, b.Size(), len(data))
+		}
 	}
 }
