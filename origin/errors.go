@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 )
 
 // Kind classifies an origin failure.
@@ -18,6 +19,11 @@ const (
 	KindBody                        // the connection failed while reading the body
 	KindProtocol                    // the origin's answer was not valid HTTP
 	KindRequest                     // the request could not be formed
+	// KindClient is a fault of the client, not of the origin: reading the
+	// request body (Request.Body, the client's content) failed, because
+	// its framing was malformed, the client went away or its read
+	// deadline passed. It never counts against the server.
+	KindClient
 )
 
 // String names the kind, as in error messages.
@@ -33,6 +39,8 @@ func (k Kind) String() string {
 		return "protocol"
 	case KindRequest:
 		return "request"
+	case KindClient:
+		return "client"
 	}
 	return "unknown"
 }
@@ -52,13 +60,31 @@ func (e *Error) Error() string {
 // Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 
-// Status is the status code a proxy answers with for this failure: 504 for
-// timeouts, 502 for the rest (RFC 9110 §15.6.3, §15.6.5).
+// Status is the status code a proxy answers with for this failure: for a
+// client fault, 408 when reading the request body timed out and 400
+// otherwise (RFC 9110 §15.5.9, §15.5.1); 504 for timeouts and 502 for the
+// rest (RFC 9110 §15.6.5, §15.6.3).
 func (e *Error) Status() int {
-	if e.Kind == KindTimeout {
+	switch {
+	case e.Kind == KindClient && isTimeout(e.Err):
+		return http.StatusRequestTimeout
+	case e.Kind == KindClient:
+		return http.StatusBadRequest
+	case e.Kind == KindTimeout:
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway
+}
+
+// isTimeout reports whether err is a passed deadline: a net.Conn's read
+// deadline (os.ErrDeadlineExceeded), a context's, or any net.Error that
+// says it timed out.
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }
 
 // StatusFor returns the status a proxy answers with for err: the *Error's

@@ -163,6 +163,11 @@ type Options struct {
 	// HostHeader is the Host sent to the servers; "" means each server
 	// URL's host.
 	HostHeader string
+	// MaxHeaderBytes bounds the size of a server's response header (and
+	// of each interim 1xx one); a larger one fails the request with a
+	// KindProtocol error, which counts against the server. 0 means
+	// DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
 	// Logger receives state changes (ejections, recoveries, health);
 	// nil means slog.Default(). Nothing is logged per request above debug.
 	Logger *slog.Logger
@@ -170,6 +175,11 @@ type Options struct {
 	// means time.Now.
 	Now func() time.Time
 }
+
+// DefaultMaxHeaderBytes is the bound on a response header when
+// Options.MaxHeaderBytes is 0: 64 KiB, the order of nginx's proxy buffers,
+// and far above what real origins send.
+const DefaultMaxHeaderBytes = 64 << 10
 
 // Pool sends requests to a service's origin servers, choosing one per
 // request by its Policy, and keeps each server's figures and health. It
@@ -238,6 +248,10 @@ func NewPool(servers []Server, opts Options) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	maxHeader := opts.MaxHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxHeaderBytes
+	}
 	hosts := make(map[string]int)
 	for _, s := range servers {
 		if s.URL == nil || s.URL.Host == "" {
@@ -247,7 +261,7 @@ func NewPool(servers []Server, opts Options) (*Pool, error) {
 	}
 	for _, s := range servers {
 		srv := newServer(s, &http.Client{
-			Transport: newTransport(p.timeouts, tlsConf, s.MaxConns),
+			Transport: newTransport(p.timeouts, tlsConf, s.MaxConns, maxHeader),
 			// Redirects are responses to pass on (and maybe cache), not to follow.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		})
@@ -262,7 +276,7 @@ func NewPool(servers []Server, opts Options) (*Pool, error) {
 		return nil, err
 	}
 	p.probe = &http.Client{
-		Transport:     newTransport(p.timeouts, tlsConf, 0),
+		Transport:     newTransport(p.timeouts, tlsConf, 0, maxHeader),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -304,25 +318,26 @@ func (t TLS) config() (*tls.Config, error) {
 }
 
 // newTransport makes one server's transport: its own keep-alive pool and
-// connection cap.
-func newTransport(t Timeouts, tlsConf *tls.Config, maxConns int) *http.Transport {
+// connection cap, and the bound on response headers.
+func newTransport(t Timeouts, tlsConf *tls.Config, maxConns, maxHeader int) *http.Transport {
 	dialer := &net.Dialer{Timeout: t.Connect, KeepAlive: 30 * time.Second}
 	idle := 256
 	if maxConns > 0 {
 		idle = min(idle, maxConns)
 	}
 	return &http.Transport{
-		Proxy:                 nil, // origins are reached directly, whatever the environment says
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       tlsConf.Clone(),
-		TLSHandshakeTimeout:   t.Connect,
-		ResponseHeaderTimeout: t.FirstByte,
-		MaxIdleConns:          idle,
-		MaxIdleConnsPerHost:   idle,
-		MaxConnsPerHost:       maxConns,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true, // bodies pass through as the origin encoded them
-		ForceAttemptHTTP2:     true,
+		Proxy:                  nil, // origins are reached directly, whatever the environment says
+		DialContext:            dialer.DialContext,
+		TLSClientConfig:        tlsConf.Clone(),
+		TLSHandshakeTimeout:    t.Connect,
+		ResponseHeaderTimeout:  t.FirstByte,
+		MaxResponseHeaderBytes: int64(maxHeader),
+		MaxIdleConns:           idle,
+		MaxIdleConnsPerHost:    idle,
+		MaxConnsPerHost:        maxConns,
+		IdleConnTimeout:        90 * time.Second,
+		DisableCompression:     true, // bodies pass through as the origin encoded them
+		ForceAttemptHTTP2:      true,
 	}
 }
 
@@ -404,7 +419,11 @@ func idempotent(method string) bool {
 // with no body or a replayable one (see Request.GetBody), it is sent once
 // more, to another server. The response body must be closed; reading it
 // fails with a *Error of kind KindTimeout if the origin pauses longer than
-// the idle timeout. Errors are *Error values naming the server.
+// the idle timeout or ctx's deadline passes. Errors are *Error values
+// naming the server. A failure to read r.Body, the client's content, is a
+// KindClient error (Status 400, or 408 when the body's read deadline
+// passed), before or after the response header, and never counts against
+// the server; see the package doc for what does.
 func (p *Pool) Do(ctx context.Context, r Request) (*http.Response, error) {
 	if r.Got1xx != nil {
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: r.Got1xx})
@@ -415,7 +434,7 @@ func (p *Pool) Do(ctx context.Context, r Request) (*http.Response, error) {
 	if getBody == nil {
 		getBody = replayable(body)
 	}
-	resp, err := p.send(ctx, s, trial, &r, body)
+	resp, err := p.send(ctx, s, trial, &r, body, getBody)
 	if err == nil {
 		return resp, nil
 	}
@@ -438,10 +457,14 @@ func (p *Pool) Do(ctx context.Context, r Request) (*http.Response, error) {
 		body = rc
 	}
 	p.log.Debug("origin connect failed; retrying on another server", "server", s.name, "next", next.name, "err", err)
-	resp, err2 := p.send(ctx, next, trial, &r, body)
+	resp, err2 := p.send(ctx, next, trial, &r, body, getBody)
 	if err2 != nil {
-		oe := err2.(*Error)
-		return nil, &Error{Kind: oe.Kind, Server: oe.Server, Err: fmt.Errorf("%w (after %s failed: %v)", oe.Err, err.(*Error).Server, err.(*Error).Err)}
+		oe2, ok2 := errors.AsType[*Error](err2)
+		oe1, ok1 := errors.AsType[*Error](err)
+		if !ok1 || !ok2 {
+			return nil, err2
+		}
+		return nil, &Error{Kind: oe2.Kind, Server: oe2.Server, Err: fmt.Errorf("%w (after %s failed: %v)", oe2.Err, oe1.Server, oe1.Err)}
 	}
 	return resp, nil
 }
@@ -574,20 +597,27 @@ func (p *Pool) coolDownLocked(s *server, now time.Time) {
 // attempt is one request to one server, from send to the end of its body.
 type attempt struct {
 	s     *server
-	trial bool   // the trial request of an ejected server
-	epoch uint64 // the server's ejection epoch when it was sent
+	trial bool       // the trial request of an ejected server
+	epoch uint64     // the server's ejection epoch when it was sent
+	body  *bodyState // the client's request body; nil without one
 	start time.Time
+	wrote atomic.Bool // the whole request, body included, reached the connection
 	done  atomic.Bool
 }
 
-// send makes one attempt of r on s with body.
-func (p *Pool) send(ctx context.Context, s *server, trial bool, r *Request, body io.Reader) (*http.Response, error) {
+// send makes one attempt of r on s with body, which getBody, if not nil,
+// returns a new copy of.
+func (p *Pool) send(ctx context.Context, s *server, trial bool, r *Request, body io.Reader, getBody func() (io.ReadCloser, error)) (*http.Response, error) {
 	u, err := resolve(s.url, r.Target)
 	if err != nil {
 		p.endTrial(s, trial)
 		return nil, &Error{Kind: KindRequest, Server: s.url.Host, Err: err}
 	}
+	a := &attempt{s: s, trial: trial, epoch: s.epoch.Load()}
 	actx, cancel := context.WithCancelCause(ctx)
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { a.wrote.Store(i.Err == nil) },
+	})
 	req, err := http.NewRequestWithContext(actx, r.Method, u.String(), body)
 	if err != nil {
 		cancel(nil)
@@ -600,20 +630,33 @@ func (p *Pool) send(ctx context.Context, s *server, trial bool, r *Request, body
 	if body != nil && body != http.NoBody && r.ContentLength != 0 {
 		req.ContentLength = r.ContentLength
 	}
-	if r.GetBody != nil {
-		req.GetBody = r.GetBody // lets the transport replay it on a stale keep-alive connection
+	if getBody != nil {
+		req.GetBody = getBody // lets the transport replay it on a stale keep-alive connection
 	}
 	if p.hostHeader != "" {
 		req.Host = p.hostHeader
 	}
-	a := &attempt{s: s, trial: trial, epoch: s.epoch.Load(), start: p.now()}
+	a.start = p.now()
+	if req.Body != nil && req.Body != http.NoBody {
+		a.body = &bodyState{}
+		req.Body = &clientBody{r: req.Body, st: a.body}
+		if gb := req.GetBody; gb != nil {
+			req.GetBody = func() (io.ReadCloser, error) {
+				rc, err := gb()
+				if err != nil || rc == nil || rc == http.NoBody {
+					return rc, err
+				}
+				return &clientBody{r: rc, st: a.body}, nil
+			}
+		}
+	}
 	s.requests.Add(1)
 	s.inFlight.Add(1)
 	resp, err := s.client.Do(req)
 	if err != nil {
 		cancel(nil)
-		oe := classify(s.url.Host, err)
-		p.finish(a, oe, ctx.Err() != nil)
+		oe, blame := judge(a, classify(s.url.Host, err), ctx.Err(), false)
+		p.finish(a, oe, blame)
 		return nil, oe
 	}
 	now := p.now()
@@ -624,24 +667,52 @@ func (p *Pool) send(ctx context.Context, s *server, trial bool, r *Request, body
 	default:
 		p.succeeded(a)
 	}
-	resp.Body = &idleBody{
+	ib := &idleBody{
 		body: resp.Body, server: s.url.Host, cancel: cancel, idle: p.timeouts.Idle,
 		gone: ctx.Err, pool: p, attempt: a,
 	}
-	resp.Body.(*idleBody).start()
+	ib.start()
+	resp.Body = ib
 	return resp, nil
 }
 
-// finish ends attempt a: it leaves the server's in-flight count, and a
-// failure (err != nil) counts against the server unless the caller gave
-// up (callerGone).
-func (p *Pool) finish(a *attempt, err error, callerGone bool) {
+// judge decides whose fault oe, the failure of attempt a, is, and returns
+// the error to report and whether it counts against the server (blame).
+// callerErr is the caller's context's Err; inBody says the response
+// header had arrived.
+//
+//   - The client's request body failed to read: a KindClient error, never
+//     the server's fault, whatever error the transport made of it.
+//   - The caller's deadline passed: a KindTimeout error, which counts
+//     only while the request, written in full, waited for the response
+//     header, as FirstByte would have; a long body is not the server's
+//     fault (the idle timeout catches a stalled one), nor is a slow
+//     upload or a wait for a connection under MaxConns.
+//   - The caller cancelled: oe, not the server's fault.
+//   - Anything else is the server's fault.
+func judge(a *attempt, oe *Error, callerErr error, inBody bool) (*Error, bool) {
+	if err := a.body.failed(); err != nil {
+		return &Error{Kind: KindClient, Server: oe.Server, Err: fmt.Errorf("reading the request body: %w", err)}, false
+	}
+	switch {
+	case errors.Is(callerErr, context.DeadlineExceeded):
+		return &Error{Kind: KindTimeout, Server: oe.Server, Err: fmt.Errorf("the caller's deadline passed: %w", callerErr)}, !inBody && a.wrote.Load()
+	case callerErr != nil:
+		return oe, false
+	}
+	return oe, true
+}
+
+// finish ends attempt a: it leaves the server's in-flight count; a
+// failure (err != nil) counts against the server when blame is true, and
+// otherwise gives back the trial the attempt may have held, unused.
+func (p *Pool) finish(a *attempt, err error, blame bool) {
 	if !a.done.CompareAndSwap(false, true) {
 		return
 	}
 	a.s.inFlight.Add(-1)
 	switch {
-	case err != nil && !callerGone:
+	case err != nil && blame:
 		p.failed(a, err)
 	case err != nil:
 		p.endTrial(a.s, a.trial)
@@ -721,33 +792,6 @@ func (p *Pool) Stats() Stats {
 	return st
 }
 
-// resolve joins the server's URL (with its optional path prefix) and the
-// client's request target.
-func resolve(base *url.URL, target string) (*url.URL, error) {
-	t, err := url.ParseRequestURI(target)
-	if err != nil {
-		return nil, fmt.Errorf("bad request target %q: %w", target, err)
-	}
-	u := *base
-	u.Path = joinPath(base.Path, t.Path)
-	u.RawPath = ""
-	if t.RawPath != "" {
-		u.RawPath = joinPath(base.EscapedPath(), t.RawPath)
-	}
-	u.RawQuery = t.RawQuery
-	return &u, nil
-}
-
-func joinPath(prefix, path string) string {
-	if prefix == "" || prefix == "/" {
-		return path
-	}
-	if len(prefix) > 0 && prefix[len(prefix)-1] == '/' {
-		prefix = prefix[:len(prefix)-1]
-	}
-	return prefix + path
-}
-
 // errIdle is the cancellation cause when the body pauses too long.
 var errIdle = errors.New("origin: body idle timeout")
 
@@ -791,11 +835,14 @@ func (b *idleBody) Read(p []byte) (int, error) {
 		b.mu.Lock()
 		fired := b.fired
 		b.mu.Unlock()
-		oe := &Error{Kind: KindBody, Server: b.server, Err: err}
-		if fired {
-			oe = &Error{Kind: KindTimeout, Server: b.server, Err: errIdle}
+		var oe *Error
+		var blame bool
+		if fired && b.attempt.body.failed() == nil {
+			oe, blame = &Error{Kind: KindTimeout, Server: b.server, Err: errIdle}, true
+		} else {
+			oe, blame = judge(b.attempt, &Error{Kind: KindBody, Server: b.server, Err: err}, b.gone(), true)
 		}
-		b.pool.finish(b.attempt, oe, !fired && b.gone() != nil)
+		b.pool.finish(b.attempt, oe, blame)
 		return n, oe
 	}
 	return n, nil

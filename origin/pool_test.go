@@ -19,28 +19,6 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestResolve(t *testing.T) {
-	tests := []struct {
-		base, target, want string
-	}{
-		{"http://o:8000", "/a/b?x=1", "http://o:8000/a/b?x=1"},
-		{"http://o:8000/", "/a", "http://o:8000/a"},
-		{"http://o/prefix", "/a", "http://o/prefix/a"},
-		{"http://o/prefix/", "/a%2Fb?q", "http://o/prefix/a%2Fb?q"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.base+tt.target, func(t *testing.T) {
-			u, err := resolve(mustURL(t, tt.base), tt.target)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if u.String() != tt.want {
-				t.Errorf("resolve = %q, want %q", u, tt.want)
-			}
-		})
-	}
-}
-
 func TestRemoveHopByHop(t *testing.T) {
 	h := http.Header{
 		"Connection":        {"X-A, close", "X-B"},

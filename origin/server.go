@@ -213,7 +213,8 @@ type ServerStats struct {
 	State  State  `json:"state"`
 	// Requests counts the requests sent (retries included); Failures
 	// those that failed: no connection, timeouts, broken responses or
-	// bodies, and 502, 503 and 504 answers.
+	// bodies, and 502, 503 and 504 answers (never a client's fault nor a
+	// caller's cancellation; see the package doc).
 	Requests uint64 `json:"requests"`
 	Failures uint64 `json:"failures"`
 	InFlight int64  `json:"in_flight"`
