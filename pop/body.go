@@ -1,7 +1,6 @@
 package pop
 
 import (
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -28,32 +27,6 @@ func (b storedBody) size() int64 {
 		return b.blob.Size()
 	}
 	return int64(len(b.heap))
-}
-
-// storeBody decides where a filled body is kept: in a blob when it is at
-// least blobMin bytes and a blob can be made, else on the heap.
-func (p *PoP) storeBody(key string, body []byte) storedBody {
-	if p.blobMin <= 0 || len(body) < p.blobMin {
-		return storedBody{heap: body}
-	}
-	b, err := blob.New(blobName(key), body)
-	if err != nil {
-		if p.blobFailures.Add(1) == 1 || !errors.Is(err, blob.ErrLimit) {
-			p.log.Warn("body kept on the heap", "key", key, "err", err)
-		}
-		return storedBody{heap: body}
-	}
-	return storedBody{blob: b}
-}
-
-// blobName labels a blob's memory file with its cache key, shortened to
-// what memfd_create accepts.
-func blobName(key string) string {
-	const maxName = 200
-	if len(key) > maxName {
-		key = key[:maxName]
-	}
-	return key
 }
 
 // writeBody sends a stored entry's body after its header. A body in a blob

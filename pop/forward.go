@@ -11,7 +11,8 @@ import (
 
 // forwardHeader returns the header fields to send to the origin for r:
 // the client's end-to-end fields, Via, the client's address in
-// X-Forwarded-For and Forwarded (RFC 7239), and Surrogate-Capability,
+// X-Forwarded-For (appended to the client's own) and Forwarded (RFC 7239;
+// the PoP's element only), and Surrogate-Capability,
 // which tells the origin that this surrogate obeys Surrogate-Control and
 // the device token to target it with (W3C Edge Architecture 1.0).
 func (p *PoP) forwardHeader(r *http.Request) http.Header {
@@ -30,7 +31,9 @@ func (p *PoP) forwardHeader(r *http.Request) http.Header {
 	}
 	h.Set("X-Forwarded-Host", r.Host)
 	h.Set("X-Forwarded-Proto", scheme(r))
-	h.Add("Forwarded", forwardedElement(client, r.Host, scheme(r)))
+	// The client's own Forwarded elements are not passed on: ahead of the
+	// PoP's they would read as hops the PoP vouches for (RFC 7239 §8.1).
+	h["Forwarded"] = []string{forwardedElement(client, r.Host, scheme(r))}
 	h.Add("Via", p.viaFor(r))
 	h.Add("Surrogate-Capability", cache.SurrogateDevice+`="Surrogate/1.0"`)
 	return h
@@ -40,11 +43,15 @@ func (p *PoP) forwardHeader(r *http.Request) http.Header {
 // GET for the whole object, without the client's conditionals or range, so
 // the answer can be stored and serve everyone. When a stored entry is being
 // validated, it carries that entry's validators instead (RFC 9111 §4.3.1).
+// Accept-Encoding is the folded value the variant key holds
+// (cache.NormalizeAcceptEncoding), so whatever coding the origin picks
+// suits every client of that variant.
 func (p *PoP) fillRequest(r *http.Request, stale *cache.Entry) origin.Request {
 	h := p.forwardHeader(r)
 	for _, name := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
 		h.Del(name)
 	}
+	h["Accept-Encoding"] = []string{cache.NormalizeAcceptEncoding(r.Header["Accept-Encoding"])}
 	if stale != nil {
 		if etag := stale.Header.Get("ETag"); etag != "" {
 			h.Set("If-None-Match", etag)

@@ -59,6 +59,12 @@ func (p *PoP) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case r.Method == http.MethodConnect || r.Method == http.MethodTrace:
+		// A CDN is no tunnel, and TRACE would echo the client's cookies and
+		// credentials (RFC 9110 §9.3.6, §9.3.8): neither reaches an origin.
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		p.plainError(w, r, svc, http.StatusMethodNotAllowed, cache.Status{Fwd: cache.FwdBypass, Detail: "method"},
+			"outpost: "+r.Method+" is not allowed\n")
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		p.pass(w, r, svc, cache.Status{Fwd: cache.FwdMethod}, resultPass)
 	case r.Header.Get("Upgrade") != "":
@@ -190,6 +196,17 @@ func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *servic
 		// Serve from storage when possible, but store nothing (§5.2.1.5).
 		p.pass(w, r, svc, cache.Status{Fwd: cache.FwdRequest, Detail: cache.ReasonRequestNoStore}, resultMiss)
 		return
+	}
+	if m, ok := p.marks.get(l.key, now); ok {
+		if m.tooLarge && r.Header["Range"] != nil {
+			// Above max_object: the origin answers the range itself.
+			p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: cache.ReasonTooLarge}, resultMiss)
+			return
+		}
+		// Hit-for-miss: the last answer could not be stored, so this
+		// request fetches on its own instead of queueing behind others.
+		l.alone = true
+		status.Detail = "hit-for-miss"
 	}
 	p.serveMiss(w, r, svc, l, status)
 }

@@ -55,9 +55,7 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 	if !leader {
 		role = resultCollapsed
 	}
-	select {
-	case <-f.ready:
-	case <-r.Context().Done():
+	if !p.awaitFill(w, r, f, leader) {
 		if leader {
 			f.abandon()
 		}
@@ -73,23 +71,48 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 	case f.err != nil:
 		p.originFailed(w, r, svc, status, f.err)
 		return
+	case f.entry != nil && f.waitersAlone && !leader:
+		// The revalidation made the response one user's: fetch our own.
+		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: cache.ReasonPrivate}, resultMiss)
+		return
 	case f.entry != nil: // revalidated, or stale served on origin error
 		status.FwdStatus = f.fwdStatus
 		res := f.outcome
+		e := f.entry
 		if res == resultRevalidated {
-			status.Stored = true
+			status.Stored = !f.waitersAlone
+			if leader && f.leaderEntry != nil {
+				e = f.leaderEntry
+			}
 			if !leader {
 				res = resultCollapsed
 			}
 		} else {
 			status.Detail = "stale-if-error"
 		}
-		p.serveStored(w, r, svc, f.entry, status, res)
+		p.serveStored(w, r, svc, e, status, res)
 		return
 	}
 	status.FwdStatus = f.resp.StatusCode
 	if !f.shared {
 		if leader {
+			if f.reason == cache.ReasonTooLarge && r.Header["Range"] != nil {
+				// Too large to store: the origin answers the range itself
+				// (video seeking and resumed downloads depend on it).
+				f.resp.Body.Close()
+				p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: cache.ReasonTooLarge}, resultMiss)
+				return
+			}
+			if f.reason == reasonEncoding {
+				// The origin ignored the Accept-Encoding it was sent: its
+				// body may be one this client cannot decode.
+				f.resp.Body.Close()
+				status.Detail = reasonEncoding
+				p.log.Warn("origin answered with a content coding it was not asked for", "service", svc.name,
+					"asked", f.encoding, "content_encoding", f.resp.Header.Get("Content-Encoding"))
+				p.plainError(w, r, svc, http.StatusBadGateway, status, "outpost: Bad Gateway: the origin answered with a content coding the request did not accept\n")
+				return
+			}
 			status.Detail = f.reason
 			p.relay(w, r, svc, f.resp, status, resultMiss)
 			return
@@ -128,14 +151,40 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 		p.serveStored(w, r, svc, f.final, status, role)
 		return
 	}
-	p.streamFill(w, r, svc, f, reader, status, role)
+	p.streamFill(w, r, svc, f, reader, status, role, leader)
+}
+
+// awaitFill waits for the fill's response header, relaying the origin's
+// interim responses (103 Early Hints and the like, RFC 9110 §15.2) to the
+// leader meanwhile. It returns false if the client left first.
+func (p *PoP) awaitFill(w http.ResponseWriter, r *http.Request, f *fill, leader bool) bool {
+	var interim <-chan interimResponse
+	var relay func(int, textproto.MIMEHeader) error
+	if leader && r.ProtoAtLeast(1, 1) {
+		interim = f.interim
+		relay = forwardInterim(w)
+	}
+	for {
+		select {
+		case <-f.ready:
+			return true
+		case ir := <-interim:
+			relay(ir.code, textproto.MIMEHeader(ir.header))
+		case <-r.Context().Done():
+			return false
+		}
+	}
 }
 
 // streamFill sends a shared fill's response to one client as its body
 // arrives from the origin.
-func (p *PoP) streamFill(w http.ResponseWriter, r *http.Request, svc *service, f *fill, reader *bodyReader, status cache.Status, role result) {
+func (p *PoP) streamFill(w http.ResponseWriter, r *http.Request, svc *service, f *fill, reader *bodyReader, status cache.Status, role result, leader bool) {
 	h := w.Header()
-	copyHeader(h, f.resp.Header)
+	if leader {
+		copyHeader(h, f.resp.Header) // the leader's own, cookies and all
+	} else {
+		copyHeader(h, f.header) // what may be shared
+	}
 	p.dropTargeted(h)
 	if age := f.decision.InitialAge + p.now().Sub(f.responseTime); age >= 1e9 {
 		h.Set("Age", cache.AgeHeader(age))
@@ -161,6 +210,7 @@ func (p *PoP) streamFill(w http.ResponseWriter, r *http.Request, svc *service, f
 			svc.stats.record(r, f.resp.StatusCode, role, sent)
 			return
 		}
+		p.extendWrite(flusher)
 		n, werr := w.Write(chunk)
 		sent += int64(n)
 		if werr != nil {
@@ -182,8 +232,13 @@ func (p *PoP) pass(w http.ResponseWriter, r *http.Request, svc *service, status 
 		ClientIP: clientIP(r),
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		out.Body = r.Body
-		out.ContentLength = r.ContentLength
+		body, length, release, err := p.requestBody(w, r)
+		defer release()
+		if err != nil {
+			p.clientBodyFailed(w, r, svc, status, err)
+			return
+		}
+		out.Body, out.ContentLength = body, length
 	}
 	if r.ProtoAtLeast(1, 1) {
 		out.Got1xx = forwardInterim(w)
@@ -256,7 +311,7 @@ func (p *PoP) relay(w http.ResponseWriter, r *http.Request, svc *service, resp *
 		svc.stats.record(r, resp.StatusCode, res, 0)
 		return
 	}
-	n, err := copyFlushing(w, resp.Body)
+	n, err := p.copyFlushing(r.Context(), w, resp.Body)
 	svc.stats.originBytes.Add(uint64(n))
 	if err != nil {
 		if _, fromOrigin := errors.AsType[*origin.Error](err); fromOrigin {
@@ -267,16 +322,26 @@ func (p *PoP) relay(w http.ResponseWriter, r *http.Request, svc *service, resp *
 	svc.stats.record(r, resp.StatusCode, res, n)
 }
 
+// relayBuffer is the buffer a relay copies an origin body through; it is
+// taken from the in-flight budget.
+const relayBuffer = 32 << 10
+
 // copyFlushing copies src to the client, flushing after each read so a
 // slow origin's bytes reach the client as they come. The error is src's
-// (an *origin.Error) or the client's.
-func copyFlushing(w http.ResponseWriter, src io.Reader) (int64, error) {
+// (an *origin.Error), the client's, or ctx's while waiting for the
+// in-flight budget to lend a buffer.
+func (p *PoP) copyFlushing(ctx context.Context, w http.ResponseWriter, src io.Reader) (int64, error) {
+	if err := p.inflight.take(ctx, relayBuffer); err != nil {
+		return 0, err
+	}
+	defer p.inflight.give(relayBuffer)
 	flusher := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, relayBuffer)
 	var total int64
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			p.extendWrite(flusher)
 			written, werr := w.Write(buf[:n])
 			total += int64(written)
 			if werr != nil {
@@ -293,9 +358,23 @@ func copyFlushing(w http.ResponseWriter, src io.Reader) (int64, error) {
 	}
 }
 
+// extendWrite gives the next write to the client the send timeout, on
+// every protocol (HTTP/2 and HTTP/3 streams too, whose writes can wait on
+// flow control while the connection is busy with others).
+func (p *PoP) extendWrite(rc *http.ResponseController) {
+	if send := p.cfg.Timeouts.Send; send > 0 {
+		_ = rc.SetWriteDeadline(time.Now().Add(send))
+	}
+}
+
 // originFailed answers when no response header came from the origin and
-// nothing stored may stand in.
+// nothing stored may stand in. A failure of the client's own request body
+// is the client's: 400 (or 408), never counted against the origin.
 func (p *PoP) originFailed(w http.ResponseWriter, r *http.Request, svc *service, status cache.Status, err error) {
+	if clientFault(err) {
+		p.clientBodyFailed(w, r, svc, status, err)
+		return
+	}
 	code := origin.StatusFor(err)
 	status.Detail = "origin-error"
 	if code == http.StatusGatewayTimeout {

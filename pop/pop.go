@@ -102,6 +102,14 @@ type PoP struct {
 	unrouted counters   // requests whose Host matched no service
 	fills    fillGroup
 
+	// inflight is the budget of bytes fills, relays and request bodies
+	// hold (limits.inflight_bytes); detached bounds the fills that go on
+	// with no client (limits.detached_fills); marks remembers keys that
+	// answered uncacheable or too large (hit-for-miss).
+	inflight *budget
+	detached slots
+	marks    uncacheable
+
 	access     *accessLog    // the request log; nil when off
 	index      *keyIndex     // the keys the store holds, for purge
 	purges     purgeLog      // recent purges, against fills in flight
@@ -127,6 +135,12 @@ type service struct {
 	pool      *origin.Pool
 	redirect  bool   // answer plain HTTP with a redirect to https
 	hsts      string // Strict-Transport-Security for HTTPS responses, or ""
+	// fillTimeout bounds a storing fill from request to last byte;
+	// hitForMiss is how long an uncacheable answer is remembered.
+	fillTimeout time.Duration
+	hitForMiss  time.Duration
+	// detached bounds this service's fills that go on with no client.
+	detached *slots
 	// stats outlive a reload: a service that keeps its name keeps them.
 	stats *counters
 }
@@ -199,6 +213,12 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		index:      newKeyIndex(),
 	}
 	p.allowPlaceholder = opts.AllowPlaceholderToken
+	inflight := pc.Limits.InflightBytes
+	if inflight <= 0 { // a Config built by hand rather than parsed
+		inflight = 256 << 20
+	}
+	p.inflight = newBudget(inflight)
+	p.detached.limit = int64(pc.Limits.DetachedFills)
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -252,6 +272,10 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		)
 	}
+	if err := p.registry.Register(limitsCollector{p: p}); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("pop %s: metrics: %w", pc.Name, err)
+	}
 	if err := p.registry.Register(&collector{p: p}); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("pop %s: metrics: %w", pc.Name, err)
@@ -303,13 +327,16 @@ func newService(sc *config.Service, log *slog.Logger) (*service, error) {
 
 			StaleIfError: sc.Cache.StaleIfError,
 		},
-		query:     cache.QueryPolicy{Sort: sc.Cache.Query.Sort, Drop: sc.Cache.Query.Drop},
-		maxObject: sc.Cache.MaxObject,
-		keep:      sc.Cache.Keep,
-		pool:      pool,
-		redirect:  sc.HTTPS.Redirect,
-		hsts:      hstsValue(sc.HTTPS.HSTS),
-		stats:     new(counters),
+		query:       cache.QueryPolicy{Sort: sc.Cache.Query.Sort, Drop: sc.Cache.Query.Drop},
+		maxObject:   sc.Cache.MaxObject,
+		keep:        sc.Cache.Keep,
+		pool:        pool,
+		redirect:    sc.HTTPS.Redirect,
+		hsts:        hstsValue(sc.HTTPS.HSTS),
+		fillTimeout: o.Timeouts.Fill,
+		hitForMiss:  sc.Cache.HitForMiss,
+		detached:    &slots{limit: int64(o.DetachedFills)},
+		stats:       new(counters),
 	}, nil
 }
 

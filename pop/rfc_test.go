@@ -302,9 +302,9 @@ func runRFCScenarios(t *testing.T, tp *testPoP, o *rfcOrigin) {
 			{wantStatus: []string{"detail=set-cookie"}},
 			{notStatus: []string{"hit"}, wantOrigin: 2},
 		}},
-		{"Set-Cookie with public is stored", "/cookiepub?cookie=1&cc=public,max-age=60", []step{
-			{wantBody: "v1"},
-			{wantStatus: []string{"hit"}, wantHeader: map[string]string{"Set-Cookie": "session=secret"}},
+		{"RFC9111 7.3 Set-Cookie with public is stored without the cookie", "/cookiepub?cookie=1&cc=public,max-age=60", []step{
+			{wantBody: "v1", wantHeader: map[string]string{"Set-Cookie": "session=secret"}},
+			{wantStatus: []string{"hit"}, wantHeader: map[string]string{"Set-Cookie": ""}},
 		}},
 	}
 	for _, sc := range scenarios {

@@ -9,14 +9,18 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/outpost-cdn/outpost/cache"
+	"github.com/outpost-cdn/outpost/cache/blob"
 	"github.com/outpost-cdn/outpost/origin"
 )
 
-// errNoReaders stops a fill that is not storing once its readers have gone.
-var errNoReaders = errors.New("pop: fill has no readers left")
+// reasonEncoding is the Cache-Status detail of a response whose
+// Content-Encoding is not one the PoP asked the origin for: it is never
+// stored or shared, as clients of the variant could not decode it.
+const reasonEncoding = "encoding-mismatch"
 
 // startFill prepares f for the request that leads it and runs it on its own
 // goroutine. A stored entry that must be validated turns the fill into a
@@ -27,20 +31,71 @@ func (p *PoP) startFill(f *fill, r *http.Request, svc *service, l lookup) {
 	f.stale = l.entry
 	f.leaderHeader = r.Header.Clone()
 	f.purgeSeq = p.purges.current()
+	f.budget = p.inflight
+	f.detach = func() bool { return p.acquireDetached(svc) }
+	f.release = func() { p.releaseDetached(svc) }
 	out := p.fillRequest(r, l.entry)
 	out.CacheKey = l.primary
-	go p.runFill(f, svc, out)
+	f.encoding = out.Header.Get("Accept-Encoding")
+	if r.ProtoAtLeast(1, 1) && !f.background {
+		out.Got1xx = f.sendInterim
+	}
+	// The context exists before the fill runs, so a leader reset at once
+	// can cancel it.
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	go p.runFill(ctx, f, svc, l.key, out)
+}
+
+// acquireDetached takes a PoP-wide and a per-service detached-fill slot.
+func (p *PoP) acquireDetached(svc *service) bool {
+	if !p.detached.acquire() {
+		return false
+	}
+	if !svc.detached.acquire() {
+		p.detached.release()
+		return false
+	}
+	return true
+}
+
+func (p *PoP) releaseDetached(svc *service) {
+	svc.detached.release()
+	p.detached.release()
 }
 
 // runFill fetches f's object from the service's origin on behalf of every
 // request that joins f. It runs detached from the clients, so one client
-// hanging up does not cancel the fill for the rest.
-func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
-	defer p.fills.forget(f)
-	ctx, cancel := context.WithCancel(context.Background())
-	f.mu.Lock()
-	f.cancel = cancel
-	f.mu.Unlock()
+// hanging up does not cancel the fill for the rest. lookupKey is the key
+// the requests looked up, which hit-for-miss marks.
+func (p *PoP) runFill(ctx context.Context, f *fill, svc *service, lookupKey string, out origin.Request) {
+	cancel := f.cancel
+	handedOff := false // the leader reads the response itself, and cancels
+	defer func() {
+		p.fills.forget(f)
+		if !handedOff {
+			cancel()
+		}
+		f.mu.Lock()
+		detached := f.detached
+		f.detached = false
+		f.mu.Unlock()
+		if detached {
+			f.release()
+		}
+	}()
+	// A fill that is still storing after the fill timeout is given up: an
+	// origin that trickles cannot hold it and its chunks for ever. A relay
+	// goes at its readers' pace and is bounded by the origin's idle timeout.
+	if svc.fillTimeout > 0 {
+		deadline := time.AfterFunc(svc.fillTimeout, func() {
+			if f.isStoring() {
+				p.log.Warn("fill timed out; not stored", "service", svc.name, "key", f.key, "timeout", svc.fillTimeout)
+				cancel()
+			}
+		})
+		defer deadline.Stop()
+	}
 
 	f.requestTime = p.now()
 	svc.stats.originFetches.Add(1)
@@ -49,11 +104,16 @@ func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
 	svc.stats.originLatency.observe(time.Since(sent))
 	f.responseTime = p.now()
 	if err != nil {
-		cancel()
-		if f.stale != nil && f.stale.UsableOnError(f.responseTime) {
+		f.mu.Lock()
+		stopped := f.stopped
+		f.mu.Unlock()
+		switch {
+		case stopped:
+			f.err = err // no one is left to tell
+		case f.stale != nil && f.stale.UsableOnError(f.responseTime):
 			p.log.Warn("origin failed; serving stale", "service", svc.name, "key", f.key, "err", err)
 			f.entry, f.outcome = f.stale, resultStaleOnError
-		} else {
+		default:
 			f.err = err
 		}
 		f.publish()
@@ -65,22 +125,13 @@ func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
 	if f.stale != nil {
 		switch {
 		case resp.StatusCode == http.StatusNotModified:
-			// RFC 9111 §4.3.4: freshen the stored response.
 			resp.Body.Close()
-			cancel()
-			merged := cache.MergeNotModified(f.stale.Header, resp.Header)
-			d := cache.Decide(getReq, f.stale.Status, merged, svc.policy, f.requestTime, f.responseTime)
-			e := p.newEntry(f.key, f.stale.Status, merged, storedBody{heap: f.stale.Body, blob: f.stale.Blob}, d, f.requestTime, f.responseTime)
-			if d.Storable {
-				p.keep(f, e, e.StorageTTL(p.now(), svc.keep))
-			}
-			f.entry, f.outcome, f.fwdStatus = e, resultRevalidated, resp.StatusCode
+			p.revalidated(f, svc, lookupKey, resp, getReq)
 			f.publish()
 			return
 		case resp.StatusCode >= 500 && f.stale.UsableOnError(f.responseTime):
 			// RFC 5861 §4: the origin errs; the stale copy stands in.
 			resp.Body.Close()
-			cancel()
 			f.entry, f.outcome, f.fwdStatus = f.stale, resultStaleOnError, resp.StatusCode
 			f.publish()
 			return
@@ -89,41 +140,56 @@ func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
 
 	f.resp = resp
 	d := cache.Decide(getReq, resp.StatusCode, resp.Header, svc.policy, f.requestTime, f.responseTime)
-	if d.Storable && resp.ContentLength > svc.maxObject {
+	switch {
+	case !d.Storable:
+	case resp.ContentLength > svc.maxObject:
 		d.Storable, d.Reason = false, cache.ReasonTooLarge
+	case !cache.AcceptsEncoding(f.encoding, resp.Header["Content-Encoding"]):
+		// The origin answered with a coding it was not asked for: clients
+		// of this variant may not be able to decode it.
+		d.Storable, d.Reason = false, reasonEncoding
 	}
 	f.decision = d
 	f.storeKey = f.primary
-	if fields, _ := cache.VaryFields(resp.Header); d.Storable && len(fields) > 0 {
+	fields, _ := cache.VaryFields(resp.Header)
+	if d.Storable && encoded(resp.Header) && !slices.Contains(fields, "Accept-Encoding") {
+		// The body is encoded for the Accept-Encoding the PoP sent: it
+		// varies on it whether the origin says so or not.
+		fields = append(fields, "Accept-Encoding")
+		slices.Sort(fields)
+		resp.Header.Add("Vary", "Accept-Encoding")
+	}
+	f.header = cache.Shareable(resp.Header, d)
+	if d.Storable && len(fields) > 0 {
 		f.varyFields, f.varyNonce = fields, newNonce()
 		if f.index != nil && slices.Equal(f.index.VaryFields, fields) {
 			f.varyNonce = f.index.VaryNonce
 		}
 		f.storeKey = cache.VariantKey(f.primary, f.varyNonce, fields, f.leaderHeader)
 	}
-	f.shared, f.storing, f.reason = d.Storable, d.Storable, d.Reason
+	f.shared, f.reason = d.Storable, d.Reason
 	if !d.Storable {
+		p.markUncacheable(svc, lookupKey, d.Reason)
 		// The leader reads the body itself and closes it; waiters fetch
 		// their own.
 		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		handedOff = true
 		p.fills.forget(f)
 		f.publish()
 		return
 	}
-	if resp.ContentLength > 0 {
-		f.body = make([]byte, 0, resp.ContentLength)
-	}
+	p.marks.clear(lookupKey)
+	f.start(resp.ContentLength)
 	f.publish()
 
-	total, err := p.readBody(f, svc, resp.Body)
+	total, err := p.readBody(ctx, f, svc, lookupKey, resp.Body)
 	resp.Body.Close()
-	cancel()
 	svc.stats.originBytes.Add(uint64(total))
-	if err != nil && !errors.Is(err, errNoReaders) {
+	if err != nil && !errors.Is(err, errNoReaders) && !errors.Is(err, context.Canceled) {
 		p.log.Warn("origin body failed", "service", svc.name, "key", f.key, "bytes", total, "err", err)
 	}
-	f.finish(err, func(body []byte) *cache.Entry {
-		e := p.newEntry(f.storeKey, resp.StatusCode, resp.Header, p.storeBody(f.storeKey, body), d, f.requestTime, f.responseTime)
+	f.finish(err, func(chunks [][]byte) *cache.Entry {
+		e := p.newEntry(f.storeKey, resp.StatusCode, f.header, p.storeChunks(f.storeKey, chunks), d, f.requestTime, f.responseTime)
 		ttl := e.StorageTTL(p.now(), svc.keep)
 		if f.varyFields != nil && (f.index == nil || f.index.VaryNonce != f.varyNonce) {
 			index := &cache.Entry{
@@ -136,6 +202,57 @@ func (p *PoP) runFill(f *fill, svc *service, out origin.Request) {
 		p.keep(f, e, ttl)
 		return e
 	})
+}
+
+// revalidated handles a 304 to a fill's conditional request (RFC 9111
+// §4.3.4): the stored response is freshened with the 304's fields. The
+// leader is answered with everything the 304 said; every other request
+// only with what may be shared (cache.Shareable), and if the 304 made the
+// response unshareable as a whole (private, no-store...), the others fetch
+// their own and the stored copy is dropped.
+func (p *PoP) revalidated(f *fill, svc *service, lookupKey string, resp *http.Response, getReq *http.Request) {
+	merged := cache.MergeNotModified(f.stale.Header, resp.Header)
+	d := cache.Decide(getReq, f.stale.Status, merged, svc.policy, f.requestTime, f.responseTime)
+	body := storedBody{heap: f.stale.Body, blob: f.stale.Blob}
+	f.outcome, f.fwdStatus = resultRevalidated, resp.StatusCode
+	leader := p.newEntry(f.key, f.stale.Status, merged, body, cache.Decision{
+		InitialAge: d.InitialAge, Lifetime: d.Lifetime, NoCache: d.NoCache, MustRevalidate: d.MustRevalidate,
+	}, f.requestTime, f.responseTime)
+	leader.Header = merged.Clone() // the leader's own: personal fields included
+	leader.Header.Set("Content-Length", strconv.FormatInt(body.size(), 10))
+	if !d.Storable {
+		f.entry, f.leaderEntry, f.waitersAlone = leader, leader, true
+		p.store.Delete(f.stale.Key)
+		p.markUncacheable(svc, lookupKey, d.Reason)
+		return
+	}
+	shared := p.newEntry(f.stale.Key, f.stale.Status, merged, body, d, f.requestTime, f.responseTime)
+	p.keep(f, shared, shared.StorageTTL(p.now(), svc.keep))
+	f.entry, f.leaderEntry = shared, leader
+}
+
+// markUncacheable remembers that key answered with a response the PoP
+// could not store, for hit-for-miss (and too-large for ranges).
+func (p *PoP) markUncacheable(svc *service, key, reason string) {
+	if svc.hitForMiss <= 0 {
+		return
+	}
+	switch reason {
+	case cache.ReasonStatus, reasonEncoding, reasonBudget, "":
+		// Errors and accidents of one fetch say nothing of the next.
+		return
+	}
+	p.marks.set(key, mark{until: p.now().Add(svc.hitForMiss), tooLarge: reason == cache.ReasonTooLarge})
+}
+
+// encoded reports whether a response carries a content coding.
+func encoded(h http.Header) bool {
+	for _, v := range h["Content-Encoding"] {
+		if v = strings.TrimSpace(v); v != "" && !strings.EqualFold(v, "identity") {
+			return true
+		}
+	}
+	return false
 }
 
 // keep offers a fill's entry to the store and indexes its key, unless a
@@ -157,19 +274,24 @@ func (p *PoP) keep(f *fill, e *cache.Entry, ttl time.Duration) {
 
 // readBody copies the origin body into f until its end, an error, or the
 // fill no longer needs it.
-func (p *PoP) readBody(f *fill, svc *service, body io.Reader) (int64, error) {
+func (p *PoP) readBody(ctx context.Context, f *fill, svc *service, lookupKey string, body io.Reader) (int64, error) {
 	buf := make([]byte, 32<<10)
 	var total int64
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
 			total += int64(n)
-			if total > svc.maxObject && f.storing {
-				f.stopStoring()
+			if total > svc.maxObject && f.isStoring() {
+				f.stopStoring(cache.ReasonTooLarge)
 				p.fills.forget(f) // later requests must not join a trimmed body
+				p.markUncacheable(svc, lookupKey, cache.ReasonTooLarge)
 			}
-			if !f.append(buf[:n]) {
-				return total, errNoReaders
+			stopped, werr := f.write(ctx, buf[:n])
+			if stopped {
+				p.fills.forget(f)
+			}
+			if werr != nil {
+				return total, werr
 			}
 		}
 		if err == io.EOF {
@@ -181,15 +303,39 @@ func (p *PoP) readBody(f *fill, svc *service, body io.Reader) (int64, error) {
 	}
 }
 
-// newEntry makes a stored entry from a response and the rules' decision
-// about it. Fields the origin marked private or no-cache by name are not
-// stored (RFC 9111 §5.2.2.4, §5.2.2.7).
-func (p *PoP) newEntry(key string, status int, header http.Header, body storedBody, d cache.Decision, requestTime, responseTime time.Time) *cache.Entry {
-	h := header.Clone()
-	h.Del("Age")
-	for _, name := range d.StripFields {
-		h.Del(name)
+// storeChunks decides where a filled body is kept: in a blob when it is
+// at least blobMin bytes and a blob can be made, else on the heap, in a
+// slice of its own size.
+func (p *PoP) storeChunks(key string, chunks [][]byte) storedBody {
+	var size int
+	for _, c := range chunks {
+		size += len(c)
 	}
+	if p.blobMin > 0 && size >= p.blobMin {
+		b, err := blob.NewChunks(key, chunks)
+		if err == nil {
+			return storedBody{blob: b}
+		}
+		if p.blobFailures.Add(1) == 1 || !errors.Is(err, blob.ErrLimit) {
+			p.log.Warn("body kept on the heap", "key", key, "err", err)
+		}
+	}
+	if len(chunks) == 1 && len(chunks[0]) == cap(chunks[0]) {
+		return storedBody{heap: chunks[0]}
+	}
+	body := make([]byte, 0, size)
+	for _, c := range chunks {
+		body = append(body, c...)
+	}
+	return storedBody{heap: body}
+}
+
+// newEntry makes a stored entry from a response and the rules' decision
+// about it. Set-Cookie and the fields the origin marked private or
+// no-cache by name are not stored (RFC 9111 §5.2.2.4, §5.2.2.7, §7.3).
+func (p *PoP) newEntry(key string, status int, header http.Header, body storedBody, d cache.Decision, requestTime, responseTime time.Time) *cache.Entry {
+	h := cache.Shareable(header, d).Clone()
+	h.Del("Age")
 	h.Set("Content-Length", strconv.FormatInt(body.size(), 10))
 	if h.Get("Date") == "" {
 		h.Set("Date", responseTime.UTC().Format(http.TimeFormat))

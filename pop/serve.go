@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/outpost-cdn/outpost/cache"
@@ -26,6 +27,13 @@ func (p *PoP) serveStored(w http.ResponseWriter, r *http.Request, svc *service, 
 	p.addStatus(h, status)
 
 	if e.Status == http.StatusOK && needsEvaluation(r) {
+		if tooManyRanges(r.Header["Range"], p.cfg.Limits.MaxRanges) {
+			// Hundreds of tiny ranges cost far more to answer than the
+			// whole body (limits.max_ranges, Apache's MaxRanges): send it
+			// whole, as RFC 9110 §14.2 allows.
+			r = r.Clone(r.Context())
+			delete(r.Header, "Range")
+		}
 		cw := &countingWriter{ResponseWriter: w}
 		modTime, _ := http.ParseTime(e.Header.Get("Last-Modified"))
 		delete(h, "Content-Length") // ServeContent sets it for what it sends
@@ -42,6 +50,19 @@ func (p *PoP) serveStored(w http.ResponseWriter, r *http.Request, svc *service, 
 		n = writeBody(w, e)
 	}
 	svc.stats.record(r, e.Status, res, n)
+}
+
+// tooManyRanges reports whether a Range field asks for more than max
+// ranges.
+func tooManyRanges(values []string, max int) bool {
+	if max <= 0 {
+		return false
+	}
+	n := 0
+	for _, v := range values {
+		n += strings.Count(v, ",") + 1
+	}
+	return n > max
 }
 
 // needsEvaluation reports whether a request carries preconditions or a
@@ -94,14 +115,20 @@ func (p *PoP) dropTargeted(h http.Header) {
 }
 
 // refreshInBackground starts a refresh of a stale entry served under
-// stale-while-revalidate, unless one is already in flight for its key.
+// stale-while-revalidate, unless one is already in flight for its key or
+// the detached-fill bounds are reached (no client waits for it).
 func (p *PoP) refreshInBackground(r *http.Request, svc *service, l lookup) {
+	if !p.acquireDetached(svc) {
+		return
+	}
 	f, leader := p.fills.join(l.key)
 	if !leader {
+		p.releaseDetached(svc)
 		return
 	}
 	f.leaderGone = true // nobody reads a private answer
 	f.background = true
+	f.detached = true
 	p.startFill(f, r, svc, l)
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/outpost-cdn/outpost/config"
@@ -46,6 +47,11 @@ func runPoP(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%s: ok (version %s, pop %s, %d services)\n", *configPath, cfg.Version, pc.Name, len(cfg.Services))
 		return nil
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Make the garbage collector keep the heap within what the PoP is
+		// allowed to hold, so garbage does not add to it.
+		debug.SetMemoryLimit(pop.MemoryLimit(pc))
 	}
 	p, err := pop.New(cfg, pc.Name, pop.Options{Logger: logger})
 	if err != nil {
