@@ -63,6 +63,30 @@ const SurrogateDevice = "outpost"
 // PoP obeys and removes from responses it forwards.
 func TargetedFields() []string { return slices.Clone(targetedFields) }
 
+// canonicalTargeted are targetedFields in canonical form, as keys of an
+// http.Header.
+var canonicalTargeted = func() []string {
+	names := make([]string, len(targetedFields))
+	for i, n := range targetedFields {
+		names[i] = http.CanonicalHeaderKey(n)
+	}
+	return names
+}()
+
+// StripTargeted removes the targeted cache-control fields from h: they
+// govern this CDN and are never forwarded to clients (RFC 9213 §2; W3C
+// Edge Architecture 1.0 for Surrogate-Control). Every serving path calls
+// it, or asks IsTargeted, so the list lives here only.
+func StripTargeted(h http.Header) {
+	for _, name := range canonicalTargeted {
+		delete(h, name)
+	}
+}
+
+// IsTargeted reports whether a canonical field name is a targeted
+// cache-control field (see StripTargeted).
+func IsTargeted(name string) bool { return slices.Contains(canonicalTargeted, name) }
+
 // responseDirectives returns the directives that govern a shared cache for
 // a response, and whether they came from a targeted field.
 //

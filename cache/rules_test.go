@@ -303,3 +303,23 @@ func TestParseHTTPDate(t *testing.T) {
 		})
 	}
 }
+
+func TestStripTargeted(t *testing.T) {
+	h := http.Header{}
+	for _, name := range TargetedFields() {
+		h.Set(name, "max-age=60")
+	}
+	h.Set("Cache-Control", "max-age=1")
+	StripTargeted(h)
+	if len(h) != 1 || h.Get("Cache-Control") == "" {
+		t.Errorf("RFC9213 2: left %v", h)
+	}
+	for _, name := range []string{"Surrogate-Control", "Cdn-Cache-Control", "Outpost-Cache-Control"} {
+		if !IsTargeted(name) {
+			t.Errorf("IsTargeted(%q) = false", name)
+		}
+	}
+	if IsTargeted("Cache-Control") {
+		t.Error("Cache-Control is not targeted")
+	}
+}
