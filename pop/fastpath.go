@@ -5,9 +5,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,11 +35,18 @@ import (
 // answer, every rule and every limit stays net/http's.
 
 // fastServer runs the fast path on the clear serving listener and hands
-// connections to net/http through handoff.
+// connections to net/http: through handoff those it gives up before
+// answering anything on them, through midway those it (or net/http, for a
+// lent request) has answered on already, and lent ones. The two differ
+// when h2c is on: net/http alone switches to HTTP/2 only on a connection
+// that starts with the HTTP/2 preface, so midway goes to a server that
+// speaks HTTP/1 only (a preface after a request is an HTTP/1 request to
+// it, as to net/http alone). Without h2c they are one listener.
 type fastServer struct {
 	p          *PoP
 	ln         net.Listener
 	handoff    *handoffListener
+	midway     *handoffListener
 	readHeader time.Duration // per request head; 0 means none
 	idle       time.Duration // between requests on a connection; 0 means readHeader
 
@@ -47,7 +58,7 @@ type fastServer struct {
 
 // fastConn is one connection while the fast path owns it.
 type fastConn struct {
-	c      *sendfileConn
+	c      *clientConn
 	active bool // serving a request (guarded by fastServer.mu)
 }
 
@@ -55,8 +66,10 @@ type fastConn struct {
 // one goes to net/http (whose limit is MaxHeaderBytes).
 const fastHeadMax = 4096
 
-func newFastServer(p *PoP, ln net.Listener, readHeader, idle time.Duration) *fastServer {
-	return &fastServer{
+// newFastServer makes the fast path's server; with separateMidway (h2c
+// on) connections handed over mid-way get their own listener.
+func newFastServer(p *PoP, ln net.Listener, readHeader, idle time.Duration, separateMidway bool) *fastServer {
+	s := &fastServer{
 		p:          p,
 		ln:         ln,
 		handoff:    newHandoffListener(ln.Addr()),
@@ -64,6 +77,11 @@ func newFastServer(p *PoP, ln net.Listener, readHeader, idle time.Duration) *fas
 		idle:       idle,
 		conns:      make(map[*fastConn]struct{}),
 	}
+	s.midway = s.handoff
+	if separateMidway {
+		s.midway = newHandoffListener(ln.Addr())
+	}
+	return s
 }
 
 // serve accepts connections until the listener is closed.
@@ -74,6 +92,7 @@ func (s *fastServer) serve() error {
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				s.handoff.Close()
+				s.midway.Close()
 				return err
 			}
 			// Out of descriptors and the like: back off and retry, as
@@ -84,7 +103,7 @@ func (s *fastServer) serve() error {
 			continue
 		}
 		delay = 0
-		sc, ok := c.(*sendfileConn)
+		sc, ok := c.(*clientConn)
 		if !ok {
 			s.handoff.give(c)
 			continue
@@ -159,7 +178,8 @@ func (s *fastServer) serveConn(fc *fastConn) {
 	c := fc.c
 	br := bufio.NewReaderSize(c, fastHeadMax)
 	var out []byte
-	first := true
+	first := true // no request read yet
+	fresh := true // nothing answered yet: a hand-off is net/http's start
 	for {
 		wait := s.idle
 		if first || wait <= 0 {
@@ -178,28 +198,30 @@ func (s *fastServer) serveConn(fc *fastConn) {
 		setReadDeadline(c, s.readHeader)
 		head, ok := readHead(br)
 		if !ok {
-			s.handOff(fc, br)
+			s.handOff(fc, br, fresh)
 			return
 		}
 		var keep, served bool
 		out, keep, served = s.p.serveFast(c, head, out[:0])
 		if !served {
 			if !lendable(head) {
-				s.handOff(fc, br)
+				s.handOff(fc, br, fresh)
 				return
 			}
 			// net/http answers this one request; then the connection
 			// comes back for the next.
+			fresh = false
 			loan := newLoanConn(c, head)
 			br.Discard(len(head))
 			c.SetReadDeadline(time.Time{})
-			s.handoff.give(loan)
+			s.midway.give(loan)
 			if !loan.returned() || !s.setActive(fc, false) {
 				c.Close()
 				return
 			}
 			continue
 		}
+		fresh = false
 		br.Discard(len(head))
 		if !keep || !s.setActive(fc, false) {
 			c.Close()
@@ -208,10 +230,15 @@ func (s *fastServer) serveConn(fc *fastConn) {
 	}
 }
 
-// handOff gives a connection, with what was read of it, to net/http.
-func (s *fastServer) handOff(fc *fastConn, br *bufio.Reader) {
+// handOff gives a connection, with what was read of it, to net/http: to
+// the server for new connections when nothing was answered on it yet.
+func (s *fastServer) handOff(fc *fastConn, br *bufio.Reader, fresh bool) {
 	fc.c.SetReadDeadline(time.Time{})
-	s.handoff.give(&bufferedConn{sendfileConn: fc.c, br: br})
+	to := s.midway
+	if fresh {
+		to = s.handoff
+	}
+	to.give(&bufferedConn{clientConn: fc.c, br: br})
 }
 
 // setReadDeadline sets a read deadline d from now, or none for d <= 0.
@@ -226,8 +253,12 @@ func setReadDeadline(c net.Conn, d time.Duration) {
 // readHead returns the buffered request head (through its blank line),
 // reading more as needed; ok is false when the head is not complete
 // within fastHeadMax bytes, uses bare LF line ends, or the connection
-// failed with part of a head read — net/http then answers it.
+// failed with part of a head read — net/http then answers it. It is also
+// false as soon as the lines read so far are ones net/http would already
+// have rejected (see rejectedSoFar), so that net/http answers them as
+// early as it would alone.
 func readHead(br *bufio.Reader) (head []byte, ok bool) {
+	checked := 0 // bytes of complete lines checked
 	for {
 		buf, _ := br.Peek(br.Buffered())
 		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
@@ -240,10 +271,42 @@ func readHead(br *bufio.Reader) (head []byte, ok bool) {
 		if len(buf) >= fastHeadMax || bytes.Contains(buf, []byte("\n\n")) {
 			return nil, false
 		}
+		for {
+			j := bytes.IndexByte(buf[checked:], '\n')
+			if j < 0 {
+				break
+			}
+			end := checked + j + 1
+			if !bytes.HasSuffix(buf[:end], []byte("\r\n")) || rejectedSoFar(buf, checked, end) {
+				return nil, false
+			}
+			checked = end
+		}
 		if _, err := br.Peek(len(buf) + 1); err != nil {
 			return nil, false
 		}
 	}
+}
+
+// rejectedSoFar reports whether net/http, having read the complete line
+// buf[start:end] of an incomplete head, would already answer with an error
+// (a malformed request line or field line). It asks net/http's own parser,
+// given the request line and that one line: it runs only while a head
+// arrives in pieces. A continuation line is left for net/http to judge
+// with the whole head.
+func rejectedSoFar(buf []byte, start, end int) bool {
+	var probe []byte
+	if start == 0 {
+		probe = buf[:end]
+	} else {
+		if start > bytes.IndexByte(buf, '\n')+1 && (buf[start] == ' ' || buf[start] == '\t') {
+			return false
+		}
+		first := buf[:bytes.IndexByte(buf, '\n')+1]
+		probe = append(slices.Clip(first), buf[start:end]...)
+	}
+	_, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(probe)))
+	return err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // fastRequest is what the fast path needs of a request head.
@@ -388,11 +451,14 @@ func isHostByte(c byte) bool {
 }
 
 // serveFast answers the request head from the store when it is a fresh
-// stored 200 that net/http would have served unchanged. out is a reusable
-// buffer for the response header. served is false when the request must go
-// to net/http, with nothing written; keep says whether the connection
-// stays open.
-func (p *PoP) serveFast(c *sendfileConn, head, out []byte) (_ []byte, keep, served bool) {
+// stored 200 that net/http would have served unchanged, and writes what
+// serveStored and net/http would write, byte for byte: the header fields
+// sorted by name (as http.Header.Write), Date after them when the entry
+// has none, then Connection: close when the client asked for it. out is a
+// reusable buffer for the response header. served is false when the
+// request must go to net/http, with nothing written; keep says whether the
+// connection stays open.
+func (p *PoP) serveFast(c *clientConn, head, out []byte) (_ []byte, keep, served bool) {
 	r, ok := parseFastRequest(head)
 	if !ok {
 		return out, false, false
@@ -412,28 +478,59 @@ func (p *PoP) serveFast(c *sendfileConn, head, out []byte) (_ []byte, keep, serv
 	if e.Usable(now, cache.RequestDirectives{}) != cache.UseFresh {
 		return out, false, false
 	}
+	var sizeBuf [20]byte
+	if cl := e.Header["Content-Length"]; len(cl) != 1 || cl[0] != string(strconv.AppendInt(sizeBuf[:0], e.BodySize(), 10)) {
+		return out, false, false // net/http would frame the body otherwise
+	}
 
-	out = append(out, "HTTP/1.1 200 OK\r\n"...)
-	for name, values := range e.Header {
-		switch name {
-		case "Cdn-Cache-Control", "Outpost-Cache-Control":
+	// The fields serveStored sends, in net/http's order.
+	var namesBuf [32]string
+	names := namesBuf[:0]
+	hasDate := false
+	for name := range e.Header {
+		if cache.IsTargeted(name) {
 			continue // targeted at this CDN (RFC 9213): not forwarded
-		case "Content-Length":
-			continue // written below from the body itself
 		}
-		for _, v := range values {
+		switch name {
+		case "Age", "Via", "Cache-Status":
+			continue // replaced or added to below
+		case "Connection", "Transfer-Encoding", "Trailer":
+			return out, false, false // net/http rewrites these
+		case "Date":
+			hasDate = true
+		}
+		if !validFieldName(name) {
+			return out, false, false // net/http drops it
+		}
+		names = append(names, name)
+	}
+	names = append(names, "Age", "Via", "Cache-Status")
+	slices.Sort(names)
+	status := cache.Status{Hit: true, TTL: e.TTL(now), HasTTL: true}.Format(p.statusName)
+	out = append(out, "HTTP/1.1 200 OK\r\n"...)
+	for _, name := range names {
+		switch name {
+		case "Age":
+			out = appendField(out, name, cache.AgeHeader(e.Age(now)))
+			continue
+		}
+		for _, v := range e.Header[name] {
 			out = appendField(out, name, v)
 		}
+		switch name {
+		case "Via":
+			out = appendField(out, name, p.via[0])
+		case "Cache-Status":
+			out = appendField(out, name, status)
+		}
 	}
-	out = append(out, "Content-Length: "...)
-	out = strconv.AppendInt(out, e.BodySize(), 10)
-	out = append(out, "\r\n"...)
-	out = appendField(out, "Age", cache.AgeHeader(e.Age(now)))
-	out = appendField(out, "Via", p.via[0])
-	status := cache.Status{Hit: true, TTL: e.TTL(now), HasTTL: true}.Format(p.statusName)
-	out = appendField(out, "Cache-Status", status)
+	if !hasDate {
+		out = append(out, "Date: "...)
+		out = time.Now().UTC().AppendFormat(out, http.TimeFormat)
+		out = append(out, "\r\n"...)
+	}
 	if r.close {
-		out = appendField(out, "Connection", "close")
+		out = append(out, "Connection: close\r\n"...)
 	}
 	out = append(out, "\r\n"...)
 
@@ -467,19 +564,38 @@ func (p *PoP) serveFast(c *sendfileConn, head, out []byte) (_ []byte, keep, serv
 	return out, err == nil && !r.close, true
 }
 
-// appendField appends one header field line. Stored values came through
-// net/http's client, which rejects CR and LF in them.
+// appendField appends one header field line as http.Header.Write does:
+// CR and LF in the value become spaces, and surrounding white space goes.
 func appendField(out []byte, name, value string) []byte {
+	if value != "" && (isFieldSpace(value[0]) || isFieldSpace(value[len(value)-1]) || strings.ContainsAny(value, "\r\n")) {
+		value = textproto.TrimString(strings.NewReplacer("\n", " ", "\r", " ").Replace(value))
+	}
 	out = append(out, name...)
 	out = append(out, ": "...)
 	out = append(out, value...)
 	return append(out, "\r\n"...)
 }
 
+func isFieldSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// validFieldName reports whether name is a token, as net/http requires of
+// the fields it writes.
+func validFieldName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTokenByte(name[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // bufferedConn is a connection handed to net/http with bytes the fast
 // path already read from it.
 type bufferedConn struct {
-	*sendfileConn
+	*clientConn
 	br *bufio.Reader
 }
 
@@ -491,7 +607,7 @@ func (c *bufferedConn) Read(p []byte) (int, error) {
 		}
 		c.br = nil
 	}
-	return c.sendfileConn.Read(p)
+	return c.clientConn.Read(p)
 }
 
 // handoffListener is the listener net/http serves: it accepts the

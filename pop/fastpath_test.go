@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -30,6 +32,13 @@ func fastOrigin(t *testing.T) *testOrigin {
 		case "/big":
 			h.Set("Content-Type", "application/octet-stream")
 			w.Write(bigBody(100 << 10))
+		case "/many":
+			h.Set("Content-Type", "text/plain")
+			h.Set("Via", "1.1 upstream")
+			h.Set("Cache-Status", "upstream; hit")
+			h["X-Zeta"] = []string{"z"}
+			h["A-Alpha"] = []string{"1", "2"}
+			io.WriteString(w, "many fields")
 		case "/targeted":
 			h.Set("Content-Type", "text/plain")
 			h.Set("CDN-Cache-Control", "max-age=600")
@@ -43,8 +52,9 @@ func fastOrigin(t *testing.T) *testOrigin {
 
 // exchange writes raw to a new connection and reads n responses (bodies
 // included), then whether the server closed the connection after them:
-// waiting for that up to 10s when wantClosed, else 50ms.
-func exchange(t *testing.T, addr, raw string, n int, wantClosed bool) (resps []*http.Response, bodies [][]byte, closed bool) {
+// waiting for that up to 10s when wantClosed, else 50ms. wire is every
+// byte read.
+func exchange(t *testing.T, addr, raw string, n int, wantClosed bool) (resps []*http.Response, bodies [][]byte, closed bool, wire []byte) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -66,7 +76,8 @@ func exchange(t *testing.T, addr, raw string, n int, wantClosed bool) (resps []*
 		io.Copy(io.Discard, req.Body)
 		methods = append(methods, req.Method)
 	}
-	br := bufio.NewReader(c)
+	var rec bytes.Buffer
+	br := bufio.NewReader(io.TeeReader(c, &rec))
 	for i := range n {
 		method := strings.Fields(raw)[0]
 		if i < len(methods) {
@@ -89,22 +100,31 @@ func exchange(t *testing.T, addr, raw string, n int, wantClosed bool) (resps []*
 	c.SetReadDeadline(time.Now().Add(wait))
 	_, err = br.ReadByte()
 	closed = errors.Is(err, io.EOF)
-	return resps, bodies, closed
+	return resps, bodies, closed, rec.Bytes()
+}
+
+// dateLine matches a Date field: each server stamps its own.
+var dateLine = regexp.MustCompile(`(?m)^Date: [^\r]*\r$`)
+
+// sameWire compares two servers' bytes on the wire but for Date values.
+func sameWire(a, b []byte) bool {
+	return bytes.Equal(dateLine.ReplaceAll(a, []byte("Date: *\r")), dateLine.ReplaceAll(b, []byte("Date: *\r")))
 }
 
 // TestFastPathMatchesNetHTTP sends the same raw requests to a PoP with the
-// HTTP/1.1 fast path and to one without, and requires the same answers:
-// status, header fields (but Date) and body, byte for byte, and the same
-// connection handling. It also checks which requests the fast path took.
+// HTTP/1.1 fast path and to one without, and requires the same answers,
+// byte for byte on the wire but for Date values (header fields in the same
+// order), and the same connection handling. It also checks which requests
+// the fast path took.
 func TestFastPathMatchesNetHTTP(t *testing.T) {
 	o := fastOrigin(t)
 	fast := startPoP(t, o.URL)
 	slow := startPoP(t, o.URL, func(o *Options) { o.NoFastPath = true })
 	for _, tp := range []*testPoP{fast, slow} {
-		for _, path := range []string{"/obj", "/obj?b=2&a=1", "/notype", "/vary", "/big", "/targeted"} {
+		for _, path := range []string{"/obj", "/obj?b=2&a=1", "/notype", "/vary", "/big", "/targeted", "/many"} {
 			tp.get(t, path)
 		}
-		waitFor(t, "fills stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items >= 7 })
+		waitFor(t, "fills stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items >= 8 })
 	}
 	const host = "Host: demo.example\r\n"
 	tests := []struct {
@@ -121,6 +141,7 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 		{"RFC9110 7.2 Host in any case, with a port", "GET /obj HTTP/1.1\r\nhost: DEMO.example:8080\r\nUser-Agent: t\r\n\r\n", 1, 1, false},
 		{"RFC9112 9.6 Connection: close closes", "GET /obj HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", 1, 1, true},
 		{"RFC9112 9.3.2 pipelined requests", "GET /obj HTTP/1.1\r\n" + host + "\r\nHEAD /big HTTP/1.1\r\n" + host + "\r\n", 2, 2, false},
+		{"RFC9110 5.3 fields in net/http's order, upstream Via and Cache-Status first", "GET /many HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
 		{"RFC9213 targeted field dropped", "GET /targeted HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
 		{"RFC9110 14.2 range goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "Range: bytes=0-3\r\n\r\n", 1, 0, false},
 		{"RFC9110 13.1.2 If-None-Match goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "If-None-Match: \"v1\"\r\n\r\n", 1, 0, false},
@@ -149,14 +170,17 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := fast.fastHits.Load()
-			fr, fb, fclosed := exchange(t, strings.TrimPrefix(fast.url, "http://"), tt.raw, tt.n, tt.wantClose)
-			sr, sb, sclosed := exchange(t, strings.TrimPrefix(slow.url, "http://"), tt.raw, tt.n, tt.wantClose)
+			fr, fb, fclosed, fwire := exchange(t, strings.TrimPrefix(fast.url, "http://"), tt.raw, tt.n, tt.wantClose)
+			sr, sb, sclosed, swire := exchange(t, strings.TrimPrefix(slow.url, "http://"), tt.raw, tt.n, tt.wantClose)
+			if !sameWire(fwire, swire) {
+				t.Errorf("bytes on the wire differ:\n%q\nnet/http:\n%q", clip(fwire, 600), clip(swire, 600))
+			}
 			for i := range tt.n {
 				if fr[i].StatusCode != sr[i].StatusCode {
 					t.Errorf("response %d: status %d, net/http %d", i+1, fr[i].StatusCode, sr[i].StatusCode)
 				}
 				if !bytes.Equal(fb[i], sb[i]) {
-					t.Errorf("response %d: body %q, net/http %q", i+1, clip(fb[i]), clip(sb[i]))
+					t.Errorf("response %d: body %q, net/http %q", i+1, clip(fb[i], 60), clip(sb[i], 60))
 				}
 				if d := headerDiff(fr[i].Header, sr[i].Header); d != "" {
 					t.Errorf("response %d: header differs from net/http's: %s", i+1, d)
@@ -172,9 +196,9 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 	}
 }
 
-func clip(b []byte) []byte {
-	if len(b) > 60 {
-		return b[:60]
+func clip(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
 	}
 	return b
 }
@@ -375,5 +399,96 @@ func TestLentRequestAtShutdown(t *testing.T) {
 		tp.done <- nil // for the cleanup's stop
 	case <-time.After(10 * time.Second):
 		t.Fatal("the PoP did not stop")
+	}
+}
+
+// TestFastPathHandOffMidConnection sends the HTTP/2 connection preface
+// after a request the fast path answered or lent, with h2c on and off:
+// net/http alone reads it then as an HTTP/1 request (it switches to
+// HTTP/2 only at a connection's start), and so must the PoP with the fast
+// path.
+func TestFastPathHandOffMidConnection(t *testing.T) {
+	o := fastOrigin(t)
+	const host = "Host: demo.example\r\n"
+	const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	for _, h2c := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2c=%v", h2c), func(t *testing.T) {
+			yaml := fastConfig(o.URL)
+			if h2c {
+				yaml = strings.Replace(yaml, "    cache_size: 64MiB\n", "    cache_size: 64MiB\n    tls: {listen: \"127.0.0.1:0\", self_signed: true, h2c: true}\n", 1)
+			}
+			fast := startPoPConfig(t, yaml)
+			slow := startPoPConfig(t, yaml, func(o *Options) { o.NoFastPath = true })
+			for _, tp := range []*testPoP{fast, slow} {
+				tp.get(t, "/obj")
+				waitFor(t, "fill stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items >= 1 })
+			}
+			tests := []struct {
+				name     string
+				raw      string
+				wantFast int
+			}{
+				{"RFC9113 3.4 preface after a fast-path hit", "GET /obj HTTP/1.1\r\n" + host + "\r\n" + preface, 1},
+				{"RFC9113 3.4 preface after a lent request", "GET /obj HTTP/1.1\r\n" + host + "Range: bytes=0-1\r\n\r\n" + preface, 0},
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					before := fast.fastHits.Load()
+					_, _, fclosed, fwire := exchange(t, strings.TrimPrefix(fast.url, "http://"), tt.raw, 2, true)
+					_, _, sclosed, swire := exchange(t, strings.TrimPrefix(slow.url, "http://"), tt.raw, 2, true)
+					if !sameWire(fwire, swire) {
+						t.Errorf("bytes on the wire differ:\n%q\nnet/http:\n%q", clip(fwire, 600), clip(swire, 600))
+					}
+					if !fclosed || !sclosed {
+						t.Errorf("closed = %v, net/http's %v; want both", fclosed, sclosed)
+					}
+					if got := int(fast.fastHits.Load() - before); got != tt.wantFast {
+						t.Errorf("fast path answered %d, want %d", got, tt.wantFast)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestFastPathRejectsAsSoonAsNetHTTP sends request heads that net/http
+// rejects before they are complete, and never completes them: the PoP
+// with the fast path answers as net/http alone does, and as soon (the
+// read header timeout is 30s; both must answer within the exchange's 10s).
+func TestFastPathRejectsAsSoonAsNetHTTP(t *testing.T) {
+	o := fastOrigin(t)
+	yaml := strings.Replace(fastConfig(o.URL), "    drain: 0s\n", "    drain: 0s\n    timeouts: {read_header: 30s}\n", 1)
+	fast := startPoPConfig(t, yaml)
+	slow := startPoPConfig(t, yaml, func(o *Options) { o.NoFastPath = true })
+	for _, tp := range []*testPoP{fast, slow} {
+		tp.get(t, "/obj")
+		waitFor(t, "fill stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items >= 1 })
+	}
+	const host = "Host: demo.example\r\n"
+	tests := []struct {
+		name string
+		raw  string
+		n    int
+	}{
+		{"RFC9112 3 garbage request line", "GARBAGE\r\n", 1},
+		{"RFC9112 3 invalid method", "G(T /obj HTTP/1.1\r\n", 1},
+		{"RFC9112 2.3 malformed version", "GET /obj HTTP/1.1x\r\n", 1},
+		{"RFC9112 3.2 control character in the target", "GET /o\x01bj HTTP/1.1\r\n", 1},
+		{"RFC9112 5 field line without a colon", "GET /obj HTTP/1.1\r\n" + host + "NoColon\r\n", 1},
+		{"RFC9112 5 a line without a colon after one net/http rejects later", "GET /obj HTTP/1.1\r\n" + host + "X-A : a\r\nNoColon\r\n", 1},
+		{"RFC9112 5.2 first field line folded", "GET /obj HTTP/1.1\r\n X-A: a\r\n", 1},
+		{"garbage after a fast-path hit", "GET /obj HTTP/1.1\r\n" + host + "\r\nGARBAGE\r\n", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, fclosed, fwire := exchange(t, strings.TrimPrefix(fast.url, "http://"), tt.raw, tt.n, true)
+			_, _, sclosed, swire := exchange(t, strings.TrimPrefix(slow.url, "http://"), tt.raw, tt.n, true)
+			if !sameWire(fwire, swire) {
+				t.Errorf("bytes on the wire differ:\n%q\nnet/http:\n%q", clip(fwire, 600), clip(swire, 600))
+			}
+			if !fclosed || !sclosed {
+				t.Errorf("closed = %v, net/http's %v; want both", fclosed, sclosed)
+			}
+		})
 	}
 }

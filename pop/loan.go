@@ -25,7 +25,7 @@ import (
 // read deadline passes, as net/http's background read expects), then end;
 // everything written goes to the real connection.
 type loanConn struct {
-	*sendfileConn // writes, sendfile, addresses and write deadlines
+	*clientConn // writes, sendfile, addresses and write deadlines
 
 	mu       sync.Mutex
 	head     []byte        // what is left to read of the request head
@@ -36,12 +36,12 @@ type loanConn struct {
 	done     chan struct{} // closed by Close
 }
 
-func newLoanConn(c *sendfileConn, head []byte) *loanConn {
+func newLoanConn(c *clientConn, head []byte) *loanConn {
 	return &loanConn{
-		sendfileConn: c,
-		head:         bytes.Clone(head),
-		changed:      make(chan struct{}),
-		done:         make(chan struct{}),
+		clientConn: c,
+		head:       bytes.Clone(head),
+		changed:    make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 }
 
@@ -99,7 +99,7 @@ func (l *loanConn) SetReadDeadline(t time.Time) error {
 // SetDeadline sets the read and write deadlines.
 func (l *loanConn) SetDeadline(t time.Time) error {
 	l.SetReadDeadline(t)
-	return l.sendfileConn.SetWriteDeadline(t)
+	return l.clientConn.SetWriteDeadline(t)
 }
 
 // setIdle records that net/http has answered the request and would read
@@ -131,7 +131,7 @@ func (l *loanConn) CloseWrite() error {
 	l.mu.Lock()
 	l.idle = false
 	l.mu.Unlock()
-	return l.sendfileConn.CloseWrite()
+	return l.clientConn.CloseWrite()
 }
 
 // returned waits until net/http lets go of the connection and reports
@@ -143,10 +143,16 @@ func (l *loanConn) returned() bool {
 	return l.idle
 }
 
-// loanState is http.Server.ConnState for the clear listener: it ends a
-// loan when net/http turns the connection idle.
-func loanState(c net.Conn, state http.ConnState) {
-	if l, ok := c.(*loanConn); ok && state == http.StateIdle {
+// connState is http.Server.ConnState for the serving listeners. When
+// net/http turns a connection idle it clears the write deadline a handler
+// may have set (net/http keeps it into the next request when, as here,
+// WriteTimeout is not set; the send timeout stays), and ends a loan.
+func connState(c net.Conn, state http.ConnState) {
+	if state != http.StateIdle {
+		return
+	}
+	c.SetWriteDeadline(time.Time{})
+	if l, ok := c.(*loanConn); ok {
 		l.setIdle()
 	}
 }

@@ -67,6 +67,14 @@ var (
 	descBlobFallbacks = prometheus.NewDesc("outpost_cache_blob_heap_fallbacks_total",
 		"Large bodies kept on the heap because no memory file could be made (the open-file limit).", nil, nil)
 
+	// Per serving listener (clear, tls); exported by connCollector.
+	descConnsOpen = prometheus.NewDesc("outpost_pop_client_connections",
+		"Client connections open on a serving listener (HTTP/3 is not counted).", []string{"listener"}, nil)
+	descConnCapReached = prometheus.NewDesc("outpost_pop_connection_limit_reached_total",
+		"Times a serving listener had limits.max_conns connections open and new ones waited in the kernel's accept queue.", []string{"listener"}, nil)
+	descSendTimeouts = prometheus.NewDesc("outpost_pop_send_timeouts_total",
+		"Client connections closed because the client took nothing for timeouts.send.", []string{"listener"}, nil)
+
 	// Per origin server; server is the URL's host:port (with its path when
 	// two servers of a service share a host), bounded by the config.
 	originLabels       = []string{"service", "server"}

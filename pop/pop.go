@@ -487,18 +487,37 @@ func (p *PoP) Serve(ctx context.Context, serveLn, adminLn net.Listener) error {
 func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	timeouts := p.cfg.Timeouts
 	errLog := slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
+	// Every write to a client has the send timeout: HTTP/1 and HTTP/2
+	// through the connection (clientConn, and HTTP/2's own
+	// WriteByteTimeout), HTTP/2 and HTTP/3 streams through streamDeadlines.
+	handler := streamDeadlines(p, timeouts.Send)
+	h2 := &http.HTTP2Config{WriteByteTimeout: timeouts.Send}
 	srv := &http.Server{
-		Handler:           p,
+		Handler:           handler,
 		ReadHeaderTimeout: timeouts.ReadHeader,
 		IdleTimeout:       timeouts.Idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
-		ConnState:         loanState,
+		ConnState:         connState,
+		HTTP2:             h2,
 	}
+	// midway serves the connections the fast path hands over after
+	// answering on them: HTTP/1 only, as net/http alone would be by then.
+	midway := srv
 	if p.cfg.TLS.H2C {
 		srv.Protocols = new(http.Protocols)
 		srv.Protocols.SetHTTP1(true)
 		srv.Protocols.SetUnencryptedHTTP2(true)
+		if !p.noFastPath {
+			midway = &http.Server{
+				Handler:           handler,
+				ReadHeaderTimeout: timeouts.ReadHeader,
+				IdleTimeout:       timeouts.Idle,
+				MaxHeaderBytes:    64 << 10,
+				ErrorLog:          errLog,
+				ConnState:         connState,
+			}
+		}
 	}
 	admin := &http.Server{
 		Handler:           p.AdminHandler(),
@@ -514,15 +533,29 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 			p.altSvc = fmt.Sprintf(`h3=":%s"; ma=%d`, port, int(p.cfg.TLS.AltSvcMaxAge.Seconds()))
 		}
 	}
-	errc := make(chan error, 5)
-	serveLn := sendfileListener{Listener: ls.Serve, sent: &p.sendfileBytes}
+	errc := make(chan error, 6)
+	// The clear and TLS listeners cap their connections (limits.max_conns)
+	// and give them the send timeout; HTTP/3 has quic-go's own limits.
+	serveLn := newClientListener(ls.Serve, "clear", p.cfg.Limits.MaxConns, timeouts.Send, &p.sendfileBytes)
+	conns := connCollector{listeners: []*listenerStats{serveLn.stats}}
+	var tlsLn *clientListener
+	if ls.TLS != nil && p.certs != nil {
+		tlsLn = newClientListener(ls.TLS, "tls", p.cfg.Limits.MaxConns, timeouts.Send, &p.sendfileBytes)
+		conns.listeners = append(conns.listeners, tlsLn.stats)
+	}
+	if err := p.registry.Register(conns); err == nil {
+		defer p.registry.Unregister(conns)
+	}
 	var fast *fastServer
 	if p.noFastPath {
 		go func() { errc <- srv.Serve(serveLn) }()
 	} else {
-		fast = newFastServer(p, serveLn, timeouts.ReadHeader, timeouts.Idle)
+		fast = newFastServer(p, serveLn, timeouts.ReadHeader, timeouts.Idle, midway != srv)
 		go func() { errc <- fast.serve() }()
 		go func() { errc <- srv.Serve(fast.handoff) }()
+		if midway != srv {
+			go func() { errc <- midway.Serve(fast.midway) }()
+		}
 	}
 	go func() { errc <- admin.Serve(ls.Admin) }()
 	var httpsSrv *http.Server
@@ -531,18 +564,20 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	defer stopWatch()
 	if ls.TLS != nil && p.certs != nil {
 		httpsSrv = &http.Server{
-			Handler:           p,
+			Handler:           handler,
 			TLSConfig:         p.certs.tlsConfig(),
 			ReadHeaderTimeout: timeouts.ReadHeader,
 			IdleTimeout:       timeouts.Idle,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          errLog,
+			ConnState:         connState,
+			HTTP2:             h2,
 		}
-		go func() { errc <- httpsSrv.ServeTLS(ls.TLS, "", "") }()
+		go func() { errc <- httpsSrv.ServeTLS(tlsLn, "", "") }()
 		go p.certs.watch(watchCtx, 2*time.Second)
 		if ls.QUIC != nil {
 			h3 = &http3.Server{
-				Handler:        p,
+				Handler:        handler,
 				TLSConfig:      http3.ConfigureTLSConfig(p.certs.tlsConfig()),
 				QUICConfig:     &quic.Config{Allow0RTT: p.cfg.TLS.ZeroRTT},
 				IdleTimeout:    timeouts.Idle,
@@ -591,6 +626,9 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 		})
 	}
 	stopOne("http", srv.Shutdown, srv.Close)
+	if midway != srv {
+		stopOne("http midway", midway.Shutdown, midway.Close)
+	}
 	if fast != nil {
 		stopOne("http fast path", fast.shutdown, func() error { return nil })
 	}

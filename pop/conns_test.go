@@ -1,0 +1,258 @@
+package pop
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-cdn/outpost/config"
+)
+
+// startTunedPoP starts the PoP of yaml with tune applied to its
+// configuration, on loopback listeners (an HTTPS one when the file has
+// tls), and stops it when the test ends.
+func startTunedPoP(t *testing.T, yaml string, tune func(*config.POP), opts ...func(*Options)) (tp *testPoP, tlsAddr string) {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	tune(&cfg.POPs[0])
+	clk := newClock()
+	o := Options{Now: clk.Now, ShutdownGrace: 5 * time.Second, Logger: testLogger(t)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	p, err := New(cfg, "", o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	var ls Listeners
+	for _, ln := range []*net.Listener{&ls.Serve, &ls.Admin} {
+		if *ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cfg.POPs[0].TLS.Enabled() {
+		if ls.TLS, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		tlsAddr = ls.TLS.Addr().String()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tp = &testPoP{
+		PoP:    p,
+		url:    "http://" + ls.Serve.Addr().String(),
+		admin:  "http://" + ls.Admin.Addr().String(),
+		clock:  clk,
+		client: &http.Client{Transport: &http.Transport{DisableCompression: true}},
+		cancel: cancel,
+		done:   make(chan error, 1),
+	}
+	go func() { tp.done <- p.ServeListeners(ctx, ls) }()
+	t.Cleanup(func() {
+		tp.stop(t)
+		p.Close()
+	})
+	return tp, tlsAddr
+}
+
+// listenerMetric reads a per-listener metric from the PoP's registry.
+func listenerMetric(t *testing.T, p *PoP, name, listener string) float64 {
+	t.Helper()
+	families, err := p.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "listener" && l.GetValue() == listener {
+					if m.Counter != nil {
+						return m.Counter.GetValue()
+					}
+					return m.Gauge.GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestSendTimeout sends a large body to clients that never read, with a
+// tiny receive buffer, on every way a hit reaches a client over HTTP/1.1:
+// each is cut off once the send timeout passes without progress, and
+// counted.
+func TestSendTimeout(t *testing.T) {
+	const size = 24 << 20
+	path := fmt.Sprintf("/big/%d", size)
+	o := bigOrigin(t)
+	tlsYAML := strings.Replace(bigConfig(o.URL, ""), "    cache_size: 64MiB\n",
+		"    cache_size: 64MiB\n    tls: {listen: \"127.0.0.1:0\", self_signed: true}\n", 1)
+	tests := []struct {
+		name     string
+		bodies   string
+		extra    string // request header lines
+		tls      bool
+		wantFast bool
+	}{
+		{"fast path, heap body", "heap", "", false, true},
+		{"fast path, blob with sendfile", "blob", "", false, true},
+		{"lent to net/http, heap body", "heap", "Cache-Control: max-age=600\r\n", false, false},
+		{"lent to net/http, blob with sendfile", "blob", "Cache-Control: max-age=600\r\n", false, false},
+		{"TLS, HTTP/1.1", "heap", "", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			yaml := bigConfig(o.URL, "")
+			if tt.tls {
+				yaml = tlsYAML
+			}
+			tp, tlsAddr := startTunedPoP(t, yaml, func(pc *config.POP) { pc.Timeouts.Send = 200 * time.Millisecond }, bodiesIn(tt.bodies))
+			tp.get(t, path)
+			waitStored(t, tp.PoP)
+			tp.client.CloseIdleConnections()
+
+			listener, addr := "clear", strings.TrimPrefix(tp.url, "http://")
+			if tt.tls {
+				listener, addr = "tls", tlsAddr
+			}
+			raw, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			raw.(*net.TCPConn).SetReadBuffer(4 << 10)
+			raw.SetDeadline(time.Now().Add(20 * time.Second))
+			var c net.Conn = raw
+			if tt.tls {
+				tc := tls.Client(raw, &tls.Config{RootCAs: tp.certs.selfSignedCA.Pool(), ServerName: "demo.example"})
+				if err := tc.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+				c = tc
+			}
+			before := tp.fastHits.Load()
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: demo.example\r\n%s\r\n", path, tt.extra)
+			waitFor(t, "the send timeout", func() bool { return listenerMetric(t, tp.PoP, "outpost_pop_send_timeouts_total", listener) == 1 })
+			if got := tp.fastHits.Load() > before; got != tt.wantFast {
+				t.Errorf("fast path answered: %v, want %v", got, tt.wantFast)
+			}
+			// What reaches the client is what the kernels held when the
+			// server gave up: less than the body.
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if n, _ := io.Copy(io.Discard, c); n >= size {
+				t.Errorf("read %d bytes: the whole body arrived", n)
+			}
+			waitFor(t, "the connection closed", func() bool { return listenerMetric(t, tp.PoP, "outpost_pop_client_connections", listener) == 0 })
+		})
+	}
+}
+
+// TestSendTimeoutSlowReader checks that the send timeout bounds each wait,
+// not the response: a client that reads slowly but steadily gets a body
+// that takes many times the timeout.
+func TestSendTimeoutSlowReader(t *testing.T) {
+	o := bigOrigin(t)
+	for _, bodies := range []string{"heap", "blob"} {
+		t.Run(bodies, func(t *testing.T) {
+			tp, _ := startTunedPoP(t, bigConfig(o.URL, ""), func(pc *config.POP) { pc.Timeouts.Send = 200 * time.Millisecond }, bodiesIn(bodies))
+			const size = 2 << 20
+			path := fmt.Sprintf("/big/%d", size)
+			tp.get(t, path)
+			waitStored(t, tp.PoP)
+			c, err := net.Dial("tcp", strings.TrimPrefix(tp.url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.(*net.TCPConn).SetReadBuffer(16 << 10)
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: demo.example\r\n\r\n", path)
+			// 64 KiB every 50ms: 1.6s for the body, eight send timeouts.
+			var got int
+			buf := make([]byte, 64<<10)
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for got < size {
+				<-tick.C // the reader's pace, not synchronisation
+				n, err := io.ReadFull(c, buf)
+				got += n
+				if err != nil {
+					break
+				}
+			}
+			if got < size {
+				t.Fatalf("read %d bytes of %d: a steady reader was cut off", got, size)
+			}
+			if n := listenerMetric(t, tp.PoP, "outpost_pop_send_timeouts_total", "clear"); n != 0 {
+				t.Errorf("%v send timeouts counted", n)
+			}
+		})
+	}
+}
+
+// TestMaxConns caps the clear listener at two connections: a third waits
+// in the kernel's queue, unanswered, until one of the two closes; the cap
+// and the open connections are counted.
+func TestMaxConns(t *testing.T) {
+	o := fastOrigin(t)
+	tp, _ := startTunedPoP(t, fastConfig(o.URL), func(pc *config.POP) { pc.Limits.MaxConns = 2 })
+	tp.get(t, "/obj")
+	tp.client.CloseIdleConnections()
+	waitFor(t, "no connection open", func() bool { return listenerMetric(t, tp.PoP, "outpost_pop_client_connections", "clear") == 0 })
+	addr := strings.TrimPrefix(tp.url, "http://")
+	request := "GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n"
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		io.WriteString(c, request)
+		return c, bufio.NewReader(c)
+	}
+	answered := func(c net.Conn, br *bufio.Reader, within time.Duration) bool {
+		c.SetReadDeadline(time.Now().Add(within))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return false
+		}
+		io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode == http.StatusOK
+	}
+	first, firstBR := dial()
+	second, secondBR := dial()
+	if !answered(first, firstBR, 10*time.Second) || !answered(second, secondBR, 10*time.Second) {
+		t.Fatal("the first two connections were not answered")
+	}
+	third, thirdBR := dial()
+	waitFor(t, "the cap reached", func() bool {
+		return listenerMetric(t, tp.PoP, "outpost_pop_connection_limit_reached_total", "clear") >= 1
+	})
+	if n := listenerMetric(t, tp.PoP, "outpost_pop_client_connections", "clear"); n != 2 {
+		t.Errorf("open connections = %v, want 2", n)
+	}
+	if answered(third, thirdBR, 200*time.Millisecond) {
+		t.Fatal("a third connection was served past the cap")
+	}
+	first.Close()
+	if !answered(third, thirdBR, 10*time.Second) {
+		t.Fatal("the third connection was not served once a slot was free")
+	}
+	second.Close()
+	third.Close()
+	waitFor(t, "every slot back", func() bool {
+		return listenerMetric(t, tp.PoP, "outpost_pop_client_connections", "clear") == 0
+	})
+}
