@@ -134,11 +134,18 @@ func named(values []string, coding string) bool {
 	return false
 }
 
+// negotiated are the content codings clients negotiate with
+// Accept-Encoding (RFC 9110 §8.4.1, the IANA registry, RFC 8878, RFC 7932,
+// RFC 9842): a response in one of them that the request did not accept
+// would be undecodable. A coding outside the list is opaque to the PoP,
+// which stores and relays it as the origin sent it.
+var negotiated = []string{"zstd", "br", "gzip", "x-gzip", "deflate", "compress", "x-compress", "dcb", "dcz"}
+
 // AcceptsEncoding reports whether a response with the given
 // Content-Encoding field values may be sent to a request whose
 // Accept-Encoding folds to folded (see NormalizeAcceptEncoding): no coding,
-// or identity, suits everyone; otherwise the response must carry exactly
-// one coding, named in folded.
+// identity or a coding no client negotiates suits everyone; a negotiated
+// coding must be alone and named in folded.
 func AcceptsEncoding(folded string, contentEncoding []string) bool {
 	var codings []string
 	for _, line := range contentEncoding {
@@ -148,9 +155,10 @@ func AcceptsEncoding(folded string, contentEncoding []string) bool {
 			}
 		}
 	}
-	switch len(codings) {
-	case 0:
+	if !slices.ContainsFunc(codings, func(c string) bool { return slices.Contains(negotiated, c) }) {
 		return true
+	}
+	switch len(codings) {
 	case 1:
 		if codings[0] == "x-gzip" {
 			codings[0] = "gzip"
