@@ -167,8 +167,11 @@ func (c *clientConn) arm(force bool) {
 
 // stalled handles a failed write or sendfile call: true when it was the
 // send deadline and the call made progress, so the caller goes on (with the
-// deadline re-armed). When the deadline passed without progress the client
-// is cut off: counted, and the connection closed.
+// deadline re-armed). Otherwise, when a write deadline passed (the send
+// timeout's, or one a handler set with http.ResponseController: in this
+// server those are the send timeout too) the client is cut off: counted,
+// and the connection closed (a response cut part-way, or TLS after a
+// failed write, cannot go on).
 func (c *clientConn) stalled(progress bool, err error) bool {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
@@ -177,7 +180,7 @@ func (c *clientConn) stalled(progress bool, err error) bool {
 		c.arm(true)
 		return true
 	}
-	if !progress && c.cut.CompareAndSwap(false, true) {
+	if c.cut.CompareAndSwap(false, true) {
 		c.l.stats.sendTimeouts.Add(1)
 		c.Close()
 	}
