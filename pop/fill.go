@@ -213,12 +213,30 @@ func (f *fill) endLocked() int64 {
 }
 
 // start prepares the fill for its body once the header says it is to be
-// stored.
-func (f *fill) start(expect int64) {
+// stored. It takes the body's first chunk from the budget now, before the
+// header reaches any client, so that a fill the budget cannot hold is known
+// as one while Cache-Status can still say so (hostile_test.go: without it
+// every client was told "stored" and nothing was). It returns false when
+// the budget refused: the fill relays from the start, reason
+// inflight-budget.
+func (f *fill) start(expect int64) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.storing = true
 	f.expect = expect
+	size := int64(chunkSize)
+	if expect >= 0 && expect < size {
+		size = expect
+	}
+	if size > 0 && !f.budget.tryTake(size) {
+		f.storing, f.reason = false, reasonBudget
+		return false
+	}
+	f.storing = true
+	if size > 0 {
+		f.held += size
+		f.chunks = append(f.chunks, make([]byte, 0, size))
+	}
+	return true
 }
 
 // write adds body bytes read from the origin. It returns errNoReaders when
@@ -303,6 +321,14 @@ func (f *fill) isStoring() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.storing
+}
+
+// storingNow reports whether the body is still to be stored and, if not,
+// why.
+func (f *fill) storingNow() (bool, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.storing, f.reason
 }
 
 // finish records the end of the body (err nil on a complete one). When the

@@ -206,10 +206,14 @@ func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *servic
 		// Hit-for-miss: the last answer could not be stored, so this
 		// request fetches on its own instead of queueing behind others.
 		l.alone = true
-		status.Detail = "hit-for-miss"
+		status.Detail = detailHitForMiss
 	}
 	p.serveMiss(w, r, svc, l, status)
 }
+
+// detailHitForMiss is the Cache-Status detail of a request sent to the
+// origin on its own because its key recently answered uncacheable.
+const detailHitForMiss = "hit-for-miss"
 
 // plainError answers with a short text body and counts an error.
 func (p *PoP) plainError(w http.ResponseWriter, r *http.Request, svc *service, code int, status cache.Status, body string) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestSharedFillNeverLeaks checks issue 16 item 1: what the origin says to
@@ -266,6 +267,65 @@ func TestAcceptEncodingVariants(t *testing.T) {
 				if ae == "" {
 					t.Errorf("the origin was asked without Accept-Encoding (any coding would do): %q", asked)
 				}
+			}
+		})
+	}
+}
+
+// TestTargetedFieldsNeverReachClients checks that the cache-control fields
+// aimed at this CDN (RFC 9213 and Surrogate-Control) govern the PoP and
+// never reach a client, on a miss, a hit through net/http and a hit on the
+// HTTP/1.1 fast path (issue 17: each path kept its own list).
+func TestTargetedFieldsNeverReachClients(t *testing.T) {
+	for _, field := range []string{"Surrogate-Control", "CDN-Cache-Control", "Outpost-Cache-Control"} {
+		t.Run(field, func(t *testing.T) {
+			o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set(field, "max-age=60")
+				w.Header().Set("Content-Type", "text/plain")
+				io.WriteString(w, "targeted")
+			})
+			tp := startPoP(t, o.URL)
+			for i, h := range []http.Header{nil, nil, {"Range": {"bytes=0-3"}}} {
+				waitFor(t, "fills done", func() bool { return tp.fills.inFlight() == 0 })
+				resp, _ := tp.do(t, http.MethodGet, "/t", "demo.example", h)
+				if v := resp.Header.Values(field); len(v) > 0 {
+					t.Errorf("response %d (%s) carries %s: %q", i, resp.Header.Get("Cache-Status"), field, v)
+				}
+			}
+			if n := o.count("/t"); n != 1 {
+				t.Errorf("origin requests = %d, want 1 (the field should make it cacheable)", n)
+			}
+		})
+	}
+}
+
+// TestIfModifiedSinceWithoutLastModified checks RFC 9111 §4.3.2: a stored
+// response without Last-Modified is compared by its Date (cache-tests
+// conditional-lm-fresh-no-lm).
+func TestIfModifiedSinceWithoutLastModified(t *testing.T) {
+	o := newTestOrigin(t, cacheable("dated"))
+	tp := startPoP(t, o.URL)
+	resp, _ := tp.get(t, "/d")
+	date, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		t.Fatalf("Date %q: %v", resp.Header.Get("Date"), err)
+	}
+	waitFor(t, "fill done", func() bool { return tp.fills.inFlight() == 0 })
+	tests := []struct {
+		name   string
+		header http.Header
+		want   int
+	}{
+		{"RFC9111 4.3.2 If-Modified-Since after Date", http.Header{"If-Modified-Since": {date.Add(time.Hour).Format(http.TimeFormat)}}, http.StatusNotModified},
+		{"RFC9111 4.3.2 If-Modified-Since equal to Date", http.Header{"If-Modified-Since": {date.Format(http.TimeFormat)}}, http.StatusNotModified},
+		{"RFC9111 4.3.2 If-Modified-Since before Date", http.Header{"If-Modified-Since": {date.Add(-time.Hour).Format(http.TimeFormat)}}, http.StatusOK},
+		{"RFC9110 13.2.2 If-None-Match takes precedence", http.Header{"If-None-Match": {`"x"`}, "If-Modified-Since": {date.Add(time.Hour).Format(http.TimeFormat)}}, http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := tp.do(t, http.MethodGet, "/d", "demo.example", tt.header)
+			if resp.StatusCode != tt.want {
+				t.Errorf("status %d, want %d (body %q)", resp.StatusCode, tt.want, body)
 			}
 		})
 	}

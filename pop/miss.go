@@ -113,7 +113,11 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 				p.plainError(w, r, svc, http.StatusBadGateway, status, "outpost: Bad Gateway: the origin answered with a content coding the request did not accept\n")
 				return
 			}
-			status.Detail = f.reason
+			if status.Detail != detailHitForMiss {
+				// Hit-for-miss is why this request fetched alone: it stays
+				// the detail.
+				status.Detail = f.reason
+			}
 			p.relay(w, r, svc, f.resp, status, resultMiss)
 			return
 		}
@@ -136,8 +140,15 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: cache.ReasonTooLarge}, resultMiss)
 		return
 	}
-	status.Stored = true
-	status.TTL, status.HasTTL = remaining(f.decision.Lifetime, f.decision.InitialAge, f.responseTime, p.now()), true
+	if storing, reason := f.storingNow(); !storing {
+		// Known not to be stored before the header goes out (the in-flight
+		// budget refused it, or the body already outgrew max_object): say
+		// so rather than "stored".
+		status.Detail = reason
+	} else {
+		status.Stored = true
+		status.TTL, status.HasTTL = remaining(f.decision.Lifetime, f.decision.InitialAge, f.responseTime, p.now()), true
+	}
 
 	if needsEvaluation(r) {
 		// Preconditions and ranges are answered from the complete object.
@@ -167,7 +178,18 @@ func (p *PoP) awaitFill(w http.ResponseWriter, r *http.Request, f *fill, leader 
 	for {
 		select {
 		case <-f.ready:
-			return true
+			// A 1xx and the final response can arrive together, and select
+			// picks at random: relay what is queued before answering
+			// (hostile_test.go lost a 103 Early Hints this way).
+			for {
+				select {
+				case ir := <-interim:
+					relay(ir.code, textproto.MIMEHeader(ir.header))
+					continue
+				default:
+				}
+				return true
+			}
 		case ir := <-interim:
 			relay(ir.code, textproto.MIMEHeader(ir.header))
 		case <-r.Context().Done():

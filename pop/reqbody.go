@@ -97,7 +97,10 @@ func (p *PoP) clientBodyFailed(w http.ResponseWriter, r *http.Request, svc *serv
 	case errors.As(err, &tooLarge):
 		code = http.StatusRequestEntityTooLarge
 	}
-	if r.Context().Err() != nil {
+	// net/http cancels the request's context on any failed body read, the
+	// read deadline's included: a client too slow is still there to be
+	// told 408 (hostile_test.go: it got no answer at all).
+	if r.Context().Err() != nil && code != http.StatusRequestTimeout {
 		svc.stats.record(r, 0, resultError, 0)
 		return
 	}

@@ -179,7 +179,11 @@ func (p *PoP) runFill(ctx context.Context, f *fill, svc *service, lookupKey stri
 		return
 	}
 	p.marks.clear(lookupKey)
-	f.start(resp.ContentLength)
+	if !f.start(resp.ContentLength) {
+		// The budget is spent: a relay from the start, which later
+		// requests must not join (its body is trimmed as it goes).
+		p.fills.forget(f)
+	}
 	f.publish()
 
 	total, err := p.readBody(ctx, f, svc, lookupKey, resp.Body)
@@ -238,8 +242,9 @@ func (p *PoP) markUncacheable(svc *service, key, reason string) {
 		return
 	}
 	switch reason {
-	case cache.ReasonStatus, reasonEncoding, reasonBudget, "":
-		// Errors and accidents of one fetch say nothing of the next.
+	case cache.ReasonStatus, reasonEncoding, reasonBudget, cache.ReasonAuthorization, "":
+		// Errors and accidents of one fetch say nothing of the next, and a
+		// request with credentials nothing of those without.
 		return
 	}
 	p.marks.set(key, mark{until: p.now().Add(svc.hitForMiss), tooLarge: reason == cache.ReasonTooLarge})

@@ -34,6 +34,14 @@ func (p *PoP) serveStored(w http.ResponseWriter, r *http.Request, svc *service, 
 			r = r.Clone(r.Context())
 			delete(r.Header, "Range")
 		}
+		if notModifiedByDate(r, e) {
+			delete(h, "Content-Length")
+			delete(h, "Content-Type")
+			delete(h, "Content-Encoding")
+			w.WriteHeader(http.StatusNotModified)
+			svc.stats.record(r, http.StatusNotModified, res, 0)
+			return
+		}
 		cw := &countingWriter{ResponseWriter: w}
 		modTime, _ := http.ParseTime(e.Header.Get("Last-Modified"))
 		delete(h, "Content-Length") // ServeContent sets it for what it sends
@@ -50,6 +58,29 @@ func (p *PoP) serveStored(w http.ResponseWriter, r *http.Request, svc *service, 
 		n = writeBody(w, e)
 	}
 	svc.stats.record(r, e.Status, res, n)
+}
+
+// notModifiedByDate answers If-Modified-Since for a stored response
+// without Last-Modified, which http.ServeContent would ignore: a cache
+// compares it with the response's Date, or with when the response was
+// received (RFC 9111 §4.3.2). If-None-Match, when present, takes
+// precedence (RFC 9110 §13.2.2) and ServeContent handles it.
+func notModifiedByDate(r *http.Request, e *cache.Entry) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if r.Header["If-None-Match"] != nil || e.Header["Last-Modified"] != nil {
+		return false
+	}
+	ims, err := http.ParseTime(r.Header.Get("If-Modified-Since"))
+	if err != nil {
+		return false
+	}
+	date, err := http.ParseTime(e.Header.Get("Date"))
+	if err != nil {
+		date = e.ResponseTime
+	}
+	return !date.Truncate(time.Second).After(ims)
 }
 
 // tooManyRanges reports whether a Range field asks for more than max
@@ -110,8 +141,7 @@ func (c *countingWriter) ReadFrom(src io.Reader) (int64, error) {
 // dropTargeted removes the cache-control fields aimed at this CDN (RFC
 // 9213): they are not forwarded downstream.
 func (p *PoP) dropTargeted(h http.Header) {
-	delete(h, "Cdn-Cache-Control")
-	delete(h, "Outpost-Cache-Control")
+	cache.StripTargeted(h)
 }
 
 // refreshInBackground starts a refresh of a stale entry served under
