@@ -46,6 +46,12 @@ const (
 	PolicyRequestBased Policy = "request_based"
 )
 
+// Weighted reports whether p honours server weights: every policy but
+// PolicyRoundRobin (and "", which means it) and PolicyLeastConnections.
+func (p Policy) Weighted() bool {
+	return p != PolicyRoundRobin && p != "" && p != PolicyLeastConnections
+}
+
 // Policies returns every policy, the default first.
 func Policies() []Policy {
 	return []Policy{
