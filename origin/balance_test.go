@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -259,37 +258,88 @@ func TestIPHashConsistency(t *testing.T) {
 	}
 }
 
-// TestRequestBasedAvoidsSlowServer makes one server ten times slower and
-// checks that it gets much less than half of concurrent requests.
+// TestRequestBasedAvoidsSlowServer sends requests one at a time to a fast
+// and a ten times slower server under request_based. Response times are
+// read from the pool's clock, which each server's handler moves by its
+// service time, so every pick sees the same costs on every run, however
+// loaded the machine: the slow server gets the one request that gives it
+// a sample (a server without one costs nothing), then its 20ms estimate,
+// which decays with a 10s time constant, stays above the fast server's
+// 2ms for far longer than the run.
 func TestRequestBasedAvoidsSlowServer(t *testing.T) {
-	delay := func(d time.Duration) http.HandlerFunc {
+	clk := newClock()
+	serve := func(d time.Duration) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(d) // the server's service time, not synchronisation
+			clk.Advance(d) // the server's service time, on the pool's clock
 			io.WriteString(w, "ok")
 		}
 	}
-	fast, slow := newBackend(t, "fast", delay(2*time.Millisecond)), newBackend(t, "slow", delay(20*time.Millisecond))
-	p := newTestPool(t, Options{Policy: PolicyRequestBased}, []string{fast.URL, slow.URL})
-	const workers, each = 8, 50
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for range each {
-				if _, _, err := get(t, p, Request{}); err != nil {
-					t.Error(err)
-					return
+	fast, slow := newBackend(t, "fast", serve(2*time.Millisecond)), newBackend(t, "slow", serve(20*time.Millisecond))
+	p := newTestPool(t, Options{Policy: PolicyRequestBased, Now: clk.Now}, []string{fast.URL, slow.URL})
+	const n = 400
+	for range n {
+		if _, _, err := get(t, p, Request{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := slow.hits.Load(); got != 1 {
+		t.Errorf("the 10x slower server got %d of %d requests, want 1 (round robin would give %d)", got, n, n/2)
+	}
+	for _, want := range []struct {
+		b      *backend
+		millis float64
+	}{{fast, 2}, {slow, 20}} {
+		if st := serverStats(t, p, want.b.Listener.Addr().String()); st.LatencyEWMAMillis != want.millis {
+			t.Errorf("%s server's latency EWMA %vms, want %vms", want.b.id, st.LatencyEWMAMillis, want.millis)
+		}
+	}
+}
+
+// TestLeastCostPick checks each term of request_based's cost (peak
+// response time, times the requests in flight plus one, over the weight,
+// the peak decaying with time) on two servers, where the two random
+// choices are always both.
+func TestLeastCostPick(t *testing.T) {
+	t0 := newClock().Now()
+	type srv struct {
+		weight   int
+		rtt      time.Duration // the one response-time sample; 0 for none
+		ago      time.Duration // how long before the pick it was taken
+		inFlight int64
+		down     bool
+	}
+	tests := []struct {
+		name string
+		a, b srv
+		want string // "a" or "b"
+	}{
+		{"the faster of two idle servers", srv{weight: 1, rtt: 20 * time.Millisecond}, srv{weight: 1, rtt: 2 * time.Millisecond}, "b"},
+		{"requests in flight make the faster dearer", srv{weight: 1, rtt: 20 * time.Millisecond}, srv{weight: 1, rtt: 2 * time.Millisecond, inFlight: 10}, "a"},
+		{"weight divides the cost", srv{weight: 20, rtt: 20 * time.Millisecond}, srv{weight: 1, rtt: 2 * time.Millisecond}, "a"},
+		{"an old slow sample decays", srv{weight: 1, rtt: 20 * time.Millisecond, ago: 30 * time.Second}, srv{weight: 1, rtt: 2 * time.Millisecond}, "a"},
+		{"a server without a sample but with requests in flight waits", srv{weight: 1, inFlight: 1}, srv{weight: 1, rtt: time.Second}, "b"},
+		{"an idle server without a sample costs nothing", srv{weight: 1}, srv{weight: 1, rtt: time.Millisecond}, "a"},
+		{"a server out of rotation is never chosen", srv{weight: 1, rtt: time.Millisecond, down: true}, srv{weight: 1, rtt: time.Second}, "b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			servers := make([]*server, 2)
+			for i, sp := range []srv{tt.a, tt.b} {
+				s := newServer(Server{URL: mustURL(t, fmt.Sprintf("http://%c.example", 'a'+i)), Weight: sp.weight}, nil)
+				if sp.rtt > 0 {
+					s.observe(sp.rtt, t0.Add(-sp.ago))
+				}
+				s.inFlight.Store(sp.inFlight)
+				s.up.Store(!sp.down)
+				servers[i] = s
+			}
+			b := &leastCost{servers: servers, now: func() time.Time { return t0 }}
+			for range 20 { // the two choices come in either order
+				if got := b.pick(&pickContext{}); got != servers[tt.want[0]-'a'] {
+					t.Fatalf("picked %s, want %s.example", got.name, tt.want)
 				}
 			}
 		})
-	}
-	wg.Wait()
-	share := float64(slow.hits.Load()) / (workers * each)
-	if share > 0.25 {
-		t.Errorf("the 10x slower server got %.2f of the requests, want <= 0.25 (round robin would give 0.5)", share)
-	}
-	st := serverStats(t, p, slow.Listener.Addr().String())
-	if st.LatencyEWMAMillis < 10 {
-		t.Errorf("slow server's latency EWMA %.1fms, want about 20ms", st.LatencyEWMAMillis)
 	}
 }
 
