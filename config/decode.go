@@ -17,8 +17,8 @@ import (
 )
 
 // This file is the generic half of the decoder: it walks yaml.Node trees,
-// checks node kinds, keys and scalar values, and collects problems. The
-// schema (which keys exist where) is in schema.go.
+// checks node kinds, keys and scalar values, and collects problems. Which
+// keys exist where is in each section's file (see config.go).
 
 // problem is one thing wrong with the file. Its message has the form
 // "FILE:LINE: KEY: message"; LINE and KEY are left out when unknown.

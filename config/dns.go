@@ -105,14 +105,17 @@ type DNS struct {
 	// RateLimit is response rate limiting (RRL) of UDP answers; off
 	// unless rate_limit.responses_per_second is set.
 	RateLimit RateLimit
+}
 
-	// Where things were given, for the checks of dnsRefs; all nil once
-	// Parse returns.
-	node       *yaml.Node   // the section
-	fallbackAt []nameAt     // the fallback names
-	listenAt   []*yaml.Node // each of Listen
-	adminAt    *yaml.Node
-	nsAt       []*yaml.Node // each of NS
+// dnsAt is where the dns section gave its values, for the checks of
+// dnsRefs, which run once the whole file is decoded. The decoder keeps it
+// beside the DNS it decoded, so that a Config holds no YAML nodes.
+type dnsAt struct {
+	section  *yaml.Node   // the section; nil when it is not a mapping
+	fallback []nameAt     // the fallback names
+	listen   []*yaml.Node // each of DNS.Listen
+	admin    *yaml.Node
+	ns       []*yaml.Node // each of DNS.NS
 }
 
 // Enabled reports whether the file has a dns section.
@@ -193,9 +196,10 @@ type nameAt struct {
 	path string
 }
 
-// dns decodes the dns section. Checks against the rest of the file happen
-// later, in dnsRefs.
-func (d *decoder) dns(n *yaml.Node, path string) DNS {
+// dns decodes the dns section and says where its values were given.
+// Checks against the rest of the file happen later, in dnsRefs.
+func (d *decoder) dns(n *yaml.Node, path string) (DNS, dnsAt) {
+	var at dnsAt
 	c := DNS{
 		TTL:         defaultDNSTTL,
 		NegativeTTL: defaultNegativeTTL,
@@ -212,9 +216,9 @@ func (d *decoder) dns(n *yaml.Node, path string) DNS {
 			IPv6Prefix: defaultRRLIPv6Prefix, TableSize: defaultRRLTableSize},
 	}
 	ok := d.fields(n, path, []field{
-		required("listen", func(n *yaml.Node, path string) { c.Listen, c.listenAt = d.listenList(n, path) }),
+		required("listen", func(n *yaml.Node, path string) { c.Listen, at.listen = d.listenList(n, path) }),
 		optional("admin", func(n *yaml.Node, path string) {
-			c.adminAt = n
+			at.admin = n
 			s, ok := d.str(n, path)
 			if !ok {
 				return
@@ -229,23 +233,23 @@ func (d *decoder) dns(n *yaml.Node, path string) DNS {
 		optional("ttl", d.setSeconds(&c.TTL, time.Second, maxDNSTTL)),
 		optional("negative_ttl", d.setSeconds(&c.NegativeTTL, 0, maxNegativeTTL)),
 		optional("soa", func(n *yaml.Node, path string) { d.soa(n, path, &c.SOA) }),
-		optional("ns", func(n *yaml.Node, path string) { c.NS, c.nsAt = d.nameServers(n, path) }),
+		optional("ns", func(n *yaml.Node, path string) { c.NS, at.ns = d.nameServers(n, path) }),
 		optional("networks", d.setPath(&c.Networks, "networks", "no network map")),
 		optional("geoip", d.setPath(&c.GeoIP, "geoip", "no geo database")),
 		optional("asn", d.setPath(&c.ASN, "asn", "no ASN database")),
-		optional("fallback", func(n *yaml.Node, path string) { c.fallbackAt = d.popNameList(n, path) }),
+		optional("fallback", func(n *yaml.Node, path string) { at.fallback = d.popNameList(n, path) }),
 		optional("health", func(n *yaml.Node, path string) { d.dnsHealth(n, path, &c.Health) }),
 		optional("spread", d.setFloat(&c.Spread, 0, maxSpread)),
 		optional("udp_size", d.setInt(&c.UDPSize, minUDPSize, maxUDPSize)),
 		optional("rate_limit", func(n *yaml.Node, path string) { d.rateLimit(n, path, &c.RateLimit) }),
 	})
 	if ok {
-		c.node = d.node(n, path)
+		at.section = d.node(n, path)
 	}
 	if c.Health.Timeout == 0 {
 		c.Health.Timeout = min(defaultDNSHealthTmo, c.Health.Interval)
 	}
-	return c
+	return c, at
 }
 
 // setPath decodes a file name, relative to the configuration file, into
@@ -468,10 +472,10 @@ func (d *decoder) rateLimit(n *yaml.Node, path string, r *RateLimit) {
 }
 
 // dnsRefs fills the PoPs' answer addresses from their listen addresses and,
-// when the file has a dns section, checks it against the rest of the file
-// and applies the defaults that depend on it. It runs once the whole file
-// is decoded.
-func (d *decoder) dnsRefs(c *Config) {
+// when the file has a dns section (given at pos), checks it against the
+// rest of the file and applies the defaults that depend on it. It runs once
+// the whole file is decoded.
+func (d *decoder) dnsRefs(c *Config, pos *dnsAt) {
 	for i := range c.POPs {
 		p := &c.POPs[i]
 		hp, err := parseHostPort(p.Listen)
@@ -488,8 +492,7 @@ func (d *decoder) dnsRefs(c *Config) {
 		}
 	}
 	dc := &c.DNS
-	at, fallback, listenAt, adminAt, nsAt := dc.node, dc.fallbackAt, dc.listenAt, dc.adminAt, dc.nsAt
-	dc.node, dc.fallbackAt, dc.listenAt, dc.adminAt, dc.nsAt = nil, nil, nil, nil, nil
+	at, fallback, listenAt, adminAt, nsAt := pos.section, pos.fallback, pos.listen, pos.admin, pos.ns
 	if !dc.Enabled() || at == nil {
 		return
 	}

@@ -4,14 +4,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/outpost-cdn/outpost/origin"
 )
 
 // FuzzParse feeds Parse arbitrary bytes. The file is operator input, but a
 // bad one must still never crash the process, and whatever Parse returns
 // must keep its promises: a Config that passes has what the PoP relies on,
 // and an error lists one "FILE..." problem per line. The seed corpus is in
-// testdata/fuzz/FuzzParse; crashers found here become named rows in
-// TestParseErrors.
+// testdata/fuzz/FuzzParse; crashers found here become named files in
+// testdata/errors (see TestParseErrors).
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte(full))
@@ -45,8 +47,8 @@ func FuzzParse(f *testing.F) {
 				}
 			}
 			o := &s.Origin
-			if !slices.Contains(policies, o.Policy) || (o.HashKey != "") != (o.Policy == PolicyIPHash) ||
-				(o.Load != nil) != (o.Policy == PolicyAdaptive) || o.Ejection.Failures < 1 || o.Ejection.Cooldown <= 0 {
+			if !slices.Contains(origin.Policies(), o.Policy) || (o.HashKey != "") != (o.Policy == origin.PolicyIPHash) ||
+				(o.Load != nil) != (o.Policy == origin.PolicyAdaptive) || o.Ejection.Failures < 1 || o.Ejection.Cooldown <= 0 {
 				t.Fatalf("service %q has a bad origin: %+v", s.Name, o)
 			}
 			if o.Load != nil && (o.Load.Interval <= 0 || o.Load.Timeout <= 0 || o.Load.Timeout > o.Load.Interval || o.Load.Path == "") {

@@ -183,6 +183,9 @@ func checkProbePath(s string) error {
 	return nil
 }
 
+// maxCAFile bounds a CA file: 1 MiB of PEM is far more than any CA bundle.
+const maxCAFile = 1 << 20
+
 // checkCAFile resolves name (relative to the config file's directory) and
 // checks that it is a regular file holding at least one PEM certificate.
 // It returns the resolved path.
