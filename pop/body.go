@@ -30,11 +30,11 @@ func (b storedBody) size() int64 {
 // writeBody sends a stored entry's body after its header. A body in a blob
 // on a plain HTTP/1.1 connection goes out with sendfile: io.Copy hands the
 // blob's reader to the response's ReadFrom, which hands it to the
-// connection's (clientConn.ReadFrom) once the header is written.
-// (Corking the socket so the header leaves with the body measured no
-// better: two more system calls for one packet fewer.) The send timeout
-// applies on every protocol: on HTTP/1 through the connection
-// (clientConn), on HTTP/2 and HTTP/3 through streamWriter, which writes a
+// connection's (fastpath.Listener's connections) once the header is
+// written. (Corking the socket so the header leaves with the body
+// measured no better: two more system calls for one packet fewer.) The
+// send timeout applies on every protocol: on HTTP/1 through the
+// connection, on HTTP/2 and HTTP/3 through streamWriter, which writes a
 // large body in chunks and moves the stream's write deadline on between
 // them.
 func writeBody(w http.ResponseWriter, e *cache.Entry) int64 {
@@ -44,51 +44,6 @@ func writeBody(w http.ResponseWriter, e *cache.Entry) int64 {
 	}
 	n, _ := io.Copy(w, e.Blob.NewReader())
 	return n
-}
-
-// ReadFrom sends what r reads: blob bodies (whole, or a range of one
-// through io.LimitedReader) with sendfile, everything else through Write;
-// either way with the send timeout.
-func (c *clientConn) ReadFrom(r io.Reader) (int64, error) {
-	switch src := r.(type) {
-	case *blob.Reader:
-		return c.sendBlob(src, -1)
-	case *io.LimitedReader:
-		if br, ok := src.R.(*blob.Reader); ok {
-			n, err := c.sendBlob(br, src.N)
-			src.N -= n
-			return n, err
-		}
-	}
-	return io.Copy(writerOnly{c}, r)
-}
-
-// sendBlob sends up to limit bytes of r (all of it for a negative limit)
-// with sendfile, sendChunk bytes per call so that the send deadline is
-// re-armed as the client takes them.
-func (c *clientConn) sendBlob(r *blob.Reader, limit int64) (int64, error) {
-	var total int64
-	for {
-		want := int64(sendChunk)
-		if limit >= 0 {
-			want = min(want, limit-total)
-		}
-		if want <= 0 || r.Remaining() == 0 {
-			return total, nil
-		}
-		if c.l.send > 0 {
-			c.arm(false)
-		}
-		n, err := r.SendTo(c.TCPConn, want)
-		total += n
-		c.l.sent.Add(uint64(n))
-		if err != nil {
-			if c.l.send > 0 && c.stalled(n > 0, err) {
-				continue
-			}
-			return total, err
-		}
-	}
 }
 
 // copyTo copies src into w, through w's own ReadFrom when it has one (so a

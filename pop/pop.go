@@ -34,6 +34,7 @@ import (
 	"github.com/outpost-cdn/outpost/cache/memstore"
 	"github.com/outpost-cdn/outpost/config"
 	"github.com/outpost-cdn/outpost/origin"
+	"github.com/outpost-cdn/outpost/pop/fastpath"
 )
 
 // Options are a PoP's dependencies beyond its configuration. Every field is
@@ -488,7 +489,7 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	timeouts := p.cfg.Timeouts
 	errLog := slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
 	// Every write to a client has the send timeout: HTTP/1 and HTTP/2
-	// through the connection (clientConn, and HTTP/2's own
+	// through the connection (fastpath.Listener, and HTTP/2's own
 	// WriteByteTimeout), HTTP/2 and HTTP/3 streams through streamDeadlines.
 	handler := streamDeadlines(p, timeouts.Send)
 	h2 := &http.HTTP2Config{WriteByteTimeout: timeouts.Send}
@@ -498,7 +499,7 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 		IdleTimeout:       timeouts.Idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
-		ConnState:         connState,
+		ConnState:         fastpath.ConnState,
 		HTTP2:             h2,
 	}
 	// midway serves the connections the fast path hands over after
@@ -515,7 +516,7 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 				IdleTimeout:       timeouts.Idle,
 				MaxHeaderBytes:    64 << 10,
 				ErrorLog:          errLog,
-				ConnState:         connState,
+				ConnState:         fastpath.ConnState,
 			}
 		}
 	}
@@ -536,25 +537,32 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	errc := make(chan error, 6)
 	// The clear and TLS listeners cap their connections (limits.max_conns)
 	// and give them the send timeout; HTTP/3 has quic-go's own limits.
-	serveLn := newClientListener(ls.Serve, "clear", p.cfg.Limits.MaxConns, timeouts.Send, &p.sendfileBytes)
-	conns := connCollector{listeners: []*listenerStats{serveLn.stats}}
-	var tlsLn *clientListener
+	serveLn := fastpath.NewListener(ls.Serve, p.cfg.Limits.MaxConns, timeouts.Send, &p.sendfileBytes)
+	conns := connCollector{listeners: []servingListener{{"clear", serveLn}}}
+	var tlsLn *fastpath.Listener
 	if ls.TLS != nil && p.certs != nil {
-		tlsLn = newClientListener(ls.TLS, "tls", p.cfg.Limits.MaxConns, timeouts.Send, &p.sendfileBytes)
-		conns.listeners = append(conns.listeners, tlsLn.stats)
+		tlsLn = fastpath.NewListener(ls.TLS, p.cfg.Limits.MaxConns, timeouts.Send, &p.sendfileBytes)
+		conns.listeners = append(conns.listeners, servingListener{"tls", tlsLn})
 	}
 	if err := p.registry.Register(conns); err == nil {
 		defer p.registry.Unregister(conns)
 	}
-	var fast *fastServer
+	var fast *fastpath.Server
 	if p.noFastPath {
 		go func() { errc <- srv.Serve(serveLn) }()
 	} else {
-		fast = newFastServer(p, serveLn, timeouts.ReadHeader, timeouts.Idle, midway != srv)
-		go func() { errc <- fast.serve() }()
-		go func() { errc <- srv.Serve(fast.handoff) }()
+		// Fresh hits are answered without net/http, through the seam in
+		// fastseam.go; the rest go to srv (and midway).
+		fast = fastpath.NewServer(serveLn, fastCache{p}, fastpath.Options{
+			ReadHeaderTimeout: timeouts.ReadHeader,
+			IdleTimeout:       timeouts.Idle,
+			SeparateMidway:    midway != srv,
+			Logger:            p.log,
+		})
+		go func() { errc <- fast.Serve() }()
+		go func() { errc <- srv.Serve(fast.Handoff()) }()
 		if midway != srv {
-			go func() { errc <- midway.Serve(fast.midway) }()
+			go func() { errc <- midway.Serve(fast.Midway()) }()
 		}
 	}
 	go func() { errc <- admin.Serve(ls.Admin) }()
@@ -570,7 +578,7 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 			IdleTimeout:       timeouts.Idle,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          errLog,
-			ConnState:         connState,
+			ConnState:         fastpath.ConnState,
 			HTTP2:             h2,
 		}
 		go func() { errc <- httpsSrv.ServeTLS(tlsLn, "", "") }()
@@ -630,7 +638,7 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 		stopOne("http midway", midway.Shutdown, midway.Close)
 	}
 	if fast != nil {
-		stopOne("http fast path", fast.shutdown, func() error { return nil })
+		stopOne("http fast path", fast.Shutdown, func() error { return nil })
 	}
 	if httpsSrv != nil {
 		stopOne("https", httpsSrv.Shutdown, httpsSrv.Close)

@@ -1,4 +1,4 @@
-package pop
+package fastpath
 
 import (
 	"bytes"
@@ -143,11 +143,12 @@ func (l *loanConn) returned() bool {
 	return l.idle
 }
 
-// connState is http.Server.ConnState for the serving listeners. When
-// net/http turns a connection idle it clears the write deadline a handler
-// may have set (net/http keeps it into the next request when, as here,
+// ConnState is http.Server.ConnState for the servers of the serving
+// listeners (on Handoff, Midway and the TLS Listener). When net/http turns
+// a connection idle it clears the write deadline a handler may have set
+// (net/http keeps it into the next request when, as in the PoP,
 // WriteTimeout is not set; the send timeout stays), and ends a loan.
-func connState(c net.Conn, state http.ConnState) {
+func ConnState(c net.Conn, state http.ConnState) {
 	if state != http.StateIdle {
 		return
 	}

@@ -1,0 +1,259 @@
+package fastpath
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/outpost-cdn/outpost/cache/blob"
+)
+
+// stubCache answers /hit from the heap and /blob from a blob, and declines
+// every other path.
+type stubCache struct {
+	blob    *blob.Blob
+	answers atomic.Int64
+}
+
+func (c *stubCache) ServeFast(s *Sender, r *Request) {
+	var body []byte
+	var b *blob.Blob
+	switch string(r.Path) {
+	case "/hit":
+		body = []byte("hit")
+	case "/blob":
+		if c.blob == nil {
+			return
+		}
+		b = c.blob
+	default:
+		return
+	}
+	size := int64(len(body))
+	if b != nil {
+		size = b.Size()
+	}
+	head := append(s.Buffer(), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"...)
+	head = AppendField(head, "Content-Length", strconv.FormatInt(size, 10))
+	if r.Close {
+		head = append(head, "Connection: close\r\n"...)
+	}
+	head = append(head, "\r\n"...)
+	s.Send(head, body, b)
+	c.answers.Add(1)
+}
+
+// testServer is a fast-path Server on a loopback Listener with net/http
+// behind it, which answers "net/http <path>".
+type testServer struct {
+	addr  string
+	cache *stubCache
+	sent  atomic.Uint64
+	srv   *Server
+}
+
+func startServer(t *testing.T, c *stubCache) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{addr: ln.Addr().String(), cache: c}
+	l := NewListener(ln, 0, 10*time.Second, &ts.sent)
+	ts.srv = NewServer(l, c, Options{ReadHeaderTimeout: 10 * time.Second})
+	hs := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "net/http "+r.URL.Path)
+		}),
+		ConnState: ConnState,
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { ts.srv.Serve() })
+	wg.Go(func() { hs.Serve(ts.srv.Handoff()) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ts.srv.Shutdown(ctx); err != nil {
+			t.Errorf("fast path shutdown: %v", err)
+		}
+		if err := hs.Shutdown(ctx); err != nil {
+			t.Errorf("net/http shutdown: %v", err)
+		}
+		wg.Wait()
+	})
+	return ts
+}
+
+// roundTrips sends raw on a new connection and reads one response per
+// method, their bodies included.
+func roundTrips(t *testing.T, addr, raw string, methods ...string) (net.Conn, *bufio.Reader, []string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var bodies []string
+	for i, m := range methods {
+		resp, err := http.ReadResponse(br, &http.Request{Method: m})
+		if err != nil {
+			t.Fatalf("response %d: %v", i+1, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("response %d: body: %v", i+1, err)
+		}
+		bodies = append(bodies, string(body))
+	}
+	return c, br, bodies
+}
+
+// TestServer sends requests the Cache answers, and ones it declines or
+// never sees, on one connection each: every answer comes from the right
+// side, and the connection stays open or closes as HTTP/1.1 says. A
+// connection that stays open is shown to by one more request on it.
+func TestServer(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), 4<<10)
+	c := &stubCache{}
+	if b, err := blob.New("fastpath-test", data); err == nil {
+		c.blob = b
+	}
+	ts := startServer(t, c)
+	const host = "Host: a.example\r\n"
+	tests := []struct {
+		name       string
+		raw        string
+		methods    []string
+		want       []string
+		wantCache  int64 // answers from the Cache
+		wantClosed bool
+	}{
+		{"a hit from the Cache", "GET /hit HTTP/1.1\r\n" + host + "\r\n",
+			[]string{"GET"}, []string{"hit"}, 1, false},
+		{"RFC9110 9.3.2 HEAD: the head alone", "HEAD /hit HTTP/1.1\r\n" + host + "\r\n",
+			[]string{"HEAD"}, []string{""}, 1, false},
+		{"RFC9112 9.3.2 pipelined hits", "GET /hit HTTP/1.1\r\n" + host + "\r\nGET /hit HTTP/1.1\r\n" + host + "\r\n",
+			[]string{"GET", "GET"}, []string{"hit", "hit"}, 2, false},
+		{"RFC9112 9.6 Connection: close closes", "GET /hit HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n",
+			[]string{"GET"}, []string{"hit"}, 1, true},
+		{"declined: lent to net/http, then a hit on the same connection", "GET /miss HTTP/1.1\r\n" + host + "\r\nGET /hit HTTP/1.1\r\n" + host + "\r\n",
+			[]string{"GET", "GET"}, []string{"net/http /miss", "hit"}, 1, false},
+		{"RFC9110 14.2 a range is lent to net/http", "GET /hit HTTP/1.1\r\n" + host + "Range: bytes=0-0\r\n\r\n",
+			[]string{"GET"}, []string{"net/http /hit"}, 0, false},
+		{"RFC9112 6.1 a body gives net/http the connection for good", "POST /hit HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\nGET /hit HTTP/1.1\r\n" + host + "\r\n",
+			[]string{"POST", "GET"}, []string{"net/http /hit", "net/http /hit"}, 0, false},
+		{"HTTP/1.0 goes to net/http", "GET /hit HTTP/1.0\r\n" + host + "\r\n",
+			[]string{"GET"}, []string{"net/http /hit"}, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := c.answers.Load()
+			conn, br, got := roundTrips(t, ts.addr, tt.raw, tt.methods...)
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("bodies %q, want %q", got, tt.want)
+			}
+			if n := c.answers.Load() - before; n != tt.wantCache {
+				t.Errorf("the Cache answered %d, want %d", n, tt.wantCache)
+			}
+			if tt.wantClosed {
+				if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+					t.Errorf("after the answers: %v, want EOF", err)
+				}
+				return
+			}
+			io.WriteString(conn, "GET /next HTTP/1.1\r\n"+host+"\r\n")
+			if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("the connection did not stay open: %v", err)
+			}
+		})
+	}
+	t.Run("a blob body with sendfile", func(t *testing.T) {
+		if c.blob == nil {
+			t.Skip("blobs unsupported here")
+		}
+		before := ts.sent.Load()
+		_, _, got := roundTrips(t, ts.addr, "GET /blob HTTP/1.1\r\n"+host+"\r\n", "GET")
+		if got[0] != string(data) {
+			t.Errorf("body of %d bytes, want the blob's %d", len(got[0]), len(data))
+		}
+		if n := ts.sent.Load() - before; n != uint64(len(data)) {
+			t.Errorf("%d bytes counted as sent with sendfile, want %d", n, len(data))
+		}
+	})
+}
+
+// TestServerShutdown shuts the server down with an idle connection open:
+// it closes, and Shutdown returns.
+func TestServerShutdown(t *testing.T) {
+	ts := startServer(t, &stubCache{})
+	_, br, _ := roundTrips(t, ts.addr, "GET /hit HTTP/1.1\r\nHost: a\r\n\r\n", "GET")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle connection after Shutdown: %v, want EOF", err)
+	}
+}
+
+// TestParseRequest checks what the fast path takes from a head it may
+// answer, and that it declines the heads net/http must answer.
+func TestParseRequest(t *testing.T) {
+	tests := []struct {
+		name   string
+		head   string
+		ok     bool
+		method string
+		target string
+		path   string
+		query  string
+		host   string
+		close  bool
+	}{
+		{"GET with a query", "GET /a/b.c?x=1&y=2 HTTP/1.1\r\nHost: a.example\r\n\r\n",
+			true, "GET", "/a/b.c?x=1&y=2", "/a/b.c", "x=1&y=2", "a.example", false},
+		{"RFC9112 9.6 HEAD with Connection: close", "HEAD /o HTTP/1.1\r\nhost: A.example:80\r\nConnection: keep-alive, close\r\n\r\n",
+			true, "HEAD", "/o", "/o", "", "A.example:80", true},
+		{"RFC9110 7.2 Host value trimmed", "GET / HTTP/1.1\r\nHost: \t[::1]:8080 \r\n\r\n",
+			true, "GET", "/", "/", "", "[::1]:8080", false},
+		{"RFC9110 14.2 Range declined", "GET /o HTTP/1.1\r\nHost: a\r\nRange: bytes=0-1\r\n\r\n", false, "", "", "", "", "", false},
+		{"RFC9112 3.2.2 absolute form declined", "GET http://a/o HTTP/1.1\r\nHost: a\r\n\r\n", false, "", "", "", "", "", false},
+		{"escaped path declined", "GET /o%62j HTTP/1.1\r\nHost: a\r\n\r\n", false, "", "", "", "", "", false},
+		{"RFC9112 3.2 two Hosts declined", "GET /o HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", false, "", "", "", "", "", false},
+		{"RFC9112 5.2 obs-fold declined", "GET /o HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n", false, "", "", "", "", "", false},
+		{"RFC9110 7.6.1 Connection naming a field declined", "GET /o HTTP/1.1\r\nHost: a\r\nConnection: X-A\r\n\r\n", false, "", "", "", "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r Request
+			ok := parseRequest([]byte(tt.head), &r)
+			if ok != tt.ok {
+				t.Fatalf("ok = %v, want %v", ok, tt.ok)
+			}
+			if !ok {
+				return
+			}
+			got := []string{r.Method, string(r.Target), string(r.Path), string(r.Query), string(r.Host)}
+			want := []string{tt.method, tt.target, tt.path, tt.query, tt.host}
+			if strings.Join(got, " ") != strings.Join(want, " ") || r.Close != tt.close {
+				t.Errorf("got %q close=%v, want %q close=%v", got, r.Close, want, tt.close)
+			}
+		})
+	}
+}
