@@ -134,24 +134,43 @@ func (e *Entry) StorageTTL(now time.Time, keep time.Duration) time.Duration {
 	return e.TTL(now) + extra
 }
 
-// Store holds entries by key in memory. Implementations are safe for
+// Store holds entries by key. Where it keeps them (memory, disk, another
+// tier behind it) is its own business. Implementations are safe for
 // concurrent use. A Store may apply Set asynchronously and may decline an
 // entry (admission policy, full buffers), so a Get right after a Set is not
 // guaranteed to find it; implementations should bridge that gap where they
-// can.
+// can. A Store that removes entries on its own (eviction, expiry,
+// admission) should also implement RemovalNotifier, so that an index kept
+// beside it can follow.
 type Store interface {
 	// Get returns the entry stored under key.
 	Get(key string) (*Entry, bool)
-	// Set offers e, stored under e.Key, for ttl. It never blocks on the
-	// store's internal work.
+	// Set offers e, stored under e.Key, for ttl. A ttl of zero or less
+	// stores nothing. It never blocks on the store's internal work.
 	Set(e *Entry, ttl time.Duration)
 	// Delete removes the entry stored under key, including one whose Set is
 	// still pending.
 	Delete(key string)
 	// Stats returns the store's counters.
 	Stats() StoreStats
-	// Close stops the store's background work and releases its memory.
+	// Close stops the store's background work and releases what it holds.
 	Close()
+}
+
+// RemovalNotifier is implemented by stores that remove entries on their
+// own: evicted to make room, expired, or declined by an admission policy.
+// Whatever keeps an index of a store's keys (the PoP's purge index, which
+// wraps its store) registers with it, so the index never lists, nor keeps
+// alive, what the store no longer holds. A store that never removes entries
+// on its own implements it by ignoring f.
+type RemovalNotifier interface {
+	// NotifyRemoval makes the store call f with each entry that leaves it
+	// on its own. It is not called for Delete, nor for an entry replaced
+	// by a newer Set of its key, nor for a Set with a ttl of zero or less.
+	// f may run on the store's goroutines, even inside Set: it must be
+	// safe for concurrent use, must not block and must not call the store.
+	// A later call replaces f; nil stops the notices.
+	NotifyRemoval(f func(e *Entry))
 }
 
 // RejectionReporter is implemented by stores whose admission policy can

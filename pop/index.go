@@ -1,24 +1,44 @@
 package pop
 
 import (
+	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/outpost-cdn/outpost/cache"
 )
 
-// keyIndex remembers which keys the store holds and the surrogate keys
-// (tags) of each, because ristretto keeps only hashes: purge by prefix and
-// by tag must list keys. Entries are added when offered to the store and
-// removed when the store reports them gone (eviction, expiry, rejection)
-// or the PoP deletes them, so the index tracks the store closely; a key it
-// lists that the store no longer holds costs one useless Delete.
-type keyIndex struct {
+// purgeIndex is the PoP's store: a cache.Store that wraps the configured
+// one and keeps an index of the keys it holds, the surrogate keys (tags)
+// of each and each URL's variants, because ristretto keeps only hashes of
+// keys while purge by prefix and by tag must list them.
+//
+// Every change to the store passes through the wrapper, so the index
+// follows the store whoever changes it: Set indexes the entry (a Set with
+// a ttl of zero or less stores nothing and indexes nothing), Delete forgets the key (a
+// purge, an invalidation by an unsafe method, RFC 9111 §4.4, a failed
+// revalidation), and what the wrapped store removes on its own (evicted,
+// expired, declined by its admission policy) it reports through
+// cache.RemovalNotifier, which newPurgeIndex requires. A store of several
+// tiers plugs in behind the wrapper the same way, unknown to the PoP.
+//
+// Set and Delete of one key are applied to the store and the index as one
+// step (a lock per key hash), so the index sees them in the store's order;
+// Get goes straight to the store.
+type purgeIndex struct {
+	cache.Store
+	seed  maphash.Seed
+	order [64]sync.Mutex // by key hash: Set and Delete of one key, store and index together
+
 	mu       sync.Mutex
 	keys     map[string]indexed
 	tags     map[string]map[string]struct{} // tag → keys
 	variants map[string]map[string]struct{} // URL key → its variants' keys
 }
+
+var _ cache.Store = (*purgeIndex)(nil)
 
 // indexed is what the index knows of one key.
 type indexed struct {
@@ -26,12 +46,55 @@ type indexed struct {
 	tags  []string
 }
 
-func newKeyIndex() *keyIndex {
-	return &keyIndex{
+// newPurgeIndex wraps store, which must report what it removes on its own:
+// an index that is not told of evictions would list, and keep alive, every
+// entry the store ever held.
+func newPurgeIndex(store cache.Store) (*purgeIndex, error) {
+	n, ok := store.(cache.RemovalNotifier)
+	if !ok {
+		return nil, fmt.Errorf("the store (%T) does not report the entries it removes (cache.RemovalNotifier); the purge index needs that", store)
+	}
+	x := &purgeIndex{
+		Store:    store,
+		seed:     maphash.MakeSeed(),
 		keys:     make(map[string]indexed),
 		tags:     make(map[string]map[string]struct{}),
 		variants: make(map[string]map[string]struct{}),
 	}
+	n.NotifyRemoval(x.removed)
+	return x, nil
+}
+
+// Set offers e to the wrapped store and indexes it.
+func (x *purgeIndex) Set(e *cache.Entry, ttl time.Duration) {
+	if e == nil {
+		return
+	}
+	if ttl <= 0 { // stores nothing (cache.Store)
+		x.Store.Set(e, ttl)
+		return
+	}
+	mu := x.lockFor(e.Key)
+	defer mu.Unlock()
+	// Indexed before the store sees it: a store that declines it at once
+	// reports the removal from inside Set.
+	x.add(e)
+	x.Store.Set(e, ttl)
+}
+
+// Delete removes key from the wrapped store and from the index.
+func (x *purgeIndex) Delete(key string) {
+	mu := x.lockFor(key)
+	defer mu.Unlock()
+	x.Store.Delete(key)
+	x.drop(key)
+}
+
+// lockFor locks and returns the order lock of key.
+func (x *purgeIndex) lockFor(key string) *sync.Mutex {
+	mu := &x.order[maphash.String(x.seed, key)%uint64(len(x.order))]
+	mu.Lock()
+	return mu
 }
 
 // entryTags returns the surrogate keys of a stored response: the
@@ -52,8 +115,9 @@ func entryTags(e *cache.Entry) []string {
 	return tags
 }
 
-// add records that e is being stored under e.Key.
-func (x *keyIndex) add(e *cache.Entry) {
+// add records that e is being stored under e.Key. Set calls it; it is
+// idempotent, so a caller that also calls it before Set does no harm.
+func (x *purgeIndex) add(e *cache.Entry) {
 	tags := entryTags(e)
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -87,9 +151,10 @@ func removeFrom(m map[string]map[string]struct{}, set, key string) {
 	}
 }
 
-// removed forgets e if it is still the entry indexed under its key (a
-// newer Set of the key may have replaced it).
-func (x *keyIndex) removed(e *cache.Entry) {
+// removed is the wrapped store's removal notice: it forgets e if e is
+// still the entry indexed under its key (a newer Set of the key may have
+// replaced it).
+func (x *purgeIndex) removed(e *cache.Entry) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if cur, ok := x.keys[e.Key]; ok && cur.entry == e {
@@ -99,7 +164,7 @@ func (x *keyIndex) removed(e *cache.Entry) {
 }
 
 // drop forgets key whatever entry it had.
-func (x *keyIndex) drop(key string) {
+func (x *purgeIndex) drop(key string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if cur, ok := x.keys[key]; ok {
@@ -108,7 +173,7 @@ func (x *keyIndex) drop(key string) {
 	}
 }
 
-func (x *keyIndex) untagLocked(key string, tags []string) {
+func (x *purgeIndex) untagLocked(key string, tags []string) {
 	for _, t := range tags {
 		removeFrom(x.tags, t, key)
 	}
@@ -119,7 +184,7 @@ func (x *keyIndex) untagLocked(key string, tags []string) {
 
 // withPrefix returns the indexed entries whose key starts with one of the
 // prefixes.
-func (x *keyIndex) withPrefix(prefixes ...string) []*cache.Entry {
+func (x *purgeIndex) withPrefix(prefixes ...string) []*cache.Entry {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	var out []*cache.Entry
@@ -135,7 +200,7 @@ func (x *keyIndex) withPrefix(prefixes ...string) []*cache.Entry {
 }
 
 // withKey returns the entries stored under the URL keys and their variants.
-func (x *keyIndex) withKey(keys ...string) []*cache.Entry {
+func (x *purgeIndex) withKey(keys ...string) []*cache.Entry {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	var out []*cache.Entry
@@ -153,7 +218,7 @@ func (x *keyIndex) withKey(keys ...string) []*cache.Entry {
 }
 
 // withTag returns the entries carrying tag.
-func (x *keyIndex) withTag(tag string) []*cache.Entry {
+func (x *purgeIndex) withTag(tag string) []*cache.Entry {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	var out []*cache.Entry
@@ -166,7 +231,7 @@ func (x *keyIndex) withTag(tag string) []*cache.Entry {
 }
 
 // len returns the number of keys indexed.
-func (x *keyIndex) len() int {
+func (x *purgeIndex) len() int {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return len(x.keys)

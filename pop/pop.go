@@ -45,7 +45,9 @@ type Options struct {
 	// Now is the clock; nil means time.Now. Tests move it to age entries.
 	Now func() time.Time
 	// Store holds the cached entries; nil means a ristretto store of the
-	// PoP's cache_size. The PoP closes it on Close.
+	// PoP's cache_size. It must implement cache.RemovalNotifier, so that
+	// the purge index that wraps it learns of what it evicts. The PoP
+	// closes it on Close.
 	Store cache.Store
 	// Registry receives the PoP's metrics; nil means a new registry with
 	// the Go runtime and process collectors.
@@ -78,7 +80,7 @@ type PoP struct {
 	cfg   *config.POP
 	log   *slog.Logger
 	now   func() time.Time
-	store cache.Store
+	store cache.Store // index, as the Store every Set and Delete goes through
 	// rejections is the store's rejection report, if it keeps one.
 	rejections cache.RejectionReporter
 	registry   *prometheus.Registry
@@ -112,7 +114,7 @@ type PoP struct {
 	marks    uncacheable
 
 	access     *accessLog    // the request log; nil when off
-	index      *keyIndex     // the keys the store holds, for purge
+	index      *purgeIndex   // the store, wrapped to index its keys and tags for purge
 	purges     purgeLog      // recent purges, against fills in flight
 	purgeStats purgeCounters // purge figures for /metrics
 
@@ -211,7 +213,6 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		blobMin:    opts.BlobMin,
 		noFastPath: opts.NoFastPath,
 		statusName: "outpost/" + pc.Name,
-		index:      newKeyIndex(),
 	}
 	p.allowPlaceholder = opts.AllowPlaceholderToken
 	inflight := pc.Limits.InflightBytes
@@ -258,7 +259,7 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		}
 	}
 	if p.store == nil {
-		st, err := memstore.New(memstore.Options{MaxBytes: pc.CacheSize, Logger: p.log, OnRemove: p.index.removed})
+		st, err := memstore.New(memstore.Options{MaxBytes: pc.CacheSize, Logger: p.log})
 		if err != nil {
 			p.closeServices()
 			return nil, fmt.Errorf("pop %s: cache: %w", pc.Name, err)
@@ -266,6 +267,11 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		p.store = st
 	}
 	p.rejections, _ = p.store.(cache.RejectionReporter)
+	if p.index, err = newPurgeIndex(p.store); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("pop %s: cache: %w", pc.Name, err)
+	}
+	p.store = p.index
 	if p.registry == nil {
 		p.registry = prometheus.NewRegistry()
 		p.registry.MustRegister(

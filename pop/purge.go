@@ -200,7 +200,9 @@ var errNoService = errors.New("no service has that host")
 
 // Purge removes (or, soft, marks stale) what the request names and
 // returns how many objects it touched. A request whose ID was applied
-// before does nothing and says so.
+// before does nothing and says so. The purge index lists the objects; the
+// deletes and the soft purge's replacements go through the store the index
+// wraps, so it follows them.
 func (p *PoP) Purge(req PurgeRequest) (PurgeResult, error) {
 	if prev, ok := p.purges.seen(req.ID); ok && req.ID != "" {
 		prev.Duplicate = true
@@ -262,13 +264,9 @@ func (p *PoP) Purge(req PurgeRequest) (PurgeResult, error) {
 	now := p.now()
 	for _, e := range entries {
 		p.store.Delete(e.Key)
-		p.index.drop(e.Key)
 		if req.Soft && !e.IsVaryIndex() {
 			stale := softened(e, now)
-			if ttl := stale.StorageTTL(now, p.keepFor(e)); ttl > 0 {
-				p.index.add(stale)
-				p.store.Set(stale, ttl)
-			}
+			p.store.Set(stale, stale.StorageTTL(now, p.keepFor(e)))
 		}
 		res.Purged++
 	}

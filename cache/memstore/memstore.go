@@ -71,13 +71,6 @@ type Options struct {
 	// Logger receives debug records about entries that were not stored.
 	// If nil, slog.Default() is used.
 	Logger *slog.Logger
-	// OnRemove, if set, is called with each entry that leaves the store on
-	// its own: evicted for room, expired, or declined by the admission
-	// policy (not for Delete, nor for an entry replaced by a newer Set of
-	// its key). It runs on the store's goroutine and must not block; it
-	// lets a caller keep an index of the keys the store holds, which
-	// ristretto does not.
-	OnRemove func(e *cache.Entry)
 }
 
 // Store is a cache.Store that keeps entries in memory in a ristretto cache,
@@ -91,7 +84,7 @@ type Store struct {
 	rc       *ristretto.Cache[string, *slot]
 	maxBytes int64
 	log      *slog.Logger
-	onRemove func(e *cache.Entry)
+	onRemove atomic.Pointer[func(e *cache.Entry)] // see NotifyRemoval
 	offer    func(s *Store, sl *slot, ttl time.Duration) bool
 	seed     maphash.Seed
 	closed   atomic.Bool // Close has begun: the methods do nothing
@@ -125,6 +118,7 @@ type Store struct {
 var (
 	_ cache.Store             = (*Store)(nil)
 	_ cache.RejectionReporter = (*Store)(nil)
+	_ cache.RemovalNotifier   = (*Store)(nil)
 )
 
 // tuning holds settings that only tests and benchmarks change.
@@ -162,7 +156,6 @@ func newStore(opts Options, tu tuning) (*Store, error) {
 	s := &Store{
 		maxBytes: opts.MaxBytes,
 		log:      logger,
-		onRemove: opts.OnRemove,
 		offer:    tu.offer,
 		seed:     maphash.MakeSeed(),
 		wake:     make(chan struct{}, 1),
@@ -256,9 +249,7 @@ func (s *Store) Set(e *cache.Entry, ttl time.Duration) {
 		s.rejects.mark(e.Key, s.seq.Add(1))
 		s.log.Debug("memstore: entry larger than the store not stored",
 			"key", e.Key, "bytes", cost, "max_bytes", s.maxBytes)
-		if s.onRemove != nil {
-			s.onRemove(e)
-		}
+		s.removed(e)
 		return
 	}
 	sl := &slot{e: e, cost: cost, deadline: time.Now().Add(ttl), offers: 1}
@@ -296,6 +287,30 @@ func (s *Store) Delete(key string) {
 	// Not under the lock: ristretto's Del waits for room in its queue, and
 	// the callbacks that drain that queue take the lock.
 	s.rc.Del(key)
+}
+
+// NotifyRemoval makes the store call f with each entry that leaves it on
+// its own: evicted for room, expired, declined by the admission policy
+// (larger than the store included), or dropped because ristretto's queue
+// stayed full; not for Delete, nor for an entry replaced by a newer Set of
+// its key. Ristretto keeps only hashes of keys, so this is how a caller
+// keeps an index of the keys the store holds. f runs on the store's
+// goroutines, or inside Set for an entry larger than the store, possibly
+// under the store's locks: it must not block nor call the store. A later
+// call replaces f; nil stops the notices.
+func (s *Store) NotifyRemoval(f func(e *cache.Entry)) {
+	if f == nil {
+		s.onRemove.Store(nil)
+		return
+	}
+	s.onRemove.Store(&f)
+}
+
+// removed reports e's removal to the NotifyRemoval callback, if any.
+func (s *Store) removed(e *cache.Entry) {
+	if f := s.onRemove.Load(); f != nil {
+		(*f)(e)
+	}
 }
 
 // Rejected reports whether the most recent settled Set of key was declined
@@ -370,8 +385,8 @@ func (s *Store) onEvict(it *ristretto.Item[*slot]) {
 		return
 	}
 	s.evictions.Add(1)
-	if s.onRemove != nil && it.Value != nil {
-		s.onRemove(it.Value.e)
+	if it.Value != nil {
+		s.removed(it.Value.e)
 	}
 }
 
@@ -412,9 +427,7 @@ func (s *Store) onReject(it *ristretto.Item[*slot]) {
 		sh.unlink(sl)
 	default:
 		s.rejections.Add(1)
-		if s.onRemove != nil {
-			s.onRemove(sl.e)
-		}
+		s.removed(sl.e)
 		sl.state = stateRejected
 		if newest {
 			sh.remove(sl)

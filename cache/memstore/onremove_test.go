@@ -9,9 +9,9 @@ import (
 	"github.com/outpost-cdn/outpost/cache"
 )
 
-// TestOnRemove checks that every entry that leaves the store on its own is
-// reported, so a caller's key index matches what the store holds.
-func TestOnRemove(t *testing.T) {
+// TestNotifyRemoval checks that every entry that leaves the store on its
+// own is reported, so a caller's key index matches what the store holds.
+func TestNotifyRemoval(t *testing.T) {
 	const (
 		maxBytes = 64 << 10
 		cost     = 1 << 10
@@ -19,11 +19,12 @@ func TestOnRemove(t *testing.T) {
 	)
 	var mu sync.Mutex
 	removed := map[string]int{}
-	s := newTest(t, Options{MaxBytes: maxBytes, MeanEntryBytes: cost, OnRemove: func(e *cache.Entry) {
+	s := newTest(t, Options{MaxBytes: maxBytes, MeanEntryBytes: cost}, withSweeper)
+	s.NotifyRemoval(func(e *cache.Entry) {
 		mu.Lock()
 		removed[e.Key]++
 		mu.Unlock()
-	}}, withSweeper)
+	})
 	for i := range n {
 		s.Set(entrySized(fmt.Sprintf("k%d", i), cost), time.Hour)
 	}

@@ -264,15 +264,11 @@ func (s *Store) retry(sh *shard, sl *slot, now time.Time) {
 		// Superseded or deleted; it never reached ristretto's map.
 	case !now.Before(sl.deadline):
 		sh.remove(sl)
-		if s.onRemove != nil {
-			s.onRemove(sl.e)
-		}
+		s.removed(sl.e)
 	case sl.offers >= maxOffers:
 		sh.remove(sl)
 		s.drops.Add(1)
-		if s.onRemove != nil {
-			s.onRemove(sl.e)
-		}
+		s.removed(sl.e)
 		s.rejects.forget(key, sl.seq)
 		s.log.Debug("memstore: entry dropped, ristretto's queue stayed full",
 			"key", key, "offers", sl.offers)
