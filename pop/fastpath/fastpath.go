@@ -9,7 +9,7 @@
 // already read: a bodiless request is lent for that one answer, after which
 // the connection comes back; any other connection is handed over for good.
 // So net/http keeps every error answer, rule and limit, and the fast path
-// answers only what net/http would answer the same, byte for byte.
+// sends only what net/http would have sent, byte for byte.
 package fastpath
 
 import (
