@@ -29,6 +29,7 @@ import (
 	"github.com/outpost-cdn/outpost/dnsgeo"
 	"github.com/outpost-cdn/outpost/origin/synthetic"
 	"github.com/outpost-cdn/outpost/pop"
+	"github.com/outpost-cdn/outpost/popapi"
 )
 
 // The built-in CDN: copies of deploy/examples/lab.yaml and the network
@@ -394,7 +395,7 @@ func report(out io.Writer, cfg *config.Config, res *bench.Result, pops []*pop.Po
 		res.Connections, res.Seconds, res.WarmupSeconds, res.Workload)
 	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "PoP\trequests\treq/s\thit ratio\tbyte hit ratio\torigin offload\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
-	stats := map[string]pop.Stats{}
+	stats := map[string]popapi.Stats{}
 	for _, p := range pops {
 		stats[p.Name()] = p.Stats()
 	}

@@ -1,28 +1,65 @@
 package pop
 
 import (
+	"crypto/subtle"
 	"encoding/json"
-	"github.com/outpost-cdn/outpost/cache/blob"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/outpost-cdn/outpost/origin"
+	"github.com/outpost-cdn/outpost/cache/blob"
+	"github.com/outpost-cdn/outpost/popapi"
 )
 
-// AdminHandler serves the admin endpoints: /healthz ("ok", or 503
-// "draining" during shutdown), /stats (the PoP's figures as JSON) and
-// /metrics (Prometheus text). All are read-only and need no credentials;
-// bind the admin listener to an address only operators reach.
+// AdminHandler serves the admin endpoints. The GET endpoints read and need
+// no credentials: /healthz ("ok", or 503 "draining" during shutdown),
+// /stats (the PoP's figures as JSON, a popapi.Stats) and /metrics
+// (Prometheus text). POST /purge changes the cache (a popapi.PurgeRequest
+// in, a popapi.PurgeResult out) and needs Authorization: Bearer
+// <purge.token>: without a token in the configuration it answers 403,
+// without the right one 401 (RFC 6750 §3). Bind the admin listener to an
+// address only operators reach all the same: the figures are not public.
 func (p *PoP) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", p.serveHealth)
 	mux.HandleFunc("GET /stats", p.serveStats)
-	mux.HandleFunc("POST /purge", p.servePurge)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
+	mux.Handle("POST /purge", p.withPurgeToken(http.HandlerFunc(p.servePurge)))
 	return mux
+}
+
+// withPurgeToken lets a request through to next only with the purge token
+// as its bearer credential, and counts the refusals.
+func (p *PoP) withPurgeToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		token := p.routes.Load().purgeToken
+		if token == "" {
+			p.purgeStats.denied.Add(1)
+			http.Error(w, "outpost: purge is disabled: no purge.token in the configuration", http.StatusForbidden)
+			return
+		}
+		if !validBearer(r.Header.Get("Authorization"), token) {
+			p.purgeStats.denied.Add(1)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="outpost purge"`)
+			http.Error(w, "outpost: purge needs Authorization: Bearer <purge.token>", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// validBearer compares the Authorization field with the token in constant
+// time.
+func validBearer(field, token string) bool {
+	scheme, cred, ok := strings.Cut(field, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(cred)), []byte(token)) == 1
 }
 
 func (p *PoP) serveHealth(w http.ResponseWriter, _ *http.Request) {
@@ -36,60 +73,24 @@ func (p *PoP) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	io.WriteString(w, "ok\n")
 }
 
-// Stats is the document /stats serves: the PoP's figures in total and per
-// service, and its cache's counters.
-type Stats struct {
-	PoP           string  `json:"pop"`
-	ConfigVersion string  `json:"config_version"`
-	UptimeSeconds float64 `json:"uptime_seconds"`
-	Draining      bool    `json:"draining"`
-	Figures
-	Cache    CacheStats              `json:"cache"`
-	Services map[string]ServiceStats `json:"services"`
-}
-
-// ServiceStats are one service's figures and those of its origin servers.
-type ServiceStats struct {
-	Figures
-	// OriginPolicy is the service's balancing policy.
-	OriginPolicy origin.Policy `json:"origin_policy"`
-	// OriginNoHealthy is true while no origin server is in rotation and
-	// requests go to the one that failed least recently.
-	OriginNoHealthy bool `json:"origin_no_healthy_server"`
-	// OriginServers are the per-server figures, in configuration order.
-	OriginServers []origin.ServerStats `json:"origin_servers"`
-}
-
-// CacheStats are the store's counters as /stats reports them.
-type CacheStats struct {
-	Items      int64  `json:"items"`
-	Bytes      int64  `json:"bytes"`
-	MaxBytes   int64  `json:"max_bytes"`
-	Admissions uint64 `json:"admissions"`
-	Rejections uint64 `json:"rejections"`
-	Drops      uint64 `json:"drops"`
-	Evictions  uint64 `json:"evictions"`
-	Fills      int    `json:"fills_in_flight"`
-	// Blobs and BlobBytes count the bodies kept outside the heap in
-	// memory files (process-wide), including evicted ones whose memory the
-	// next garbage collection returns; SendfileBytes are the body bytes
-	// sent from them with sendfile; HeapFallbacks counts large bodies kept
-	// on the heap because no blob could be made (the open-file limit).
-	Blobs         int64  `json:"blobs"`
-	BlobBytes     int64  `json:"blob_bytes"`
-	SendfileBytes uint64 `json:"sendfile_bytes"`
-	HeapFallbacks uint64 `json:"blob_heap_fallbacks"`
-}
+// Stats, ServiceStats and Figures are the /stats document's types, defined
+// in package popapi so that clients need not link the PoP; the aliases
+// keep their old names in this package.
+type (
+	Stats        = popapi.Stats
+	ServiceStats = popapi.ServiceStats
+	Figures      = popapi.Figures
+)
 
 // Stats returns a snapshot of the PoP's figures.
-func (p *PoP) Stats() Stats {
+func (p *PoP) Stats() popapi.Stats {
 	rt := p.routes.Load()
-	s := Stats{
+	s := popapi.Stats{
 		PoP:           p.name,
 		ConfigVersion: rt.version,
 		UptimeSeconds: p.now().Sub(p.started).Round(time.Millisecond).Seconds(),
 		Draining:      p.draining.Load(),
-		Services:      make(map[string]ServiceStats, len(rt.list)),
+		Services:      make(map[string]popapi.ServiceStats, len(rt.list)),
 	}
 	total := p.unrouted.snapshot()
 	var latency, originLatency histogram
@@ -98,7 +99,7 @@ func (p *PoP) Stats() Stats {
 		originLatency.add(&svc.stats.originLatency)
 		f := svc.stats.snapshot()
 		ps := svc.pool.Stats()
-		s.Services[svc.name] = ServiceStats{
+		s.Services[svc.name] = popapi.ServiceStats{
 			Figures:         f,
 			OriginPolicy:    ps.Policy,
 			OriginNoHealthy: ps.NoHealthy,
@@ -107,10 +108,11 @@ func (p *PoP) Stats() Stats {
 		total.Add(f)
 	}
 	total.Derive()
-	total.Latency, total.OriginLatency = latency.percentiles(), originLatency.percentiles()
+	total.Latency = popapi.Percentiles(latency.percentiles())
+	total.OriginLatency = popapi.Percentiles(originLatency.percentiles())
 	s.Figures = total
 	st := p.store.Stats()
-	s.Cache = CacheStats{
+	s.Cache = popapi.CacheStats{
 		Items: st.Items, Bytes: st.Bytes, MaxBytes: st.MaxBytes,
 		Admissions: st.Admissions, Rejections: st.Rejections, Drops: st.Drops, Evictions: st.Evictions,
 		Fills:         p.fills.inFlight(),

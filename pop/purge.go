@@ -1,7 +1,6 @@
 package pop
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,36 +13,8 @@ import (
 	"time"
 
 	"github.com/outpost-cdn/outpost/cache"
+	"github.com/outpost-cdn/outpost/popapi"
 )
-
-// PurgeRequest is the body of POST /purge on a PoP's admin listener.
-// Exactly one of URL, Prefix and Tag is set.
-type PurgeRequest struct {
-	// ID names the purge so that a retried request is applied once. The
-	// PoP remembers the last few thousand IDs.
-	ID string `json:"id"`
-	// URL purges one URL (every variant, under http and https). Its host,
-	// without port, selects the service.
-	URL string `json:"url,omitempty"`
-	// Prefix purges every URL that starts with it (scheme ignored: both
-	// are purged).
-	Prefix string `json:"prefix,omitempty"`
-	// Tag purges every object whose Surrogate-Key or Cache-Tag named it.
-	Tag string `json:"tag,omitempty"`
-	// Soft marks the objects stale instead of deleting them, so the next
-	// request revalidates and stale-if-error can still serve them.
-	Soft bool `json:"soft,omitempty"`
-}
-
-// PurgeResult is the PoP's acknowledgement of a purge.
-type PurgeResult struct {
-	ID        string `json:"id"`
-	PoP       string `json:"pop"`
-	Kind      string `json:"kind"` // url, prefix or tag
-	Soft      bool   `json:"soft"`
-	Purged    int    `json:"purged"`    // objects deleted or marked stale
-	Duplicate bool   `json:"duplicate"` // the ID was applied before; nothing done now
-}
 
 // purgeLog remembers recent purges so that a fill that was in flight when
 // one landed does not put the purged object back, and remembers IDs so a
@@ -56,7 +27,7 @@ type purgeLog struct {
 	seq     uint64
 	recent  []purgeRecord // oldest first, at most maxRecent
 	dropped uint64        // highest seq no longer in recent
-	ids     map[string]PurgeResult
+	ids     map[string]popapi.PurgeResult
 	idOrder []string
 }
 
@@ -113,7 +84,7 @@ func (l *purgeLog) purgedSince(seq uint64, key string, tags []string) bool {
 }
 
 // seen returns the result of an earlier purge with the same ID.
-func (l *purgeLog) seen(id string) (PurgeResult, bool) {
+func (l *purgeLog) seen(id string) (popapi.PurgeResult, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r, ok := l.ids[id]
@@ -121,14 +92,14 @@ func (l *purgeLog) seen(id string) (PurgeResult, bool) {
 }
 
 // remember stores a purge's result under its ID.
-func (l *purgeLog) remember(r PurgeResult) {
+func (l *purgeLog) remember(r popapi.PurgeResult) {
 	if r.ID == "" {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.ids == nil {
-		l.ids = make(map[string]PurgeResult)
+		l.ids = make(map[string]popapi.PurgeResult)
 	}
 	if _, ok := l.ids[r.ID]; ok {
 		return
@@ -150,23 +121,10 @@ type purgeCounters struct {
 
 var purgeKinds = [3]string{"url", "prefix", "tag"}
 
-// servePurge handles POST /purge: it checks the bearer token, applies the
-// purge and answers with a PurgeResult.
+// servePurge handles POST /purge, behind withPurgeToken: it applies the
+// purge the body names and answers with a popapi.PurgeResult.
 func (p *PoP) servePurge(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	token := p.routes.Load().purgeToken
-	if token == "" {
-		p.purgeStats.denied.Add(1)
-		http.Error(w, "outpost: purge is disabled: no purge.token in the configuration", http.StatusForbidden)
-		return
-	}
-	if !validBearer(r.Header.Get("Authorization"), token) {
-		p.purgeStats.denied.Add(1)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="outpost purge"`)
-		http.Error(w, "outpost: purge needs Authorization: Bearer <purge.token>", http.StatusUnauthorized)
-		return
-	}
-	var req PurgeRequest
+	var req popapi.PurgeRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -186,16 +144,6 @@ func (p *PoP) servePurge(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(res)
 }
 
-// validBearer compares the Authorization field with the token in constant
-// time.
-func validBearer(field, token string) bool {
-	scheme, cred, ok := strings.Cut(field, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(cred)), []byte(token)) == 1
-}
-
 var errNoService = errors.New("no service has that host")
 
 // Purge removes (or, soft, marks stale) what the request names and
@@ -203,12 +151,12 @@ var errNoService = errors.New("no service has that host")
 // before does nothing and says so. The purge index lists the objects; the
 // deletes and the soft purge's replacements go through the store the index
 // wraps, so it follows them.
-func (p *PoP) Purge(req PurgeRequest) (PurgeResult, error) {
+func (p *PoP) Purge(req popapi.PurgeRequest) (popapi.PurgeResult, error) {
 	if prev, ok := p.purges.seen(req.ID); ok && req.ID != "" {
 		prev.Duplicate = true
 		return prev, nil
 	}
-	res := PurgeResult{ID: req.ID, PoP: p.name, Soft: req.Soft}
+	res := popapi.PurgeResult{ID: req.ID, PoP: p.name, Soft: req.Soft}
 	var (
 		entries []*cache.Entry
 		matches func(key string, tags []string) bool

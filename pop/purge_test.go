@@ -8,10 +8,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/outpost-cdn/outpost/popapi"
 )
 
 // purge sends a purge to the test PoP's admin listener.
-func (tp *testPoP) purge(t *testing.T, token string, body string) (int, PurgeResult, string) {
+func (tp *testPoP) purge(t *testing.T, token string, body string) (int, popapi.PurgeResult, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, tp.admin+"/purge", strings.NewReader(body))
 	if token != "" {
@@ -23,7 +25,7 @@ func (tp *testPoP) purge(t *testing.T, token string, body string) (int, PurgeRes
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	var res PurgeResult
+	var res popapi.PurgeResult
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(raw, &res); err != nil {
 			t.Fatalf("purge answer %q: %v", raw, err)

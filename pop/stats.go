@@ -3,6 +3,8 @@ package pop
 import (
 	"net/http"
 	"sync/atomic"
+
+	"github.com/outpost-cdn/outpost/popapi"
 )
 
 // result is what became of one request on a serving listener. Every request
@@ -97,36 +99,11 @@ func statusClass(status int) int {
 	return status / 100
 }
 
-// Figures is a snapshot of a PoP's counters (in total, or of one service)
-// with the ratios derived from them, in the shape /stats reports. Package
-// stats adds them up over the PoPs of a CDN.
-type Figures struct {
-	// Latency and OriginLatency are estimated from the histograms.
-	Latency       Percentiles `json:"latency_ms"`
-	OriginLatency Percentiles `json:"origin_latency_ms"`
-
-	Requests       uint64  `json:"requests"`
-	Hits           uint64  `json:"hits"`
-	Collapsed      uint64  `json:"collapsed"`
-	Revalidated    uint64  `json:"revalidated"`
-	StaleOnError   uint64  `json:"stale_on_error"`
-	Misses         uint64  `json:"misses"`
-	Passes         uint64  `json:"passes"`
-	Errors         uint64  `json:"errors"`
-	HitRatio       float64 `json:"hit_ratio"`
-	ByteHitRatio   float64 `json:"byte_hit_ratio"`
-	OriginOffload  float64 `json:"origin_offload"`
-	OriginFetches  uint64  `json:"origin_fetches"`
-	BytesServed    uint64  `json:"bytes_served"`
-	BytesFromCache uint64  `json:"bytes_from_cache"`
-	OriginBytes    uint64  `json:"origin_bytes"`
-}
-
-// snapshot reads the counters.
-func (c *counters) snapshot() Figures {
-	var f Figures
-	f.Latency = c.latency.percentiles()
-	f.OriginLatency = c.originLatency.percentiles()
+// snapshot reads the counters, in the shape /stats reports them.
+func (c *counters) snapshot() popapi.Figures {
+	var f popapi.Figures
+	f.Latency = popapi.Percentiles(c.latency.percentiles())
+	f.OriginLatency = popapi.Percentiles(c.originLatency.percentiles())
 	f.Hits = c.results[resultHit].Load()
 	f.Collapsed = c.results[resultCollapsed].Load()
 	f.Revalidated = c.results[resultRevalidated].Load()
@@ -141,35 +118,4 @@ func (c *counters) snapshot() Figures {
 	f.OriginBytes = c.originBytes.Load()
 	f.Derive()
 	return f
-}
-
-// Add sums another snapshot into f (ratios are derived again after).
-func (f *Figures) Add(o Figures) {
-	f.Requests += o.Requests
-	f.Hits += o.Hits
-	f.Collapsed += o.Collapsed
-	f.Revalidated += o.Revalidated
-	f.StaleOnError += o.StaleOnError
-	f.Misses += o.Misses
-	f.Passes += o.Passes
-	f.Errors += o.Errors
-	f.OriginFetches += o.OriginFetches
-	f.BytesServed += o.BytesServed
-	f.BytesFromCache += o.BytesFromCache
-	f.OriginBytes += o.OriginBytes
-}
-
-// Derive computes the ratios from the sums: hit_ratio = (hits + collapsed)
-// / requests; byte_hit_ratio = bytes from storage / bytes served;
-// origin_offload = 1 - origin bytes / bytes served. A ratio with nothing to
-// divide by is 0.
-func (f *Figures) Derive() {
-	f.HitRatio, f.ByteHitRatio, f.OriginOffload = 0, 0, 0
-	if f.Requests > 0 {
-		f.HitRatio = float64(f.Hits+f.Collapsed) / float64(f.Requests)
-	}
-	if f.BytesServed > 0 {
-		f.ByteHitRatio = float64(f.BytesFromCache) / float64(f.BytesServed)
-		f.OriginOffload = 1 - float64(f.OriginBytes)/float64(f.BytesServed)
-	}
 }

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/outpost-cdn/outpost/config"
-	"github.com/outpost-cdn/outpost/pop"
+	"github.com/outpost-cdn/outpost/popapi"
 )
 
 // Options tune Send. Every field is optional.
@@ -61,7 +61,7 @@ func NewID() string {
 
 // Check validates a purge against the file before anything is sent: one
 // target, and for URLs and prefixes a host that a service serves.
-func Check(cfg *config.Config, req pop.PurgeRequest) error {
+func Check(cfg *config.Config, req popapi.PurgeRequest) error {
 	n := 0
 	for _, v := range []string{req.URL, req.Prefix, req.Tag} {
 		if v != "" {
@@ -87,7 +87,7 @@ func Check(cfg *config.Config, req pop.PurgeRequest) error {
 
 // Send sends req to every PoP of cfg at once and returns their results in
 // the file's order. A PoP that does not confirm has OK false and Err set.
-func Send(ctx context.Context, cfg *config.Config, req pop.PurgeRequest, opts Options) []Result {
+func Send(ctx context.Context, cfg *config.Config, req popapi.PurgeRequest, opts Options) []Result {
 	if opts.Token == "" {
 		opts.Token = cfg.Purge.Token
 	}
@@ -146,8 +146,8 @@ func sendOne(ctx context.Context, r *Result, body []byte, opts Options) {
 
 // attempt posts the purge once. retry says whether another attempt may
 // succeed: network errors and 5xx/429 answers, not refusals.
-func attempt(ctx context.Context, admin string, body []byte, opts Options) (pop.PurgeResult, bool, error) {
-	var ack pop.PurgeResult
+func attempt(ctx context.Context, admin string, body []byte, opts Options) (popapi.PurgeResult, bool, error) {
+	var ack popapi.PurgeResult
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, admin+"/purge", bytes.NewReader(body))

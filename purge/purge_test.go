@@ -17,6 +17,7 @@ import (
 
 	"github.com/outpost-cdn/outpost/config"
 	"github.com/outpost-cdn/outpost/pop"
+	"github.com/outpost-cdn/outpost/popapi"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -139,13 +140,13 @@ func TestSendToEveryPoP(t *testing.T) {
 	c.warm(t, "/b")
 	tests := []struct {
 		name   string
-		req    pop.PurgeRequest
+		req    popapi.PurgeRequest
 		gone   string
 		kept   string
 		purged int
 	}{
-		{"url", pop.PurgeRequest{URL: "http://demo.example/a"}, "/a", "/b", 1},
-		{"tag", pop.PurgeRequest{Tag: "b"}, "/b", "", 1},
+		{"url", popapi.PurgeRequest{URL: "http://demo.example/a"}, "/a", "/b", 1},
+		{"tag", popapi.PurgeRequest{Tag: "b"}, "/b", "", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,7 +176,7 @@ func TestSendToEveryPoP(t *testing.T) {
 func TestSendWithOnePoPDown(t *testing.T) {
 	c := startCDN(t, 2)
 	c.warm(t, "/x")
-	results := Send(context.Background(), c.cfg, pop.PurgeRequest{URL: "http://demo.example/x"}, Options{Backoff: time.Millisecond})
+	results := Send(context.Background(), c.cfg, popapi.PurgeRequest{URL: "http://demo.example/x"}, Options{Backoff: time.Millisecond})
 	for i, r := range results {
 		switch {
 		case i == 2 && (r.OK || r.Err == nil || r.Attempts != 3):
@@ -219,7 +220,7 @@ purge: {token: good}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := Send(context.Background(), cfg, pop.PurgeRequest{URL: "http://s.example/"}, Options{Token: tt.token, Backoff: time.Millisecond})[0]
+			r := Send(context.Background(), cfg, popapi.PurgeRequest{URL: "http://s.example/"}, Options{Token: tt.token, Backoff: time.Millisecond})[0]
 			if r.OK != tt.wantOK || r.Attempts != tt.wantAttempts {
 				t.Errorf("%+v", r)
 			}
@@ -239,16 +240,16 @@ pops: [{name: f, location: {lat: 0, lon: 0}, listen: "127.0.0.1:0", admin: "127.
 	}
 	tests := []struct {
 		name string
-		req  pop.PurgeRequest
+		req  popapi.PurgeRequest
 		ok   bool
 	}{
-		{"url of a service", pop.PurgeRequest{URL: "https://S.example:8443/a"}, true},
-		{"prefix of a service", pop.PurgeRequest{Prefix: "http://s.example/img/"}, true},
-		{"tag", pop.PurgeRequest{Tag: "t"}, true},
-		{"unknown host", pop.PurgeRequest{URL: "http://other.example/a"}, false},
-		{"relative URL", pop.PurgeRequest{URL: "/a"}, false},
-		{"two targets", pop.PurgeRequest{URL: "http://s.example/a", Tag: "t"}, false},
-		{"nothing", pop.PurgeRequest{}, false},
+		{"url of a service", popapi.PurgeRequest{URL: "https://S.example:8443/a"}, true},
+		{"prefix of a service", popapi.PurgeRequest{Prefix: "http://s.example/img/"}, true},
+		{"tag", popapi.PurgeRequest{Tag: "t"}, true},
+		{"unknown host", popapi.PurgeRequest{URL: "http://other.example/a"}, false},
+		{"relative URL", popapi.PurgeRequest{URL: "/a"}, false},
+		{"two targets", popapi.PurgeRequest{URL: "http://s.example/a", Tag: "t"}, false},
+		{"nothing", popapi.PurgeRequest{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

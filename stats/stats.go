@@ -16,14 +16,14 @@ import (
 	"time"
 
 	"github.com/outpost-cdn/outpost/config"
-	"github.com/outpost-cdn/outpost/pop"
+	"github.com/outpost-cdn/outpost/popapi"
 	"github.com/outpost-cdn/outpost/purge"
 )
 
 // Figures are the counters every PoP reports in /stats, with the ratios
 // derived from them (see the README's "figures"). Sums leave the latency
 // percentiles zero: percentiles do not add up.
-type Figures = pop.Figures
+type Figures = popapi.Figures
 
 // PoP is one PoP's part of the report.
 type PoP struct {
@@ -121,16 +121,15 @@ func fetch(ctx context.Context, client *http.Client, p *PoP) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("/stats answered %s", resp.Status)
 	}
-	var doc struct {
-		Figures
-		Draining      bool               `json:"draining"`
-		ConfigVersion string             `json:"config_version"`
-		Services      map[string]Figures `json:"services"`
-	}
+	var doc popapi.Stats
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		return fmt.Errorf("/stats is not the PoP's JSON: %w", err)
 	}
-	p.Raw, p.Figures, p.Draining, p.ConfigVersion, p.Services = raw, doc.Figures, doc.Draining, doc.ConfigVersion, doc.Services
+	p.Raw, p.Figures, p.Draining, p.ConfigVersion = raw, doc.Figures, doc.Draining, doc.ConfigVersion
+	p.Services = make(map[string]Figures, len(doc.Services))
+	for name, s := range doc.Services {
+		p.Services[name] = s.Figures
+	}
 	return nil
 }
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/outpost-cdn/outpost/config"
-	"github.com/outpost-cdn/outpost/pop"
+	"github.com/outpost-cdn/outpost/popapi"
 	"github.com/outpost-cdn/outpost/purge"
 )
 
@@ -36,7 +36,7 @@ func runPurge(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	target := fs.Arg(0)
-	req := pop.PurgeRequest{ID: purge.NewID(), Soft: *soft}
+	req := popapi.PurgeRequest{ID: purge.NewID(), Soft: *soft}
 	kind := "url"
 	switch {
 	case *prefix:

@@ -1,0 +1,87 @@
+package popapi
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/outpost-cdn/outpost/origin"
+)
+
+// figures is a Figures with every field set.
+var figures = Figures{Latency: Percentiles{P50: 1.5, P90: 2.25, P99: 9}, OriginLatency: Percentiles{P50: 10, P90: 20, P99: 30},
+	Requests: 10, Hits: 4, Collapsed: 1, Revalidated: 1, StaleOnError: 1, Misses: 2, Passes: 1, Errors: 0,
+	HitRatio: 0.5, ByteHitRatio: 0.25, OriginOffload: 0.75, OriginFetches: 3, BytesServed: 4000, BytesFromCache: 1000, OriginBytes: 1000}
+
+// TestWireFormat pins the JSON of every type to the bytes the PoP sent
+// before these types left package pop: clients of other versions read it.
+func TestWireFormat(t *testing.T) {
+	load := 0.5
+	stats := Stats{PoP: "prg", ConfigVersion: "abc", UptimeSeconds: 1.5, Draining: true, Figures: figures,
+		Cache: CacheStats{Items: 1, Bytes: 2, MaxBytes: 3, Admissions: 4, Rejections: 5, Drops: 6, Evictions: 7, Fills: 8, Blobs: 9, BlobBytes: 10, SendfileBytes: 11, HeapFallbacks: 12},
+		Services: map[string]ServiceStats{"demo": {Figures: figures, OriginPolicy: "round_robin", OriginNoHealthy: true,
+			OriginServers: []origin.ServerStats{{URL: "http://o", Name: "o", Weight: 1, State: "healthy", Requests: 2, Failures: 1, InFlight: 1,
+				Responses: 2, ResponseSeconds: 0.5, ResponseBuckets: []uint64{1}, LatencyEWMAMillis: 3, Load: &load, LoadErrors: 1,
+				LastError: "x", LastErrorTime: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)}}}}}
+	tests := []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"Stats", stats, wantStats},
+		{"PurgeRequest by URL", PurgeRequest{ID: "i", URL: "http://a/"}, `{"id":"i","url":"http://a/"}`},
+		{"PurgeRequest by prefix, soft", PurgeRequest{ID: "i", Prefix: "http://a/", Soft: true}, `{"id":"i","prefix":"http://a/","soft":true}`},
+		{"PurgeRequest by tag, no ID", PurgeRequest{Tag: "t"}, `{"id":"","tag":"t"}`},
+		{"PurgeResult", PurgeResult{ID: "i", PoP: "prg", Kind: "tag", Soft: true, Purged: 3, Duplicate: true},
+			`{"id":"i","pop":"prg","kind":"tag","soft":true,"purged":3,"duplicate":true}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := json.Marshal(tt.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// wantStats is what package pop sent for the Stats above.
+const wantStats = `{"pop":"prg","config_version":"abc","uptime_seconds":1.5,"draining":true,"latency_ms":{"p50":1.5,"p90":2.25,"p99":9},"origin_latency_ms":{"p50":10,"p90":20,"p99":30},"requests":10,"hits":4,"collapsed":1,"revalidated":1,"stale_on_error":1,"misses":2,"passes":1,"errors":0,"hit_ratio":0.5,"byte_hit_ratio":0.25,"origin_offload":0.75,"origin_fetches":3,"bytes_served":4000,"bytes_from_cache":1000,"origin_bytes":1000,"cache":{"items":1,"bytes":2,"max_bytes":3,"admissions":4,"rejections":5,"drops":6,"evictions":7,"fills_in_flight":8,"blobs":9,"blob_bytes":10,"sendfile_bytes":11,"blob_heap_fallbacks":12},"services":{"demo":{"latency_ms":{"p50":1.5,"p90":2.25,"p99":9},"origin_latency_ms":{"p50":10,"p90":20,"p99":30},"requests":10,"hits":4,"collapsed":1,"revalidated":1,"stale_on_error":1,"misses":2,"passes":1,"errors":0,"hit_ratio":0.5,"byte_hit_ratio":0.25,"origin_offload":0.75,"origin_fetches":3,"bytes_served":4000,"bytes_from_cache":1000,"origin_bytes":1000,"origin_policy":"round_robin","origin_no_healthy_server":true,"origin_servers":[{"url":"http://o","name":"o","weight":1,"state":"healthy","requests":2,"failures":1,"in_flight":1,"responses":2,"response_seconds_total":0.5,"latency_ewma_ms":3,"load":0.5,"load_errors":1,"last_error":"x","last_error_time":"2026-12-06T00:00:00Z"}]}}}`
+
+// TestFiguresAddDerive checks that sums add the counters and that the
+// ratios come from the sums, not from the ratios added.
+func TestFiguresAddDerive(t *testing.T) {
+	tests := []struct {
+		name  string
+		parts []Figures
+		want  Figures
+	}{
+		{"nothing counted: every ratio is 0", nil, Figures{}},
+		{"a quiet PoP weighs by its requests",
+			[]Figures{
+				{Requests: 1, Hits: 1, HitRatio: 1, BytesServed: 100, BytesFromCache: 100, ByteHitRatio: 1, OriginOffload: 1},
+				{Requests: 3, Misses: 2, Collapsed: 1, HitRatio: 1.0 / 3, BytesServed: 300, OriginBytes: 200, OriginFetches: 2},
+			},
+			Figures{Requests: 4, Hits: 1, Collapsed: 1, Misses: 2, HitRatio: 0.5, OriginFetches: 2,
+				BytesServed: 400, BytesFromCache: 100, OriginBytes: 200, ByteHitRatio: 0.25, OriginOffload: 0.5}},
+		{"every counter adds up",
+			[]Figures{figures, figures},
+			Figures{Latency: Percentiles{}, Requests: 20, Hits: 8, Collapsed: 2, Revalidated: 2, StaleOnError: 2, Misses: 4, Passes: 2,
+				HitRatio: 0.5, ByteHitRatio: 0.25, OriginOffload: 0.75, OriginFetches: 6, BytesServed: 8000, BytesFromCache: 2000, OriginBytes: 2000}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var sum Figures
+			for _, p := range tt.parts {
+				sum.Add(p)
+			}
+			sum.Derive()
+			if sum != tt.want {
+				t.Errorf("got  %+v\nwant %+v", sum, tt.want)
+			}
+		})
+	}
+}
