@@ -25,7 +25,7 @@ func FuzzDecide(f *testing.F) {
 			}
 		}
 		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-		d := Decide(&http.Request{Method: http.MethodGet, Header: http.Header{}}, 200, h, Policy{}, t0, t0.Add(time.Second))
+		d := Decide(Request{Method: http.MethodGet}, 200, h, Policy{}, t0, t0.Add(time.Second))
 		if d.Lifetime < 0 || d.InitialAge < 0 || d.StaleIfError < 0 || d.StaleWhileRevalidate < 0 {
 			t.Fatalf("negative duration in %+v", d)
 		}

@@ -168,7 +168,7 @@ func TestAcceptsEncoding(t *testing.T) {
 }
 
 func TestShareable(t *testing.T) {
-	get := func(h http.Header) *http.Request { return &http.Request{Method: http.MethodGet, Header: h} }
+	get := func(h http.Header) Request { return RequestOf(http.MethodGet, h) }
 	h := http.Header{"Set-Cookie": {"session=A"}, "X-User": {"alice"}, "Cache-Control": {`private="X-User", max-age=60`}, "Etag": {`"1"`}}
 	d := Decide(get(http.Header{}), 200, h, Policy{}, time.Now(), time.Now())
 	got := Shareable(h, d)

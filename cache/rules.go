@@ -21,20 +21,49 @@ type Policy struct {
 	StaleIfError time.Duration
 }
 
-// Reasons a response is not stored, as reported in Cache-Status's detail.
+// Reason says why a response is not stored; it is what Cache-Status's
+// detail reports (RFC 9211 §2.8), so it is an sf-token. The empty Reason
+// means the response is stored.
+type Reason string
+
+// Reasons a response is not stored.
 const (
-	ReasonMethod         = "method"
-	ReasonRequestNoStore = "request-no-store"
-	ReasonAuthorization  = "authorization"
-	ReasonStatus         = "status"
-	ReasonNoStore        = "no-store"
-	ReasonPrivate        = "private"
-	ReasonSetCookie      = "set-cookie"
-	ReasonVaryStar       = "vary-star"
-	ReasonNoFreshness    = "no-freshness"
-	ReasonTooLarge       = "too-large"
-	ReasonPartial        = "partial"
+	ReasonMethod         Reason = "method"
+	ReasonRequestNoStore Reason = "request-no-store"
+	ReasonAuthorization  Reason = "authorization"
+	ReasonStatus         Reason = "status"
+	ReasonNoStore        Reason = "no-store"
+	ReasonPrivate        Reason = "private"
+	ReasonSetCookie      Reason = "set-cookie"
+	ReasonVaryStar       Reason = "vary-star"
+	ReasonNoFreshness    Reason = "no-freshness"
+	ReasonTooLarge       Reason = "too-large"
+	ReasonPartial        Reason = "partial"
 )
+
+// Request is what the caching rules need of the request a response
+// answers (RFC 9111 §3): its method, whether it forbade storing, and
+// whether it carried credentials.
+type Request struct {
+	// Method is the request method; only GET responses are stored.
+	Method string
+	// NoStore: the request's Cache-Control said no-store (RFC 9111
+	// §5.2.1.5).
+	NoStore bool
+	// Authorization: the request carried an Authorization field (RFC 9111
+	// §3.5).
+	Authorization bool
+}
+
+// RequestOf returns what the caching rules need of a request with the
+// given method and header fields.
+func RequestOf(method string, h http.Header) Request {
+	return Request{
+		Method:        method,
+		NoStore:       ParseCacheControl(h).Has("no-store"),
+		Authorization: h.Get("Authorization") != "",
+	}
+}
 
 // HeuristicMaxLifetime caps heuristic freshness (RFC 9111 §4.2.2), as
 // Apache Traffic Server's default does.
@@ -112,10 +141,9 @@ func responseDirectives(h http.Header) (Directives, bool) {
 
 // Decision is what the caching rules say about one response.
 type Decision struct {
-	// Storable says the response may be stored; if not, Reason says why
-	// (one of the Reason constants).
+	// Storable says the response may be stored; if not, Reason says why.
 	Storable bool
-	Reason   string
+	Reason   Reason
 	// Lifetime is the freshness lifetime (RFC 9111 §4.2.1) after the
 	// policy's clamps; Heuristic says it was computed by §4.2.2.
 	Lifetime  time.Duration
@@ -140,11 +168,12 @@ type Decision struct {
 
 // Decide applies RFC 9111 §3 and §4.2 to the response to req: whether a
 // shared cache may store it, and for how long it is fresh. requestTime and
-// responseTime bracket the origin exchange.
+// responseTime bracket the origin exchange. req is what the rules need of
+// the request (RequestOf makes it from a method and header fields).
 //
 // Responses with Set-Cookie are stored only when the origin marked them
 // public explicitly, so one user's cookie is never served to another.
-func Decide(req *http.Request, status int, h http.Header, p Policy, requestTime, responseTime time.Time) Decision {
+func Decide(req Request, status int, h http.Header, p Policy, requestTime, responseTime time.Time) Decision {
 	cc, targeted := responseDirectives(h)
 	d := Decision{InitialAge: InitialAge(h, requestTime, responseTime)}
 	date := dateOrReceived(h, responseTime)
@@ -189,11 +218,11 @@ func Decide(req *http.Request, status int, h http.Header, p Policy, requestTime,
 }
 
 // storable applies RFC 9111 §3 to a response.
-func storable(req *http.Request, status int, h http.Header, cc Directives, explicit bool, d Decision) (bool, string) {
+func storable(req Request, status int, h http.Header, cc Directives, explicit bool, d Decision) (bool, Reason) {
 	if req.Method != http.MethodGet {
 		return false, ReasonMethod
 	}
-	if ParseCacheControl(req.Header).Has("no-store") {
+	if req.NoStore {
 		return false, ReasonRequestNoStore
 	}
 	// must-understand (RFC 9111 §5.2.2.3) overrides no-store when the
@@ -204,7 +233,7 @@ func storable(req *http.Request, status int, h http.Header, cc Directives, expli
 	if arg, ok := cc["private"]; ok && len(fieldNames(arg)) == 0 {
 		return false, ReasonPrivate
 	}
-	if req.Header.Get("Authorization") != "" &&
+	if req.Authorization &&
 		!cc.Has("public") && !cc.Has("s-maxage") && !cc.Has("must-revalidate") {
 		return false, ReasonAuthorization
 	}
@@ -269,8 +298,7 @@ func hasValidators(h http.Header) bool {
 // the policy's default TTL, else heuristic freshness for a 200; then the
 // policy's clamps.
 func Lifetime(h http.Header, p Policy) time.Duration {
-	req := &http.Request{Method: http.MethodGet, Header: http.Header{}}
-	return Decide(req, http.StatusOK, h, p, time.Time{}, time.Time{}).Lifetime
+	return Decide(Request{Method: http.MethodGet}, http.StatusOK, h, p, time.Time{}, time.Time{}).Lifetime
 }
 
 // explicitLifetime returns the lifetime the origin stated, if it stated one.

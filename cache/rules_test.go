@@ -83,21 +83,19 @@ func TestLifetime(t *testing.T) {
 }
 
 func TestDecideStorable(t *testing.T) {
-	get := func(h http.Header) *http.Request {
-		return &http.Request{Method: http.MethodGet, Header: h}
-	}
+	get := func(h http.Header) Request { return RequestOf(http.MethodGet, h) }
 	fresh := http.Header{"Cache-Control": {"max-age=60"}}
 	tests := []struct {
 		name       string
-		req        *http.Request
+		req        Request
 		status     int
 		header     http.Header
 		policy     Policy
 		wantOK     bool
-		wantReason string
+		wantReason Reason
 	}{
 		{"RFC9111 3 fresh 200", get(http.Header{}), 200, fresh, Policy{}, true, ""},
-		{"RFC9111 3 POST not stored", &http.Request{Method: http.MethodPost, Header: http.Header{}}, 200, fresh, Policy{}, false, ReasonMethod},
+		{"RFC9111 3 POST not stored", RequestOf(http.MethodPost, http.Header{}), 200, fresh, Policy{}, false, ReasonMethod},
 		{"RFC9111 3 request no-store", get(http.Header{"Cache-Control": {"no-store"}}), 200, fresh, Policy{}, false, ReasonRequestNoStore},
 		{"RFC9111 5.2.2.5 response no-store", get(http.Header{}), 200, http.Header{"Cache-Control": {"no-store, max-age=60"}}, Policy{}, false, ReasonNoStore},
 		{"RFC9111 5.2.2.7 private in a shared cache", get(http.Header{}), 200, http.Header{"Cache-Control": {"private, max-age=60"}}, Policy{}, false, ReasonPrivate},
@@ -146,8 +144,31 @@ func TestDecideStorable(t *testing.T) {
 	}
 }
 
+func TestRequestOf(t *testing.T) {
+	tests := []struct {
+		name   string
+		method string
+		header http.Header
+		want   Request
+	}{
+		{"plain GET", http.MethodGet, http.Header{}, Request{Method: http.MethodGet}},
+		{"RFC9111 5.2.1.5 no-store", http.MethodGet, http.Header{"Cache-Control": {"max-age=0, no-store"}}, Request{Method: http.MethodGet, NoStore: true}},
+		{"RFC9111 5.4 Pragma no-cache is not no-store", http.MethodGet, http.Header{"Pragma": {"no-cache"}}, Request{Method: http.MethodGet}},
+		{"RFC9111 3.5 Authorization", http.MethodGet, http.Header{"Authorization": {"Bearer x"}}, Request{Method: http.MethodGet, Authorization: true}},
+		{"RFC9111 3.5 an empty Authorization is none", http.MethodGet, http.Header{"Authorization": {""}}, Request{Method: http.MethodGet}},
+		{"RFC9110 9.3.3 POST", http.MethodPost, http.Header{}, Request{Method: http.MethodPost}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := RequestOf(tt.method, tt.header); got != tt.want {
+				t.Errorf("RequestOf(%q, %v) = %+v, want %+v", tt.method, tt.header, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestDecideDirectives(t *testing.T) {
-	req := &http.Request{Method: http.MethodGet, Header: http.Header{}}
+	req := Request{Method: http.MethodGet}
 	tests := []struct {
 		name   string
 		header http.Header
@@ -261,7 +282,7 @@ func TestStatusFormat(t *testing.T) {
 		{"RFC9211 stored miss", Status{Fwd: FwdURIMiss, FwdStatus: 200, Stored: true, TTL: time.Hour, HasTTL: true}, "outpost/x; fwd=uri-miss; fwd-status=200; ttl=3600; stored"},
 		{"RFC9211 collapsed", Status{Fwd: FwdURIMiss, FwdStatus: 200, Collapsed: true}, "outpost/x; fwd=uri-miss; fwd-status=200; collapsed"},
 		{"RFC9211 negative ttl when stale", Status{Hit: true, TTL: -5 * time.Second, HasTTL: true}, "outpost/x; hit; ttl=-5"},
-		{"RFC9211 detail", Status{Fwd: FwdURIMiss, FwdStatus: 200, Detail: ReasonNoStore}, "outpost/x; fwd=uri-miss; fwd-status=200; detail=no-store"},
+		{"RFC9211 detail", Status{Fwd: FwdURIMiss, FwdStatus: 200, Detail: string(ReasonNoStore)}, "outpost/x; fwd=uri-miss; fwd-status=200; detail=no-store"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -194,13 +194,13 @@ func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *servic
 	}
 	if rd.NoStore {
 		// Serve from storage when possible, but store nothing (§5.2.1.5).
-		p.pass(w, r, svc, cache.Status{Fwd: cache.FwdRequest, Detail: cache.ReasonRequestNoStore}, resultMiss)
+		p.pass(w, r, svc, cache.Status{Fwd: cache.FwdRequest, Detail: string(cache.ReasonRequestNoStore)}, resultMiss)
 		return
 	}
 	if m, ok := p.marks.get(l.key, now); ok {
 		if m.tooLarge && r.Header["Range"] != nil {
 			// Above max_object: the origin answers the range itself.
-			p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: cache.ReasonTooLarge}, resultMiss)
+			p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(cache.ReasonTooLarge)}, resultMiss)
 			return
 		}
 		// Hit-for-miss: the last answer could not be stored, so this

@@ -414,19 +414,7 @@ func TestAttackNoPreallocation(t *testing.T) {
 }
 
 // publishedFills counts the fills in flight whose response header is in.
-func publishedFills(tp *testPoP) int {
-	tp.fills.mu.Lock()
-	defer tp.fills.mu.Unlock()
-	n := 0
-	for _, f := range tp.fills.fills {
-		select {
-		case <-f.ready:
-			n++
-		default:
-		}
-	}
-	return n
-}
+func publishedFills(tp *testPoP) int { return tp.fills.published() }
 
 // TestAttackAbortedRequests is issue 16 item 4: requests for distinct URLs
 // reset right after they are sent, to an origin that holds its answer.

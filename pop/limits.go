@@ -1,105 +1,54 @@
 package pop
 
 import (
-	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-cdn/outpost/config"
+	"github.com/outpost-cdn/outpost/pop/fill"
 )
 
-// budget bounds the bytes that fills in flight, relays and buffered
-// request bodies hold in memory, PoP-wide (limits.inflight_bytes). Holders
-// take bytes before they allocate them and give them back when they drop
-// them; a fill that cannot take stops storing and relays at its readers'
-// pace instead, and a relay waits for bytes to come back.
+// budget is the PoP's in-flight budget (limits.inflight_bytes): the bytes
+// that fills in flight, relays and buffered request bodies hold, PoP-wide
+// (package fill says how fills use it). used and denied read its figures
+// under the names the PoP's tests use.
 type budget struct {
-	limit  int64
-	used   atomic.Int64
-	denied atomic.Uint64 // takes refused: fills turned into relays, relays that waited
-
-	waiters atomic.Int32
-	mu      sync.Mutex
-	freed   chan struct{} // closed and replaced when bytes come back while someone waits
+	*fill.Budget
+	used   loadInt64
+	denied loadUint64
 }
 
 func newBudget(limit int64) *budget {
-	return &budget{limit: limit, freed: make(chan struct{})}
+	b := fill.NewBudget(limit)
+	return &budget{Budget: b, used: b.Used, denied: b.Denied}
 }
 
-// tryTake takes n bytes if the budget has them.
-func (b *budget) tryTake(n int64) bool {
-	for {
-		u := b.used.Load()
-		if u+n > b.limit {
-			b.denied.Add(1)
-			return false
-		}
-		if b.used.CompareAndSwap(u, u+n) {
-			return true
-		}
-	}
-}
+// tryTake and give lend the budget to request bodies (reqbody.go).
+func (b *budget) tryTake(n int64) bool { return b.TryTake(n) }
+func (b *budget) give(n int64)         { b.Give(n) }
 
-// take waits until n bytes can be taken, or ctx is done.
-func (b *budget) take(ctx context.Context, n int64) error {
-	if b.tryTake(n) {
-		return nil
-	}
-	b.waiters.Add(1)
-	defer b.waiters.Add(-1)
-	for {
-		b.mu.Lock()
-		freed := b.freed
-		b.mu.Unlock()
-		// Checked after freed is read: bytes given back from now on close
-		// it.
-		if b.tryTake(n) {
-			return nil
-		}
-		select {
-		case <-freed:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// give returns n bytes.
-func (b *budget) give(n int64) {
-	if n <= 0 {
-		return
-	}
-	b.used.Add(-n)
-	if b.waiters.Load() > 0 {
-		b.mu.Lock()
-		close(b.freed)
-		b.freed = make(chan struct{})
-		b.mu.Unlock()
-	}
-}
-
-// slots bounds a count of things (detached fills, PoP-wide or per service).
+// slots bounds the fills that go on with no client (PoP-wide, or per
+// service); used reads how many are taken, as the PoP's tests do.
 type slots struct {
-	limit   int64
-	used    atomic.Int64
-	refused atomic.Uint64
+	*fill.Slots
+	used loadInt64
 }
 
-// acquire takes a slot if one is free.
-func (s *slots) acquire() bool {
-	if s.used.Add(1) > s.limit {
-		s.used.Add(-1)
-		s.refused.Add(1)
-		return false
-	}
-	return true
+func newSlots(limit int64) *slots {
+	s := fill.NewSlots(limit)
+	return &slots{Slots: s, used: s.Used}
 }
 
-func (s *slots) release() { s.used.Add(-1) }
+// loadInt64 and loadUint64 read a figure as an atomic's Load would.
+type (
+	loadInt64  func() int64
+	loadUint64 func() uint64
+)
+
+func (f loadInt64) Load() int64   { return f() }
+func (f loadUint64) Load() uint64 { return f() }
 
 // maxMarks bounds the keys hit-for-miss remembers; past it the oldest
 // marks are not found again (an arbitrary tenth is dropped).
@@ -196,13 +145,13 @@ func (c limitsCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c limitsCollector) Collect(ch chan<- prometheus.Metric) {
 	p := c.p
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	gauge(descInflightBytes, float64(p.inflight.used.Load()))
-	gauge(descInflightLimit, float64(p.inflight.limit))
-	ch <- prometheus.MustNewConstMetric(descInflightDenied, prometheus.CounterValue, float64(p.inflight.denied.Load()))
-	gauge(descDetachedFills, float64(p.detached.used.Load()))
-	refused := p.detached.refused.Load()
+	gauge(descInflightBytes, float64(p.inflight.Used()))
+	gauge(descInflightLimit, float64(p.inflight.Limit()))
+	ch <- prometheus.MustNewConstMetric(descInflightDenied, prometheus.CounterValue, float64(p.inflight.Denied()))
+	gauge(descDetachedFills, float64(p.detached.Used()))
+	refused := p.detached.Refused()
 	for _, svc := range p.routes.Load().list {
-		refused += svc.detached.refused.Load()
+		refused += svc.detached.Refused()
 	}
 	ch <- prometheus.MustNewConstMetric(descDetachedRefused, prometheus.CounterValue, float64(refused))
 	gauge(descHitForMiss, float64(p.marks.len()))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/outpost-cdn/outpost/cache"
 	"github.com/outpost-cdn/outpost/origin"
+	"github.com/outpost-cdn/outpost/pop/fill"
 )
 
 // serveAuthorized answers a GET or HEAD that carries credentials (RFC 9111
@@ -42,10 +43,10 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 	f, leader := p.fills.join(flight)
 	// Attach before the fill starts, so no byte of a shared body can pass
 	// before this request is there to read it.
-	reader := f.attach()
+	reader := f.Attach()
 	defer func() {
 		if reader != nil {
-			reader.detach()
+			reader.Detach()
 		}
 	}()
 	if leader {
@@ -73,7 +74,7 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 		return
 	case f.entry != nil && f.waitersAlone && !leader:
 		// The revalidation made the response one user's: fetch our own.
-		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: cache.ReasonPrivate}, resultMiss)
+		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(cache.ReasonPrivate)}, resultMiss)
 		return
 	case f.entry != nil: // revalidated, or stale served on origin error
 		status.FwdStatus = f.fwdStatus
@@ -100,14 +101,14 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 				// Too large to store: the origin answers the range itself
 				// (video seeking and resumed downloads depend on it).
 				f.resp.Body.Close()
-				p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: cache.ReasonTooLarge}, resultMiss)
+				p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(cache.ReasonTooLarge)}, resultMiss)
 				return
 			}
 			if f.reason == reasonEncoding {
 				// The origin ignored the Accept-Encoding it was sent: its
 				// body may be one this client cannot decode.
 				f.resp.Body.Close()
-				status.Detail = reasonEncoding
+				status.Detail = string(reasonEncoding)
 				p.log.Warn("origin answered with a content coding it was not asked for", "service", svc.name,
 					"asked", f.encoding, "content_encoding", f.resp.Header.Get("Content-Encoding"))
 				p.plainError(w, r, svc, http.StatusBadGateway, status, "outpost: Bad Gateway: the origin answered with a content coding the request did not accept\n")
@@ -116,13 +117,13 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 			if status.Detail != detailHitForMiss {
 				// Hit-for-miss is why this request fetched alone: it stays
 				// the detail.
-				status.Detail = f.reason
+				status.Detail = string(f.reason)
 			}
 			p.relay(w, r, svc, f.resp, status, resultMiss)
 			return
 		}
 		// The response is not to be shared: fetch this request's own.
-		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: f.reason}, resultMiss)
+		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(f.reason)}, resultMiss)
 		return
 	}
 	if f.varyFields != nil && !leader && !l.retried {
@@ -130,21 +131,25 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 			// Another variant of the URL: it needs a fill of its own.
 			index := &cache.Entry{Key: l.primary, VaryFields: f.varyFields, VaryNonce: f.varyNonce}
 			status.Fwd, status.Collapsed = cache.FwdVary, false
-			reader.detach()
+			reader.Detach()
 			reader = nil
 			p.serveMiss(w, r, svc, lookup{primary: l.primary, key: mine, index: index, retried: true}, status)
 			return
 		}
 	}
 	if reader == nil { // the body outgrew the object limit and was trimmed
-		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: cache.ReasonTooLarge}, resultMiss)
+		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(cache.ReasonTooLarge)}, resultMiss)
 		return
 	}
 	if storing, reason := f.storingNow(); !storing {
 		// Known not to be stored before the header goes out (the in-flight
 		// budget refused it, or the body already outgrew max_object): say
-		// so rather than "stored".
-		status.Detail = reason
+		// so rather than "stored". Hit-for-miss, when it is why this
+		// request fetched alone, stays the detail, however far the body
+		// has come by now.
+		if status.Detail != detailHitForMiss {
+			status.Detail = string(reason)
+		}
 	} else {
 		status.Stored = true
 		status.TTL, status.HasTTL = remaining(f.decision.Lifetime, f.decision.InitialAge, f.responseTime, p.now()), true
@@ -152,9 +157,11 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 
 	if needsEvaluation(r) {
 		// Preconditions and ranges are answered from the complete object.
-		if err := reader.drain(r.Context()); err != nil || f.final == nil {
+		if err := reader.Drain(r.Context()); err != nil || f.final == nil {
 			if r.Context().Err() == nil {
-				p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: f.reason}, resultMiss)
+				// Not stored: the reason the body stopped being stored,
+				// if it did.
+				p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(f.notStored())}, resultMiss)
 			}
 			return
 		}
@@ -168,7 +175,7 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 // awaitFill waits for the fill's response header, relaying the origin's
 // interim responses (103 Early Hints and the like, RFC 9110 §15.2) to the
 // leader meanwhile. It returns false if the client left first.
-func (p *PoP) awaitFill(w http.ResponseWriter, r *http.Request, f *fill, leader bool) bool {
+func (p *PoP) awaitFill(w http.ResponseWriter, r *http.Request, f *fetch, leader bool) bool {
 	var interim <-chan interimResponse
 	var relay func(int, textproto.MIMEHeader) error
 	if leader && r.ProtoAtLeast(1, 1) {
@@ -177,7 +184,7 @@ func (p *PoP) awaitFill(w http.ResponseWriter, r *http.Request, f *fill, leader 
 	}
 	for {
 		select {
-		case <-f.ready:
+		case <-f.Ready():
 			// A 1xx and the final response can arrive together, and select
 			// picks at random: relay what is queued before answering
 			// (hostile_test.go lost a 103 Early Hints this way).
@@ -200,7 +207,7 @@ func (p *PoP) awaitFill(w http.ResponseWriter, r *http.Request, f *fill, leader 
 
 // streamFill sends a shared fill's response to one client as its body
 // arrives from the origin.
-func (p *PoP) streamFill(w http.ResponseWriter, r *http.Request, svc *service, f *fill, reader *bodyReader, status cache.Status, role result, leader bool) {
+func (p *PoP) streamFill(w http.ResponseWriter, r *http.Request, svc *service, f *fetch, reader *fill.Reader, status cache.Status, role result, leader bool) {
 	h := w.Header()
 	if leader {
 		copyHeader(h, f.resp.Header) // the leader's own, cookies and all
@@ -221,7 +228,7 @@ func (p *PoP) streamFill(w http.ResponseWriter, r *http.Request, svc *service, f
 	flusher := http.NewResponseController(w)
 	var sent int64
 	for {
-		chunk, done, err := reader.next(r.Context())
+		chunk, done, err := reader.Next(r.Context())
 		if done || err != nil {
 			if err != nil && !errors.Is(err, context.Canceled) && r.Context().Err() == nil {
 				// The origin failed mid-body: cut the client's response
@@ -353,10 +360,10 @@ const relayBuffer = 32 << 10
 // (an *origin.Error), the client's, or ctx's while waiting for the
 // in-flight budget to lend a buffer.
 func (p *PoP) copyFlushing(ctx context.Context, w http.ResponseWriter, src io.Reader) (int64, error) {
-	if err := p.inflight.take(ctx, relayBuffer); err != nil {
+	if err := p.inflight.Take(ctx, relayBuffer); err != nil {
 		return 0, err
 	}
-	defer p.inflight.give(relayBuffer)
+	defer p.inflight.Give(relayBuffer)
 	flusher := http.NewResponseController(w)
 	buf := make([]byte, relayBuffer)
 	var total int64

@@ -110,7 +110,7 @@ type PoP struct {
 	// with no client (limits.detached_fills); marks remembers keys that
 	// answered uncacheable or too large (hit-for-miss).
 	inflight *budget
-	detached slots
+	detached *slots
 	marks    uncacheable
 
 	access     *accessLog    // the request log; nil when off
@@ -220,7 +220,7 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		inflight = 256 << 20
 	}
 	p.inflight = newBudget(inflight)
-	p.detached.limit = int64(pc.Limits.DetachedFills)
+	p.detached = newSlots(int64(pc.Limits.DetachedFills))
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -342,7 +342,7 @@ func newService(sc *config.Service, log *slog.Logger) (*service, error) {
 		hsts:        hstsValue(sc.HTTPS.HSTS),
 		fillTimeout: o.Timeouts.Fill,
 		hitForMiss:  sc.Cache.HitForMiss,
-		detached:    &slots{limit: int64(o.DetachedFills)},
+		detached:    newSlots(int64(o.DetachedFills)),
 		stats:       new(counters),
 	}, nil
 }

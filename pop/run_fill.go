@@ -15,25 +15,23 @@ import (
 	"github.com/outpost-cdn/outpost/cache"
 	"github.com/outpost-cdn/outpost/cache/blob"
 	"github.com/outpost-cdn/outpost/origin"
+	"github.com/outpost-cdn/outpost/pop/fill"
 )
 
 // reasonEncoding is the Cache-Status detail of a response whose
 // Content-Encoding is not one the PoP asked the origin for: it is never
 // stored or shared, as clients of the variant could not decode it.
-const reasonEncoding = "encoding-mismatch"
+const reasonEncoding cache.Reason = "encoding-mismatch"
 
 // startFill prepares f for the request that leads it and runs it on its own
 // goroutine. A stored entry that must be validated turns the fill into a
 // conditional request.
-func (p *PoP) startFill(f *fill, r *http.Request, svc *service, l lookup) {
+func (p *PoP) startFill(f *fetch, r *http.Request, svc *service, l lookup) {
 	f.primary = l.primary
 	f.index = l.index
 	f.stale = l.entry
 	f.leaderHeader = r.Header.Clone()
 	f.purgeSeq = p.purges.current()
-	f.budget = p.inflight
-	f.detach = func() bool { return p.acquireDetached(svc) }
-	f.release = func() { p.releaseDetached(svc) }
 	out := p.fillRequest(r, l.entry)
 	out.CacheKey = l.primary
 	f.encoding = out.Header.Get("Accept-Encoding")
@@ -44,44 +42,43 @@ func (p *PoP) startFill(f *fill, r *http.Request, svc *service, l lookup) {
 	// can cancel it.
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
+	f.Prepare(fill.Hooks{
+		Budget:  p.inflight.Budget,
+		Detach:  func() bool { return p.acquireDetached(svc) },
+		Release: func() { p.releaseDetached(svc) },
+		Cancel:  cancel,
+	})
 	go p.runFill(ctx, f, svc, l.key, out)
 }
 
 // acquireDetached takes a PoP-wide and a per-service detached-fill slot.
 func (p *PoP) acquireDetached(svc *service) bool {
-	if !p.detached.acquire() {
+	if !p.detached.Acquire() {
 		return false
 	}
-	if !svc.detached.acquire() {
-		p.detached.release()
+	if !svc.detached.Acquire() {
+		p.detached.Release()
 		return false
 	}
 	return true
 }
 
 func (p *PoP) releaseDetached(svc *service) {
-	svc.detached.release()
-	p.detached.release()
+	svc.detached.Release()
+	p.detached.Release()
 }
 
 // runFill fetches f's object from the service's origin on behalf of every
 // request that joins f. It runs detached from the clients, so one client
 // hanging up does not cancel the fill for the rest. lookupKey is the key
 // the requests looked up, which hit-for-miss marks.
-func (p *PoP) runFill(ctx context.Context, f *fill, svc *service, lookupKey string, out origin.Request) {
+func (p *PoP) runFill(ctx context.Context, f *fetch, svc *service, lookupKey string, out origin.Request) {
 	cancel := f.cancel
 	handedOff := false // the leader reads the response itself, and cancels
 	defer func() {
-		p.fills.forget(f)
+		f.End() // leaves the group, gives back detached-fill slots
 		if !handedOff {
 			cancel()
-		}
-		f.mu.Lock()
-		detached := f.detached
-		f.detached = false
-		f.mu.Unlock()
-		if detached {
-			f.release()
 		}
 	}()
 	// A fill that is still storing after the fill timeout is given up: an
@@ -89,8 +86,8 @@ func (p *PoP) runFill(ctx context.Context, f *fill, svc *service, lookupKey stri
 	// goes at its readers' pace and is bounded by the origin's idle timeout.
 	if svc.fillTimeout > 0 {
 		deadline := time.AfterFunc(svc.fillTimeout, func() {
-			if f.isStoring() {
-				p.log.Warn("fill timed out; not stored", "service", svc.name, "key", f.key, "timeout", svc.fillTimeout)
+			if f.Storing() {
+				p.log.Warn("fill timed out; not stored", "service", svc.name, "key", f.Key(), "timeout", svc.fillTimeout)
 				cancel()
 			}
 		})
@@ -104,14 +101,11 @@ func (p *PoP) runFill(ctx context.Context, f *fill, svc *service, lookupKey stri
 	svc.stats.originLatency.observe(time.Since(sent))
 	f.responseTime = p.now()
 	if err != nil {
-		f.mu.Lock()
-		stopped := f.stopped
-		f.mu.Unlock()
 		switch {
-		case stopped:
+		case f.Stopped():
 			f.err = err // no one is left to tell
 		case f.stale != nil && f.stale.UsableOnError(f.responseTime):
-			p.log.Warn("origin failed; serving stale", "service", svc.name, "key", f.key, "err", err)
+			p.log.Warn("origin failed; serving stale", "service", svc.name, "key", f.Key(), "err", err)
 			f.entry, f.outcome = f.stale, resultStaleOnError
 		default:
 			f.err = err
@@ -120,13 +114,15 @@ func (p *PoP) runFill(ctx context.Context, f *fill, svc *service, lookupKey stri
 		return
 	}
 	origin.RemoveHopByHop(resp.Header)
-	getReq := &http.Request{Method: http.MethodGet, Header: f.leaderHeader}
+	// The fill's request is a GET with the leader's header (a HEAD is
+	// fetched as a GET).
+	req := cache.RequestOf(http.MethodGet, f.leaderHeader)
 
 	if f.stale != nil {
 		switch {
 		case resp.StatusCode == http.StatusNotModified:
 			resp.Body.Close()
-			p.revalidated(f, svc, lookupKey, resp, getReq)
+			p.revalidated(f, svc, lookupKey, resp, req)
 			f.publish()
 			return
 		case resp.StatusCode >= 500 && f.stale.UsableOnError(f.responseTime):
@@ -139,7 +135,7 @@ func (p *PoP) runFill(ctx context.Context, f *fill, svc *service, lookupKey stri
 	}
 
 	f.resp = resp
-	d := cache.Decide(getReq, resp.StatusCode, resp.Header, svc.policy, f.requestTime, f.responseTime)
+	d := cache.Decide(req, resp.StatusCode, resp.Header, svc.policy, f.requestTime, f.responseTime)
 	switch {
 	case !d.Storable:
 	case resp.ContentLength > svc.maxObject:
@@ -174,26 +170,27 @@ func (p *PoP) runFill(ctx context.Context, f *fill, svc *service, lookupKey stri
 		// their own.
 		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 		handedOff = true
-		p.fills.forget(f)
+		f.Leave()
 		f.publish()
 		return
 	}
 	p.marks.clear(lookupKey)
-	if !f.start(resp.ContentLength) {
+	if !f.Start(resp.ContentLength) {
 		// The budget is spent: a relay from the start, which later
 		// requests must not join (its body is trimmed as it goes).
-		p.fills.forget(f)
+		f.Leave()
 	}
 	f.publish()
 
 	total, err := p.readBody(ctx, f, svc, lookupKey, resp.Body)
 	resp.Body.Close()
 	svc.stats.originBytes.Add(uint64(total))
-	if err != nil && !errors.Is(err, errNoReaders) && !errors.Is(err, context.Canceled) {
-		p.log.Warn("origin body failed", "service", svc.name, "key", f.key, "bytes", total, "err", err)
+	if err != nil && !errors.Is(err, fill.ErrNoReaders) && !errors.Is(err, context.Canceled) {
+		p.log.Warn("origin body failed", "service", svc.name, "key", f.Key(), "bytes", total, "err", err)
 	}
-	f.finish(err, func(chunks [][]byte) *cache.Entry {
-		e := p.newEntry(f.storeKey, resp.StatusCode, f.header, p.storeChunks(f.storeKey, chunks), d, f.requestTime, f.responseTime)
+	f.Finish(err, func(chunks [][]byte) fill.Stored {
+		body := p.storeChunks(f.storeKey, chunks)
+		e := p.newEntry(f.storeKey, resp.StatusCode, f.header, body, d, f.requestTime, f.responseTime)
 		ttl := e.StorageTTL(p.now(), svc.keep)
 		if f.varyFields != nil && (f.index == nil || f.index.VaryNonce != f.varyNonce) {
 			index := &cache.Entry{
@@ -204,7 +201,11 @@ func (p *PoP) runFill(ctx context.Context, f *fill, svc *service, lookupKey stri
 			p.keep(f, index, ttl+svc.keep)
 		}
 		p.keep(f, e, ttl)
-		return e
+		f.final = e // before Finish tells the readers the body is done
+		if body.blob != nil {
+			return fill.Stored{At: body.blob, Size: body.blob.Size()}
+		}
+		return fill.Stored{Bytes: body.heap}
 	})
 }
 
@@ -214,12 +215,12 @@ func (p *PoP) runFill(ctx context.Context, f *fill, svc *service, lookupKey stri
 // only with what may be shared (cache.Shareable), and if the 304 made the
 // response unshareable as a whole (private, no-store...), the others fetch
 // their own and the stored copy is dropped.
-func (p *PoP) revalidated(f *fill, svc *service, lookupKey string, resp *http.Response, getReq *http.Request) {
+func (p *PoP) revalidated(f *fetch, svc *service, lookupKey string, resp *http.Response, req cache.Request) {
 	merged := cache.MergeNotModified(f.stale.Header, resp.Header)
-	d := cache.Decide(getReq, f.stale.Status, merged, svc.policy, f.requestTime, f.responseTime)
+	d := cache.Decide(req, f.stale.Status, merged, svc.policy, f.requestTime, f.responseTime)
 	body := storedBody{heap: f.stale.Body, blob: f.stale.Blob}
 	f.outcome, f.fwdStatus = resultRevalidated, resp.StatusCode
-	leader := p.newEntry(f.key, f.stale.Status, merged, body, cache.Decision{
+	leader := p.newEntry(f.Key(), f.stale.Status, merged, body, cache.Decision{
 		InitialAge: d.InitialAge, Lifetime: d.Lifetime, NoCache: d.NoCache, MustRevalidate: d.MustRevalidate,
 	}, f.requestTime, f.responseTime)
 	leader.Header = merged.Clone() // the leader's own: personal fields included
@@ -237,7 +238,7 @@ func (p *PoP) revalidated(f *fill, svc *service, lookupKey string, resp *http.Re
 
 // markUncacheable remembers that key answered with a response the PoP
 // could not store, for hit-for-miss (and too-large for ranges).
-func (p *PoP) markUncacheable(svc *service, key, reason string) {
+func (p *PoP) markUncacheable(svc *service, key string, reason cache.Reason) {
 	if svc.hitForMiss <= 0 {
 		return
 	}
@@ -263,7 +264,7 @@ func encoded(h http.Header) bool {
 // keep offers a fill's entry to the store and indexes its key, unless a
 // purge that covers it landed while the fill was in flight: the object the
 // fill fetched may be the one the purge meant to remove.
-func (p *PoP) keep(f *fill, e *cache.Entry, ttl time.Duration) {
+func (p *PoP) keep(f *fetch, e *cache.Entry, ttl time.Duration) {
 	// The gate makes the check and the Set one step as far as a purge is
 	// concerned: a purge either sees this entry in the index or is seen by
 	// the check.
@@ -279,21 +280,23 @@ func (p *PoP) keep(f *fill, e *cache.Entry, ttl time.Duration) {
 
 // readBody copies the origin body into f until its end, an error, or the
 // fill no longer needs it.
-func (p *PoP) readBody(ctx context.Context, f *fill, svc *service, lookupKey string, body io.Reader) (int64, error) {
+func (p *PoP) readBody(ctx context.Context, f *fetch, svc *service, lookupKey string, body io.Reader) (int64, error) {
 	buf := make([]byte, 32<<10)
 	var total int64
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
 			total += int64(n)
-			if total > svc.maxObject && f.isStoring() {
-				f.stopStoring(cache.ReasonTooLarge)
-				p.fills.forget(f) // later requests must not join a trimmed body
+			if total > svc.maxObject && f.Storing() {
+				f.StopStoring(errTooLarge)
+				// Marked before the fill leaves its group: a request that
+				// can no longer join it finds the mark (hit-for-miss).
 				p.markUncacheable(svc, lookupKey, cache.ReasonTooLarge)
+				f.Leave() // later requests must not join a trimmed body
 			}
-			stopped, werr := f.write(ctx, buf[:n])
+			stopped, werr := f.Write(ctx, buf[:n])
 			if stopped {
-				p.fills.forget(f)
+				f.Leave()
 			}
 			if werr != nil {
 				return total, werr

@@ -151,14 +151,11 @@ func (p *PoP) refreshInBackground(r *http.Request, svc *service, l lookup) {
 	if !p.acquireDetached(svc) {
 		return
 	}
-	f, leader := p.fills.join(l.key)
+	f, leader := p.fills.joinBackground(l.key)
 	if !leader {
 		p.releaseDetached(svc)
 		return
 	}
-	f.leaderGone = true // nobody reads a private answer
-	f.background = true
-	f.detached = true
 	p.startFill(f, r, svc, l)
 }
 
