@@ -321,8 +321,11 @@ func (s *Server) serveConn(fc *fastConn) {
 			loan := newLoanConn(c, head)
 			br.Discard(len(head))
 			c.SetReadDeadline(time.Time{})
+			stop := watchClient(c, br, loan)
 			s.midway.give(loan)
-			if !loan.returned() || !s.setActive(fc, false) {
+			back := loan.returned()
+			stop()
+			if !back || !s.setActive(fc, false) {
 				c.Close()
 				return
 			}

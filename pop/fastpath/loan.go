@@ -1,7 +1,9 @@
 package fastpath
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -23,7 +25,11 @@ import (
 // loanConn is the connection net/http sees for one lent request: reads
 // return the request head, then block until net/http has answered (or a
 // read deadline passes, as net/http's background read expects), then end;
-// everything written goes to the real connection.
+// everything written goes to the real connection. Meanwhile watchClient
+// reads the real connection, so that a client that resets or closes it is
+// noticed at once, as net/http's own background read would: its next Read
+// fails and net/http cancels the request's context (a lent miss then stops
+// fetching for no one).
 type loanConn struct {
 	*clientConn // writes, sendfile, addresses and write deadlines
 
@@ -32,6 +38,7 @@ type loanConn struct {
 	idle     bool          // net/http answered and turned the connection idle
 	closed   bool          // net/http closed it
 	deadline time.Time     // the read deadline net/http set
+	gone     error         // the client reset or closed the connection
 	changed  chan struct{} // closed and replaced when any of the above change
 	done     chan struct{} // closed by Close
 }
@@ -65,6 +72,11 @@ func (l *loanConn) Read(p []byte) (int, error) {
 		if l.idle || l.closed {
 			l.mu.Unlock()
 			return 0, io.EOF
+		}
+		if l.gone != nil {
+			err := l.gone
+			l.mu.Unlock()
+			return 0, err
 		}
 		deadline, changed := l.deadline, l.changed
 		l.mu.Unlock()
@@ -132,6 +144,38 @@ func (l *loanConn) CloseWrite() error {
 	l.idle = false
 	l.mu.Unlock()
 	return l.clientConn.CloseWrite()
+}
+
+// clientGone records that the client reset or closed the connection.
+func (l *loanConn) clientGone(err error) {
+	l.mu.Lock()
+	l.gone = err
+	l.notify()
+	l.mu.Unlock()
+}
+
+// watchClient reads the real connection while a request is lent, so that
+// the loan learns at once when the client goes away (see loanConn). It
+// peeks through br, so a byte of a pipelined request stays there for the
+// fast path; when one is already buffered there is nothing to watch. stop
+// ends the watch (through a read deadline in the past) and must be called
+// before br is used again.
+func watchClient(c *clientConn, br *bufio.Reader, loan *loanConn) (stop func()) {
+	if br.Buffered() > 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := br.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			loan.clientGone(err)
+		}
+	}()
+	return func() {
+		c.SetReadDeadline(time.Unix(1, 0))
+		<-done
+		c.SetReadDeadline(time.Time{})
+	}
 }
 
 // returned waits until net/http lets go of the connection and reports
