@@ -132,6 +132,14 @@ type clientConn struct {
 // send deadline is checked again.
 const sendChunk = 1 << 20
 
+// minSendProgress is the least a write or sendfile call that ran into the
+// send deadline must have sent for the client to count as reading: a
+// client that never reads still takes a trickle of bytes as its kernel
+// compacts its receive queue, which would otherwise keep it connected
+// several times the timeout. 16 KiB per timeout is far below any real
+// reader (a 56 kbit/s modem takes 400 KiB a minute).
+const minSendProgress = 16 << 10
+
 // Write writes p; it fails, and closes the connection, when the client
 // takes nothing for the send timeout.
 func (c *clientConn) Write(p []byte) (int, error) {
@@ -144,7 +152,7 @@ func (c *clientConn) Write(p []byte) (int, error) {
 		m, err := c.TCPConn.Write(p[n:min(len(p), n+sendChunk)])
 		n += m
 		if err != nil {
-			if c.stalled(m > 0, err) {
+			if c.stalled(m >= minSendProgress, err) {
 				continue
 			}
 			return n, err
@@ -262,7 +270,7 @@ func (c *clientConn) sendBlob(r *blob.Reader, limit int64) (int64, error) {
 		total += n
 		c.l.sent.Add(uint64(n))
 		if err != nil {
-			if c.l.send > 0 && c.stalled(n > 0, err) {
+			if c.l.send > 0 && c.stalled(n >= minSendProgress, err) {
 				continue
 			}
 			return total, err
