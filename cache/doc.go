@@ -6,6 +6,7 @@
 //
 // Every rule is a function of the request, the response and the time, so it
 // can be tested without a network and reused by every protocol the PoP
-// speaks. The Store interface is the seam to the memory that holds entries;
-// package memstore implements it on ristretto.
+// speaks. The Store interface is the seam to whatever holds entries (a
+// store reports its evictions through RemovalNotifier, so an index kept
+// beside it stays true); package memstore implements it on ristretto.
 package cache
