@@ -261,9 +261,10 @@ func encoded(h http.Header) bool {
 	return false
 }
 
-// keep offers a fill's entry to the store and indexes its key, unless a
-// purge that covers it landed while the fill was in flight: the object the
-// fill fetched may be the one the purge meant to remove.
+// keep offers a fill's entry to the store (the purge index wraps it, so
+// the Set indexes the key), unless a purge that covers it landed while the
+// fill was in flight: the object the fill fetched may be the one the purge
+// meant to remove.
 func (p *PoP) keep(f *fetch, e *cache.Entry, ttl time.Duration) {
 	// The gate makes the check and the Set one step as far as a purge is
 	// concerned: a purge either sees this entry in the index or is seen by
@@ -274,7 +275,6 @@ func (p *PoP) keep(f *fetch, e *cache.Entry, ttl time.Duration) {
 		p.log.Debug("fill not stored: purged while in flight", "key", e.Key)
 		return
 	}
-	p.index.add(e)
 	p.store.Set(e, ttl)
 }
 
