@@ -27,7 +27,7 @@ type seen struct {
 
 // handler answers a hit with a 5-byte body and records the requests.
 func (s *seen) handler() http.Handler {
-	s.protos, s.hosts, s.agents, s.extra = map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
+	s.reset()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.protos[r.Proto]++
@@ -38,6 +38,14 @@ func (s *seen) handler() http.Handler {
 		w.Header().Set("Cache-Status", "outpost/test; hit")
 		w.Write([]byte("hello"))
 	})
+}
+
+// reset clears the counts, under the lock: a request of the previous
+// subtest (an HTTP/3 stream still finishing) may be in the handler.
+func (s *seen) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.protos, s.hosts, s.agents, s.extra = map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
 }
 
 func (s *seen) check(t *testing.T, res *Result, proto, host string) {
@@ -121,7 +129,7 @@ func TestProtocolClients(t *testing.T) {
 		{"h3 connect", ProtocolHTTP3, "https://svc.example/x", h3, "svc.example", protoHTTP3, &h3s},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.s.handler() // reset the counts
+			tc.s.reset()
 			res := mustRun(t, Config{
 				URL: tc.url, Connect: tc.connect, Protocol: tc.proto, InsecureTLS: true,
 				Connections: 3, Requests: 60, Header: []string{"X-Bench: 1"},
