@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-cdn/outpost/latency"
 )
 
 // State is an origin server's health as its pool sees it.
@@ -35,20 +37,6 @@ const (
 	onTrial                       // the trial request is in flight
 )
 
-// numBuckets is the number of response-time histogram buckets, the last
-// one unbounded.
-const numBuckets = len(latencyBounds) + 1
-
-// latencyBounds are the upper bounds, in seconds, of the response-time
-// histogram (Prometheus' classic defaults).
-var latencyBounds = [...]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
-
-// LatencyBuckets returns the upper bounds, in seconds, of the buckets of
-// ServerStats.ResponseBuckets.
-func LatencyBuckets() []float64 {
-	return append([]float64(nil), latencyBounds[:]...)
-}
-
 // ewmaAlpha is the weight of each new sample in the latency average that
 // the stats report.
 const ewmaAlpha = 0.1
@@ -72,18 +60,16 @@ type server struct {
 	probing atomic.Bool // eject == probing: the pick that lands here claims the trial
 	epoch   atomic.Uint64
 
-	inFlight     atomic.Int64
-	requests     atomic.Uint64
-	failures     atomic.Uint64
-	consecutive  atomic.Int64 // failures since the last success
-	responses    atomic.Uint64
-	latencyNanos atomic.Uint64 // sum of times to response header
-	buckets      [numBuckets]atomic.Uint64
-	ewmaBits     atomic.Uint64 // float64 seconds
-	peakBits     atomic.Uint64 // float64 nanoseconds
-	peakAt       atomic.Int64  // unix nanoseconds of the last peak update
-	loadBits     atomic.Uint64 // float64; NaN when unknown
-	loadErrors   atomic.Uint64
+	inFlight    atomic.Int64
+	requests    atomic.Uint64
+	failures    atomic.Uint64
+	consecutive atomic.Int64      // failures since the last success
+	response    latency.Histogram // times to response header
+	ewmaBits    atomic.Uint64     // float64 seconds
+	peakBits    atomic.Uint64     // float64 nanoseconds
+	peakAt      atomic.Int64      // unix nanoseconds of the last peak update
+	loadBits    atomic.Uint64     // float64; NaN when unknown
+	loadErrors  atomic.Uint64
 
 	latMu sync.Mutex // serializes the EWMA updates
 
@@ -140,14 +126,8 @@ func (s *server) stateLocked() State {
 
 // observe records the time to a response header.
 func (s *server) observe(rtt time.Duration, now time.Time) {
-	s.responses.Add(1)
-	s.latencyNanos.Add(uint64(max(rtt, 0)))
+	s.response.Observe(rtt)
 	sec := rtt.Seconds()
-	b := 0
-	for b < len(latencyBounds) && sec > latencyBounds[b] {
-		b++
-	}
-	s.buckets[b].Add(1)
 
 	s.latMu.Lock()
 	defer s.latMu.Unlock()
@@ -220,10 +200,11 @@ type ServerStats struct {
 	InFlight int64  `json:"in_flight"`
 	// Responses counts response headers received; ResponseSeconds is the
 	// sum of their times to first byte, ResponseBuckets their cumulative
-	// counts per LatencyBuckets bound.
-	Responses       uint64   `json:"responses"`
-	ResponseSeconds float64  `json:"response_seconds_total"`
-	ResponseBuckets []uint64 `json:"-"`
+	// counts per upper bound in seconds (latency.Bounds, as every
+	// histogram of Outpost has).
+	Responses       uint64             `json:"responses"`
+	ResponseSeconds float64            `json:"response_seconds_total"`
+	ResponseBuckets map[float64]uint64 `json:"-"`
 	// LatencyEWMAMillis is a moving average of the time to first byte
 	// (each response weighs 10%).
 	LatencyEWMAMillis float64 `json:"latency_ewma_ms"`
@@ -244,17 +225,10 @@ func (s *server) stats() ServerStats {
 		Requests:          s.requests.Load(),
 		Failures:          s.failures.Load(),
 		InFlight:          s.inFlight.Load(),
-		Responses:         s.responses.Load(),
-		ResponseSeconds:   time.Duration(s.latencyNanos.Load()).Seconds(),
-		ResponseBuckets:   make([]uint64, len(latencyBounds)),
 		LatencyEWMAMillis: math.Round(math.Float64frombits(s.ewmaBits.Load())*1e6) / 1e3,
 		LoadErrors:        s.loadErrors.Load(),
 	}
-	var cum uint64
-	for i := range latencyBounds {
-		cum += s.buckets[i].Load()
-		st.ResponseBuckets[i] = cum
-	}
+	st.ResponseBuckets, st.Responses, st.ResponseSeconds = s.response.Snapshot()
 	if l := s.load(); !math.IsNaN(l) {
 		st.Load = &l
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/outpost-cdn/outpost/cache/blob"
+	"github.com/outpost-cdn/outpost/latency"
 	"github.com/outpost-cdn/outpost/popapi"
 )
 
@@ -93,10 +94,10 @@ func (p *PoP) Stats() popapi.Stats {
 		Services:      make(map[string]popapi.ServiceStats, len(rt.list)),
 	}
 	total := p.unrouted.snapshot()
-	var latency, originLatency histogram
+	var latencies, originLatency latency.Histogram
 	for _, svc := range rt.list {
-		latency.add(&svc.stats.latency)
-		originLatency.add(&svc.stats.originLatency)
+		latencies.Add(&svc.stats.latency)
+		originLatency.Add(&svc.stats.originLatency)
 		f := svc.stats.snapshot()
 		ps := svc.pool.Stats()
 		s.Services[svc.name] = popapi.ServiceStats{
@@ -108,8 +109,8 @@ func (p *PoP) Stats() popapi.Stats {
 		total.Add(f)
 	}
 	total.Derive()
-	total.Latency = popapi.Percentiles(latency.percentiles())
-	total.OriginLatency = popapi.Percentiles(originLatency.percentiles())
+	total.Latency = percentiles(&latencies)
+	total.OriginLatency = percentiles(&originLatency)
 	s.Figures = total
 	st := p.store.Stats()
 	s.Cache = popapi.CacheStats{

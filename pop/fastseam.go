@@ -101,7 +101,7 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 	p.fastHits.Add(1)
 	svc.stats.recordMethod(r.Method, http.StatusOK, resultHit, n)
 	total := time.Since(start)
-	svc.stats.latency.observe(total)
+	svc.stats.latency.Observe(total)
 	if p.access != nil && p.access.sampled() {
 		client, _, _ := net.SplitHostPort(s.RemoteAddr().String())
 		p.access.log(accessRecord{

@@ -45,7 +45,7 @@ func (p *PoP) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	defer func() { svc.stats.latency.observe(time.Since(start)) }()
+	defer func() { svc.stats.latency.Observe(time.Since(start)) }()
 	if r.TLS != nil {
 		h := w.Header()
 		if p.altSvc != "" && r.ProtoMajor < 3 {

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-cdn/outpost/cache/blob"
+	"github.com/outpost-cdn/outpost/latency"
 
 	"github.com/outpost-cdn/outpost/origin"
 )
@@ -126,12 +127,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCacheServedBytes, prometheus.CounterValue, float64(cs.bytesFromCache.Load()), name)
 		ch <- prometheus.MustNewConstMetric(descOriginBytes, prometheus.CounterValue, float64(cs.originBytes.Load()), name)
 		ch <- prometheus.MustNewConstMetric(descOriginFetches, prometheus.CounterValue, float64(cs.originFetches.Load()), name)
-		for desc, h := range map[*prometheus.Desc]*histogram{descLatency: &cs.latency, descOriginLatency: &cs.originLatency} {
-			buckets, count, sum := h.snapshot()
+		for desc, h := range map[*prometheus.Desc]*latency.Histogram{descLatency: &cs.latency, descOriginLatency: &cs.originLatency} {
+			buckets, count, sum := h.Snapshot()
 			ch <- prometheus.MustNewConstHistogram(desc, count, sum, buckets, name)
 		}
 	}
-	bounds := origin.LatencyBuckets()
 	for _, svc := range p.routes.Load().list {
 		emit(svc.name, svc.stats)
 		ps := svc.pool.Stats()
@@ -141,11 +141,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descOriginFailures, prometheus.CounterValue, float64(s.Failures), svc.name, s.Name)
 			ch <- prometheus.MustNewConstMetric(descOriginInFlight, prometheus.GaugeValue, float64(s.InFlight), svc.name, s.Name)
 			ch <- prometheus.MustNewConstMetric(descOriginHealthy, prometheus.GaugeValue, boolValue(s.State == origin.StateHealthy), svc.name, s.Name)
-			buckets := make(map[float64]uint64, len(bounds))
-			for i, b := range bounds {
-				buckets[b] = s.ResponseBuckets[i]
-			}
-			ch <- prometheus.MustNewConstHistogram(descOriginResponse, s.Responses, s.ResponseSeconds, buckets, svc.name, s.Name)
+			ch <- prometheus.MustNewConstHistogram(descOriginResponse, s.Responses, s.ResponseSeconds, s.ResponseBuckets, svc.name, s.Name)
 		}
 	}
 	emit(unroutedService, &p.unrouted)

@@ -275,7 +275,7 @@ func (p *PoP) pass(w http.ResponseWriter, r *http.Request, svc *service, status 
 	svc.stats.originFetches.Add(1)
 	sent := time.Now()
 	resp, err := svc.pool.Do(r.Context(), out)
-	svc.stats.originLatency.observe(time.Since(sent))
+	svc.stats.originLatency.Observe(time.Since(sent))
 	noteOrigin(w, time.Since(sent))
 	if err != nil {
 		if r.Context().Err() != nil {

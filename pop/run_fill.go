@@ -98,7 +98,7 @@ func (p *PoP) runFill(ctx context.Context, f *fetch, svc *service, lookupKey str
 	svc.stats.originFetches.Add(1)
 	sent := time.Now()
 	resp, err := svc.pool.Do(ctx, out)
-	svc.stats.originLatency.observe(time.Since(sent))
+	svc.stats.originLatency.Observe(time.Since(sent))
 	f.responseTime = p.now()
 	if err != nil {
 		switch {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"sync/atomic"
 
+	"github.com/outpost-cdn/outpost/latency"
 	"github.com/outpost-cdn/outpost/popapi"
 )
 
@@ -50,12 +51,12 @@ type counters struct {
 	results [numResults]atomic.Uint64
 	// requests counts by method, status class and result, for /metrics.
 	requests       [len(methods)][len(statusClasses)][numResults]atomic.Uint64
-	bytesServed    atomic.Uint64 // body bytes sent to clients
-	bytesFromCache atomic.Uint64 // of those, bytes that came from storage
-	originBytes    atomic.Uint64 // body bytes read from origins
-	originFetches  atomic.Uint64 // requests sent to origins
-	latency        histogram     // time from request to the last body byte written
-	originLatency  histogram     // time from sending to an origin to its response header
+	bytesServed    atomic.Uint64     // body bytes sent to clients
+	bytesFromCache atomic.Uint64     // of those, bytes that came from storage
+	originBytes    atomic.Uint64     // body bytes read from origins
+	originFetches  atomic.Uint64     // requests sent to origins
+	latency        latency.Histogram // time from request to the last body byte written
+	originLatency  latency.Histogram // time from sending to an origin to its response header
 }
 
 // record counts one finished request of r, answered with status (0 when
@@ -102,8 +103,8 @@ func statusClass(status int) int {
 // snapshot reads the counters, in the shape /stats reports them.
 func (c *counters) snapshot() popapi.Figures {
 	var f popapi.Figures
-	f.Latency = popapi.Percentiles(c.latency.percentiles())
-	f.OriginLatency = popapi.Percentiles(c.originLatency.percentiles())
+	f.Latency = percentiles(&c.latency)
+	f.OriginLatency = percentiles(&c.originLatency)
 	f.Hits = c.results[resultHit].Load()
 	f.Collapsed = c.results[resultCollapsed].Load()
 	f.Revalidated = c.results[resultRevalidated].Load()
@@ -118,4 +119,10 @@ func (c *counters) snapshot() popapi.Figures {
 	f.OriginBytes = c.originBytes.Load()
 	f.Derive()
 	return f
+}
+
+// percentiles are a histogram's percentiles as /stats reports them.
+func percentiles(h *latency.Histogram) popapi.Percentiles {
+	p := h.Percentiles()
+	return popapi.Percentiles{P50: p.P50, P90: p.P90, P99: p.P99}
 }

@@ -1,4 +1,4 @@
-package pop
+package latency
 
 import (
 	"testing"
@@ -18,18 +18,33 @@ func TestHistogramPercentiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var h histogram
+			var h Histogram
 			for _, d := range tt.samples {
-				h.observe(d)
+				h.Observe(d)
 			}
-			if got := h.percentiles(); got != tt.want {
+			if got := h.Percentiles(); got != tt.want {
 				t.Errorf("percentiles = %+v, want %+v", got, tt.want)
 			}
-			buckets, count, _ := h.snapshot()
-			if count != uint64(len(tt.samples)) || buckets[10] > count {
+			buckets, count, _ := h.Snapshot()
+			if count != uint64(len(tt.samples)) || count != h.Count() || buckets[10] > count {
 				t.Errorf("snapshot count %d, buckets %v", count, buckets)
 			}
 		})
+	}
+}
+
+func TestAddAndBounds(t *testing.T) {
+	var a, b Histogram
+	a.Observe(time.Millisecond)
+	b.Observe(time.Second)
+	b.Observe(-time.Second) // counted as zero
+	a.Add(&b)
+	cum, count, sum := a.Snapshot()
+	if count != 3 || sum != 1.001 || cum[0.0005] != 1 || cum[10] != 3 {
+		t.Errorf("after Add: %v, %d, %v", cum, count, sum)
+	}
+	if got := Bounds(); len(got) != len(cum) || got[0] != 0.0005 || got[len(got)-1] != 10 {
+		t.Errorf("Bounds() = %v", got)
 	}
 }
 
