@@ -123,6 +123,7 @@ type clientConn struct {
 	l *Listener
 
 	armed  atomic.Int64 // when the send deadline was last armed (Unix ns); 0: at the next write
+	acked  atomic.Int64 // bytes the client had acknowledged then (-1: unknown)
 	user   atomic.Int64 // the write deadline the connection's user set (Unix ns); 0: none
 	cut    atomic.Bool  // cut off by the send timeout
 	closed atomic.Bool
@@ -132,12 +133,11 @@ type clientConn struct {
 // send deadline is checked again.
 const sendChunk = 1 << 20
 
-// minSendProgress is the least a write or sendfile call that ran into the
-// send deadline must have sent for the client to count as reading: a
-// client that never reads still takes a trickle of bytes as its kernel
-// compacts its receive queue, which would otherwise keep it connected
-// several times the timeout. 16 KiB per timeout is far below any real
-// reader (a 56 kbit/s modem takes 400 KiB a minute).
+// minSendProgress is, where the bytes a client acknowledged cannot be
+// read (not Linux), the least a write or sendfile call that ran into the
+// send deadline must have sent for the client to count as reading. 16 KiB
+// per timeout is far below any real reader (a 56 kbit/s modem takes
+// 400 KiB a minute).
 const minSendProgress = 16 << 10
 
 // Write writes p; it fails, and closes the connection, when the client
@@ -152,7 +152,7 @@ func (c *clientConn) Write(p []byte) (int, error) {
 		m, err := c.TCPConn.Write(p[n:min(len(p), n+sendChunk)])
 		n += m
 		if err != nil {
-			if c.stalled(m >= minSendProgress, err) {
+			if c.stalled(int64(m), err) {
 				continue
 			}
 			return n, err
@@ -171,6 +171,7 @@ func (c *clientConn) arm(force bool) {
 		return
 	}
 	c.armed.Store(now)
+	c.acked.Store(ackedBytes(c.TCPConn))
 	d := now + send + send/4
 	if u := c.user.Load(); u != 0 && u < d {
 		d = u
@@ -178,16 +179,24 @@ func (c *clientConn) arm(force bool) {
 	c.TCPConn.SetWriteDeadline(time.Unix(0, d))
 }
 
-// stalled handles a failed write or sendfile call: true when it was the
-// send deadline and the call made progress, so the caller goes on (with the
-// deadline re-armed). Otherwise, when a write deadline passed (the send
+// stalled handles a failed write or sendfile call that sent sent bytes:
+// true when it was the send deadline and the client made progress, so the
+// caller goes on (with the deadline re-armed). Progress is what the client
+// acknowledged since the deadline was armed (TCP_INFO's bytes_acked), not
+// what the kernel took into its send buffer, which grows for a while
+// under a client that reads nothing; where the acknowledged count is
+// unknown, a call that sent minSendProgress bytes counts. Otherwise, when a write deadline passed (the send
 // timeout's, or one a handler set with http.ResponseController: in the
 // PoP those are the send timeout too) the client is cut off: counted, and
 // the connection closed (a response cut part-way, or TLS after a failed
 // write, cannot go on).
-func (c *clientConn) stalled(progress bool, err error) bool {
+func (c *clientConn) stalled(sent int64, err error) bool {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
+	}
+	progress := sent >= minSendProgress
+	if before := c.acked.Load(); before >= 0 {
+		progress = ackedBytes(c.TCPConn) > before
 	}
 	if u := c.user.Load(); progress && (u == 0 || time.Now().UnixNano() < u) {
 		c.arm(true)
@@ -270,7 +279,7 @@ func (c *clientConn) sendBlob(r *blob.Reader, limit int64) (int64, error) {
 		total += n
 		c.l.sent.Add(uint64(n))
 		if err != nil {
-			if c.l.send > 0 && c.stalled(n >= minSendProgress, err) {
+			if c.l.send > 0 && c.stalled(n, err) {
 				continue
 			}
 			return total, err
