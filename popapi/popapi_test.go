@@ -21,7 +21,7 @@ func TestWireFormat(t *testing.T) {
 		Cache: CacheStats{Items: 1, Bytes: 2, MaxBytes: 3, Admissions: 4, Rejections: 5, Drops: 6, Evictions: 7, Fills: 8, Blobs: 9, BlobBytes: 10, SendfileBytes: 11, HeapFallbacks: 12},
 		Services: map[string]ServiceStats{"demo": {Figures: figures, OriginPolicy: "round_robin", OriginNoHealthy: true,
 			OriginServers: []origin.ServerStats{{URL: "http://o", Name: "o", Weight: 1, State: "healthy", Requests: 2, Failures: 1, InFlight: 1,
-				Responses: 2, ResponseSeconds: 0.5, ResponseBuckets: []uint64{1}, LatencyEWMAMillis: 3, Load: &load, LoadErrors: 1,
+				Responses: 2, ResponseSeconds: 0.5, ResponseBuckets: map[float64]uint64{0.001: 1}, LatencyEWMAMillis: 3, Load: &load, LoadErrors: 1,
 				LastError: "x", LastErrorTime: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)}}}}}
 	tests := []struct {
 		name string
