@@ -287,6 +287,9 @@ func TestFastPathShutdown(t *testing.T) {
 	o := fastOrigin(t)
 	tp := startPoP(t, o.URL)
 	tp.get(t, "/obj")
+	// The fill stores the object just after the client has it: only a
+	// stored object is a fast-path hit.
+	waitFor(t, "the object stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items > 0 })
 	c, err := net.Dial("tcp", strings.TrimPrefix(tp.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
