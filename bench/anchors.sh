@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/anchors.sh: Outpost's PoP against nginx proxy_cache, Varnish and a
 # bare Go net/http server, in one run of the shared anchor harness
-# (../shared/bench/http-anchors.sh), each server pinned to one core, and the
+# (bench/harness/http-anchors.sh, the team's anchor harness kept in the repo), each server pinned to one core, and the
 # PoP's requests per server CPU-second as a ratio to nginx's.
 #
 # Usage:  bench/anchors.sh                         (hits, 1k and 100k, pinned: ~3 min)
@@ -14,9 +14,8 @@
 # uses the harness origin ($BENCH_ORIGIN) and listens on BENCH_POP_ADDR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${OUTPOST_SHARED:-$ROOT/../shared}
-HARNESS=$SHARED/bench/http-anchors.sh
-[ -x "$HARNESS" ] || [ -f "$HARNESS" ] || { echo "bench/anchors.sh: harness not found at $HARNESS (set OUTPOST_SHARED)" >&2; exit 1; }
+HARNESS=${OUTPOST_HARNESS:-$ROOT/bench/harness}/http-anchors.sh
+[ -x "$HARNESS" ] || [ -f "$HARNESS" ] || { echo "bench/anchors.sh: harness not found at $HARNESS (set OUTPOST_HARNESS)" >&2; exit 1; }
 
 export BENCH_MODES=${BENCH_MODES:-pinned}
 export BENCH_TESTS=${BENCH_TESTS:-hit}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/dns-anchors.sh: `outpost dns` against gdnsd (geoip plugin) and
 # PowerDNS (geoip backend) in one run of the shared anchor harness
-# (../shared/bench/dns-anchors.sh), all answering the same geo name from the
+# (bench/harness/dns-anchors.sh, the team's anchor harness kept in the repo), all answering the same geo name from the
 # same synthetic MaxMind DB, each server pinned to one core, and Outpost's
 # queries per server CPU-second as a ratio to each anchor's.
 #
@@ -18,9 +18,9 @@
 # 3.0.0.0/8 (Asia), by the nearest PoP to the DB's location (dns.geoip).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${OUTPOST_SHARED:-$ROOT/../shared}
-HARNESS=$SHARED/bench/dns-anchors.sh
-[ -f "$HARNESS" ] || { echo "bench/dns-anchors.sh: harness not found at $HARNESS (set OUTPOST_SHARED)" >&2; exit 1; }
+HARNESS_DIR=${OUTPOST_HARNESS:-$ROOT/bench/harness}
+HARNESS=$HARNESS_DIR/dns-anchors.sh
+[ -f "$HARNESS" ] || { echo "bench/dns-anchors.sh: harness not found at $HARNESS (set OUTPOST_HARNESS)" >&2; exit 1; }
 
 export BENCH_MODES=${BENCH_MODES:-pinned}
 export BENCH_TESTS=${BENCH_TESTS:-plain ecs}
@@ -36,7 +36,7 @@ echo "building outpost -> $BENCH_RUN/outpost" >&2
 # The harness writes the DB to $BENCH_RUN/bench.mmdb ($BENCH_MMDB); write the
 # same one now so that --check can read it.
 MMDB=$BENCH_RUN/bench.mmdb
-perl "$SHARED/bench/conf/dns/make-mmdb.pl" "$MMDB"
+perl "$HARNESS_DIR/conf/dns/make-mmdb.pl" "$MMDB"
 
 cat >"$BENCH_RUN/outpost-dns.yaml" <<YAML
 # Written by bench/dns-anchors.sh: the anchors' geo name, three PoPs at the

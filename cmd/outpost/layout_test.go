@@ -15,7 +15,7 @@ import (
 const modulePath = "github.com/outpost-cdn/outpost"
 
 // repoPackages parses the import clauses of every non-test Go file of the
-// module (deploy/ is a module of its own) and returns, per package
+// module (directories with a go.mod of their own, such as deploy/, are other modules) and returns, per package
 // directory relative to the root, its imports within the module and
 // whether some file carries a package doc comment.
 func repoPackages(t *testing.T) (imports map[string][]string, documented map[string]bool) {
@@ -34,8 +34,11 @@ func repoPackages(t *testing.T) (imports map[string][]string, documented map[str
 		rel, _ := filepath.Rel(root, path)
 		if d.IsDir() {
 			name := d.Name()
-			if rel != "." && (strings.HasPrefix(name, ".") || name == "testdata" || rel == "deploy") {
+			if rel != "." && (strings.HasPrefix(name, ".") || name == "testdata") {
 				return filepath.SkipDir
+			}
+			if _, err := os.Stat(filepath.Join(path, "go.mod")); rel != "." && err == nil {
+				return filepath.SkipDir // a module of its own (deploy, bench/harness/origin)
 			}
 			return nil
 		}
