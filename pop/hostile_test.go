@@ -271,24 +271,6 @@ func TestAttackInflightBudget(t *testing.T) {
 	tp := startHostile(t, k)
 	t.Cleanup(release.open) // before the PoP and the origin stop
 
-	var peak atomic.Int64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			if u := tp.inflight.used.Load(); u > peak.Load() {
-				peak.Store(u)
-			}
-			select {
-			case <-stop:
-				return
-			default:
-				time.Sleep(50 * time.Microsecond) // sampling, not synchronisation
-			}
-		}
-	}()
-
 	type result struct {
 		status string
 		body   []byte
@@ -317,8 +299,6 @@ func TestAttackInflightBudget(t *testing.T) {
 	})
 	release.open()
 	wg.Wait()
-	close(stop)
-	<-sampled
 
 	for path, r := range results {
 		want := holdBody
@@ -334,8 +314,8 @@ func TestAttackInflightBudget(t *testing.T) {
 			t.Errorf("%s: body of %d bytes differs from the origin's %d", path, len(r.body), len(want))
 		}
 	}
-	t.Logf("in-flight budget peak %d of %d bytes; takes refused %d", peak.Load(), limit, tp.inflight.denied.Load())
-	if p := peak.Load(); p > limit {
+	t.Logf("in-flight budget peak %d of %d bytes; takes refused %d", tp.inflight.Peak(), limit, tp.inflight.denied.Load())
+	if p := tp.inflight.Peak(); p > limit {
 		t.Errorf("in-flight bytes peaked at %d; the limit is %d", p, limit)
 	}
 	waitFor(t, "fills done and the budget given back", func() bool { return tp.fills.inFlight() == 0 && tp.inflight.used.Load() == 0 })

@@ -91,19 +91,6 @@ func TestIndexFollowsStore(t *testing.T) {
 	}
 }
 
-// settle polls cond until it holds, and fails with what's message when the
-// deadline passes first (the store applies Sets and evictions on its own
-// goroutine).
-func settle(t *testing.T, cond func() bool, what func() string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal(what())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // TestIndexForgetsEvictions checks that what a store given in
 // Options.Store evicts (or declines) to stay within its size leaves the

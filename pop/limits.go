@@ -25,10 +25,6 @@ func newBudget(limit int64) *budget {
 	return &budget{Budget: b, used: b.Used, denied: b.Denied}
 }
 
-// tryTake and give lend the budget to request bodies (reqbody.go).
-func (b *budget) tryTake(n int64) bool { return b.TryTake(n) }
-func (b *budget) give(n int64)         { b.Give(n) }
-
 // slots bounds the fills that go on with no client (PoP-wide, or per
 // service); used reads how many are taken, as the PoP's tests do.
 type slots struct {
@@ -124,6 +120,8 @@ var (
 		"Times the in-flight budget had no bytes to give: a fill stopped storing and relayed, or a relay or request body waited or streamed.", nil, nil)
 	descDetachedFills = prometheus.NewDesc("outpost_pop_detached_fills",
 		"Fills going on with no client left (bounded by limits.detached_fills and each service's origin.detached_fills).", nil, nil)
+	descInflightPeak = prometheus.NewDesc("outpost_pop_inflight_peak_bytes",
+		"The most bytes fills, relays and request bodies held at once since the PoP started: what to size limits.inflight_bytes by.", nil, nil)
 	descDetachedRefused = prometheus.NewDesc("outpost_pop_detached_fills_refused_total",
 		"Fills cancelled (or background refreshes skipped) because every client left and no detached-fill slot was free.", nil, nil)
 	descHitForMiss = prometheus.NewDesc("outpost_pop_hit_for_miss_keys",
@@ -135,7 +133,7 @@ type limitsCollector struct{ p *PoP }
 
 // Describe sends the limits' metric descriptions.
 func (c limitsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInflightBytes, descInflightLimit, descInflightDenied,
+	for _, d := range []*prometheus.Desc{descInflightBytes, descInflightLimit, descInflightPeak, descInflightDenied,
 		descDetachedFills, descDetachedRefused, descHitForMiss} {
 		ch <- d
 	}
@@ -147,6 +145,7 @@ func (c limitsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
 	gauge(descInflightBytes, float64(p.inflight.Used()))
 	gauge(descInflightLimit, float64(p.inflight.Limit()))
+	gauge(descInflightPeak, float64(p.inflight.Peak()))
 	ch <- prometheus.MustNewConstMetric(descInflightDenied, prometheus.CounterValue, float64(p.inflight.Denied()))
 	gauge(descDetachedFills, float64(p.detached.Used()))
 	refused := p.detached.Refused()

@@ -28,10 +28,10 @@ func (p *PoP) requestBody(w http.ResponseWriter, r *http.Request) (body io.Reade
 	if r.ContentLength >= 0 && r.ContentLength < want {
 		want = r.ContentLength
 	}
-	if want <= 0 || !p.inflight.tryTake(want) {
+	if want <= 0 || !p.inflight.TryTake(want) {
 		return stream, r.ContentLength, release, nil
 	}
-	release = func() { p.inflight.give(want) }
+	release = func() { p.inflight.Give(want) }
 	if timeout > 0 {
 		_ = rc.SetReadDeadline(time.Now().Add(timeout))
 	}

@@ -15,6 +15,7 @@ import (
 type Budget struct {
 	limit  int64
 	used   atomic.Int64
+	peak   atomic.Int64  // the most used at once
 	denied atomic.Uint64 // takes refused: flights turned into relays, relays that waited
 
 	waiters atomic.Int32
@@ -33,6 +34,10 @@ func (b *Budget) Limit() int64 { return b.limit }
 // Used is the number of bytes taken and not yet given back.
 func (b *Budget) Used() int64 { return b.used.Load() }
 
+// Peak is the most bytes taken at once since the budget was made: what an
+// operator sizes limits.inflight_bytes by.
+func (b *Budget) Peak() int64 { return b.peak.Load() }
+
 // Denied is the number of takes the budget refused (TryTake false, or a
 // Take that had to wait).
 func (b *Budget) Denied() uint64 { return b.denied.Load() }
@@ -46,6 +51,8 @@ func (b *Budget) TryTake(n int64) bool {
 			return false
 		}
 		if b.used.CompareAndSwap(u, u+n) {
+			for p := b.peak.Load(); u+n > p && !b.peak.CompareAndSwap(p, u+n); p = b.peak.Load() {
+			}
 			return true
 		}
 	}

@@ -142,6 +142,9 @@ func TestBudget(t *testing.T) {
 			if b.Used() != 0 {
 				t.Errorf("used %d after giving everything back", b.Used())
 			}
+			if b.Peak() != tt.wantUsed {
+				t.Errorf("peak %d, want %d: it stays after the bytes come back", b.Peak(), tt.wantUsed)
+			}
 		})
 	}
 }
