@@ -91,7 +91,6 @@ func TestIndexFollowsStore(t *testing.T) {
 	}
 }
 
-
 // TestIndexForgetsEvictions checks that what a store given in
 // Options.Store evicts (or declines) to stay within its size leaves the
 // purge index: at rest, a key is indexed exactly when the store holds it.
