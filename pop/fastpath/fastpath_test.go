@@ -18,14 +18,14 @@ import (
 	"github.com/outpost-cdn/outpost/cache/blob"
 )
 
-// stubCache answers /hit from the heap and /blob from a blob, and declines
-// every other path.
-type stubCache struct {
+// fixedCache is a Cache with fixed answers: /hit from the heap, /blob
+// from a blob; it declines every other path.
+type fixedCache struct {
 	blob    *blob.Blob
 	answers atomic.Int64
 }
 
-func (c *stubCache) ServeFast(s *Sender, r *Request) {
+func (c *fixedCache) ServeFast(s *Sender, r *Request) {
 	var body []byte
 	var b *blob.Blob
 	switch string(r.Path) {
@@ -57,12 +57,12 @@ func (c *stubCache) ServeFast(s *Sender, r *Request) {
 // behind it, which answers "net/http <path>".
 type testServer struct {
 	addr  string
-	cache *stubCache
+	cache *fixedCache
 	sent  atomic.Uint64
 	srv   *Server
 }
 
-func startServer(t *testing.T, c *stubCache) *testServer {
+func startServer(t *testing.T, c *fixedCache) *testServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -143,7 +143,7 @@ func settled[T comparable](get func() T, want T) T {
 // connection that stays open is shown to by one more request on it.
 func TestServer(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789abcdef"), 4<<10)
-	c := &stubCache{}
+	c := &fixedCache{}
 	if b, err := blob.New("fastpath-test", data); err == nil {
 		c.blob = b
 	}
@@ -216,7 +216,7 @@ func TestServer(t *testing.T) {
 // TestServerShutdown shuts the server down with an idle connection open:
 // it closes, and Shutdown returns.
 func TestServerShutdown(t *testing.T) {
-	ts := startServer(t, &stubCache{})
+	ts := startServer(t, &fixedCache{})
 	_, br, _ := roundTrips(t, ts.addr, "GET /hit HTTP/1.1\r\nHost: a\r\n\r\n", "GET")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
