@@ -53,7 +53,7 @@ func startTunedPoP(t *testing.T, yaml string, tune func(*config.POP), opts ...fu
 		url:    "http://" + ls.Serve.Addr().String(),
 		admin:  "http://" + ls.Admin.Addr().String(),
 		clock:  clk,
-		client: &http.Client{Transport: &http.Transport{DisableCompression: true}},
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200, DisableCompression: true}},
 		cancel: cancel,
 		done:   make(chan error, 1),
 	}

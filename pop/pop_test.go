@@ -142,42 +142,7 @@ func bodiesIn(where string) func(*Options) {
 // loopback listeners, with a test clock, and stops it when the test ends.
 func startPoPConfig(t *testing.T, yaml string, opts ...func(*Options)) *testPoP {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	clk := newClock()
-	o := Options{Now: clk.Now, ShutdownGrace: 5 * time.Second, Logger: testLogger(t)}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	p, err := New(cfg, "", o)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	serveLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tp := &testPoP{
-		PoP:    p,
-		url:    "http://" + serveLn.Addr().String(),
-		admin:  "http://" + adminLn.Addr().String(),
-		clock:  clk,
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200, DisableCompression: true}},
-		cancel: cancel,
-		done:   make(chan error, 1),
-	}
-	go func() { tp.done <- p.Serve(ctx, serveLn, adminLn) }()
-	t.Cleanup(func() {
-		tp.stop(t)
-		p.Close()
-	})
+	tp, _ := startTunedPoP(t, yaml, func(*config.POP) {}, opts...)
 	return tp
 }
 
