@@ -123,7 +123,7 @@ type clientConn struct {
 	l *Listener
 
 	armed  atomic.Int64 // when the send deadline was last armed (Unix ns); 0: at the next write
-	acked  atomic.Int64 // bytes the client had acknowledged then (-1: unknown)
+	acked  atomic.Int64 // bytes the client had acknowledged at the last stall (0 before one)
 	user   atomic.Int64 // the write deadline the connection's user set (Unix ns); 0: none
 	cut    atomic.Bool  // cut off by the send timeout
 	closed atomic.Bool
@@ -171,7 +171,6 @@ func (c *clientConn) arm(force bool) {
 		return
 	}
 	c.armed.Store(now)
-	c.acked.Store(ackedBytes(c.TCPConn))
 	d := now + send + send/4
 	if u := c.user.Load(); u != 0 && u < d {
 		d = u
@@ -182,21 +181,24 @@ func (c *clientConn) arm(force bool) {
 // stalled handles a failed write or sendfile call that sent sent bytes:
 // true when it was the send deadline and the client made progress, so the
 // caller goes on (with the deadline re-armed). Progress is what the client
-// acknowledged since the deadline was armed (TCP_INFO's bytes_acked), not
-// what the kernel took into its send buffer, which grows for a while
-// under a client that reads nothing; where the acknowledged count is
-// unknown, a call that sent minSendProgress bytes counts. Otherwise, when a write deadline passed (the send
-// timeout's, or one a handler set with http.ResponseController: in the
-// PoP those are the send timeout too) the client is cut off: counted, and
-// the connection closed (a response cut part-way, or TLS after a failed
-// write, cannot go on).
+// acknowledged since the last stall (TCP_INFO's bytes_acked, read only
+// here, off the hot path), not what the kernel took into its send buffer,
+// which grows for a while under a client that reads nothing; where the
+// acknowledged count is unknown, a call that sent minSendProgress bytes
+// counts. Otherwise, when a write deadline passed (the send timeout's, or
+// one a handler set with http.ResponseController: in the PoP those are the
+// send timeout too) the client is cut off: counted, and the connection
+// closed (a response cut part-way, or TLS after a failed write, cannot go
+// on). A client that stops reading is so cut off within about 2.5 times
+// the timeout: one stall may still see the acknowledgements of its last
+// reads.
 func (c *clientConn) stalled(sent int64, err error) bool {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
 	}
 	progress := sent >= minSendProgress
-	if before := c.acked.Load(); before >= 0 {
-		progress = ackedBytes(c.TCPConn) > before
+	if now := ackedBytes(c.TCPConn); now >= 0 {
+		progress = now > c.acked.Swap(now)
 	}
 	if u := c.user.Load(); progress && (u == 0 || time.Now().UnixNano() < u) {
 		c.arm(true)
