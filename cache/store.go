@@ -47,6 +47,12 @@ type Entry struct {
 	// MustRevalidate says the entry must not be used stale without a
 	// successful revalidation.
 	MustRevalidate bool
+	// Prepared is what the server that made the entry derived from it
+	// once, to serve it faster (the PoP keeps its fast path's response head
+	// here); nil when none. Like every field, it is set before the entry is
+	// stored and never changed after; a copy with another Header must drop
+	// it. When it has a Size() int64 method, Size counts it.
+	Prepared any
 
 	// VaryFields, when set, makes this entry a variant index rather than a
 	// response: the stored response varies on these request header fields
@@ -74,6 +80,9 @@ func (e *Entry) Size() int64 {
 		for _, v := range values {
 			n += int64(len(name) + len(v) + 4) // ": " and CRLF
 		}
+	}
+	if s, ok := e.Prepared.(interface{ Size() int64 }); ok {
+		n += s.Size()
 	}
 	return n
 }

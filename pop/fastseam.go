@@ -41,53 +41,25 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 	if e.Usable(now, cache.RequestDirectives{}) != cache.UseFresh {
 		return
 	}
-	var sizeBuf [20]byte
-	if cl := e.Header["Content-Length"]; len(cl) != 1 || cl[0] != string(strconv.AppendInt(sizeBuf[:0], e.BodySize(), 10)) {
-		return // net/http would frame the body otherwise
+	fh, _ := e.Prepared.(*fastHead)
+	if fh == nil {
+		fh = prepareFastHead(e) // an entry the PoP did not make itself
 	}
-
-	// The fields serveStored sends, in net/http's order.
-	var namesBuf [32]string
-	names := namesBuf[:0]
-	hasDate := false
-	for name := range e.Header {
-		if cache.IsTargeted(name) {
-			continue // targeted at this CDN (RFC 9213): not forwarded
-		}
-		switch name {
-		case "Age", "Via", "Cache-Status":
-			continue // replaced or added to below
-		case "Connection", "Transfer-Encoding", "Trailer":
-			return // net/http rewrites these
-		case "Date":
-			hasDate = true
-		}
-		if !fastpath.ValidFieldName(name) {
-			return // net/http drops it
-		}
-		names = append(names, name)
+	if !fh.ok {
+		return
 	}
-	names = append(names, "Age", "Via", "Cache-Status")
-	slices.Sort(names)
+	// The stored fields, prepared once per entry, around the three the PoP
+	// writes per request, in net/http's (sorted) order.
 	status := cache.Status{Hit: true, TTL: e.TTL(now), HasTTL: true}.Format(p.statusName)
 	out := append(s.Buffer(), "HTTP/1.1 200 OK\r\n"...)
-	for _, name := range names {
-		switch name {
-		case "Age":
-			out = fastpath.AppendField(out, name, cache.AgeHeader(e.Age(now)))
-			continue
-		}
-		for _, v := range e.Header[name] {
-			out = fastpath.AppendField(out, name, v)
-		}
-		switch name {
-		case "Via":
-			out = fastpath.AppendField(out, name, p.via[0])
-		case "Cache-Status":
-			out = fastpath.AppendField(out, name, status)
-		}
-	}
-	if !hasDate {
+	out = append(out, fh.seg[0]...)
+	out = fastpath.AppendField(out, "Age", cache.AgeHeader(e.Age(now)))
+	out = append(out, fh.seg[1]...)
+	out = fastpath.AppendField(out, "Cache-Status", status)
+	out = append(out, fh.seg[2]...)
+	out = fastpath.AppendField(out, "Via", p.via[0])
+	out = append(out, fh.seg[3]...)
+	if !fh.hasDate {
 		out = append(out, "Date: "...)
 		out = time.Now().UTC().AppendFormat(out, http.TimeFormat)
 		out = append(out, "\r\n"...)
@@ -109,4 +81,68 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 			proto: "HTTP/1.1", status: http.StatusOK, bytes: n, cacheStatus: status, total: total,
 		})
 	}
+}
+
+// fastHead is the part of a stored entry's response head the fast path
+// sends unchanged, rendered once when the entry is made (cache.Entry's
+// Prepared) instead of on every hit: the stored fields net/http would
+// write, sorted by name, in four segments around the Age, Cache-Status and
+// Via lines the PoP writes per request (a stored Cache-Status or Via comes
+// before the PoP's own, as serveStored appends to them).
+type fastHead struct {
+	ok      bool // the fast path may answer from the entry at all
+	hasDate bool // the entry has its own Date
+	seg     [4][]byte
+}
+
+// Size is the bytes the prepared head holds, counted in the entry's cost.
+func (fh *fastHead) Size() int64 {
+	return int64(len(fh.seg[0]) + len(fh.seg[1]) + len(fh.seg[2]) + len(fh.seg[3]))
+}
+
+// prepareFastHead renders e's stored fields for the fast path. ok is false
+// when net/http would send the entry otherwise than the fast path can:
+// not a 200, no Content-Type (net/http sniffs one), a Content-Length that
+// is not the body's, fields it rewrites or drops.
+func prepareFastHead(e *cache.Entry) *fastHead {
+	fh := &fastHead{}
+	if e.IsVaryIndex() || e.Status != http.StatusOK || e.Header["Content-Type"] == nil {
+		return fh
+	}
+	if cl := e.Header["Content-Length"]; len(cl) != 1 || cl[0] != strconv.FormatInt(e.BodySize(), 10) {
+		return fh
+	}
+	names := make([]string, 0, len(e.Header)+2)
+	for name := range e.Header {
+		if cache.IsTargeted(name) || name == "Age" {
+			continue // targeted at this CDN (RFC 9213), or replaced per request
+		}
+		switch name {
+		case "Connection", "Transfer-Encoding", "Trailer":
+			return fh // net/http rewrites these
+		case "Date":
+			fh.hasDate = true
+		}
+		if !fastpath.ValidFieldName(name) {
+			return fh // net/http drops it
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		i := 0 // the segment: before Age, up to Cache-Status, up to Via, after
+		switch {
+		case name > "Via":
+			i = 3
+		case name > "Cache-Status":
+			i = 2
+		case name > "Age":
+			i = 1
+		}
+		for _, v := range e.Header[name] {
+			fh.seg[i] = fastpath.AppendField(fh.seg[i], name, v)
+		}
+	}
+	fh.ok = true
+	return fh
 }

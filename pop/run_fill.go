@@ -224,6 +224,7 @@ func (p *PoP) revalidated(f *fetch, svc *service, lookupKey string, resp *http.R
 		InitialAge: d.InitialAge, Lifetime: d.Lifetime, NoCache: d.NoCache, MustRevalidate: d.MustRevalidate,
 	}, f.requestTime, f.responseTime)
 	leader.Header = merged.Clone() // the leader's own: personal fields included
+	leader.Prepared = nil          // made for the shared header
 	leader.Header.Set("Content-Length", strconv.FormatInt(body.size(), 10))
 	if !d.Storable {
 		f.entry, f.leaderEntry, f.waitersAlone = leader, leader, true
@@ -348,7 +349,7 @@ func (p *PoP) newEntry(key string, status int, header http.Header, body storedBo
 	if h.Get("Date") == "" {
 		h.Set("Date", responseTime.UTC().Format(http.TimeFormat))
 	}
-	return &cache.Entry{
+	e := &cache.Entry{
 		Key:                  key,
 		Status:               status,
 		Header:               h,
@@ -363,6 +364,8 @@ func (p *PoP) newEntry(key string, status int, header http.Header, body storedBo
 		NoCache:              d.NoCache,
 		MustRevalidate:       d.MustRevalidate,
 	}
+	e.Prepared = prepareFastHead(e)
+	return e
 }
 
 // newNonce returns a fresh variant-index nonce.
