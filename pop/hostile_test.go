@@ -294,7 +294,16 @@ func TestAttackInflightBudget(t *testing.T) {
 	for i := range late {
 		fetch(fmt.Sprintf("/late/%d", i))
 	}
+	// Each late fill reached the origin and left the group: with the
+	// holders holding the whole budget, only a refusal does that. (The
+	// refusal count alone is no signal: one fill may be refused twice, at
+	// its start and by its relay, before the other has begun.)
 	waitFor(t, "the late fills to be refused by the budget", func() bool {
+		for i := range late {
+			if o.count(fmt.Sprintf("/late/%d", i)) != 1 {
+				return false
+			}
+		}
 		return tp.fills.inFlight() == holders && tp.inflight.denied.Load() >= denied+late
 	})
 	release.open()
