@@ -1,7 +1,6 @@
 package pop
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,7 +42,7 @@ func TestPlaceholderToken(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var logs bytes.Buffer
+			var logs logBuffer
 			p, err := New(cfg, "", Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), AllowPlaceholderToken: tt.allow})
 			if p != nil {
 				p.Close()
@@ -89,7 +88,7 @@ func TestReloadPlaceholderToken(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(config.TokenEnv, "")
 			origin := newTestOrigin(t, cacheable("x"))
-			var logs bytes.Buffer
+			var logs logBuffer
 			tp := startPoPConfig(t, tokenConfig(origin.URL, "purge: {token: s3cret}\n"), func(o *Options) {
 				o.AllowPlaceholderToken = tt.allow
 				o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
