@@ -182,6 +182,23 @@ type RemovalNotifier interface {
 	NotifyRemoval(f func(e *Entry))
 }
 
+// Persistent is implemented by stores that keep entries across restarts
+// (the disk tier). What happened while the process was down (a purge it
+// recorded but had not applied to every file, say) is known only to the
+// store's owner, so the store asks it about every entry from an earlier
+// run before it first returns, lists or indexes that entry.
+type Persistent interface {
+	// NotifyLoad makes the store call keep with each entry it finds from
+	// an earlier run: once, before the entry is first returned by Get, and
+	// from the store's background loader as it indexes what is on disk. An
+	// entry for which keep returns false is deleted and never returned.
+	// keep may run on the store's goroutines, concurrently: it must be safe
+	// for concurrent use, must not block and must not call the store. Set
+	// it before the store starts loading (at construction); a later call
+	// replaces it.
+	NotifyLoad(keep func(e *Entry) bool)
+}
+
 // RejectionReporter is implemented by stores whose admission policy can
 // decline an entry. The PoP asks it on a miss so that Cache-Status can say
 // the previous fill was not admitted.
