@@ -13,6 +13,12 @@
 //
 // Where memfd is missing (not Linux) New returns ErrUnsupported, and
 // callers keep bodies on the heap.
+//
+// A Blob can also be a window of an ordinary read-only file (FromFile): a
+// disk cache's stored body, sent with sendfile the same way, its pages
+// cached by the kernel's page cache. Such a Blob holds no process memory,
+// so it is left out of Open and Reserve; its file is closed by the garbage
+// collector all the same.
 package blob
 
 import (
@@ -36,6 +42,7 @@ var ErrLimit = errors.New("blob: open blob limit reached")
 // concurrent use: every read names its own offset.
 type Blob struct {
 	f    *os.File
+	off  int64 // where the body starts in f: 0 but for FromFile
 	size int64
 }
 
@@ -161,16 +168,29 @@ func closeFile(fs fileAndSize) {
 // Size is the body's length in bytes.
 func (b *Blob) Size() int64 { return b.size }
 
-// ReadAt reads len(p) bytes at off, as io.ReaderAt.
+// ReadAt reads len(p) bytes at off, as io.ReaderAt. A file that ends
+// before the blob's last byte (a window of a file cut short under it) is
+// io.ErrUnexpectedEOF.
 func (b *Blob) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("blob: read: negative offset")
+	}
 	if off >= b.size {
 		return 0, io.EOF
 	}
-	n, err := b.f.ReadAt(p, off)
-	if err != nil && !errors.Is(err, io.EOF) {
+	var atEnd error
+	if rest := b.size - off; int64(len(p)) > rest {
+		p, atEnd = p[:rest], io.EOF
+	}
+	n, err := b.f.ReadAt(p, b.off+off)
+	switch {
+	case err == nil:
+		return n, atEnd
+	case errors.Is(err, io.EOF):
+		return n, fmt.Errorf("blob: read: file ends %d bytes into a blob of %d: %w", off+int64(n), b.size, io.ErrUnexpectedEOF)
+	default:
 		return n, fmt.Errorf("blob: read: %w", err)
 	}
-	return n, err
 }
 
 // NewReader returns a reader of the whole body. It reads, seeks and reads

@@ -74,11 +74,15 @@ func (r *Reader) SendTo(conn syscall.Conn, n int64) (int64, error) {
 		return 0, fmt.Errorf("blob: sendfile: %w", err)
 	}
 	start := r.off
+	// pos is the offset in the file, which for a window of a file
+	// (FromFile) is past the blob's own offset.
+	pos, fileEnd := r.b.off+r.off, r.b.off+end
+	defer func() { r.off = pos - r.b.off }()
 	var sendErr error
 	readErr := src.Read(func(srcFD uintptr) bool {
 		writeErr := sock.Write(func(dstFD uintptr) bool {
-			for r.off < end {
-				n, err := unix.Sendfile(int(dstFD), int(srcFD), &r.off, int(min(end-r.off, 1<<30)))
+			for pos < fileEnd {
+				n, err := unix.Sendfile(int(dstFD), int(srcFD), &pos, int(min(fileEnd-pos, 1<<30)))
 				switch {
 				case err == unix.EAGAIN:
 					return false // wait until the socket can take more
@@ -103,7 +107,7 @@ func (r *Reader) SendTo(conn syscall.Conn, n int64) (int64, error) {
 		sendErr = readErr
 	}
 	if sendErr != nil {
-		return r.off - start, fmt.Errorf("blob: sendfile: %w", sendErr)
+		return pos - r.b.off - start, fmt.Errorf("blob: sendfile: %w", sendErr)
 	}
-	return r.off - start, nil
+	return pos - r.b.off - start, nil
 }
