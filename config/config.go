@@ -33,7 +33,7 @@ import (
 // top-level keys, and what the sections share (names, weights). Each
 // section has a file of its own holding its types, its defaults and its
 // decoder: services.go, cache.go, origin.go, pops.go, limits.go, tls.go,
-// accesslog.go, purge.go and dns.go; to add a section, give it such a
+// accesslog.go, purge.go, dns.go and control.go; to add a section, give it such a
 // file and a row in the table of (*decoder).config. decode.go is the
 // generic half of the decoder (YAML nodes, kinds, scalars, problems),
 // validate.go checks single values, size.go reads sizes.
@@ -59,6 +59,7 @@ type Config struct {
 	POPs     []POP     // at least one
 	Purge    Purge     // see purge.go
 	DNS      DNS       // the dns section (see dns.go); zero when the file has none
+	Control  Control   // the control section (see control.go); zero when the file has none
 
 	// hosts maps each hostname to its index in Services. It is built by
 	// Parse; a Config assembled by hand has none and ServiceByHost scans.
@@ -107,6 +108,7 @@ func Parse(name string, data []byte) (*Config, error) {
 func (d *decoder) config(root *yaml.Node) *Config {
 	c := &Config{}
 	var dnsPos dnsAt
+	var ctl controlAt
 	d.fields(root, "", []field{
 		optional("zone", func(n *yaml.Node, path string) {
 			if s, ok := d.str(n, path); ok {
@@ -122,9 +124,13 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		required("pops", func(n *yaml.Node, path string) { c.POPs = d.pops(n, path) }),             // pops.go
 		optional("purge", func(n *yaml.Node, path string) { c.Purge = d.purge(n, path) }),          // purge.go
 		optional("dns", func(n *yaml.Node, path string) { c.DNS, dnsPos = d.dns(n, path) }),        // dns.go
+		optional("control", func(n *yaml.Node, p string) { c.Control, ctl = d.control(n, p) }),     // control.go
 	})
 	d.dnsRefs(c, &dnsPos) // checks dns against the rest of the file (see dns.go)
 	d.purgeEnv(&c.Purge)  // $OUTPOST_PURGE_TOKEN (see purge.go)
+
+	d.controlRefs(c, &ctl)   // pop users against the PoPs (see control.go)
+	d.controlEnv(&c.Control) // $OUTPOST_CONTROL_USER (see control.go)
 	return c
 }
 
