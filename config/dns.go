@@ -22,31 +22,40 @@ import (
 
 // Defaults of the dns section.
 const (
-	defaultDNSTTL         = 30 * time.Second
-	maxDNSTTL             = 24 * time.Hour
-	defaultNegativeTTL    = 60 * time.Second
-	maxNegativeTTL        = 3 * time.Hour // RFC 2308 §5 suggests 1–3 hours at most
-	defaultSOARefresh     = time.Hour
-	defaultSOARetry       = 15 * time.Minute
-	defaultSOAExpire      = 7 * 24 * time.Hour
-	defaultSOATTL         = time.Hour
-	maxSOATimer           = 365 * 24 * time.Hour
-	defaultSOASerial      = 1
-	defaultDNSHealthIntvl = 2 * time.Second
-	defaultDNSHealthTmo   = time.Second
-	defaultDNSRise        = 2
-	defaultDNSFall        = 2
-	defaultUDPSize        = 1232 // the DNS flag day 2020 value: no IP fragmentation on common paths
-	minUDPSize            = 512
-	maxUDPSize            = 4096
-	maxSpread             = 20040 // km, half the Earth's circumference: "every PoP"
-	maxNameServers        = 64
-	defaultRRLSlip        = 2
-	defaultRRLIPv4Prefix  = 24
-	defaultRRLIPv6Prefix  = 56
-	defaultRRLTableSize   = 65536
-	maxRRLRate            = 1_000_000
-	maxRRLTableSize       = 1 << 24
+	defaultDNSTTL            = 30 * time.Second
+	maxDNSTTL                = 24 * time.Hour
+	defaultNegativeTTL       = 60 * time.Second
+	maxNegativeTTL           = 3 * time.Hour // RFC 2308 §5 suggests 1–3 hours at most
+	defaultSOARefresh        = time.Hour
+	defaultSOARetry          = 15 * time.Minute
+	defaultSOAExpire         = 7 * 24 * time.Hour
+	defaultSOATTL            = time.Hour
+	maxSOATimer              = 365 * 24 * time.Hour
+	defaultSOASerial         = 1
+	defaultDNSHealthIntvl    = 2 * time.Second
+	defaultDNSHealthTmo      = time.Second
+	defaultDNSRise           = 2
+	defaultDNSFall           = 2
+	defaultUDPSize           = 1232 // the DNS flag day 2020 value: no IP fragmentation on common paths
+	minUDPSize               = 512
+	maxUDPSize               = 4096
+	maxSpread                = 20040 // km, half the Earth's circumference: "every PoP"
+	maxNameServers           = 64
+	defaultRRLSlip           = 2
+	defaultRRLIPv4Prefix     = 24
+	defaultRRLIPv6Prefix     = 56
+	defaultRRLTableSize      = 65536
+	maxRRLRate               = 1_000_000
+	maxRRLTableSize          = 1 << 24
+	defaultStateMaxAgeFactor = 2 // dns.states.max_age: twice control.state_interval
+	minStateMaxAge           = 100 * time.Millisecond
+	maxStateMaxAge           = time.Minute
+	defaultStateSkew         = 500 * time.Millisecond
+	defaultShedThreshold     = 0.8
+	defaultShedBand          = 0.1 // release = threshold - band unless given
+	defaultShedChange        = 0.02
+	defaultShedMaxShare      = 0.5
+	maxShedThreshold         = 10
 )
 
 // DNS configures `outpost dns`, the authoritative geo DNS server for the
@@ -105,6 +114,53 @@ type DNS struct {
 	// RateLimit is response rate limiting (RRL) of UDP answers; off
 	// unless rate_limit.responses_per_second is set.
 	RateLimit RateLimit
+	// States says how the server uses the PoP states of the control
+	// plane, when it receives any.
+	States DNSStates
+	// LoadShedding says how the server moves users away from PoPs that
+	// run above their capacity, by the load their states report.
+	LoadShedding LoadShedding
+}
+
+// DNSStates configures how the DNS server reads the states PoPs publish
+// on the control plane (package popapi). It uses them only once it
+// receives some; a server without a control plane routes on its probes
+// alone.
+type DNSStates struct {
+	// MaxAge is how old a PoP's latest state may be and still count: a
+	// state older than MaxAge is stale. While the server hears fresh
+	// states of other PoPs, a PoP whose states are stale is out (it
+	// stopped talking: killed, or cut off). Longer than
+	// control.state_interval, at most 1m; default twice
+	// control.state_interval: 2s.
+	MaxAge time.Duration
+	// Skew is how far in the future (by the server's clock) a state's
+	// time may be, for clocks that disagree a little; states from
+	// further ahead are ignored. 0..MaxAge; default 500ms.
+	Skew time.Duration
+}
+
+// LoadShedding configures load-aware routing. Once a second or so each
+// PoP's state carries its load, the larger of its request and byte rates
+// as a share of its capacity (pops[].capacity; 1.0 is at capacity). While
+// a PoP's load stays above Threshold, the share of its users the DNS
+// server sends to the next-nearest healthy PoP grows by ChangePerSecond
+// each second, up to MaxShare; while the load stays below Release it
+// shrinks at the same pace; in between it holds. Which users move is
+// fixed per client subnet, so a user does not flip between PoPs.
+type LoadShedding struct {
+	// Threshold is the load above which shedding starts and grows;
+	// (0, 10]; default 0.8.
+	Threshold float64
+	// Release is the load below which shed users come back; 0..Threshold;
+	// default Threshold - 0.1 (0 when that is negative).
+	Release float64
+	// ChangePerSecond is how fast the shed share moves, as a share of the
+	// PoP's users per second; (0, 1]; default 0.02.
+	ChangePerSecond float64
+	// MaxShare is the largest share of a PoP's users ever moved; 0..1;
+	// default 0.5. 0 turns load shedding off.
+	MaxShare float64
 }
 
 // dnsAt is where the dns section gave its values, for the checks of
@@ -116,6 +172,8 @@ type dnsAt struct {
 	listen   []*yaml.Node // each of DNS.Listen
 	admin    *yaml.Node
 	ns       []*yaml.Node // each of DNS.NS
+
+	stateMaxAge, stateSkew *yaml.Node // dns.states keys, when given
 }
 
 // Enabled reports whether the file has a dns section.
@@ -214,6 +272,9 @@ func (d *decoder) dns(n *yaml.Node, path string) (DNS, dnsAt) {
 		UDPSize: defaultUDPSize,
 		RateLimit: RateLimit{Slip: defaultRRLSlip, IPv4Prefix: defaultRRLIPv4Prefix,
 			IPv6Prefix: defaultRRLIPv6Prefix, TableSize: defaultRRLTableSize},
+		States: DNSStates{Skew: defaultStateSkew}, // MaxAge: see dnsStatesRefs
+		LoadShedding: LoadShedding{Threshold: defaultShedThreshold, Release: -1,
+			ChangePerSecond: defaultShedChange, MaxShare: defaultShedMaxShare},
 	}
 	ok := d.fields(n, path, []field{
 		required("listen", func(n *yaml.Node, path string) { c.Listen, at.listen = d.listenList(n, path) }),
@@ -242,7 +303,12 @@ func (d *decoder) dns(n *yaml.Node, path string) (DNS, dnsAt) {
 		optional("spread", d.setFloat(&c.Spread, 0, maxSpread)),
 		optional("udp_size", d.setInt(&c.UDPSize, minUDPSize, maxUDPSize)),
 		optional("rate_limit", func(n *yaml.Node, path string) { d.rateLimit(n, path, &c.RateLimit) }),
+		optional("states", func(n *yaml.Node, path string) { d.dnsStates(n, path, &c.States, &at) }),
+		optional("load_shedding", func(n *yaml.Node, path string) { d.loadShedding(n, path, &c.LoadShedding) }),
 	})
+	if c.LoadShedding.Release < 0 { // not given: a band of 0.1 below the threshold
+		c.LoadShedding.Release = max(math.Round((c.LoadShedding.Threshold-defaultShedBand)*1e6)/1e6, 0)
+	}
 	if ok {
 		at.section = d.node(n, path)
 	}
@@ -471,6 +537,80 @@ func (d *decoder) rateLimit(n *yaml.Node, path string, r *RateLimit) {
 	}
 }
 
+// dnsStates decodes dns.states into s, which holds the defaults but for
+// MaxAge (dnsRefs sets it from control.state_interval when not given).
+// at keeps where each key was, for the checks of dnsRefs.
+func (d *decoder) dnsStates(n *yaml.Node, path string, s *DNSStates, at *dnsAt) {
+	d.fields(n, path, []field{
+		optional("max_age", func(n *yaml.Node, path string) {
+			v, ok := d.duration(n, path)
+			switch {
+			case !ok:
+			case v < minStateMaxAge || v > maxStateMaxAge:
+				d.errorf(n, path, "%s is out of range (want %s..%s)", formatDuration(v), formatDuration(minStateMaxAge), formatDuration(maxStateMaxAge))
+			default:
+				s.MaxAge, at.stateMaxAge = v, n
+			}
+		}),
+		optional("skew", func(n *yaml.Node, path string) {
+			if v, ok := d.duration(n, path); ok {
+				s.Skew, at.stateSkew = v, n
+			}
+		}),
+	})
+}
+
+// dnsStatesRefs applies the default of dns.states.max_age, twice the
+// interval at which PoPs publish their states, and checks the states'
+// settings against it.
+func (d *decoder) dnsStatesRefs(c *Config, at *dnsAt) {
+	s := &c.DNS.States
+	interval := DefaultControlStateInterval
+	if c.Control.Enabled() && c.Control.StateInterval > 0 {
+		interval = c.Control.StateInterval
+	}
+	switch {
+	case s.MaxAge == 0:
+		s.MaxAge = min(max(defaultStateMaxAgeFactor*interval, minStateMaxAge), maxStateMaxAge)
+	case s.MaxAge <= interval:
+		d.errorf(at.stateMaxAge, "dns.states.max_age", "%s is not longer than control.state_interval %s: every PoP would go stale between two of its states (the default is twice the interval, %s)",
+			formatDuration(s.MaxAge), formatDuration(interval), formatDuration(defaultStateMaxAgeFactor*interval))
+	}
+	if s.Skew > s.MaxAge && at.stateSkew != nil {
+		d.errorf(at.stateSkew, "dns.states.skew", "skew %s is longer than max_age %s", formatDuration(s.Skew), formatDuration(s.MaxAge))
+	}
+}
+
+// loadShedding decodes dns.load_shedding into l, which holds the
+// defaults (Release -1: not given).
+func (d *decoder) loadShedding(n *yaml.Node, path string, l *LoadShedding) {
+	var thresholdAt, releaseAt, changeAt *yaml.Node
+	d.fields(n, path, []field{
+		optional("threshold", func(n *yaml.Node, path string) {
+			thresholdAt = n
+			d.setFloat(&l.Threshold, 0, maxShedThreshold)(n, path)
+		}),
+		optional("release", func(n *yaml.Node, path string) {
+			releaseAt = n
+			d.setFloat(&l.Release, 0, maxShedThreshold)(n, path)
+		}),
+		optional("change_per_second", func(n *yaml.Node, path string) {
+			changeAt = n
+			d.setFloat(&l.ChangePerSecond, 0, 1)(n, path)
+		}),
+		optional("max_share", d.setFloat(&l.MaxShare, 0, 1)),
+	})
+	switch {
+	case l.Threshold == 0 && thresholdAt != nil:
+		d.errorf(thresholdAt, join(path, "threshold"), "threshold must be above 0 (set max_share: 0 to turn load shedding off)")
+	case l.Release > l.Threshold && releaseAt != nil:
+		d.errorf(releaseAt, join(path, "release"), "release %g is above the threshold %g; users would come back while the PoP is still over it", l.Release, l.Threshold)
+	}
+	if l.ChangePerSecond == 0 && changeAt != nil {
+		d.errorf(changeAt, join(path, "change_per_second"), "change_per_second must be above 0 (set max_share: 0 to turn load shedding off)")
+	}
+}
+
 // dnsRefs fills the PoPs' answer addresses from their listen addresses and,
 // when the file has a dns section (given at pos), checks it against the
 // rest of the file and applies the defaults that depend on it. It runs once
@@ -497,6 +637,7 @@ func (d *decoder) dnsRefs(c *Config, pos *dnsAt) {
 		return
 	}
 	const path = "dns"
+	d.dnsStatesRefs(c, pos)
 	if c.Zone == "" {
 		if !d.reported("zone") {
 			d.errorf(at, path, "the dns section needs the top-level zone key (the DNS zone to answer for, e.g. zone: cdn.example)")

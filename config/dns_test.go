@@ -37,7 +37,9 @@ func TestDNSDefaults(t *testing.T) {
 		Health:   DNSHealth{Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2},
 		UDPSize:  1232,
 		// Off, with BIND's slip and prefix lengths ready for when it is on.
-		RateLimit: RateLimit{Slip: 2, IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 65536},
+		RateLimit:    RateLimit{Slip: 2, IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 65536},
+		States:       DNSStates{MaxAge: 2 * time.Second, Skew: 500 * time.Millisecond},
+		LoadShedding: LoadShedding{Threshold: 0.8, Release: 0.7, ChangePerSecond: 0.02, MaxShare: 0.5},
 	}
 	if !reflect.DeepEqual(c.DNS, want) {
 		t.Errorf("DNS:\n got %+v\nwant %+v", c.DNS, want)
@@ -91,6 +93,8 @@ func TestDNSEverySetting(t *testing.T) {
   health: {interval: 500ms, timeout: 100ms, rise: 1, fall: 5}
   spread: 250.5
   rate_limit: {responses_per_second: 50, burst: 100, slip: 1, ipv4_prefix: 22, ipv6_prefix: 48, table_size: 5000}
+  states: {max_age: 3s, skew: 1s}
+  load_shedding: {threshold: 0.9, release: 0.6, change_per_second: 0.05, max_share: 0.3}
 `
 	c, err := Parse("dir/t.yaml", []byte(in))
 	if err != nil {
@@ -116,8 +120,90 @@ func TestDNSEverySetting(t *testing.T) {
 		Spread:   250.5,
 		RateLimit: RateLimit{ResponsesPerSecond: 50, Burst: 100, Slip: 1, IPv4Prefix: 22, IPv6Prefix: 48,
 			TableSize: 8192}, // rounded up to a power of two
+		States:       DNSStates{MaxAge: 3 * time.Second, Skew: time.Second},
+		LoadShedding: LoadShedding{Threshold: 0.9, Release: 0.6, ChangePerSecond: 0.05, MaxShare: 0.3},
 	}
 	if !reflect.DeepEqual(c.DNS, want) {
 		t.Errorf("DNS:\n got %+v\nwant %+v", c.DNS, want)
+	}
+}
+
+// TestDNSStatesDefaults checks the defaults that depend on other keys:
+// max_age follows control.state_interval, release follows the threshold.
+func TestDNSStatesDefaults(t *testing.T) {
+	const control = "control: {servers: [\"nats://127.0.0.1:4222\"], state_interval: 5s}\n"
+	tests := []struct {
+		name      string
+		in        string
+		maxAge    time.Duration
+		threshold float64
+		release   float64
+	}{
+		{"no control section: twice the default state interval", "", 2 * time.Second, 0.8, 0.7},
+		{"max_age is twice control.state_interval", control, 10 * time.Second, 0.8, 0.7},
+		{"release is 0.1 below a threshold given", "  load_shedding: {threshold: 0.95}\n", 2 * time.Second, 0.95, 0.85},
+		{"release is never below 0", "  load_shedding: {threshold: 0.05}\n", 2 * time.Second, 0.05, 0},
+		{"max_age given wins", "  states: {max_age: 7s}\n" + control, 7 * time.Second, 0.8, 0.7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dnsKeys, top, _ := strings.Cut(tt.in, "control:")
+			if top != "" {
+				top = "control:" + top
+			}
+			c, err := Parse("t.yaml", []byte(dnsBase+top+"dns:\n  listen: [\"127.0.0.1:5353\"]\n"+dnsKeys))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.DNS
+			if got.States.MaxAge != tt.maxAge || got.LoadShedding.Threshold != tt.threshold || got.LoadShedding.Release != tt.release {
+				t.Errorf("max_age %s threshold %g release %g, want %s %g %g", got.States.MaxAge,
+					got.LoadShedding.Threshold, got.LoadShedding.Release, tt.maxAge, tt.threshold, tt.release)
+			}
+		})
+	}
+}
+
+// TestPOPCapacity checks pops[].capacity and the load it gives.
+func TestPOPCapacity(t *testing.T) {
+	const pops = `zone: cdn.example
+services:
+  - {name: demo, hostnames: [demo.cdn.example], origin: {servers: [{url: "http://127.0.0.1:8000"}]}}
+pops:
+  - {name: both, location: {lat: 0, lon: 0}, listen: "127.0.0.11:8080", admin: "127.0.0.11:9080", capacity: {requests_per_sec: 20000, bytes_per_sec: 1GB}}
+  - {name: requests, location: {lat: 0, lon: 0}, listen: "127.0.0.12:8080", admin: "127.0.0.12:9080", capacity: {requests_per_sec: 500.5}}
+  - {name: bytes, location: {lat: 0, lon: 0}, listen: "127.0.0.13:8080", admin: "127.0.0.13:9080", capacity: {bytes_per_sec: 125000000}}
+  - {name: none, location: {lat: 0, lon: 0}, listen: "127.0.0.14:8080", admin: "127.0.0.14:9080"}
+`
+	c, err := Parse("t.yaml", []byte(pops))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		pop      int
+		capacity Capacity
+		rps, bps float64
+		load     float64
+	}{
+		{"both: the request share is the larger", 0, Capacity{RequestsPerSec: 20000, BytesPerSec: 1e9}, 18000, 5e8, 0.9},
+		{"both: the byte share is the larger", 0, Capacity{RequestsPerSec: 20000, BytesPerSec: 1e9}, 1000, 1.2e9, 1.2},
+		{"requests only: bytes do not count", 1, Capacity{RequestsPerSec: 500.5}, 500.5, 1e12, 1},
+		{"bytes only (a plain integer)", 2, Capacity{BytesPerSec: 125000000}, 1e6, 62500000, 0.5},
+		{"no capacity: load 0", 3, Capacity{}, 1e6, 1e12, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := c.POPs[tt.pop].Capacity
+			if got != tt.capacity {
+				t.Errorf("capacity %+v, want %+v", got, tt.capacity)
+			}
+			if got.Configured() != (tt.capacity != Capacity{}) {
+				t.Errorf("Configured() = %v", got.Configured())
+			}
+			if l := got.Load(tt.rps, tt.bps); l != tt.load {
+				t.Errorf("Load(%g, %g) = %g, want %g", tt.rps, tt.bps, l, tt.load)
+			}
+		})
 	}
 }

@@ -10,8 +10,8 @@ import (
 )
 
 // This file is the pops list: each PoP's name, location, listen and admin
-// addresses (unique across the file), cache size, drain delay and client
-// timeouts. Its tls and access_log sections are in tls.go and
+// addresses (unique across the file), cache size, drain delay, client
+// timeouts and capacity. Its tls and access_log sections are in tls.go and
 // accesslog.go, its limits in limits.go, its DNS keys (address, address6)
 // in dns.go.
 
@@ -54,6 +54,41 @@ type POP struct {
 	AccessLog AccessLog
 	// Limits bound what clients can make the PoP hold.
 	Limits Limits
+	// Capacity is what the PoP is sized to serve; its load is measured
+	// against it. The zero value (the default) means not configured: the
+	// PoP reports no load, and DNS never sheds its users.
+	Capacity Capacity
+}
+
+// Capacity is the traffic a PoP is sized for. A PoP's load is its
+// measured rate as a share of it (see Load); geo DNS moves part of a PoP's
+// users to the next-nearest PoP while that share stays above
+// dns.load_shedding.threshold.
+type Capacity struct {
+	// RequestsPerSec is the request rate the PoP is sized for; 0 (the
+	// default) means no request capacity.
+	RequestsPerSec float64
+	// BytesPerSec is the response bytes per second the PoP is sized for;
+	// 0 (the default) means no byte capacity.
+	BytesPerSec int64
+}
+
+// Configured reports whether any capacity is given.
+func (c Capacity) Configured() bool { return c.RequestsPerSec > 0 || c.BytesPerSec > 0 }
+
+// Load is a PoP's load, as it reports it: the larger of its request rate
+// and its byte rate, each as a share of the capacity given for it (1.0 is
+// at capacity). A rate without a capacity counts as 0; Load is 0 when no
+// capacity is configured.
+func (c Capacity) Load(requestsPerSec, bytesPerSec float64) float64 {
+	var load float64
+	if c.RequestsPerSec > 0 {
+		load = max(load, requestsPerSec/c.RequestsPerSec)
+	}
+	if c.BytesPerSec > 0 {
+		load = max(load, bytesPerSec/float64(c.BytesPerSec))
+	}
+	return load
 }
 
 // Location is a point on Earth in decimal degrees.
@@ -150,6 +185,7 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 			})
 		}),
 		optional("limits", func(n *yaml.Node, path string) { d.limits(n, path, &p.Limits) }), // limits.go
+		optional("capacity", func(n *yaml.Node, path string) { d.capacity(n, path, &p.Capacity) }),
 	})
 	if !ok {
 		return p
@@ -187,4 +223,19 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 		addrs[k] = seen{path: path, line: a.at.Line, owner: owner + " as its " + a.key + " address"}
 	}
 	return p
+}
+
+// Bounds of a PoP's capacity.
+const (
+	maxCapacityRequests = 1e9         // requests per second
+	maxCapacityBytes    = int64(1e13) // bytes per second: 80 Tbit/s
+)
+
+// capacity decodes a PoP's capacity: requests_per_sec and bytes_per_sec,
+// each optional; 0 means none of that kind.
+func (d *decoder) capacity(n *yaml.Node, path string, c *Capacity) {
+	d.fields(n, path, []field{
+		optional("requests_per_sec", d.setFloat(&c.RequestsPerSec, 0, maxCapacityRequests)),
+		optional("bytes_per_sec", d.setSizeRange(&c.BytesPerSec, 0, maxCapacityBytes)),
+	})
 }
