@@ -84,9 +84,6 @@ func idempotent(method string) bool {
 // passed), before or after the response header, and never counts against
 // the server; see the package doc for what does.
 func (p *Pool) Do(ctx context.Context, r Request) (*http.Response, error) {
-	if r.Got1xx != nil {
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: r.Got1xx})
-	}
 	c := pickContext{key: p.key(&r)}
 	s, trial := p.pick(&c)
 	body, getBody := r.Body, r.GetBody
@@ -153,6 +150,7 @@ type attempt struct {
 	body  *bodyState // the client's request body; nil without one
 	start time.Time
 	wrote atomic.Bool // the whole request, body included, reached the connection
+	trace httptrace.ClientTrace
 	done  atomic.Bool
 }
 
@@ -165,10 +163,12 @@ func (p *Pool) send(ctx context.Context, s *server, trial bool, r *Request, body
 		return nil, &Error{Kind: KindRequest, Server: s.url.Host, Err: err}
 	}
 	a := &attempt{s: s, trial: trial, epoch: s.epoch.Load()}
+	a.trace = httptrace.ClientTrace{
+		WroteRequest:   func(i httptrace.WroteRequestInfo) { a.wrote.Store(i.Err == nil) },
+		Got1xxResponse: r.Got1xx,
+	}
 	actx, cancel := context.WithCancelCause(ctx)
-	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
-		WroteRequest: func(i httptrace.WroteRequestInfo) { a.wrote.Store(i.Err == nil) },
-	})
+	actx = httptrace.WithClientTrace(actx, &a.trace) // one trace per attempt: composing two costs more
 	req, err := http.NewRequestWithContext(actx, r.Method, u.String(), body)
 	if err != nil {
 		cancel(nil)

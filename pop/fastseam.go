@@ -109,11 +109,14 @@ func prepareFastHead(e *cache.Entry) *fastHead {
 	if e.IsVaryIndex() || e.Status != http.StatusOK || e.Header["Content-Type"] == nil {
 		return fh
 	}
-	if cl := e.Header["Content-Length"]; len(cl) != 1 || cl[0] != strconv.FormatInt(e.BodySize(), 10) {
+	var cl [20]byte
+	if v := e.Header["Content-Length"]; len(v) != 1 || v[0] != string(strconv.AppendInt(cl[:0], e.BodySize(), 10)) {
 		return fh
 	}
-	names := make([]string, 0, len(e.Header)+2)
-	for name := range e.Header {
+	var names [32]string // on the stack for the usual number of fields
+	sorted := names[:0]
+	size := 0
+	for name, values := range e.Header {
 		if cache.IsTargeted(name) || name == "Age" {
 			continue // targeted at this CDN (RFC 9213), or replaced per request
 		}
@@ -126,10 +129,18 @@ func prepareFastHead(e *cache.Entry) *fastHead {
 		if !fastpath.ValidFieldName(name) {
 			return fh // net/http drops it
 		}
-		names = append(names, name)
+		sorted = append(sorted, name)
+		for _, v := range values {
+			size += len(name) + len(v) + 4
+		}
 	}
-	slices.Sort(names)
-	for _, name := range names {
+	slices.Sort(sorted)
+	// The names are sorted, so the segments follow one another: one buffer
+	// holds them all, each segment a window of it.
+	buf := make([]byte, 0, size)
+	var start [4]int
+	seg := 0
+	for _, name := range sorted {
 		i := 0 // the segment: before Age, up to Cache-Status, up to Via, after
 		switch {
 		case name > "Via":
@@ -139,9 +150,22 @@ func prepareFastHead(e *cache.Entry) *fastHead {
 		case name > "Age":
 			i = 1
 		}
-		for _, v := range e.Header[name] {
-			fh.seg[i] = fastpath.AppendField(fh.seg[i], name, v)
+		for ; seg < i; seg++ {
+			start[seg+1] = len(buf)
 		}
+		for _, v := range e.Header[name] {
+			buf = fastpath.AppendField(buf, name, v)
+		}
+	}
+	for ; seg < 3; seg++ {
+		start[seg+1] = len(buf)
+	}
+	for i := range 4 {
+		end := len(buf)
+		if i < 3 {
+			end = start[i+1]
+		}
+		fh.seg[i] = buf[start[i]:end:end]
 	}
 	fh.ok = true
 	return fh

@@ -35,6 +35,7 @@ import (
 	"github.com/outpost-cdn/outpost/config"
 	"github.com/outpost-cdn/outpost/origin"
 	"github.com/outpost-cdn/outpost/pop/fastpath"
+	"github.com/outpost-cdn/outpost/pop/fill"
 )
 
 // Options are a PoP's dependencies beyond its configuration. Every field is
@@ -142,8 +143,11 @@ type service struct {
 	// hitForMiss is how long an uncacheable answer is remembered.
 	fillTimeout time.Duration
 	hitForMiss  time.Duration
-	// detached bounds this service's fills that go on with no client.
-	detached *slots
+	// detached bounds this service's fills that go on with no client;
+	// fillHooks are what its fills are given (setFillHooks), made once
+	// rather than per fill.
+	detached  *slots
+	fillHooks fill.Hooks
 	// stats outlive a reload: a service that keeps its name keeps them.
 	stats *counters
 }
@@ -247,6 +251,7 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.setFillHooks(rt)
 	p.routes.Store(rt)
 	if p.access, err = newAccessLog(pc.Name, pc.AccessLog); err != nil {
 		rt.close()
@@ -383,6 +388,7 @@ func (p *PoP) Reload(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("pop %s: reload: %w", p.name, err)
 	}
+	p.setFillHooks(rt)
 	p.routes.Store(rt)
 	old.close() // requests in flight finish on their connections
 	if p.certs != nil && len(p.certs.files) > 0 {

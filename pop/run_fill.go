@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outpost-cdn/outpost/cache"
@@ -42,13 +43,22 @@ func (p *PoP) startFill(f *fetch, r *http.Request, svc *service, l lookup) {
 	// can cancel it.
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
-	f.Prepare(fill.Hooks{
-		Budget:  p.inflight.Budget,
-		Detach:  func() bool { return p.acquireDetached(svc) },
-		Release: func() { p.releaseDetached(svc) },
-		Cancel:  cancel,
-	})
+	hooks := svc.fillHooks
+	hooks.Cancel = cancel
+	f.Prepare(hooks)
 	go p.runFill(ctx, f, svc, l.key, out)
+}
+
+// setFillHooks gives each service of rt the hooks its fills get: the
+// in-flight budget and its detached-fill slots.
+func (p *PoP) setFillHooks(rt *routes) {
+	for _, svc := range rt.list {
+		svc.fillHooks = fill.Hooks{
+			Budget:  p.inflight.Budget,
+			Detach:  func() bool { return p.acquireDetached(svc) },
+			Release: func() { p.releaseDetached(svc) },
+		}
+	}
 }
 
 // acquireDetached takes a PoP-wide and a per-service detached-fill slot.
@@ -282,7 +292,9 @@ func (p *PoP) keep(f *fetch, e *cache.Entry, ttl time.Duration) {
 // readBody copies the origin body into f until its end, an error, or the
 // fill no longer needs it.
 func (p *PoP) readBody(ctx context.Context, f *fetch, svc *service, lookupKey string, body io.Reader) (int64, error) {
-	buf := make([]byte, 32<<10)
+	bp := readBuffers.Get().(*[]byte)
+	defer readBuffers.Put(bp)
+	buf := *bp
 	var total int64
 	for {
 		n, err := body.Read(buf)
@@ -311,6 +323,11 @@ func (p *PoP) readBody(ctx context.Context, f *fetch, svc *service, lookupKey st
 		}
 	}
 }
+
+// readBuffers are readBody's buffers, 32 KiB each: the flight copies what
+// is read into its chunks, so a buffer serves one fill after another
+// (making and zeroing one per miss cost about 8% of a 1 KiB miss).
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // storeChunks decides where a filled body is kept: in a blob when it is
 // at least blobMin bytes and a blob can be made, else on the heap, in a

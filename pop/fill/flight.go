@@ -115,8 +115,9 @@ type Flight struct {
 	stored   *Stored
 	detached bool // holds detached-flight slots
 	stopped  bool // cancelled because no reader is left
-	// changed is closed, and replaced, whenever the body, done or readers
-	// change.
+	// changed is closed whenever the body, done or readers change, and
+	// made again by the next waiter (changedLocked): nil while no one waits,
+	// so a flight whose readers never wait makes none.
 	changed chan struct{}
 }
 
@@ -124,7 +125,6 @@ func newFlight(key string) *Flight {
 	return &Flight{
 		key:     key,
 		ready:   make(chan struct{}),
-		changed: make(chan struct{}),
 		readers: make(map[*Reader]struct{}),
 	}
 }
@@ -203,8 +203,18 @@ func (f *Flight) Stopped() bool {
 
 // notifyLocked wakes every reader waiting for a change. f.mu is held.
 func (f *Flight) notifyLocked() {
-	close(f.changed)
-	f.changed = make(chan struct{})
+	if f.changed != nil {
+		close(f.changed)
+		f.changed = nil
+	}
+}
+
+// changedLocked returns the channel the next change closes. f.mu is held.
+func (f *Flight) changedLocked() <-chan struct{} {
+	if f.changed == nil {
+		f.changed = make(chan struct{})
+	}
+	return f.changed
 }
 
 // endLocked is the offset just past the bytes in the chunks.
@@ -255,7 +265,7 @@ func (f *Flight) Write(ctx context.Context, p []byte) (stopped bool, err error) 
 				return stopped, ErrNoReaders
 			}
 			if f.endLocked()-f.lowLocked() >= RelayWindow {
-				changed := f.changed
+				changed := f.changedLocked()
 				f.mu.Unlock()
 				select {
 				case <-changed:
@@ -494,7 +504,7 @@ func (r *Reader) Next(ctx context.Context) (chunk []byte, done bool, err error) 
 			f.mu.Unlock()
 			return nil, true, err
 		}
-		changed := f.changed
+		changed := f.changedLocked()
 		f.mu.Unlock()
 		select {
 		case <-changed:
