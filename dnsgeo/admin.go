@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -62,6 +63,21 @@ type Stats struct {
 	// rejected (the old configuration kept serving).
 	Reloads         uint64 `json:"reloads"`
 	ReloadsRejected uint64 `json:"reloads_rejected"`
+	// States counts PoP states received from the control plane, by
+	// result (accepted, stale, future, reordered, unknown_pop).
+	States map[string]uint64 `json:"states"`
+	// LoadShedding is the load-shedding settings (see docs/dns.md).
+	LoadShedding LoadSheddingStats `json:"load_shedding"`
+}
+
+// LoadSheddingStats is the load-shedding settings as /stats shows them.
+type LoadSheddingStats struct {
+	Threshold       float64 `json:"threshold"`
+	Release         float64 `json:"release"`
+	ChangePerSecond float64 `json:"change_per_second"`
+	MaxShare        float64 `json:"max_share"`
+	// StateMaxAge is how old a state may be and still count.
+	StateMaxAge string `json:"state_max_age"`
 }
 
 // RateLimitStats is response rate limiting as /stats shows it.
@@ -78,13 +94,26 @@ type RateLimitStats struct {
 
 // POPStats is one PoP as the DNS server sees it.
 type POPStats struct {
-	Name     string      `json:"name"`
-	Address  string      `json:"address,omitempty"`
-	Address6 string      `json:"address6,omitempty"`
-	State    HealthState `json:"state"`
+	Name     string `json:"name"`
+	Address  string `json:"address,omitempty"`
+	Address6 string `json:"address6,omitempty"`
+	// State is the PoP's health as answers use it: its probes combined
+	// with its states from the control plane; StateBy says what decided
+	// it ("probes", "state", "probes over state", "states stopped",
+	// "probes after states stopped"), and Probe is what the probes alone
+	// say.
+	State   HealthState `json:"state"`
+	StateBy string      `json:"state_by"`
+	Probe   HealthState `json:"probe"`
 	// Since is when the state last changed; zero when it never did.
 	Since     time.Time `json:"since,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
+	// Control is the PoP's latest state from the control plane; nil
+	// until one arrives.
+	Control *POPControl `json:"control,omitempty"`
+	// ShedAnswers counts answers that went to another PoP because this
+	// one shed load.
+	ShedAnswers uint64 `json:"shed_answers"`
 	// Answers counts geo answers that carried the PoP's address;
 	// Failovers those it gave because the first choice was unhealthy.
 	Answers   uint64            `json:"answers"`
@@ -145,7 +174,17 @@ func (s *Server) Stats() Stats {
 		},
 		Reloads:         m.reloads[0].Load(),
 		ReloadsRejected: m.reloads[1].Load(),
+		States:          make(map[string]uint64, numStateResults),
+		LoadShedding: LoadSheddingStats{
+			Threshold: cur.shed.threshold, Release: cur.shed.release,
+			ChangePerSecond: cur.shed.perNano * float64(time.Second), MaxShare: cur.shed.maxShare,
+			StateMaxAge: time.Duration(cur.maxAge).String(),
+		},
 	}
+	for r := range numStateResults {
+		st.States[stateResultNames[r]] = m.states[r].Load()
+	}
+	mo := s.moment(cur)
 	if rl := cur.cfg.RateLimit; rl.Enabled() {
 		st.RateLimit.ResponsesPerSecond, st.RateLimit.Burst, st.RateLimit.Slip = rl.ResponsesPerSecond, rl.Burst, rl.Slip
 	}
@@ -167,12 +206,17 @@ func (s *Server) Stats() Stats {
 		st.Decisions[name] = cur.decisions[i].Load()
 	}
 	for _, p := range cur.pops {
+		state, by := cur.status(p, mo)
 		ps := POPStats{
-			Name:      p.name,
-			State:     p.health.get(),
-			Answers:   sum(&p.counts.queries),
-			Failovers: p.counts.failovers.Load(),
-			Checks:    make(map[string]uint64, numProbeResults),
+			Name:        p.name,
+			State:       state,
+			StateBy:     by.String(),
+			Probe:       p.health.get(),
+			Answers:     sum(&p.counts.queries),
+			Failovers:   p.counts.failovers.Load(),
+			ShedAnswers: p.counts.shed.Load(),
+			Checks:      make(map[string]uint64, numProbeResults),
+			Control:     cur.control(p, mo),
 		}
 		if p.addr[v4].IsValid() {
 			ps.Address = p.addr[v4].String()
@@ -201,5 +245,42 @@ func (s *Server) serveStats(w http.ResponseWriter, _ *http.Request) {
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(s.Stats()); err != nil {
 		s.log.Debug("writing stats", "err", err)
+	}
+}
+
+// POPControl is a PoP's latest state from the control plane as the DNS
+// server holds it.
+type POPControl struct {
+	// AgeSeconds is how old the state is; Fresh reports that it is at
+	// most dns.states.max_age old, so that it counts.
+	AgeSeconds float64 `json:"age_seconds"`
+	Fresh      bool    `json:"fresh"`
+	Healthy    bool    `json:"healthy"`
+	Draining   bool    `json:"draining,omitempty"`
+	// Load is the PoP's load (1 is at capacity); ShedShare the share of
+	// its users sent to the next-nearest PoP (0 unless the state is
+	// fresh).
+	Load           float64 `json:"load"`
+	ShedShare      float64 `json:"shed_share"`
+	ConfigRevision uint64  `json:"config_revision"`
+}
+
+// control returns p's latest state at m for /stats; nil when none arrived.
+func (st *state) control(p *pop, m moment) *POPControl {
+	r := p.report
+	at := r.at.Load()
+	if at == 0 || m.now == 0 {
+		return nil
+	}
+	w := r.word.Load()
+	share, _ := st.shedShare(p, m)
+	return &POPControl{
+		AgeSeconds:     math.Round(float64(m.now-at)/1e6) / 1e3,
+		Fresh:          m.now-at <= st.maxAge,
+		Healthy:        w&reportHealthy != 0,
+		Draining:       w&reportDraining != 0,
+		Load:           math.Round(reportLoad(w)*1e4) / 1e4,
+		ShedShare:      share,
+		ConfigRevision: r.revision.Load(),
 	}
 }

@@ -49,6 +49,16 @@ type Decision struct {
 	Failover bool
 	// FailOpen reports that no PoP was healthy, so health was ignored.
 	FailOpen bool
+	// Shedding is the PoP the client would get that sheds load (its
+	// state's Load is above dns.load_shedding.threshold, or was until
+	// lately): "" when that PoP sheds nothing. Load is its load and
+	// ShedShare the share of its users it sends elsewhere. Shed reports
+	// that this client is among them, so another PoP answers.
+	Shedding  string
+	Load      float64
+	ShedShare float64
+	Shed      bool
+	shedFrom  *pop // the PoP named by Shedding when Shed
 	// Reasons lists each step, for explanations. Only Decide fills it;
 	// answering queries does not.
 	Reasons []string
@@ -61,13 +71,17 @@ const byFallback = "fallback"
 // get it now. It is the basis of explanations.
 func (s *Server) Decide(q Query) Decision {
 	var tr trace
-	d := s.state.Load().decide(q, &tr)
+	st := s.state.Load()
+	d := st.decide(q, s.moment(st), &tr)
 	d.Reasons = tr.reasons
 	return d
 }
 
-// decide is the running state's decide.
-func (s *Server) decide(q Query, tr *trace) Decision { return s.state.Load().decide(q, tr) }
+// decide is the running state's decide, now.
+func (s *Server) decide(q Query, tr *trace) Decision {
+	st := s.state.Load()
+	return st.decide(q, s.moment(st), tr)
+}
 
 // trace collects the reasons of a decision. A nil *trace collects
 // nothing; callers check for nil before formatting, so that answering
@@ -78,9 +92,9 @@ func (t *trace) add(format string, args ...any) {
 	t.reasons = append(t.reasons, fmt.Sprintf(format, args...))
 }
 
-// decide chooses the PoP that answers q, noting each step in tr when it is
-// not nil.
-func (st *state) decide(q Query, tr *trace) Decision {
+// decide chooses the PoP that answers q at m, noting each step in tr
+// when it is not nil.
+func (st *state) decide(q Query, m moment, tr *trace) Decision {
 	f := v4
 	if q.Type == dns.TypeAAAA {
 		f = v6
@@ -137,12 +151,15 @@ func (st *state) decide(q Query, tr *trace) Decision {
 	var choice *pop
 	switch {
 	case located && d.Match.POP != "":
-		choice = st.nearPOP(f, d.Match.POP, &d, tr)
+		choice = st.nearPOP(f, d.Match.POP, &d, m, tr)
 	case located:
-		choice = st.nearLocation(f, newPoint(d.Match.Location), &d, tr)
+		choice = st.nearLocation(f, newPoint(d.Match.Location), &d, m, tr)
 	default:
 		d.By, d.Match = byFallback, Match{}
-		choice = st.fallback(f, &d, tr)
+		choice = st.fallback(f, &d, m, tr)
+	}
+	if !d.FailOpen && m.now != 0 {
+		choice = st.shedLoad(f, choice, q, &d, m, tr)
 	}
 	d.POP, d.Addr = choice.name, choice.addr[f]
 	if tr != nil {
@@ -187,7 +204,7 @@ func (st *state) locate(client netip.Prefix, tr *trace) (m Match, by string, mis
 
 // nearPOP returns the PoP named by a locator when it is healthy and has an
 // address of family f, else the healthy PoP nearest to it.
-func (st *state) nearPOP(f family, name string, d *Decision, tr *trace) *pop {
+func (st *state) nearPOP(f family, name string, d *Decision, m moment, tr *trace) *pop {
 	named := st.popByName[name]
 	if named == nil {
 		// buildState checks the network map's PoP names; a locator that names an
@@ -196,27 +213,27 @@ func (st *state) nearPOP(f family, name string, d *Decision, tr *trace) *pop {
 			tr.add("unknown PoP %q: using the fallback order", name)
 		}
 		d.By, d.Match = byFallback, Match{}
-		return st.fallback(f, d, tr)
+		return st.fallback(f, d, m, tr)
 	}
-	if named.hasFamily(f) && named.health.healthy() {
+	if named.hasFamily(f) && st.up(named, m) {
 		return named
 	}
 	if tr != nil {
 		if !named.hasFamily(f) {
 			tr.add("PoP %s has no address for %s answers: nearest other PoP", name, f)
 		} else {
-			tr.add("PoP %s is %s: nearest healthy PoP", name, named.health.get())
+			tr.add("PoP %s is %s: nearest healthy PoP", name, st.describe(named, m))
 		}
 	}
 	d.Failover = named.hasFamily(f)
 	// The map named a PoP: no spreading among its neighbours.
-	return st.nearest(f, named.pt, 0, netip.Prefix{}, d, tr)
+	return st.nearest(f, named.pt, 0, netip.Prefix{}, d, m, tr)
 }
 
 // nearLocation returns the healthy PoP nearest to ref, or one within
 // spread km of it by weight.
-func (st *state) nearLocation(f family, ref point, d *Decision, tr *trace) *pop {
-	return st.nearest(f, ref, st.spread, d.Client, d, tr)
+func (st *state) nearLocation(f family, ref point, d *Decision, m moment, tr *trace) *pop {
+	return st.nearest(f, ref, st.spread, d.Client, d, m, tr)
 }
 
 // nearest returns the healthy PoP with an address of family f nearest to
@@ -224,7 +241,7 @@ func (st *state) nearLocation(f family, ref point, d *Decision, tr *trace) *pop 
 // among the healthy PoPs no more than spread km farther than the nearest,
 // by weighted rendezvous hashing of client's subnet, so a subnet keeps its
 // PoP while the set does not change.
-func (st *state) nearest(f family, ref point, spread float64, client netip.Prefix, d *Decision, tr *trace) *pop {
+func (st *state) nearest(f family, ref point, spread float64, client netip.Prefix, d *Decision, m moment, tr *trace) *pop {
 	cands := st.byFamily[f]
 	var best, bestUp *pop
 	bestDist, bestUpDist := math.Inf(1), math.Inf(1)
@@ -233,7 +250,7 @@ func (st *state) nearest(f family, ref point, spread float64, client netip.Prefi
 		if dist < bestDist {
 			best, bestDist = p, dist
 		}
-		if dist < bestUpDist && p.health.healthy() {
+		if dist < bestUpDist && st.up(p, m) {
 			bestUp, bestUpDist = p, dist
 		}
 	}
@@ -248,7 +265,7 @@ func (st *state) nearest(f family, ref point, spread float64, client netip.Prefi
 	case bestUp != best:
 		d.Failover = true
 		if tr != nil {
-			tr.add("nearest PoP %s (%.0f km) is %s", best.name, bestDist, best.health.get())
+			tr.add("nearest PoP %s (%.0f km) is %s", best.name, bestDist, st.describe(best, m))
 		}
 	}
 	if tr != nil {
@@ -261,7 +278,7 @@ func (st *state) nearest(f family, ref point, spread float64, client netip.Prefi
 	limit := bestUpDist + spread
 	pick, top, n := bestUp, math.Inf(-1), 0
 	for _, p := range cands {
-		if healthyOnly && !p.health.healthy() {
+		if healthyOnly && !st.up(p, m) {
 			continue
 		}
 		if distanceKm(ref, p.pt) > limit {
@@ -285,10 +302,10 @@ func (st *state) nearest(f family, ref point, spread float64, client netip.Prefi
 
 // fallback returns the first healthy PoP in the fallback order (the first
 // one when none is healthy).
-func (st *state) fallback(f family, d *Decision, tr *trace) *pop {
+func (st *state) fallback(f family, d *Decision, m moment, tr *trace) *pop {
 	order := st.fallbackOrder[f]
 	for i, p := range order {
-		if p.health.healthy() {
+		if st.up(p, m) {
 			if i > 0 {
 				d.Failover = true
 			}

@@ -41,6 +41,12 @@ type Explanation struct {
 	// HealthProbed is false when the PoPs' health is unknown (the CLI does
 	// not probe): every PoP then counts as healthy.
 	HealthProbed bool `json:"health_probed"`
+	// States reports that PoP states from the control plane count in
+	// health and load (some arrived and at least one is fresh).
+	States bool `json:"states"`
+	// LoadShedding says how the load of the PoP the client would get
+	// changed the answer; nil when that PoP sheds nothing.
+	LoadShedding *ExplainLoad `json:"load_shedding,omitempty"`
 	// POPs lists every PoP with an address of Type, nearest first when
 	// the client was placed, else in the fallback order.
 	POPs []ExplainPOP `json:"pops"`
@@ -67,6 +73,20 @@ type ExplainMatch struct {
 	Country string   `json:"country,omitempty"`
 }
 
+// ExplainLoad is load shedding as it applied to the client.
+type ExplainLoad struct {
+	// POP is the PoP the client would get, which sheds load: its Load
+	// (1 is at capacity) is or was lately above Threshold, and it sends
+	// Share of its users to the next-nearest healthy PoP.
+	POP       string  `json:"pop"`
+	Load      float64 `json:"load"`
+	Threshold float64 `json:"threshold"`
+	Share     float64 `json:"share"`
+	// Moved reports that the client is among the users shed (then POP of
+	// the explanation answers instead); false when it keeps its PoP.
+	Moved bool `json:"moved"`
+}
+
 // ExplainPOP is one PoP as the decision saw it.
 type ExplainPOP struct {
 	Name    string `json:"name"`
@@ -75,9 +95,16 @@ type ExplainPOP struct {
 	// placed (the location, or the PoP a row names); nil for "fallback".
 	DistanceKm *float64 `json:"distance_km,omitempty"`
 	// Health is "up", "down" or "draining"; "unknown" when not probed.
-	Health string  `json:"health"`
-	Weight float64 `json:"weight"`
-	Chosen bool    `json:"chosen,omitempty"`
+	// HealthBy says what decided it when PoP states count: "state",
+	// "states stopped", … (see Stats); "" when the probes alone did.
+	Health   string `json:"health"`
+	HealthBy string `json:"health_by,omitempty"`
+	// Load is the PoP's load by its latest fresh state and ShedShare the
+	// share of its users it sheds; nil without a fresh state.
+	Load      *float64 `json:"load,omitempty"`
+	ShedShare *float64 `json:"shed_share,omitempty"`
+	Weight    float64  `json:"weight"`
+	Chosen    bool     `json:"chosen,omitempty"`
 }
 
 // maxExplainInput bounds the client text /explain accepts.
@@ -127,7 +154,8 @@ func (s *Server) Explain(q Query, probed bool) Explanation {
 	}
 	st := s.state.Load()
 	var tr trace
-	d := st.decide(q, &tr)
+	m := s.moment(st)
+	d := st.decide(q, m, &tr)
 	f := v4
 	if q.Type == dns.TypeAAAA {
 		f = v6
@@ -139,7 +167,12 @@ func (s *Server) Explain(q Query, probed bool) Explanation {
 		Failover:     d.Failover,
 		FailOpen:     d.FailOpen,
 		HealthProbed: probed,
+		States:       m.live,
 		Reasons:      tr.reasons,
+	}
+	if d.Shedding != "" {
+		e.LoadShedding = &ExplainLoad{POP: d.Shedding, Load: round4(d.Load), Threshold: st.shed.threshold,
+			Share: round4(d.ShedShare), Moved: d.Shed}
 	}
 	if q.Subnet.IsValid() {
 		e.Client = q.Subnet.String()
@@ -198,9 +231,17 @@ func (s *Server) Explain(q Query, probed bool) Explanation {
 		pops = st.fallbackOrder[f]
 	}
 	for _, p := range pops {
-		ep := ExplainPOP{Name: p.name, Address: p.addr[f].String(), Health: p.health.get().String(), Weight: p.weight, Chosen: p.name == d.POP}
-		if !probed {
+		health, by := st.status(p, m)
+		ep := ExplainPOP{Name: p.name, Address: p.addr[f].String(), Health: health.String(), Weight: p.weight, Chosen: p.name == d.POP}
+		if by != byProbes {
+			ep.HealthBy = by.String()
+		}
+		if !probed && by == byProbes {
 			ep.Health = "unknown"
+		}
+		if c := st.control(p, m); c != nil && c.Fresh {
+			load, share := c.Load, round4(c.ShedShare)
+			ep.Load, ep.ShedShare = &load, &share
 		}
 		if ref != nil {
 			km := math.Round(Distance(*ref, p.loc))
@@ -261,9 +302,12 @@ func (e Explanation) WriteText(w io.Writer) error {
 	if e.ECSScope != nil {
 		fmt.Fprintf(&b, "ecs scope: /%d\n", *e.ECSScope)
 	}
-	if e.HealthProbed {
+	switch {
+	case e.States:
+		fmt.Fprintf(&b, "health: probes and PoP states from the control plane\n")
+	case e.HealthProbed:
 		fmt.Fprintf(&b, "health: as probed now\n")
-	} else {
+	default:
 		fmt.Fprintf(&b, "health: unknown (not probed): every PoP assumed healthy; the running server's /explain uses its probes\n")
 	}
 	if e.Failover {
@@ -271,6 +315,14 @@ func (e Explanation) WriteText(w io.Writer) error {
 	}
 	if e.FailOpen {
 		fmt.Fprintf(&b, "fail open: no PoP is healthy, health ignored\n")
+	}
+	if l := e.LoadShedding; l != nil {
+		fmt.Fprintf(&b, "load: %s is at %.0f%% of capacity (threshold %.0f%%) and sheds %.0f%% of its users; ", l.POP, l.Load*100, l.Threshold*100, l.Share*100)
+		if l.Moved {
+			fmt.Fprintf(&b, "this client is among them: %s answers\n", e.POP)
+		} else {
+			fmt.Fprintf(&b, "this client is not among them\n")
+		}
 	}
 	order := "nearest first"
 	if e.Match == nil {
@@ -290,7 +342,21 @@ func (e Explanation) WriteText(w io.Writer) error {
 		if p.Chosen {
 			mark = "  <- answer"
 		}
-		fmt.Fprintf(&b, "  %-*s  %-*s  %9s  %-8s  weight %g%s\n", nameW, p.Name, addrW, p.Address, dist, p.Health, p.Weight, mark)
+		var more []string
+		if p.HealthBy != "" {
+			more = append(more, "by "+p.HealthBy)
+		}
+		if p.Load != nil {
+			more = append(more, fmt.Sprintf("load %.2f", *p.Load))
+			if *p.ShedShare > 0 {
+				more = append(more, fmt.Sprintf("sheds %.0f%%", *p.ShedShare*100))
+			}
+		}
+		extra := ""
+		if len(more) > 0 {
+			extra = "  (" + strings.Join(more, ", ") + ")"
+		}
+		fmt.Fprintf(&b, "  %-*s  %-*s  %9s  %-8s  weight %g%s%s\n", nameW, p.Name, addrW, p.Address, dist, p.Health, p.Weight, extra, mark)
 	}
 	fmt.Fprintf(&b, "reasons:\n")
 	for _, r := range e.Reasons {
@@ -331,3 +397,6 @@ func ParseType(s string) (uint16, error) {
 	}
 	return 0, fmt.Errorf("invalid type %.20q (want A or AAAA)", s)
 }
+
+// round4 rounds to 4 decimals, for documents people read.
+func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }

@@ -17,6 +17,7 @@ type outcome struct {
 	by        int  // index of what placed the client (locators, then fallback); -1 when no decision was made
 	failover  bool
 	failOpen  bool
+	shedFrom  *pop // the PoP that shed this client for load; nil when none did
 	truncated bool
 }
 
@@ -34,7 +35,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 // pack; nil means none is sent.
 func (s *Server) reply(req *dns.Msg, src netip.Addr, tcp bool, sc *scratch) *dns.Msg {
 	st := s.state.Load()
-	resp, out, limit := st.respond(req, src, sc)
+	resp, out, limit := st.respond(req, src, s.moment(st), sc)
 	if resp == nil {
 		return nil
 	}
@@ -124,7 +125,7 @@ func remote(w dns.ResponseWriter) (netip.Addr, bool) {
 
 // respond builds the reply to req from src, and the largest size a UDP
 // reply may have. A nil reply means none is sent.
-func (st *state) respond(req *dns.Msg, src netip.Addr, sc *scratch) (*dns.Msg, outcome, int) {
+func (st *state) respond(req *dns.Msg, src netip.Addr, m moment, sc *scratch) (*dns.Msg, outcome, int) {
 	out := outcome{by: -1}
 	if req.Response {
 		return nil, out, 0 // never answer an answer: no loops, no reflection
@@ -179,7 +180,7 @@ func (st *state) respond(req *dns.Msg, src netip.Addr, sc *scratch) (*dns.Msg, o
 		ecs.echo = &sc.echo
 		ropt.Option = append(ropt.Option, ecs.echo)
 	}
-	st.answer(req.Question[0], resp, src, ecs, &out, sc)
+	st.answer(req.Question[0], resp, src, ecs, m, &out, sc)
 	if ropt != nil {
 		resp.Extra = append(resp.Extra, ropt)
 	}
@@ -255,7 +256,7 @@ func clientSubnet(opt *dns.OPT) (sub subnet, ok bool) {
 
 // answer fills resp for question q, asked by src. It sets AA for names in
 // the zone.
-func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subnet, out *outcome, sc *scratch) {
+func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subnet, m moment, out *outcome, sc *scratch) {
 	z := st.zone
 	name := strings.ToLower(q.Name)
 	if (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) || !z.contains(name) {
@@ -290,9 +291,9 @@ func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 	}
 	switch {
 	case kind&kindService != 0 && (qtype == dns.TypeA || qtype == dns.TypeAAAA):
-		d := st.decide(Query{Source: src, Subnet: ecs.prefix, Type: qtype}, nil)
+		d := st.decide(Query{Source: src, Subnet: ecs.prefix, Type: qtype}, m, nil)
 		out.by = st.byIndex(d.By)
-		out.failover, out.failOpen = d.Failover, d.FailOpen
+		out.failover, out.failOpen, out.shedFrom = d.Failover, d.FailOpen, d.shedFrom
 		if d.POP == "" {
 			break // no PoP has an address of this family: NODATA
 		}

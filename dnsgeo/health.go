@@ -124,10 +124,11 @@ func (s *Server) probeLoop(ctx context.Context, p *pop, opts HealthOptions) {
 	t := time.NewTicker(opts.Interval)
 	defer t.Stop()
 	for {
-		res, detail := s.probe(ctx, p, opts.Timeout)
+		res, detail, answered := s.probe(ctx, p, opts.Timeout)
 		if ctx.Err() != nil {
 			return
 		}
+		p.health.unreachable.Store(!answered)
 		s.observe(p, res, detail)
 		select {
 		case <-ctx.Done():
@@ -137,35 +138,38 @@ func (s *Server) probeLoop(ctx context.Context, p *pop, opts HealthOptions) {
 	}
 }
 
-// probe sends one GET to p's /healthz.
-func (s *Server) probe(ctx context.Context, p *pop, timeout time.Duration) (probeResult, string) {
+// probe sends one GET to p's /healthz. answered reports whether the PoP
+// gave an HTTP answer at all (a fresh healthy state outweighs probes that
+// get none; see status).
+func (s *Server) probe(ctx context.Context, p *pop, timeout time.Duration) (res probeResult, detail string, answered bool) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.healthURL, nil)
 	if err != nil {
-		return probeFail, err.Error()
+		return probeFail, err.Error(), false
 	}
 	req.Header.Set("User-Agent", "outpost-dns-health")
 	resp, err := s.client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return probeFail, fmt.Sprintf("no answer within %s", timeout)
+			return probeFail, fmt.Sprintf("no answer within %s", timeout), false
 		}
-		return probeFail, err.Error()
+		return probeFail, err.Error(), false
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 	switch {
 	case resp.StatusCode == http.StatusOK:
-		return probePass, ""
+		return probePass, "", true
 	case resp.StatusCode == http.StatusServiceUnavailable && strings.HasPrefix(strings.TrimSpace(string(body)), "draining"):
-		return probeDraining, "draining"
+		return probeDraining, "draining", true
 	}
-	return probeFail, "status " + resp.Status
+	return probeFail, "status " + resp.Status, true
 }
 
-// observe applies one probe result to p's state and logs changes, with
-// the rise and fall counts of the running state.
+// observe applies one probe result to p's probe state, with the rise and
+// fall counts of the running state, and settles p's health (which logs
+// changes).
 func (s *Server) observe(p *pop, res probeResult, detail string) {
 	h := p.health
 	opts := s.state.Load().health
@@ -177,6 +181,7 @@ func (s *Server) observe(p *pop, res probeResult, detail string) {
 	next := old
 	switch res {
 	case probePass:
+		h.lastPass.Store(s.now().UnixNano())
 		h.passes++
 		h.fails = 0
 		if old != Up && h.passes >= opts.Rise {
@@ -192,25 +197,17 @@ func (s *Server) observe(p *pop, res probeResult, detail string) {
 			next = Down
 		}
 	}
-	if next == old {
-		return
+	if next != old {
+		h.state.Store(int32(next))
 	}
-	s.healthMu.Lock()
-	defer s.healthMu.Unlock()
-	h.state.Store(int32(next))
-	h.changed.Store(s.now().UnixNano())
-	switch next {
-	case Up:
-		s.log.Info("pop up", "pop", p.name, "was", old.String(), "passes", opts.Rise)
-	case Draining:
-		s.log.Info("pop draining: answers go to other PoPs", "pop", p.name)
-	case Down:
-		s.log.Warn("pop down: answers go to other PoPs", "pop", p.name, "fails", opts.Fall, "err", detail)
-	}
-	// Fail open: say so when a family loses its last healthy PoP, and
-	// when it gets one back.
+	s.settle(p, detail)
+}
+
+// logFailOpen says so when a family loses its last healthy PoP, and when
+// it gets one back. The caller holds healthMu.
+func (s *Server) logFailOpen(st *state, m moment) {
 	for f := range s.failOpen {
-		none := s.noneHealthy(family(f))
+		none := st.noneHealthy(family(f), m)
 		if none == s.failOpen[f] {
 			continue
 		}
@@ -224,11 +221,11 @@ func (s *Server) observe(p *pop, res probeResult, detail string) {
 }
 
 // noneHealthy reports whether PoPs with addresses of family f exist and
-// none is healthy, in the running state.
-func (s *Server) noneHealthy(f family) bool {
+// none is healthy at m.
+func (st *state) noneHealthy(f family, m moment) bool {
 	have := false
-	for _, p := range s.state.Load().byFamily[f] {
-		if p.health.healthy() {
+	for _, p := range st.byFamily[f] {
+		if st.up(p, m) {
 			return false
 		}
 		have = true

@@ -74,6 +74,7 @@ type metrics struct {
 	rrlDropped atomic.Uint64    // UDP replies not sent: over the rate limit
 	rrlSlipped atomic.Uint64    // sent empty and truncated instead: over the rate limit
 	reloads    [2]atomic.Uint64 // [ok, rejected]
+	states     [numStateResults]atomic.Uint64
 
 	decisionsMu sync.Mutex
 	decisions   map[string]*atomic.Uint64 // by what placed the client; kept across reloads
@@ -121,6 +122,9 @@ func (m *metrics) count(st *state, o outcome) {
 	if o.failOpen {
 		m.failOpen.Add(1)
 	}
+	if o.shedFrom != nil {
+		o.shedFrom.counts.shed.Add(1)
+	}
 	if o.truncated {
 		m.truncated.Add(1)
 	}
@@ -160,6 +164,17 @@ var (
 		"UDP replies over dns.rate_limit sent empty and truncated (TC, slip) so that real clients retry over TCP.", nil, nil)
 	descReloads = prometheus.NewDesc("outpost_dns_reloads_total",
 		"Configuration reloads (SIGHUP), by result: ok, or rejected (the old configuration kept serving).", []string{"result"}, nil)
+	descStates = prometheus.NewDesc("outpost_dns_states_total",
+		"PoP states received from the control plane, by result: accepted, stale (older than dns.states.max_age), future (beyond dns.states.skew), reordered (not newer than the PoP's latest), unknown_pop.",
+		[]string{"result"}, nil)
+	descStateAge = prometheus.NewDesc("outpost_dns_pop_state_age_seconds",
+		"Age of the latest state accepted from a PoP; absent until one arrives.", []string{"pop"}, nil)
+	descPOPLoad = prometheus.NewDesc("outpost_dns_pop_load",
+		"A PoP's load by its latest fresh state (1 is at its configured capacity); absent without a fresh state.", []string{"pop"}, nil)
+	descShedShare = prometheus.NewDesc("outpost_dns_pop_shed_share",
+		"Share of a PoP's users that DNS sends to the next-nearest PoP because of its load (0..dns.load_shedding.max_share).", []string{"pop"}, nil)
+	descShedAnswers = prometheus.NewDesc("outpost_dns_shed_answers_total",
+		"Geo answers that went to another PoP because this PoP shed load, by the PoP that shed them.", []string{"pop"}, nil)
 )
 
 // collector exports the counters as Prometheus metrics at scrape time.
@@ -171,7 +186,7 @@ var _ prometheus.Collector = (*collector)(nil)
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueries, descDecisions, descFailovers, descFailOpen,
 		descTruncated, descRejected, descInvalid, descPOPUp, descPOPDraining, descChecks, descDraining, descNetworks,
-		descRRLDropped, descRRLSlipped, descReloads} {
+		descRRLDropped, descRRLSlipped, descReloads, descStates, descStateAge, descPOPLoad, descShedShare, descShedAnswers} {
 		ch <- d
 	}
 }
@@ -202,15 +217,28 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for i, name := range st.byNames {
 		counter(descDecisions, st.decisions[i].Load(), name)
 	}
+	mo := s.moment(st)
 	for _, p := range st.pops {
 		queries(&p.counts.queries, p.name)
 		counter(descFailovers, p.counts.failovers.Load(), p.name)
-		h := p.health.get()
+		h, _ := st.status(p, mo)
 		gauge(descPOPUp, b2f(h == Up), p.name)
 		gauge(descPOPDraining, b2f(h == Draining), p.name)
 		for r := range numProbeResults {
 			counter(descChecks, p.health.checks[r].Load(), p.name, probeResultNames[r])
 		}
+		if at := p.report.at.Load(); at != 0 && mo.now != 0 {
+			gauge(descStateAge, float64(mo.now-at)/1e9, p.name)
+			if mo.now-at <= st.maxAge {
+				gauge(descPOPLoad, reportLoad(p.report.word.Load()), p.name)
+			}
+		}
+		share, _ := st.shedShare(p, mo)
+		gauge(descShedShare, share, p.name)
+		counter(descShedAnswers, p.counts.shed.Load(), p.name)
+	}
+	for r := range numStateResults {
+		counter(descStates, m.states[r].Load(), stateResultNames[r])
 	}
 	counter(descFailOpen, m.failOpen.Load())
 	counter(descTruncated, m.truncated.Load())

@@ -28,9 +28,10 @@ func (f family) String() string {
 }
 
 // pop is a configured PoP as one state of the server runs it. Everything
-// but what health and counts point to is fixed once the state is built;
-// those two carry over to the next state when a reload keeps the PoP (by
-// name), so that its health and figures survive the reload.
+// but what health, report and counts point to is fixed once the state is
+// built; those carry over to the next state when a reload keeps the PoP
+// (by name), so that its health, latest state and figures survive the
+// reload.
 type pop struct {
 	name      string
 	index     int // in file order
@@ -43,6 +44,7 @@ type pop struct {
 	healthURL string
 
 	health *health
+	report *report // its latest state from the control plane (states.go)
 	counts *popCounts
 }
 
@@ -50,6 +52,7 @@ type pop struct {
 type popCounts struct {
 	queries   [numTypes * numRcodes * 2]atomic.Uint64 // [type][rcode][ecs]
 	failovers atomic.Uint64
+	shed      atomic.Uint64 // answers that went to another PoP because this one shed load
 }
 
 // hasFamily reports whether the PoP has an address of family f.
@@ -77,9 +80,9 @@ func newPOPs(cfg []config.POP, old map[string]*pop) []*pop {
 		}
 		p.healthURL = healthURL(c.Admin, p.addr)
 		if o := old[c.Name]; o != nil {
-			p.health, p.counts = o.health, o.counts
+			p.health, p.report, p.counts = o.health, o.report, o.counts
 		} else {
-			p.health, p.counts = new(health), new(popCounts)
+			p.health, p.report, p.counts = new(health), new(report), new(popCounts)
 		}
 		out[i] = p
 	}
@@ -152,10 +155,19 @@ func (s *HealthState) UnmarshalText(b []byte) error {
 // health is a PoP's probe state. state is read by every query; the rest is
 // written by the PoP's prober only, and read by /stats under atomics.
 // The probe fields belong to the server's prober set, under its lock.
+// shown and changed are the PoP's health as answers use it (probes and
+// states combined, see status), as last logged: the server's healthMu
+// guards their changes.
 type health struct {
-	state   atomic.Int32 // a HealthState
-	changed atomic.Int64 // Unix nanoseconds of the last state change; 0 = never
+	state   atomic.Int32 // a HealthState, by the probes alone
+	shown   atomic.Int32 // a HealthState, as last settled (states.go)
+	changed atomic.Int64 // Unix nanoseconds of the last change of shown; 0 = never
 	lastErr atomic.Pointer[string]
+	// unreachable is true when the last failed probe got no HTTP answer
+	// (a timeout, a refused or unroutable connection); lastPass is when
+	// a probe last passed (Unix ns; 0 = never).
+	unreachable atomic.Bool
+	lastPass    atomic.Int64
 
 	passes, fails int // in a row; the prober's own
 
@@ -167,4 +179,3 @@ type health struct {
 
 func (h *health) get() HealthState { return HealthState(h.state.Load()) }
 
-func (h *health) healthy() bool { return h.state.Load() == int32(Up) }

@@ -29,8 +29,8 @@ type Options struct {
 	// Registry receives the server's metrics; nil means a new registry
 	// with the Go runtime and process collectors.
 	Registry *prometheus.Registry
-	// Now is the clock of health-change times and uptime; nil means
-	// time.Now.
+	// Now is the clock of health-change times, uptime, rate limits and
+	// the age of PoP states; nil means time.Now.
 	Now func() time.Time
 	// Locators place clients, consulted in order; nil means the network
 	// map of the configuration (dns.networks), when it has one.
@@ -62,6 +62,10 @@ type Server struct {
 
 	metrics *metrics
 	probes  probeSet
+	// lastState is when the newest state accepted from any PoP was made
+	// (Unix ns by the server's clock; 0 = none yet): the server hears the
+	// control plane while it is fresh.
+	lastState atomic.Int64
 
 	healthMu sync.Mutex // serializes health state changes, for fail-open logs
 	failOpen [2]bool    // per family: no PoP healthy, as last logged
@@ -267,6 +271,12 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	}
 
 	s.probes.start(s, context.WithoutCancel(ctx))
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		s.watchStates(watchCtx)
+	}()
 
 	var admin *http.Server
 	adminDone := make(chan error, 1)
@@ -329,6 +339,8 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 		}
 	}
 	s.probes.stop(s)
+	stopWatch()
+	<-watchDone
 	if serveErr != nil {
 		return serveErr
 	}

@@ -38,7 +38,9 @@ type state struct {
 	spread        float64
 	udpSize       uint16
 	health        HealthOptions
-	rrl           *rrl // nil when rate limiting is off
+	rrl           *rrl  // nil when rate limiting is off
+	maxAge, skew  int64 // dns.states, in nanoseconds
+	shed          shedding
 }
 
 // buildState builds the state of cfg: it reads the network map and the
@@ -68,6 +70,12 @@ func (s *Server) buildState(cfg *config.Config, old *state, locators []Locator) 
 			Rise: dc.Health.Rise, Fall: dc.Health.Fall,
 		},
 		networks: -1,
+		maxAge:   int64(dc.States.MaxAge),
+		skew:     int64(dc.States.Skew),
+		shed:     newShedding(dc.LoadShedding),
+	}
+	if st.maxAge <= 0 { // a hand-made config
+		st.maxAge = int64(2 * time.Second)
 	}
 	st.health.applyDefaults()
 	for _, p := range st.pops {
