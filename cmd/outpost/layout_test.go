@@ -109,6 +109,7 @@ func TestImportDirections(t *testing.T) {
 		{"the purge client links no server", "purge", []string{"pop", "dnsgeo", "lab"}},
 		{"the stats client links no server", "stats", []string{"pop", "dnsgeo", "lab"}},
 		{"the wire types link no server", "popapi", []string{"pop", "dnsgeo", "lab"}},
+		{"the control plane reaches the PoP through its seam only", "control", []string{"pop", "dnsgeo", "lab", "netlab", "bench"}},
 		{"the fast path talks to the PoP through its seam only", "pop/fastpath", []string{"pop"}},
 		{"the fill mechanics know no PoP", "pop/fill", []string{"pop", "origin", "config"}},
 		{"nothing imports the command", "", []string{"cmd"}},

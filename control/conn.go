@@ -1,0 +1,231 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/outpost-cdn/outpost/config"
+)
+
+// Identity is who a client is on the bus: its role (config.RoleOperator,
+// RolePoP or RoleDNS) and, for a PoP or a DNS server, its name.
+type Identity struct {
+	Role string
+	Name string
+}
+
+// Conn is a connection to the control plane: a NATS connection with its
+// JetStream context and the control section's bounds. It is safe for
+// concurrent use.
+type Conn struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	cc  config.Control
+	id  Identity
+	log *slog.Logger
+}
+
+// DialOptions tune Dial.
+type DialOptions struct {
+	// Logger receives connection events; nil means slog.Default().
+	Logger *slog.Logger
+	// Wait makes Dial return at once even when no server answers yet: the
+	// client keeps trying in the background (the reconnect backoff), as
+	// long-running roles want. Commands leave it false and fail fast.
+	Wait bool
+	// OnReconnect and OnDisconnect, when set, are called on those events
+	// (from the client's goroutine: do not block).
+	OnReconnect  func()
+	OnDisconnect func()
+}
+
+// Dial connects to the servers of cc as id. The credentials, TLS files
+// and bounds come from cc.
+func Dial(ctx context.Context, cc *config.Control, id Identity, opts DialOptions) (*Conn, error) {
+	if !cc.Enabled() {
+		return nil, errors.New("control: the file has no control section")
+	}
+	if id.Role != config.RoleOperator {
+		if err := checkToken(id.Role+" name", id.Name); err != nil {
+			return nil, err
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	name := "outpost " + id.Role
+	if id.Name != "" {
+		name += " " + id.Name
+	}
+	wait, maxWait := cc.ReconnectWait, cc.ReconnectMaxWait
+	no := []nats.Option{
+		nats.Name(name),
+		nats.Timeout(cc.Timeout),
+		nats.MaxReconnects(-1),
+		nats.CustomReconnectDelay(func(attempts int) time.Duration {
+			d := wait
+			for i := 1; i < attempts && d < maxWait; i++ {
+				d *= 2
+			}
+			d = min(d, maxWait)
+			return d/2 + rand.N(d/2+1)
+		}),
+		nats.CustomInboxPrefix(inboxPrefix(id.Role, id.Name)),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("control: disconnected from the bus", "err", err)
+			if opts.OnDisconnect != nil {
+				opts.OnDisconnect()
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("control: reconnected to the bus", "server", nc.ConnectedUrlRedacted())
+			if opts.OnReconnect != nil {
+				opts.OnReconnect()
+			}
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("control: bus error", "subject", subject, "err", err)
+		}),
+	}
+	if opts.Wait {
+		no = append(no, nats.RetryOnFailedConnect(true))
+	}
+	switch {
+	case cc.CredsFile != "":
+		no = append(no, nats.UserCredentials(cc.CredsFile))
+	case cc.User != "":
+		pw, err := readSecret(cc.PasswordFile)
+		if err != nil {
+			return nil, err
+		}
+		no = append(no, nats.UserInfo(cc.User, pw))
+	}
+	if cc.TLS.CAFile != "" {
+		no = append(no, nats.RootCAs(cc.TLS.CAFile))
+	}
+	if cc.TLS.CertFile != "" {
+		no = append(no, nats.ClientCert(cc.TLS.CertFile, cc.TLS.KeyFile))
+	}
+	if cc.TLS.Enabled() {
+		no = append(no, nats.Secure())
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(strings.Join(cc.Servers, ","), no...)
+	if err != nil {
+		return nil, fmt.Errorf("control: connecting to %s: %w", strings.Join(cc.Servers, ", "), err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	return &Conn{nc: nc, js: js, cc: *cc, id: id, log: log}, nil
+}
+
+// maxSecret bounds a password file.
+const maxSecret = 4 << 10
+
+// readSecret reads a password file: its content without surrounding
+// whitespace. Messages never quote the content.
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("control: password file: %w", err)
+	case len(b) > maxSecret:
+		return "", fmt.Errorf("control: password file %s is larger than 4 KiB", path)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("control: password file %s is empty", path)
+	}
+	return s, nil
+}
+
+// NATS returns the underlying connection.
+func (c *Conn) NATS() *nats.Conn { return c.nc }
+
+// Close closes the connection; subscriptions end.
+func (c *Conn) Close() { c.nc.Close() }
+
+// Drain lets subscriptions finish what they hold, then closes.
+func (c *Conn) Drain() error { return c.nc.Drain() }
+
+// timeout returns a context bounded by the control section's timeout.
+func (c *Conn) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cc.Timeout)
+}
+
+// Ensure creates the purge stream and the two buckets, or updates their
+// settings (replicas, history) to the control section's. It needs an
+// operator; `outpost bus` runs it at start, and the operator's commands
+// before they publish.
+func (c *Conn) Ensure(ctx context.Context) error {
+	ctx, cancel := c.timeout(ctx)
+	defer cancel()
+	_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        PurgeStream,
+		Description: "Outpost purges, in order; each PoP reads them through its durable consumer",
+		Subjects:    []string{PurgeSubject},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      c.cc.PurgeHistory,
+		MaxMsgs:     1_000_000,
+		MaxMsgSize:  64 << 10,
+		Duplicates:  2 * time.Minute,
+		Replicas:    c.cc.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("control: the purge stream %s: %w", PurgeStream, err)
+	}
+	if _, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:       ConfigBucket,
+		Description:  "Outpost's CDN file; the KV revision is the config revision",
+		History:      configHistory,
+		MaxValueSize: 512 << 10,
+		Storage:      jetstream.FileStorage,
+		Replicas:     c.cc.Replicas,
+	}); err != nil {
+		return fmt.Errorf("control: the config bucket %s: %w", ConfigBucket, err)
+	}
+	if _, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:       HostsBucket,
+		Description:  "what each Outpost host runs",
+		History:      1,
+		MaxValueSize: 64 << 10,
+		Storage:      jetstream.FileStorage,
+		Replicas:     c.cc.Replicas,
+	}); err != nil {
+		return fmt.Errorf("control: the hosts bucket %s: %w", HostsBucket, err)
+	}
+	return nil
+}
+
+// NewConn wraps an open NATS connection (an in-process one, say) as a
+// Conn with the bounds of cc; Close closes nc.
+func NewConn(nc *nats.Conn, cc *config.Control, id Identity, logger *slog.Logger) (*Conn, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	return &Conn{nc: nc, js: js, cc: *cc, id: id, log: logger}, nil
+}
