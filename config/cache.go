@@ -7,14 +7,19 @@ import (
 )
 
 // This file is a service's cache section: TTL defaults and clamps, the
-// largest object stored, stale windows, hit-for-miss and the query's part
-// in the key.
+// largest object stored, large objects in slices, stale windows,
+// hit-for-miss and the query's part in the key.
 
 // Defaults of a service's cache section.
 const (
 	defaultMaxObject  = 64 << 20 // 64 MiB
 	defaultKeep       = time.Hour
 	defaultHitForMiss = 2 * time.Minute
+	defaultSliceSize  = 4 << 20 // 4 MiB
+	// MinSliceSize and MaxSliceSize bound cache.slice.size: a slice is at
+	// least one 64 KiB fill chunk, and at most 1 GiB.
+	MinSliceSize = 64 << 10
+	MaxSliceSize = 1 << 30
 )
 
 // CachePolicy says how a service's responses are cached.
@@ -45,7 +50,23 @@ type CachePolicy struct {
 	// of waiting for one another (Varnish's hit-for-miss). A response
 	// that may be stored ends it at once. Default 2m; 0 turns it off.
 	HitForMiss time.Duration
-	Query      QueryPolicy
+	// Slice says whether objects larger than a slice are fetched from the
+	// origin with Range and cached slice by slice (docs/slices.md).
+	Slice SlicePolicy
+	Query QueryPolicy
+}
+
+// SlicePolicy says how a service caches large objects in slices.
+type SlicePolicy struct {
+	// Enabled turns slicing on. Default false: objects above max_object
+	// stream through uncached, as before slicing existed.
+	Enabled bool
+	// Size is the slice size in bytes: objects larger than it are cached
+	// as slices of this size, each its own stored entry. Between 64 KiB
+	// and 1 GiB, and at most max_object. Default (when Enabled) 4 MiB, or
+	// max_object when that is smaller; 0 when slicing is off and no size
+	// is given.
+	Size int64
 }
 
 // QueryPolicy says how the query string takes part in the cache key.
@@ -62,7 +83,8 @@ func cacheDefaults() CachePolicy {
 
 // cache decodes a service's cache policy into c, which holds the defaults.
 func (d *decoder) cache(n *yaml.Node, path string, c *CachePolicy) {
-	var minAt *yaml.Node
+	var minAt, sliceAt *yaml.Node
+	sliceSize := int64(0) // 0: not given
 	d.fields(n, path, []field{
 		optional("default_ttl", d.setDuration(&c.DefaultTTL)),
 		optional("min_ttl", func(n *yaml.Node, path string) {
@@ -74,8 +96,30 @@ func (d *decoder) cache(n *yaml.Node, path string, c *CachePolicy) {
 		optional("keep", d.setDuration(&c.Keep)),
 		optional("stale_if_error", d.setDuration(&c.StaleIfError)),
 		optional("hit_for_miss", d.setDuration(&c.HitForMiss)),
+		optional("slice", func(n *yaml.Node, path string) {
+			d.fields(n, path, []field{
+				optional("enabled", d.setBool(&c.Slice.Enabled)),
+				optional("size", func(n *yaml.Node, path string) {
+					sliceAt = n
+					d.setSizeRange(&sliceSize, MinSliceSize, MaxSliceSize)(n, path)
+				}),
+			})
+		}),
 		optional("query", func(n *yaml.Node, path string) { d.query(n, path, &c.Query) }),
 	})
+	switch {
+	case sliceSize > 0 && sliceSize > c.MaxObject:
+		d.errorf(sliceAt, join(path, "slice.size"), "slice size %s is greater than max_object %s (a slice is a stored object)",
+			formatSize(sliceSize), formatSize(c.MaxObject))
+	case sliceSize > 0:
+		c.Slice.Size = sliceSize
+	case c.Slice.Enabled:
+		c.Slice.Size = min(defaultSliceSize, c.MaxObject)
+		if c.Slice.Size < MinSliceSize {
+			d.errorf(n, join(path, "slice"), "slicing needs max_object of at least %s (it is %s)",
+				formatSize(MinSliceSize), formatSize(c.MaxObject))
+		}
+	}
 	if c.MinTTL > 0 && c.MaxTTL > 0 && c.MinTTL > c.MaxTTL {
 		d.errorf(minAt, join(path, "min_ttl"), "min_ttl %s is greater than max_ttl %s", formatDuration(c.MinTTL), formatDuration(c.MaxTTL))
 	}
