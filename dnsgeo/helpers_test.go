@@ -156,8 +156,15 @@ func (b *syncBuffer) String() string {
 // It returns once every listener serves (dns.Server's NotifyStartedFunc).
 func startServer(t *testing.T, cfg *config.Config) *testServer {
 	t.Helper()
+	return startServerWith(t, cfg, Options{})
+}
+
+// startServerWith is startServer with options; the logger is the test's.
+func startServerWith(t *testing.T, cfg *config.Config, opts Options) *testServer {
+	t.Helper()
 	logs := &syncBuffer{}
-	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, err := New(cfg, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
