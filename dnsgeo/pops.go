@@ -178,4 +178,3 @@ type health struct {
 }
 
 func (h *health) get() HealthState { return HealthState(h.state.Load()) }
-
