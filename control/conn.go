@@ -81,7 +81,10 @@ func Dial(ctx context.Context, cc *config.Control, id Identity, opts DialOptions
 			return d/2 + rand.N(d/2+1)
 		}),
 		nats.CustomInboxPrefix(inboxPrefix(id.Role, id.Name)),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() {
+				return // Close, not a fault
+			}
 			log.Warn("control: disconnected from the bus", "err", err)
 			if opts.OnDisconnect != nil {
 				opts.OnDisconnect()
@@ -229,3 +232,6 @@ func NewConn(nc *nats.Conn, cc *config.Control, id Identity, logger *slog.Logger
 	}
 	return &Conn{nc: nc, js: js, cc: *cc, id: id, log: logger}, nil
 }
+
+// StateInterval is how often PoPs publish their states.
+func (c *Conn) StateInterval() time.Duration { return c.cc.StateInterval }

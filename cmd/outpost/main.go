@@ -27,6 +27,8 @@ func commands() []command {
 		{"bench", "load-test a CDN, a PoP or a URL: latency, throughput, hit ratios", runBench},
 		{"purge", "remove content from every PoP, confirmed", runPurge},
 		{"stats", "the CDN-wide hit-ratio report: every PoP's figures and the totals", runStats},
+		{"config", "push the CDN file to every host over the control plane; which host runs what", runConfig},
+		{"bus", "run an embedded NATS server for the control plane (control.server)", runBus},
 		{"cert", "make a local CA and certificates for TLS and QUIC", runCert},
 		{"netlab", "the CDN across network namespaces with near and far PoPs (Linux, root)", runNetlab},
 		{"version", "print the version", runVersion},

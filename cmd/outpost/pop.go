@@ -53,7 +53,11 @@ func runPoP(args []string, stdout, stderr io.Writer) error {
 		// allowed to hold, so garbage does not add to it.
 		debug.SetMemoryLimit(pop.MemoryLimit(pc))
 	}
-	p, err := pop.New(cfg, pc.Name, pop.Options{Logger: logger})
+	opts := pop.Options{Logger: logger}
+	if cfg.Control.Enabled() {
+		opts.Registry = newRegistry() // shared with the control agent's metrics
+	}
+	p, err := pop.New(cfg, pc.Name, opts)
 	if err != nil {
 		return err
 	}
@@ -61,6 +65,13 @@ func runPoP(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go reloadOnHUP(ctx, logger, *configPath, p.Reload)
+	if cfg.Control.Enabled() {
+		agentDone, err := startAgent(ctx, cfg, *configPath, pc.Name, p, opts.Registry, logger)
+		if err != nil {
+			return err
+		}
+		defer func() { <-agentDone }()
+	}
 	return p.Run(ctx)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,7 +23,7 @@ func runPurge(args []string, stdout, stderr io.Writer) error {
 	tag := fs.Bool("tag", false, "TARGET is a surrogate key (Surrogate-Key / Cache-Tag): purge every object tagged with it")
 	soft := fs.Bool("soft", false, "mark stale instead of deleting: the next request revalidates, stale-if-error still works")
 	token := fs.String("token", "", "bearer token (default: $OUTPOST_PURGE_TOKEN, else the file's purge.token_file or purge.token)")
-	timeout := fs.Duration("timeout", 5*time.Second, "per-attempt timeout")
+	timeout := fs.Duration("timeout", 5*time.Second, "per-attempt timeout (over the bus: how long to wait for the acks; default control.purge_timeout)")
 	attempts := fs.Int("attempts", 3, "attempts per PoP for transient failures")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -51,14 +52,22 @@ func runPurge(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	start := time.Now()
-	results := purge.Send(ctx, cfg, req, purge.Options{Token: *token, Timeout: *timeout, Attempts: *attempts})
-	total := time.Since(start)
-
 	mode := "hard"
 	if *soft {
 		mode = "soft"
 	}
+	if cfg.Control.Enabled() {
+		// Over the bus: durable, and acknowledged by each PoP.
+		wait := cfg.Control.PurgeTimeout
+		if timeoutSet(fs) {
+			wait = *timeout
+		}
+		return purgeOverBus(ctx, cfg, req, wait, fmt.Sprintf("purge %s: %s %s (%s) over the bus", req.ID, kind, target, mode), stdout)
+	}
+	start := time.Now()
+	results := purge.Send(ctx, cfg, req, purge.Options{Token: *token, Timeout: *timeout, Attempts: *attempts})
+	total := time.Since(start)
+
 	fmt.Fprintf(stdout, "purge %s: %s %s (%s)\n", req.ID, kind, target, mode)
 	confirmed := 0
 	for _, r := range results {
@@ -78,4 +87,11 @@ func runPurge(args []string, stdout, stderr io.Writer) error {
 		return errors.New("not every PoP confirmed the purge")
 	}
 	return nil
+}
+
+// timeoutSet reports whether --timeout was given.
+func timeoutSet(fs *flag.FlagSet) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "timeout" })
+	return set
 }

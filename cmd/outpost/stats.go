@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/outpost-cdn/outpost/config"
+	"github.com/outpost-cdn/outpost/control"
 	"github.com/outpost-cdn/outpost/stats"
 )
 
@@ -34,8 +35,23 @@ func runStats(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var conn *control.Conn
+	if cfg.Control.Enabled() {
+		if conn, err = operatorConn(ctx, cfg); err != nil {
+			return err
+		}
+		defer conn.Close()
+	}
 	for {
-		r := stats.Collect(ctx, cfg, nil)
+		var r *stats.Report
+		if conn != nil {
+			// Over the bus: one request every PoP agent answers.
+			if r, err = conn.StatsReport(ctx, cfg); err != nil {
+				return err
+			}
+		} else {
+			r = stats.Collect(ctx, cfg, nil)
+		}
 		if *watch && !*asJSON {
 			fmt.Fprint(stdout, "\033[H\033[2J") // clear the screen, cursor home
 			fmt.Fprintf(stdout, "%s  %s  (every %s; Ctrl-C stops)\n\n", r.At.Format(time.TimeOnly), cfg.Path, *every)
@@ -48,6 +64,10 @@ func runStats(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, string(out))
 		} else if err := r.WriteTable(stdout); err != nil {
 			return err
+		} else if conn != nil {
+			if err := writeBusStates(ctx, conn, stdout); err != nil {
+				return err
+			}
 		}
 		if !*watch {
 			if down := r.Down(); len(down) > 0 {
@@ -61,4 +81,15 @@ func runStats(args []string, stdout, stderr io.Writer) error {
 		case <-time.After(*every):
 		}
 	}
+}
+
+// writeBusStates adds the PoPs' control-plane figures (health, config
+// revision, purge lag) from one state interval of their states.
+func writeBusStates(ctx context.Context, conn *control.Conn, stdout io.Writer) error {
+	states, err := conn.States(ctx, conn.StateInterval()+conn.StateInterval()/2)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "\nControl plane (the PoPs' states):")
+	return control.WriteStates(stdout, states)
 }
