@@ -2,6 +2,7 @@ package dnsgeo
 
 import (
 	"context"
+	"math"
 	"net"
 	"net/netip"
 	"testing"
@@ -164,4 +165,69 @@ func (w *udpWorkerBench) serve(s *Server, pkt []byte) bool {
 	}
 	b, err := resp.PackBuffer(w.out)
 	return err == nil && len(b) > 0
+}
+
+// BenchmarkObserveState measures taking one PoP state, as the control
+// plane delivers them (one per PoP a second); allocs/op must stay 0.
+func BenchmarkObserveState(b *testing.B) {
+	s, clk, _ := newStateServer(b, "")
+	st := popState("prg", clk.Now(), true, 0.9)
+	b.ReportAllocs()
+	for b.Loop() {
+		clk.Add(time.Millisecond)
+		st.Time = clk.Now()
+		s.ObserveState(st)
+	}
+}
+
+// BenchmarkHandlerStates is BenchmarkHandler's ECS query on a server that
+// routes on PoP states: every PoP healthy by its state, then prg
+// shedding 20% of its users (the query's subnet among them, or not).
+// allocs/op must equal BenchmarkHandler's A-ecs-map.
+func BenchmarkHandlerStates(b *testing.B) {
+	s, clk, _ := newStateServer(b, "  health: {interval: 1h}")
+	cases := []struct {
+		name   string
+		subnet string
+		load   float64
+	}{
+		{"A-ecs-map-states", "198.51.100.0/24", 0.5},
+		{"A-ecs-shed-kept", "81.0.0.0/24", 0.95},
+		{"A-ecs-shed-moved", "", 0.95},
+	}
+	for _, c := range cases {
+		for _, name := range popNames {
+			load := 0.3
+			if name == "prg" {
+				load = c.load
+			}
+			clk.Add(time.Second)
+			s.ObserveState(popState(name, clk.Now(), true, load))
+		}
+		if c.load > 0.8 {
+			st := s.state.Load()
+			p := st.popByName["prg"].report
+			p.share.Store(math.Float64bits(0.2))
+		}
+		subnet := c.subnet
+		if subnet == "" { // the first Frankfurt subnet prg sheds
+			for i := range numSubnets {
+				if d := s.Decide(Query{Subnet: frankfurtSubnet(i), Type: dns.TypeA}); d.Shed {
+					subnet = frankfurtSubnet(i).String()
+					break
+				}
+			}
+		}
+		pkt := mustPack(b, query("demo.cdn.example.", dns.TypeA, subnet, 0))
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			w := newUDPWorkerBench()
+			for b.Loop() {
+				if !w.serve(s, pkt) {
+					b.Fatal("no reply")
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
+		})
+	}
 }
