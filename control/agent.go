@@ -60,7 +60,8 @@ type Agent struct {
 	recheck    bool   // ask the consumer for the lag at the next tick
 	consumer   jetstream.Consumer
 	reconnects uint64
-	last       popapi.Stats // the previous state's snapshot
+	capacity   config.Capacity // the PoP's, from the configuration it runs
+	last       popapi.Stats    // the previous state's snapshot
 	lastAt     time.Time
 	state      popapi.State
 }
@@ -84,6 +85,16 @@ func NewAgent(conn *Conn, p PoP, opts AgentOptions) (*Agent, error) {
 	a.follower = &Follower{
 		Conn: conn, Role: config.RolePoP, Host: opts.Name, Path: opts.Path, Started: opts.Config,
 		Apply: p.Reload, Logger: a.log,
+		Applied: func(_ uint64, cfg *config.Config) {
+			if pc, err := cfg.POP(opts.Name); err == nil {
+				a.mu.Lock()
+				a.capacity = pc.Capacity
+				a.mu.Unlock()
+			}
+		},
+	}
+	if pc, err := opts.Config.POP(opts.Name); err == nil {
+		a.capacity = pc.Capacity
 	}
 	if opts.Registry != nil {
 		gauge := func(name, help string, f func() float64) prometheus.Collector {
@@ -337,6 +348,8 @@ func (a *Agent) publishState(ctx context.Context) {
 			st.HitRatio = float64(s.Hits-min(a.last.Hits, s.Hits)) / dr
 		}
 	}
+	st.CapacityRequests, st.CapacityBytes = a.capacity.RequestsPerSec, float64(a.capacity.BytesPerSec)
+	st.Load = a.capacity.Load(st.RequestsPerSec, st.BytesPerSec)
 	a.last, a.lastAt, a.state = s, now, st
 	a.mu.Unlock()
 	if !connected {
