@@ -52,8 +52,9 @@ const (
 	maxStateMaxAge           = time.Minute
 	defaultStateSkew         = 500 * time.Millisecond
 	defaultShedThreshold     = 0.8
-	defaultShedBand          = 0.1 // release = threshold - band unless given
-	defaultShedChange        = 0.02
+	defaultShedBand          = 0.1   // release = threshold - band unless given
+	defaultShedChangePerTTL  = 0.1   // change_per_second: 10 points of share per dns.ttl …
+	maxDefaultShedChange     = 0.015 // … but at most 1.5 points a second (states lag a second or two)
 	defaultShedMaxShare      = 0.5
 	maxShedThreshold         = 10
 )
@@ -156,7 +157,10 @@ type LoadShedding struct {
 	// default Threshold - 0.1 (0 when that is negative).
 	Release float64
 	// ChangePerSecond is how fast the shed share moves, as a share of the
-	// PoP's users per second; (0, 1]; default 0.02.
+	// PoP's users per second; (0, 1]. A change reaches users only as
+	// resolvers' cached answers expire (dns.ttl), so a faster change
+	// overshoots and swings: the default, 0.1 per TTL (0.0033 with the
+	// default TTL of 30s) and at most 0.015, keeps the loop steady.
 	ChangePerSecond float64
 	// MaxShare is the largest share of a PoP's users ever moved; 0..1;
 	// default 0.5. 0 turns load shedding off.
@@ -274,7 +278,7 @@ func (d *decoder) dns(n *yaml.Node, path string) (DNS, dnsAt) {
 			IPv6Prefix: defaultRRLIPv6Prefix, TableSize: defaultRRLTableSize},
 		States: DNSStates{Skew: defaultStateSkew}, // MaxAge: see dnsStatesRefs
 		LoadShedding: LoadShedding{Threshold: defaultShedThreshold, Release: -1,
-			ChangePerSecond: defaultShedChange, MaxShare: defaultShedMaxShare},
+			ChangePerSecond: -1, MaxShare: defaultShedMaxShare}, // -1: not given, see below
 	}
 	ok := d.fields(n, path, []field{
 		required("listen", func(n *yaml.Node, path string) { c.Listen, at.listen = d.listenList(n, path) }),
@@ -308,6 +312,9 @@ func (d *decoder) dns(n *yaml.Node, path string) (DNS, dnsAt) {
 	})
 	if c.LoadShedding.Release < 0 { // not given: a band of 0.1 below the threshold
 		c.LoadShedding.Release = max(math.Round((c.LoadShedding.Threshold-defaultShedBand)*1e6)/1e6, 0)
+	}
+	if c.LoadShedding.ChangePerSecond < 0 { // not given: 0.1 per TTL
+		c.LoadShedding.ChangePerSecond = DefaultShedChange(c.TTL)
 	}
 	if ok {
 		at.section = d.node(n, path)
@@ -535,6 +542,20 @@ func (d *decoder) rateLimit(n *yaml.Node, path string, r *RateLimit) {
 	if r.TableSize&(r.TableSize-1) != 0 {
 		r.TableSize = 1 << bits.Len(uint(r.TableSize))
 	}
+}
+
+// DefaultShedChange is dns.load_shedding.change_per_second when the file
+// does not give it: 0.1 of a PoP's users per TTL of geo answers, at most
+// 0.015 a second, rounded to 4 decimals. Simulations of resolvers that
+// cache answers for up to twice the TTL, with states that lag two
+// seconds, settle inside the band with it; 0.02 a second with a 30s TTL
+// swings between release and threshold for ever.
+func DefaultShedChange(ttl time.Duration) float64 {
+	if ttl <= 0 {
+		ttl = defaultDNSTTL
+	}
+	v := min(defaultShedChangePerTTL/ttl.Seconds(), maxDefaultShedChange)
+	return max(math.Round(v*1e4)/1e4, 1e-4)
 }
 
 // dnsStates decodes dns.states into s, which holds the defaults but for

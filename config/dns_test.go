@@ -39,7 +39,7 @@ func TestDNSDefaults(t *testing.T) {
 		// Off, with BIND's slip and prefix lengths ready for when it is on.
 		RateLimit:    RateLimit{Slip: 2, IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 65536},
 		States:       DNSStates{MaxAge: 2 * time.Second, Skew: 500 * time.Millisecond},
-		LoadShedding: LoadShedding{Threshold: 0.8, Release: 0.7, ChangePerSecond: 0.02, MaxShare: 0.5},
+		LoadShedding: LoadShedding{Threshold: 0.8, Release: 0.7, ChangePerSecond: 0.0033, MaxShare: 0.5},
 	}
 	if !reflect.DeepEqual(c.DNS, want) {
 		t.Errorf("DNS:\n got %+v\nwant %+v", c.DNS, want)
@@ -129,7 +129,8 @@ func TestDNSEverySetting(t *testing.T) {
 }
 
 // TestDNSStatesDefaults checks the defaults that depend on other keys:
-// max_age follows control.state_interval, release follows the threshold.
+// max_age follows control.state_interval, release the threshold, and
+// change_per_second the TTL.
 func TestDNSStatesDefaults(t *testing.T) {
 	const control = "control: {servers: [\"nats://127.0.0.1:4222\"], state_interval: 5s}\n"
 	tests := []struct {
@@ -138,12 +139,16 @@ func TestDNSStatesDefaults(t *testing.T) {
 		maxAge    time.Duration
 		threshold float64
 		release   float64
+		change    float64
 	}{
-		{"no control section: twice the default state interval", "", 2 * time.Second, 0.8, 0.7},
-		{"max_age is twice control.state_interval", control, 10 * time.Second, 0.8, 0.7},
-		{"release is 0.1 below a threshold given", "  load_shedding: {threshold: 0.95}\n", 2 * time.Second, 0.95, 0.85},
-		{"release is never below 0", "  load_shedding: {threshold: 0.05}\n", 2 * time.Second, 0.05, 0},
-		{"max_age given wins", "  states: {max_age: 7s}\n" + control, 7 * time.Second, 0.8, 0.7},
+		{"no control section: twice the default state interval", "", 2 * time.Second, 0.8, 0.7, 0.0033},
+		{"max_age is twice control.state_interval", control, 10 * time.Second, 0.8, 0.7, 0.0033},
+		{"release is 0.1 below a threshold given", "  load_shedding: {threshold: 0.95}\n", 2 * time.Second, 0.95, 0.85, 0.0033},
+		{"release is never below 0", "  load_shedding: {threshold: 0.05}\n", 2 * time.Second, 0.05, 0, 0.0033},
+		{"max_age given wins", "  states: {max_age: 7s}\n" + control, 7 * time.Second, 0.8, 0.7, 0.0033},
+		{"change_per_second is 0.1 per ttl", "  ttl: 60s\n", 2 * time.Second, 0.8, 0.7, 0.0017},
+		{"change_per_second is at most 0.015", "  ttl: 5s\n", 2 * time.Second, 0.8, 0.7, 0.015},
+		{"change_per_second given wins", "  ttl: 5s\n  load_shedding: {change_per_second: 0.5}\n", 2 * time.Second, 0.8, 0.7, 0.5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,9 +161,10 @@ func TestDNSStatesDefaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := c.DNS
-			if got.States.MaxAge != tt.maxAge || got.LoadShedding.Threshold != tt.threshold || got.LoadShedding.Release != tt.release {
-				t.Errorf("max_age %s threshold %g release %g, want %s %g %g", got.States.MaxAge,
-					got.LoadShedding.Threshold, got.LoadShedding.Release, tt.maxAge, tt.threshold, tt.release)
+			ls := got.LoadShedding
+			if got.States.MaxAge != tt.maxAge || ls.Threshold != tt.threshold || ls.Release != tt.release || ls.ChangePerSecond != tt.change {
+				t.Errorf("max_age %s threshold %g release %g change_per_second %g, want %s %g %g %g", got.States.MaxAge,
+					ls.Threshold, ls.Release, ls.ChangePerSecond, tt.maxAge, tt.threshold, tt.release, tt.change)
 			}
 		})
 	}

@@ -10,7 +10,13 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/outpost-cdn/outpost/config"
 )
+
+// fastShed makes the shed share move 2 points a second, so that the
+// numbers of the load tests are round (the default follows dns.ttl).
+const fastShed = "  load_shedding: {change_per_second: 0.02}"
 
 // numSubnets is how many /24s of Frankfurt's /8 the load tests ask about.
 const numSubnets = 4096
@@ -79,12 +85,13 @@ func shareOf(s *Server, name string) float64 {
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 
 // TestLoadShedding checks load-aware routing with the default settings
-// (threshold 0.8, release 0.7, 0.02 a second, at most half): each row
+// but a faster change (threshold 0.8, release 0.7, 0.02 a second, at most
+// half): each row
 // drives prg's load over time and checks its shed share and which
 // Frankfurt subnets move to iad, the next nearest.
 func TestLoadShedding(t *testing.T) {
 	t.Run("the share grows by change_per_second while load stays above the threshold", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "")
+		s, clk, _ := newStateServer(t, fastShed)
 		loads(s, clk, 1, 0.95, -1) // the first state starts the clock: no share yet
 		if got := shareOf(s, "prg"); got != 0 {
 			t.Fatalf("share after the first state: %g, want 0", got)
@@ -100,14 +107,14 @@ func TestLoadShedding(t *testing.T) {
 		}
 	})
 	t.Run("the share stops at max_share", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "")
+		s, clk, _ := newStateServer(t, fastShed)
 		loads(s, clk, 60, 3, -1)
 		if got := shareOf(s, "prg"); got != 0.5 {
 			t.Errorf("share %g, want 0.5", got)
 		}
 	})
 	t.Run("a growing share only adds subnets, and each keeps its answer while it holds", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "")
+		s, clk, _ := newStateServer(t, fastShed)
 		loads(s, clk, 6, 0.95, -1)
 		at10 := shed(t, s)
 		if again := shed(t, s); fmt.Sprint(again) != fmt.Sprint(at10) {
@@ -125,7 +132,7 @@ func TestLoadShedding(t *testing.T) {
 		}
 	})
 	t.Run("shed users come back as load stays below release", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "")
+		s, clk, _ := newStateServer(t, fastShed)
 		loads(s, clk, 11, 0.95, -1) // 20%
 		at20 := shed(t, s)
 		loads(s, clk, 5, 0.5, -1)
@@ -147,7 +154,7 @@ func TestLoadShedding(t *testing.T) {
 		}
 	})
 	t.Run("load between release and threshold holds the share", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "")
+		s, clk, _ := newStateServer(t, fastShed)
 		loads(s, clk, 11, 0.95, -1)
 		before := shed(t, s)
 		for _, load := range []float64{0.79, 0.71, 0.8, 0.75, 0.7} {
@@ -161,7 +168,7 @@ func TestLoadShedding(t *testing.T) {
 		}
 	})
 	t.Run("load oscillating around the threshold moves each subnet at most once", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "")
+		s, clk, _ := newStateServer(t, fastShed)
 		changes := make([]int, numSubnets)
 		last := shed(t, s)
 		prev := 0.0
@@ -196,7 +203,7 @@ func TestLoadShedding(t *testing.T) {
 		}
 	})
 	t.Run("no other PoP with room: the client keeps its PoP", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "")
+		s, clk, _ := newStateServer(t, fastShed)
 		loads(s, clk, 11, 0.95, 0.95) // every PoP sheds
 		for i := range 256 {
 			d := s.Decide(Query{Subnet: frankfurtSubnet(i), Type: dns.TypeA})
@@ -206,7 +213,7 @@ func TestLoadShedding(t *testing.T) {
 		}
 	})
 	t.Run("states that stopped everywhere shed nothing", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "")
+		s, clk, _ := newStateServer(t, fastShed)
 		loads(s, clk, 11, 0.95, -1)
 		clk.Add(2*time.Second + time.Millisecond)
 		if f := fraction(shed(t, s)); f != 0 {
@@ -217,7 +224,7 @@ func TestLoadShedding(t *testing.T) {
 		}
 	})
 	t.Run("a pause in the states longer than max_age starts the share afresh", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "")
+		s, clk, _ := newStateServer(t, fastShed)
 		loads(s, clk, 11, 0.95, -1)
 		clk.Add(10 * time.Second)
 		loads(s, clk, 1, 0.95, -1)
@@ -253,7 +260,7 @@ func TestLoadShedding(t *testing.T) {
 // the query path.
 func TestLoadSheddingAnswers(t *testing.T) {
 	t.Run("the ECS scope narrows to the hashed /24 while the PoP sheds", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "")
+		s, clk, _ := newStateServer(t, fastShed)
 		q := Query{Subnet: frankfurtSubnet(5), Type: dns.TypeA}
 		if d := s.Decide(q); d.Scope != 8 {
 			t.Fatalf("scope before shedding: /%d, want /8 (the map's network)", d.Scope)
@@ -264,7 +271,7 @@ func TestLoadSheddingAnswers(t *testing.T) {
 		}
 	})
 	t.Run("clients no locator places are shed in the fallback order", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "  fallback: [prg, nrt, iad]")
+		s, clk, _ := newStateServer(t, fastShed+"\n  fallback: [prg, nrt, iad]")
 		loads(s, clk, 26, 2, -1) // 50%
 		moved := 0
 		for i := range 512 {
@@ -284,7 +291,7 @@ func TestLoadSheddingAnswers(t *testing.T) {
 		}
 	})
 	t.Run("answers count shed answers under the PoP that shed them", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "")
+		s, clk, _ := newStateServer(t, fastShed)
 		loads(s, clk, 26, 2, -1)
 		w := newUDPWorkerBench()
 		for i := range 64 {
@@ -306,7 +313,7 @@ func TestLoadSheddingAnswers(t *testing.T) {
 // TestExplainLoadShedding checks that explanations say when load changed
 // an answer, and when it did not.
 func TestExplainLoadShedding(t *testing.T) {
-	s, clk, _ := newStateServer(t, "")
+	s, clk, _ := newStateServer(t, fastShed)
 	loads(s, clk, 11, 0.95, -1) // prg sheds 20%
 	moved := shed(t, s)
 	first := func(want bool) netip.Prefix {
@@ -356,7 +363,7 @@ func TestExplainLoadShedding(t *testing.T) {
 		})
 	}
 	t.Run("no shedding: no load line", func(t *testing.T) {
-		s, clk, _ := newStateServer(t, "")
+		s, clk, _ := newStateServer(t, fastShed)
 		loads(s, clk, 3, 0.5, -1)
 		e := s.Explain(Query{Subnet: frankfurtSubnet(0)}, true)
 		var b bytes.Buffer
@@ -365,4 +372,64 @@ func TestExplainLoadShedding(t *testing.T) {
 			t.Errorf("load shedding explained without any:\n%s", b.String())
 		}
 	})
+}
+
+// TestLoadSheddingSettles runs the shedding rule against a model of the
+// world it steers: each second the PoP's load is its unshed load times
+// the share of users not shed, where resolvers hold answers for up to
+// lag seconds (the shed share users see is the average over that window),
+// and states arrive delay seconds late. With the default change per
+// second the loop settles inside the band; 0.02 a second against a 30s
+// TTL swings between release and threshold for ever, which is why the
+// default follows dns.ttl.
+func TestLoadSheddingSettles(t *testing.T) {
+	tests := []struct {
+		name   string
+		ttl    time.Duration
+		change float64 // 0: the default for ttl
+		lag    float64 // how long resolvers hold answers, in TTLs
+		load   float64 // unshed
+		steady bool
+	}{
+		{"default, 30s TTL, 10% over capacity", 30 * time.Second, 0, 1, 0.9, true},
+		{"default, 30s TTL, resolvers holding answers twice as long", 30 * time.Second, 0, 2, 1.2, true},
+		{"default, 5s TTL, 30% over", 5 * time.Second, 0, 1.5, 1.3, true},
+		{"default, 1s TTL", time.Second, 0, 2, 1.1, true},
+		{"default, 5m TTL", 5 * time.Minute, 0, 1, 1.1, true},
+		{"0.02 a second with a 30s TTL swings", 30 * time.Second, 0.02, 1, 0.9, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			change := tt.change
+			if change == 0 {
+				change = config.DefaultShedChange(tt.ttl)
+			}
+			sh := newShedding(config.LoadShedding{Threshold: 0.8, Release: 0.7, ChangePerSecond: change, MaxShare: 0.5})
+			const delay = 2 // seconds between a load and the state that carries it
+			window := max(int(tt.ttl.Seconds()*tt.lag), 1)
+			shares := make([]float64, window) // the share of each of the last window seconds
+			var loads []float64
+			share := 0.0
+			steps := max(4000, 60*window)
+			lo, hi := math.Inf(1), math.Inf(-1)
+			for i := range steps {
+				seen := 0.0
+				for _, s := range shares[len(shares)-window:] {
+					seen += s
+				}
+				loads = append(loads, tt.load*(1-seen/float64(window)))
+				if i >= delay {
+					share = sh.next(share, loads[i-delay], int64(time.Second))
+				}
+				shares = append(shares, share)
+				if i > steps/2 {
+					lo, hi = min(lo, loads[i]), max(hi, loads[i])
+				}
+			}
+			steady := hi-lo < 0.02 && hi <= 0.8+1e-9 && lo >= 0.7-0.05
+			if steady != tt.steady {
+				t.Errorf("change %g a second: load %.3f..%.3f in the second half, steady %v, want %v", change, lo, hi, steady, tt.steady)
+			}
+		})
+	}
 }
