@@ -128,12 +128,15 @@ func scheme(r *http.Request) string {
 
 // lookup is what the store holds for a request.
 type lookup struct {
-	primary string       // the URL's key
-	key     string       // the key the response is (to be) stored under
-	index   *cache.Entry // the variant index, when the response varies
-	entry   *cache.Entry // the stored response, if any
-	retried bool         // a second try, for another variant of a fill
-	alone   bool         // a fill no other request may join (credentials)
+	primary  string       // the URL's key
+	key      string       // the key the response is (to be) stored under
+	index    *cache.Entry // the variant index, when the response varies
+	entry    *cache.Entry // the stored response, if any
+	retried  bool         // a second try, for another variant of a fill
+	alone    bool         // a fill no other request may join (credentials)
+	meta     *sliceObject // the sliced object stored for key, when there is no entry
+	noSlice  bool         // the object could not be sliced lately: fill without Range
+	resliced bool         // a second try after a sliced object changed
 }
 
 // find looks a request for host (already normalized) up in the store,
@@ -161,8 +164,19 @@ func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *servic
 	rd := cache.ParseRequestDirectives(r.Header)
 	l := p.find(r, svc, host)
 	now := p.now()
+	if l.entry == nil && svc.slice > 0 {
+		if l.meta = p.findSliced(l.key); l.meta != nil && p.serveSlicedHit(w, r, svc, l, rd, now) {
+			return
+		}
+		l.noSlice = p.marks.unsliced(l.key, now)
+	}
 	status := cache.Status{Fwd: cache.FwdURIMiss}
 	switch {
+	case l.meta != nil:
+		status.Fwd = cache.FwdStale
+		if rd.NoCache || rd.HasMaxAge || rd.HasMinFresh {
+			status.Fwd = cache.FwdRequest
+		}
 	case l.entry != nil:
 		switch l.entry.Usable(now, rd) {
 		case cache.UseFresh:
@@ -237,4 +251,25 @@ func (p *PoP) redirectToHTTPS(w http.ResponseWriter, r *http.Request, svc *servi
 	w.Header().Set("Cache-Status", cache.Status{Fwd: cache.FwdBypass, Detail: "https-redirect"}.Format(p.statusName))
 	w.WriteHeader(http.StatusPermanentRedirect)
 	svc.stats.record(r, http.StatusPermanentRedirect, resultPass, 0)
+}
+
+// serveSlicedHit answers a request for a sliced object whose stored
+// header may be used (fresh, or stale as the client allows) from its
+// slices. A stale object within stale-while-revalidate is revalidated
+// before use, as the slices in flight could not be told apart from a
+// refresh's. It returns false when the object must be validated first.
+func (p *PoP) serveSlicedHit(w http.ResponseWriter, r *http.Request, svc *service, l lookup, rd cache.RequestDirectives, now time.Time) bool {
+	status := cache.Status{Hit: true}
+	switch l.meta.meta.Usable(now, rd) {
+	case cache.UseFresh:
+	case cache.UseStale:
+		status.Detail = "max-stale"
+	default:
+		return false
+	}
+	if !p.serveSliced(w, r, svc, l.meta, status, resultHit, nil, true) {
+		// The object changed under the request: fetch it anew, once.
+		p.serveMiss(w, r, svc, lookup{primary: l.primary, key: l.key, index: l.index, resliced: true}, cache.Status{Fwd: cache.FwdURIMiss})
+	}
+	return true
 }

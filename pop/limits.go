@@ -58,6 +58,40 @@ const maxMarks = 64 << 10
 type uncacheable struct {
 	mu    sync.Mutex
 	marks map[string]mark
+	// noSlice remembers, until when, the keys whose objects could not be
+	// sliced (slice.go), so their fills ask for no Range.
+	noSlice map[string]time.Time
+}
+
+// setUnsliced remembers that key's object could not be sliced, until.
+func (u *uncacheable) setUnsliced(key string, until time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.noSlice == nil {
+		u.noSlice = make(map[string]time.Time)
+	}
+	if len(u.noSlice) >= maxMarks {
+		drop := maxMarks / 10
+		for k := range u.noSlice {
+			delete(u.noSlice, k)
+			if drop--; drop == 0 {
+				break
+			}
+		}
+	}
+	u.noSlice[key] = until
+}
+
+// unsliced reports whether key's object could not be sliced lately.
+func (u *uncacheable) unsliced(key string, now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	until, ok := u.noSlice[key]
+	if ok && !now.Before(until) {
+		delete(u.noSlice, key)
+		return false
+	}
+	return ok
 }
 
 // mark is what is remembered of a key.
@@ -137,6 +171,7 @@ func (c limitsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descDetachedFills, descDetachedRefused, descHitForMiss} {
 		ch <- d
 	}
+	describeSlices(ch)
 }
 
 // Collect reads the limits' figures.
@@ -154,6 +189,7 @@ func (c limitsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descDetachedRefused, prometheus.CounterValue, float64(refused))
 	gauge(descHitForMiss, float64(p.marks.len()))
+	collectSlices(p, ch)
 }
 
 // memoryHeadroom is what MemoryLimit allows beyond the cache and the

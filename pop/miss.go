@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/outpost-cdn/outpost/cache"
@@ -71,6 +73,11 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 	switch {
 	case f.err != nil:
 		p.originFailed(w, r, svc, status, f.err)
+		return
+	case f.entry != nil && parseMeta(f.entry) != nil:
+		// A sliced object: answered from its slices.
+		p.serveSlicedFill(w, r, svc, l, f, status, role, reader)
+		reader = nil // serveSlicedFill detached it
 		return
 	case f.entry != nil && f.waitersAlone && !leader:
 		// The revalidation made the response one user's: fetch our own.
@@ -432,5 +439,38 @@ func forwardInterim(w http.ResponseWriter) func(int, textproto.MIMEHeader) error
 			delete(hdr, name) // interim fields do not carry over to the final response
 		}
 		return nil
+	}
+}
+
+// serveSlicedFill answers a request whose fill found (or revalidated, or
+// stood in with) a sliced object, from its slices: the fill's own slice
+// through reader, the others from the store or their fills.
+func (p *PoP) serveSlicedFill(w http.ResponseWriter, r *http.Request, svc *service, l lookup, f *fetch, status cache.Status, role result, reader *fill.Reader) {
+	obj := parseMeta(f.entry)
+	status.FwdStatus = f.fwdStatus
+	res := role
+	switch f.outcome {
+	case resultStaleOnError:
+		status.Detail, res = "stale-if-error", resultStaleOnError
+	case resultRevalidated:
+		status.Stored = true
+		if role == resultMiss {
+			res = resultRevalidated
+		}
+	default:
+		status.Stored = true
+	}
+	var probe *sliceSource
+	if reader != nil && strings.HasPrefix(f.storeKey, obj.key+"\x00slice:") {
+		i, err := strconv.ParseInt(f.storeKey[strings.LastIndexByte(f.storeKey, ':')+1:], 10, 64)
+		if err == nil && obj.sliceKey(i) == f.storeKey {
+			probe = &sliceSource{index: i, f: f, rd: reader}
+		}
+	}
+	if probe == nil && reader != nil {
+		reader.Detach()
+	}
+	if !p.serveSliced(w, r, svc, obj, status, res, probe, !l.resliced) {
+		p.serveMiss(w, r, svc, lookup{primary: l.primary, key: l.key, index: l.index, resliced: true}, cache.Status{Fwd: cache.FwdURIMiss})
 	}
 }

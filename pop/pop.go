@@ -135,6 +135,7 @@ type service struct {
 	policy    cache.Policy
 	query     cache.QueryPolicy
 	maxObject int64
+	slice     int64 // cache.slice.size when slicing is on, else 0
 	keep      time.Duration
 	pool      *origin.Pool
 	redirect  bool   // answer plain HTTP with a redirect to https
@@ -148,8 +149,10 @@ type service struct {
 	// rather than per fill.
 	detached  *slots
 	fillHooks fill.Hooks
-	// stats outlive a reload: a service that keeps its name keeps them.
-	stats *counters
+	// stats outlive a reload: a service that keeps its name keeps them
+	// (slices too: setFillHooks carries them over).
+	stats  *counters
+	slices *sliceCounters
 }
 
 // routes are the parts of the configuration a reload may change.
@@ -339,8 +342,8 @@ func newService(sc *config.Service, log *slog.Logger) (*service, error) {
 
 			StaleIfError: sc.Cache.StaleIfError,
 		},
-		query:       cache.QueryPolicy{Sort: sc.Cache.Query.Sort, Drop: sc.Cache.Query.Drop},
-		maxObject:   sc.Cache.MaxObject,
+		query:     cache.QueryPolicy{Sort: sc.Cache.Query.Sort, Drop: sc.Cache.Query.Drop},
+		maxObject: sc.Cache.MaxObject, slice: sliceSize(sc.Cache.Slice), slices: new(sliceCounters),
 		keep:        sc.Cache.Keep,
 		pool:        pool,
 		redirect:    sc.HTTPS.Redirect,

@@ -35,6 +35,12 @@ func (p *PoP) startFill(f *fetch, r *http.Request, svc *service, l lookup) {
 	f.purgeSeq = p.purges.current()
 	out := p.fillRequest(r, l.entry)
 	out.CacheKey = l.primary
+	probe := p.sliceProbeFor(r, svc, l)
+	if probe != nil && !f.background {
+		probe.prepare(out.Header)
+	} else {
+		probe = nil
+	}
 	f.encoding = out.Header.Get("Accept-Encoding")
 	if r.ProtoAtLeast(1, 1) && !f.background {
 		out.Got1xx = f.sendInterim
@@ -46,12 +52,23 @@ func (p *PoP) startFill(f *fetch, r *http.Request, svc *service, l lookup) {
 	hooks := svc.fillHooks
 	hooks.Cancel = cancel
 	f.Prepare(hooks)
-	go p.runFill(ctx, f, svc, l.key, out)
+	go p.runFill(ctx, f, svc, l.key, out, probe)
 }
 
 // setFillHooks gives each service of rt the hooks its fills get: the
-// in-flight budget and its detached-fill slots.
+// in-flight budget and its detached-fill slots. On a reload it also
+// carries each service's slice figures over from the running routes, as
+// routesFrom does with the rest of its figures.
 func (p *PoP) setFillHooks(rt *routes) {
+	if old := p.routes.Load(); old != nil {
+		for _, svc := range rt.list {
+			for _, o := range old.list {
+				if o.name == svc.name && o.slices != nil {
+					svc.slices = o.slices
+				}
+			}
+		}
+	}
 	for _, svc := range rt.list {
 		svc.fillHooks = fill.Hooks{
 			Budget:  p.inflight.Budget,
@@ -81,8 +98,10 @@ func (p *PoP) releaseDetached(svc *service) {
 // runFill fetches f's object from the service's origin on behalf of every
 // request that joins f. It runs detached from the clients, so one client
 // hanging up does not cancel the fill for the rest. lookupKey is the key
-// the requests looked up, which hit-for-miss marks.
-func (p *PoP) runFill(ctx context.Context, f *fetch, svc *service, lookupKey string, out origin.Request) {
+// the requests looked up, which hit-for-miss marks. probe, when set, is
+// the slice the fill asks for (slice.go), which may make the object a
+// sliced one.
+func (p *PoP) runFill(ctx context.Context, f *fetch, svc *service, lookupKey string, out origin.Request, probe *sliceProbe) {
 	cancel := f.cancel
 	handedOff := false // the leader reads the response itself, and cancels
 	defer func() {
@@ -117,6 +136,9 @@ func (p *PoP) runFill(ctx context.Context, f *fetch, svc *service, lookupKey str
 		case f.stale != nil && f.stale.UsableOnError(f.responseTime):
 			p.log.Warn("origin failed; serving stale", "service", svc.name, "key", f.Key(), "err", err)
 			f.entry, f.outcome = f.stale, resultStaleOnError
+		case probe != nil && probe.stale != nil && probe.stale.meta.UsableOnError(f.responseTime):
+			p.log.Warn("origin failed; serving stale", "service", svc.name, "key", f.Key(), "err", err)
+			f.entry, f.outcome = probe.stale.meta, resultStaleOnError
 		default:
 			f.err = err
 		}
@@ -124,6 +146,12 @@ func (p *PoP) runFill(ctx context.Context, f *fetch, svc *service, lookupKey str
 		return
 	}
 	origin.RemoveHopByHop(resp.Header)
+	if probe != nil {
+		var done bool
+		if resp, done = p.sliceProbed(ctx, f, svc, lookupKey, probe, resp, &out); done {
+			return
+		}
+	}
 	// The fill's request is a GET with the leader's header (a HEAD is
 	// fetched as a GET).
 	req := cache.RequestOf(http.MethodGet, f.leaderHeader)

@@ -1,0 +1,342 @@
+package pop
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// testSlice is the slice size of the slice tests (the smallest allowed).
+const testSlice = 64 << 10
+
+// sliceConfig is a PoP with slicing on, slices of testSlice bytes.
+func sliceConfig(originURL string) string {
+	return fmt.Sprintf(`
+services:
+  - name: demo
+    hostnames: [demo.example, 127.0.0.1]
+    origin:
+      servers: [{url: %q}]
+      timeouts: {connect: 2s, first_byte: 5s, idle: 5s}
+    cache:
+      max_object: 1MiB
+      slice: {enabled: true, size: 64KiB}
+pops:
+  - name: test
+    location: {lat: 50, lon: 14}
+    listen: 127.0.0.1:0
+    admin: 127.0.0.2:0
+    cache_size: 256MiB
+    drain: 0s
+purge:
+  token: s3cret
+`, originURL)
+}
+
+// rangeOrigin is an origin of objects that answers Range as RFC 9110 says
+// (http.ServeContent), with a strong ETag and a Last-Modified per version,
+// and counts requests and body bytes. Objects are /obj/<size>[...]; the
+// body is a pattern of the version.
+type rangeOrigin struct {
+	*testOrigin
+	version  atomic.Int32 // bumped to change every object
+	bytes    atomic.Int64 // body bytes sent
+	requests atomic.Int32
+	ranges   sync.Map // path → []string of Range values seen
+	// tweak, when set, may change the response before it is sent (for
+	// bad answers); it returns true when it answered itself.
+	tweak func(w http.ResponseWriter, r *http.Request, body []byte) bool
+	mu    sync.Mutex
+	gate  chan struct{} // when set, answers wait for it to close
+}
+
+func objectBody(size, version int) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(i*31 + i/4093 + version*101)
+	}
+	return b
+}
+
+func newRangeOrigin(t *testing.T) *rangeOrigin {
+	o := &rangeOrigin{}
+	o.testOrigin = newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		o.requests.Add(1)
+		if v := r.Header.Get("Range"); v != "" {
+			prev, _ := o.ranges.Load(r.URL.Path)
+			list, _ := prev.([]string)
+			o.ranges.Store(r.URL.Path, append(list, v))
+		}
+		o.mu.Lock()
+		gate := o.gate
+		o.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
+		size, err := strconv.Atoi(strings.Split(strings.TrimPrefix(r.URL.Path, "/obj/"), "/")[0])
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		v := int(o.version.Load())
+		body := objectBody(size, v)
+		h := w.Header()
+		h.Set("Cache-Control", "public, max-age=600")
+		h.Set("Content-Type", "video/mp4")
+		h.Set("ETag", fmt.Sprintf(`"v%d-%d"`, v, size))
+		h.Set("Surrogate-Key", "movies")
+		cw := &countingResponse{ResponseWriter: w, n: &o.bytes}
+		if o.tweak != nil && o.tweak(cw, r, body) {
+			return
+		}
+		http.ServeContent(cw, r, "", time.Date(2026, 1, 1, 0, 0, v, 0, time.UTC), bytes.NewReader(body))
+	})
+	return o
+}
+
+func (o *rangeOrigin) rangesOf(path string) []string {
+	v, _ := o.ranges.Load(path)
+	list, _ := v.([]string)
+	return list
+}
+
+type countingResponse struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countingResponse) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p))) // before the PoP can have read them
+	return c.ResponseWriter.Write(p)
+}
+
+// idle waits until no fill is in flight.
+func (tp *testPoP) idle(t *testing.T) {
+	t.Helper()
+	waitFor(t, "fills done", func() bool { return tp.fills.inFlight() == 0 })
+}
+
+func TestSliceWholeObject(t *testing.T) {
+	tests := []struct {
+		name       string
+		size       int
+		wantOrigin int32 // origin requests of the first GET
+		wantSliced bool
+	}{
+		{"RFC9110 14.2 one byte below a slice: one ranged request, stored whole", testSlice - 1, 1, false},
+		{"RFC9110 14.2 exactly a slice: stored whole", testSlice, 1, false},
+		{"RFC9110 14.2 a byte above a slice: two slices", testSlice + 1, 2, true},
+		{"RFC9110 14.2 3S+7: four slices", 3*testSlice + 7, 4, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newRangeOrigin(t)
+			tp := startPoPConfig(t, sliceConfig(o.URL))
+			path := fmt.Sprintf("/obj/%d", tt.size)
+			want := objectBody(tt.size, 0)
+			resp, body := tp.get(t, path)
+			if resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+				t.Fatalf("first GET: %d with %d bytes (equal %v); want 200 with the origin's %d", resp.StatusCode, len(body), bytes.Equal(body, want), tt.size)
+			}
+			if cl := resp.Header.Get("Content-Length"); cl != strconv.Itoa(tt.size) {
+				t.Errorf("Content-Length %q, want %d", cl, tt.size)
+			}
+			tp.idle(t)
+			if got := o.requests.Load(); got != tt.wantOrigin {
+				t.Errorf("origin requests %d, want %d (ranges %q)", got, tt.wantOrigin, o.rangesOf(path))
+			}
+			if got := o.bytes.Load(); got != int64(tt.size) {
+				t.Errorf("origin body bytes %d, want %d", got, tt.size)
+			}
+			resp, body = tp.get(t, path)
+			if resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+				t.Fatalf("second GET: %d with %d bytes; want the whole object", resp.StatusCode, len(body))
+			}
+			if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "; hit") {
+				t.Errorf("second GET Cache-Status %q, want a hit", cs)
+			}
+			if resp.Header.Get("ETag") != `"v0-`+strconv.Itoa(tt.size)+`"` || resp.Header.Get("Content-Range") != "" {
+				t.Errorf("second GET ETag %q, Content-Range %q", resp.Header.Get("ETag"), resp.Header.Get("Content-Range"))
+			}
+			if got := o.requests.Load(); got != tt.wantOrigin {
+				t.Errorf("origin requests after the hit %d, want %d", got, tt.wantOrigin)
+			}
+			if sliced := tp.findSliced(tp.storeKey(path)) != nil; sliced != tt.wantSliced {
+				t.Errorf("sliced %v, want %v", sliced, tt.wantSliced)
+			}
+		})
+	}
+}
+
+func TestSliceRangeFetchesOnlyTouched(t *testing.T) {
+	const size = 16 * testSlice
+	tests := []struct {
+		name        string
+		rng         string
+		first, last int64
+		wantSlices  []string // the ranges the origin is asked for
+	}{
+		{"RFC9110 14.1.2 a range inside one middle slice", "bytes=327700-327800", 327700, 327800, []string{"bytes=327680-393215"}},
+		{"RFC9110 14.1.2 a range across two middle slices", fmt.Sprintf("bytes=%d-%d", 5*testSlice+100, 6*testSlice+5), 5*testSlice + 100, 6*testSlice + 5,
+			[]string{fmt.Sprintf("bytes=%d-%d", 5*testSlice, 6*testSlice-1), fmt.Sprintf("bytes=%d-%d", 6*testSlice, 7*testSlice-1)}},
+		{"RFC9110 14.1.2 a suffix range: the object's first slice, then its last", "bytes=-10", size - 10, size - 1,
+			[]string{fmt.Sprintf("bytes=0-%d", testSlice-1), fmt.Sprintf("bytes=%d-%d", 15*testSlice, 16*testSlice-1)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newRangeOrigin(t)
+			tp := startPoPConfig(t, sliceConfig(o.URL))
+			path := fmt.Sprintf("/obj/%d", size)
+			want := objectBody(size, 0)[tt.first : tt.last+1]
+			for i := range 2 {
+				resp, body := tp.do(t, http.MethodGet, path, "demo.example", http.Header{"Range": {tt.rng}})
+				if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, want) {
+					t.Fatalf("request %d: %d with %d bytes; want 206 with %d", i, resp.StatusCode, len(body), len(want))
+				}
+				if cr := resp.Header.Get("Content-Range"); cr != fmt.Sprintf("bytes %d-%d/%d", tt.first, tt.last, size) {
+					t.Errorf("request %d: Content-Range %q", i, cr)
+				}
+				tp.idle(t)
+			}
+			if got := o.rangesOf(path); strings.Join(got, " ") != strings.Join(tt.wantSlices, " ") {
+				t.Errorf("origin ranges %q, want %q", got, tt.wantSlices)
+			}
+			if got, want := o.bytes.Load(), int64(len(tt.wantSlices))*testSlice; got != want {
+				t.Errorf("origin bytes %d, want %d (the slices touched)", got, want)
+			}
+		})
+	}
+}
+
+func TestSliceCollapsed(t *testing.T) {
+	o := newRangeOrigin(t)
+	tp := startPoPConfig(t, sliceConfig(o.URL))
+	const size = 4 * testSlice
+	path := fmt.Sprintf("/obj/%d", size)
+	tp.do(t, http.MethodGet, path, "demo.example", http.Header{"Range": {"bytes=0-0"}}) // the object is sliced
+	tp.idle(t)
+	o.mu.Lock()
+	o.gate = make(chan struct{})
+	gate := o.gate
+	o.mu.Unlock()
+	const clients = 8
+	rng := fmt.Sprintf("bytes=%d-%d", 2*testSlice+10, 2*testSlice+20)
+	want := objectBody(size, 0)[2*testSlice+10 : 2*testSlice+21]
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			resp, body := tp.do(t, http.MethodGet, path, "demo.example", http.Header{"Range": {rng}})
+			if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, want) {
+				t.Errorf("%d with %d bytes", resp.StatusCode, len(body))
+			}
+		})
+	}
+	key := tp.findSliced(tp.storeKey(path)).sliceKey(2)
+	waitFor(t, "every client to join the slice's fill", func() bool { return tp.fills.joined(key) == clients })
+	close(gate)
+	wg.Wait()
+	if got := o.rangesOf(path); len(got) != 2 {
+		t.Errorf("origin ranges %q; want the probe and one request for slice 2", got)
+	}
+}
+
+func TestSliceValidatorChange(t *testing.T) {
+	const size = 6 * testSlice
+	o := newRangeOrigin(t)
+	tp := startPoPConfig(t, sliceConfig(o.URL))
+	path := fmt.Sprintf("/obj/%d", size)
+	// Slices 0 and 1 of version 0 are stored; then the object changes.
+	tp.do(t, http.MethodGet, path, "demo.example", http.Header{"Range": {fmt.Sprintf("bytes=0-%d", testSlice+10)}})
+	tp.idle(t)
+	o.version.Store(1)
+
+	// A whole GET mid-object meets version 1 at slice 2: the connection is
+	// cut, never a body of two versions.
+	req, _ := http.NewRequest(http.MethodGet, tp.url+path, nil)
+	req.Host = "demo.example"
+	resp, err := tp.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Fatalf("a whole GET across a change read %d bytes without an error", len(body))
+	}
+	if v0 := objectBody(size, 0); !bytes.Equal(body, v0[:len(body)]) {
+		t.Errorf("the cut body is not a prefix of version 0")
+	}
+	tp.idle(t)
+	if got := tp.sliceCounters().validatorChanges.Load(); got != 1 {
+		t.Errorf("validator changes %d, want 1", got)
+	}
+	// The next GET is version 1 throughout.
+	resp, body = tp.get(t, path)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, objectBody(size, 1)) {
+		t.Fatalf("after the change: %d with %d bytes; want version 1 whole", resp.StatusCode, len(body))
+	}
+	if etag := resp.Header.Get("ETag"); etag != fmt.Sprintf(`"v1-%d"`, size) {
+		t.Errorf("ETag %q after the change", etag)
+	}
+	// A range request that meets the change before its header goes out is
+	// answered from the new version.
+	tp.idle(t)
+	o.version.Store(2)
+	resp, body = tp.do(t, http.MethodGet, path, "demo.example", http.Header{"Range": {"bytes=0-9"}, "Cache-Control": {"no-cache"}})
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, objectBody(size, 2)[:10]) {
+		t.Errorf("revalidated range: %d %q", resp.StatusCode, body)
+	}
+}
+
+// sliceCounters returns the demo service's slice figures.
+func (tp *testPoP) sliceCounters() *sliceCounters {
+	return tp.routes.Load().byHost["demo.example"].slices
+}
+
+func TestSliceClientDisconnects(t *testing.T) {
+	const size = 64 * testSlice
+	o := newRangeOrigin(t)
+	release := make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(release) })
+	o.tweak = func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+		if first, _, ok := singleRange(r.Header["Range"], int64(len(body))); ok && first >= 2*testSlice {
+			<-release // slices from 2 on wait until the client has left
+		}
+		return false
+	}
+	tp := startPoPConfig(t, sliceConfig(o.URL))
+	path := fmt.Sprintf("/obj/%d", size)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, tp.url+path, nil)
+	req.Host = "demo.example"
+	resp, err := tp.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the PoP to wait on slice 2", func() bool { return len(o.rangesOf(path)) >= 3 })
+	cancel()
+	resp.Body.Close()
+	tp.statsAfter(t, 1) // the request is over
+	once.Do(func() { close(release) })
+	tp.idle(t)
+	// Slices 0 and 1, the one the PoP waited on and the one ahead of it:
+	// never the rest of the object.
+	if got := len(o.rangesOf(path)); got > 4 {
+		t.Errorf("origin asked for %d slices (%q) of a client that left; want at most 4", got, o.rangesOf(path))
+	}
+	if got := o.bytes.Load(); got > 4*testSlice {
+		t.Errorf("origin sent %d bytes; want at most %d", got, 4*testSlice)
+	}
+}
