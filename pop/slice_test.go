@@ -340,3 +340,236 @@ func TestSliceClientDisconnects(t *testing.T) {
 		t.Errorf("origin sent %d bytes; want at most %d", got, 4*testSlice)
 	}
 }
+
+func TestSliceBadOrigin(t *testing.T) {
+	const size = 3 * testSlice
+	type answer func(w http.ResponseWriter, r *http.Request, body []byte) bool
+	// onSlice answers slice 1 (the second) with bad, the rest as they are.
+	onSlice := func(bad func(w http.ResponseWriter, first int64, body []byte)) answer {
+		return func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+			first, _, ok := singleRange(r.Header["Range"], int64(len(body)))
+			if !ok || first != testSlice {
+				return false
+			}
+			bad(w, first, body)
+			return true
+		}
+	}
+	partial := func(w http.ResponseWriter, cr string, part []byte) {
+		if cr != "" {
+			w.Header().Set("Content-Range", cr)
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(part)))
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(part)
+	}
+	tests := []struct {
+		name        string
+		tweak       answer
+		wantWhole   bool // the first GET is answered whole
+		wantSliced  bool // and the object is sliced afterwards
+		wantErrors  uint64
+		wantChanges uint64
+	}{
+		{"RFC9110 14.2 origin ignores Range: as before slicing", func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+			w.Write(body)
+			return true
+		}, true, false, 0, 0},
+		{"RFC9110 14.4 missing Content-Range: the slice is refused", onSlice(func(w http.ResponseWriter, first int64, body []byte) {
+			partial(w, "", body[first:first+testSlice])
+		}), false, true, 1, 0},
+		{"RFC9110 14.4 wrong offset: the slice is refused", onSlice(func(w http.ResponseWriter, first int64, body []byte) {
+			partial(w, fmt.Sprintf("bytes %d-%d/%d", first+1, first+testSlice, len(body)), body[first+1:first+1+testSlice])
+		}), false, true, 1, 0},
+		{"RFC9110 14.4 short body: the slice is refused", onSlice(func(w http.ResponseWriter, first int64, body []byte) {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, first+testSlice-1, len(body)))
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(body[first : first+100])
+		}), false, true, 1, 0},
+		{"RFC9110 14.4 complete length changes: the object is dropped", onSlice(func(w http.ResponseWriter, first int64, body []byte) {
+			partial(w, fmt.Sprintf("bytes %d-%d/%d", first, first+testSlice-1, len(body)+1), body[first:first+testSlice])
+		}), false, false, 0, 1},
+		{"RFC9110 14.2 200 to a slice: the object is dropped", onSlice(func(w http.ResponseWriter, first int64, body []byte) {
+			w.Write(body)
+		}), false, false, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newRangeOrigin(t)
+			o.tweak = tt.tweak
+			tp := startPoPConfig(t, sliceConfig(o.URL))
+			path := fmt.Sprintf("/obj/%d", size)
+			want := objectBody(size, 0)
+			req, _ := http.NewRequest(http.MethodGet, tp.url+path, nil)
+			req.Host = "demo.example"
+			resp, err := tp.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if whole := err == nil && bytes.Equal(body, want); whole != tt.wantWhole {
+				t.Errorf("whole %v (%d bytes, err %v), want %v", whole, len(body), err, tt.wantWhole)
+			}
+			if !bytes.Equal(body, want[:len(body)]) {
+				t.Errorf("the body is not a prefix of the object: served wrong")
+			}
+			tp.idle(t)
+			obj := tp.findSliced(tp.storeKey(path))
+			if (obj != nil) != tt.wantSliced {
+				t.Errorf("sliced %v, want %v", obj != nil, tt.wantSliced)
+			}
+			if obj != nil {
+				if _, ok := tp.store.Get(obj.sliceKey(1)); ok {
+					t.Error("the bad slice was stored")
+				}
+			}
+			c := tp.sliceCounters()
+			if c.errors.Load() != tt.wantErrors || c.validatorChanges.Load() != tt.wantChanges {
+				t.Errorf("errors %d, validator changes %d; want %d, %d", c.errors.Load(), c.validatorChanges.Load(), tt.wantErrors, tt.wantChanges)
+			}
+		})
+	}
+}
+
+// TestSliceProbeFallback: a 206 the PoP cannot slice makes the fill ask
+// again without Range, and the object is served as before slicing.
+func TestSliceProbeFallback(t *testing.T) {
+	const size = 3 * testSlice
+	tests := []struct {
+		name  string
+		tweak func(h http.Header)
+	}{
+		{"RFC9110 8.8 no validator", func(h http.Header) { h.Del("ETag") }},
+		{"RFC9110 12.5.5 Vary", func(h http.Header) { h.Set("Vary", "Accept-Language") }},
+		{"RFC9111 5.2.2.6 private", func(h http.Header) { h.Set("Cache-Control", "private") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newRangeOrigin(t)
+			o.tweak = func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+				tt.tweak(w.Header())
+				if tt.name == "RFC9110 8.8 no validator" {
+					http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+					return true
+				}
+				return false
+			}
+			tp := startPoPConfig(t, sliceConfig(o.URL))
+			path := fmt.Sprintf("/obj/%d", size)
+			for i := range 2 {
+				resp, body := tp.get(t, path)
+				if resp.StatusCode != http.StatusOK || !bytes.Equal(body, objectBody(size, 0)) {
+					t.Fatalf("GET %d: %d with %d bytes", i, resp.StatusCode, len(body))
+				}
+				tp.idle(t)
+			}
+			if tp.findSliced(tp.storeKey(path)) != nil {
+				t.Error("sliced")
+			}
+			if got := len(o.rangesOf(path)); got != 1 {
+				t.Errorf("origin saw %d ranged requests (%q); want 1: the URL is then fetched without Range", got, o.rangesOf(path))
+			}
+		})
+	}
+}
+
+func TestSlicePurge(t *testing.T) {
+	const size = 4 * testSlice
+	tests := []struct {
+		name string
+		body string
+	}{
+		{"URL", `{"url":"http://demo.example/obj/262144"}`},
+		{"prefix", `{"prefix":"http://demo.example/obj/"}`},
+		{"tag", `{"tag":"movies"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newRangeOrigin(t)
+			tp := startPoPConfig(t, sliceConfig(o.URL))
+			path := fmt.Sprintf("/obj/%d", size)
+			tp.get(t, path)
+			tp.idle(t)
+			obj := tp.findSliced(tp.storeKey(path))
+			if obj == nil {
+				t.Fatal("not sliced")
+			}
+			if code, _, raw := tp.purge(t, "s3cret", tt.body); code != http.StatusOK {
+				t.Fatalf("purge: %d %s", code, raw)
+			}
+			if tp.findSliced(tp.storeKey(path)) != nil {
+				t.Error("the object's meta survived the purge")
+			}
+			for i := range obj.count() {
+				if _, ok := tp.store.Get(obj.sliceKey(i)); ok {
+					t.Errorf("slice %d survived the purge", i)
+				}
+			}
+			before := o.requests.Load()
+			resp, body := tp.get(t, path)
+			if !bytes.Equal(body, objectBody(size, 0)) || strings.Contains(resp.Header.Get("Cache-Status"), "; hit") {
+				t.Errorf("after the purge: %d bytes, Cache-Status %q; want a miss of the whole object", len(body), resp.Header.Get("Cache-Status"))
+			}
+			if o.requests.Load() == before {
+				t.Error("the origin was not asked again")
+			}
+		})
+	}
+}
+
+func TestSliceHeadAndConditionals(t *testing.T) {
+	const size = 4 * testSlice
+	etag := fmt.Sprintf(`"v0-%d"`, size)
+	lm := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Format(http.TimeFormat)
+	body := objectBody(size, 0)
+	tests := []struct {
+		name      string
+		method    string
+		header    http.Header
+		wantCode  int
+		wantBody  []byte
+		wantRange string
+	}{
+		{"RFC9110 9.3.2 HEAD", http.MethodHead, nil, 200, nil, ""},
+		{"RFC9110 13.1.2 If-None-Match → 304", http.MethodGet, http.Header{"If-None-Match": {etag}}, 304, nil, ""},
+		{"RFC9110 13.1.3 If-Modified-Since → 304", http.MethodGet, http.Header{"If-Modified-Since": {lm}}, 304, nil, ""},
+		{"RFC9110 13.1.1 If-Match another → 412", http.MethodGet, http.Header{"If-Match": {`"other"`}}, 412, nil, ""},
+		{"RFC9110 13.1.5 If-Range matching → 206", http.MethodGet, http.Header{"Range": {"bytes=100-199"}, "If-Range": {etag}}, 206, body[100:200], fmt.Sprintf("bytes 100-199/%d", size)},
+		{"RFC9110 13.1.5 If-Range another → 200 whole", http.MethodGet, http.Header{"Range": {"bytes=100-199"}, "If-Range": {`"old"`}}, 200, body, ""},
+		{"RFC9110 14.1.1 unsatisfiable → 416", http.MethodGet, http.Header{"Range": {fmt.Sprintf("bytes=%d-", size)}}, 416, nil, fmt.Sprintf("bytes */%d", size)},
+		{"RFC9110 14.2 several ranges → 200 whole", http.MethodGet, http.Header{"Range": {"bytes=0-9,200000-200009"}}, 200, body, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newRangeOrigin(t)
+			tp := startPoPConfig(t, sliceConfig(o.URL))
+			path := fmt.Sprintf("/obj/%d", size)
+			tp.do(t, http.MethodGet, path, "demo.example", http.Header{"Range": {"bytes=0-0"}})
+			tp.idle(t)
+			before := o.requests.Load()
+			resp, got := tp.do(t, tt.method, path, "demo.example", tt.header)
+			withBody := tt.method == http.MethodGet && (tt.wantCode == 200 || tt.wantCode == 206)
+			if resp.StatusCode != tt.wantCode || withBody && !bytes.Equal(got, tt.wantBody) || tt.method == http.MethodHead && len(got) > 0 {
+				t.Errorf("%d with %d bytes; want %d with %d", resp.StatusCode, len(got), tt.wantCode, len(tt.wantBody))
+			}
+			if cr := resp.Header.Get("Content-Range"); cr != tt.wantRange {
+				t.Errorf("Content-Range %q, want %q", cr, tt.wantRange)
+			}
+			if tt.method == http.MethodHead && resp.Header.Get("Content-Length") != strconv.Itoa(size) {
+				t.Errorf("HEAD Content-Length %q, want %d", resp.Header.Get("Content-Length"), size)
+			}
+			if resp.StatusCode < 300 && resp.Header.Get("ETag") != etag {
+				t.Errorf("ETag %q", resp.Header.Get("ETag"))
+			}
+			if resp.StatusCode == http.StatusNotModified && resp.Header.Get("ETag") != etag {
+				t.Errorf("304 ETag %q", resp.Header.Get("ETag"))
+			}
+			if tt.method == http.MethodHead || tt.wantCode == 304 || tt.wantCode == 412 {
+				if o.requests.Load() != before {
+					t.Errorf("the origin was asked %d times for an answer from storage", o.requests.Load()-before)
+				}
+			}
+		})
+	}
+}
