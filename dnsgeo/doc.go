@@ -16,6 +16,16 @@
 // A or AAAA record with a short TTL, and the ECS scope it echoes is the
 // widest subnet for which that answer holds.
 //
+// Where a control plane carries the PoPs' own states (package popapi; the
+// caller hands each to ObserveState), health combines them with the
+// probes: a fresh state outweighs probes that get no answer, a PoP whose
+// states stop while others' arrive is out within dns.states.max_age, and
+// without states the probes alone decide (states.go). A PoP whose state
+// reports a load above dns.load_shedding.threshold sheds a share of its
+// users, growing slowly while the load stays high and shrinking once it
+// falls below the release level, to the next-nearest healthy PoP; which
+// users is fixed by a hash of their subnet (load.go).
+//
 // Every step of a decision is kept (Decide returns the reasons), so an
 // operator can ask why a client went where it did. The server, its health
 // prober and its admin listener (/healthz, /metrics, /stats) run until the
