@@ -43,6 +43,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,35 @@ type sliceCounters struct {
 	validatorChanges atomic.Uint64 // objects dropped because a slice was of another representation
 	errors           atomic.Uint64 // slice responses refused (bad Content-Range, length, status)
 	fallbacks        atomic.Uint64 // ranged fills asked again without Range
+
+	// changed holds the nonces of representations a slice found changed,
+	// so that the fill of a first slice still in flight does not store
+	// its object's meta after the object was dropped.
+	mu      sync.Mutex
+	changed map[string]struct{}
+}
+
+// markChanged records that nonce's object changed; it reports whether
+// this is the first report of it.
+func (c *sliceCounters) markChanged(nonce string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.changed[nonce]; ok {
+		return false
+	}
+	if c.changed == nil || len(c.changed) >= maxMarks {
+		c.changed = make(map[string]struct{})
+	}
+	c.changed[nonce] = struct{}{}
+	return true
+}
+
+// wasChanged reports whether nonce's object was found changed.
+func (c *sliceCounters) wasChanged(nonce string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.changed[nonce]
+	return ok
 }
 
 // sliceObject is a sliced object as its meta entry describes it.
@@ -465,9 +495,11 @@ done:
 			NoCache: src.NoCache, MustRevalidate: src.MustRevalidate,
 		}
 		ttl := src.StorageTTL(p.now(), svc.keep)
-		p.keep(f, e, ttl) // the slice before the meta that leads to it
-		if meta != nil {
-			p.keep(f, meta, ttl)
+		if !svc.slices.wasChanged(obj.nonce) { // else the object was dropped while this slice came
+			p.keep(f, e, ttl) // the slice before the meta that leads to it
+			if meta != nil {
+				p.keep(f, meta, ttl)
+			}
 		}
 		if b.blob != nil {
 			return fill.Stored{At: b.blob, Size: b.blob.Size()}
@@ -545,10 +577,11 @@ func (p *PoP) runSliceFill(ctx context.Context, f *fetch, svc *service, obj *sli
 	if err := obj.check(i, resp); err != nil {
 		resp.Body.Close()
 		if errors.Is(err, errSliceChanged) {
-			if p.dropSliced(obj) {
+			if svc.slices.markChanged(obj.nonce) {
 				svc.slices.validatorChanges.Add(1)
 				p.log.Info("object changed between slices; its slices are dropped", "service", svc.name, "key", obj.key, "slice", i, "err", err)
 			}
+			p.dropSliced(obj)
 		} else {
 			svc.slices.errors.Add(1)
 			p.log.Warn("bad slice from the origin; not stored", "service", svc.name, "key", obj.key, "slice", i, "err", err)
