@@ -395,3 +395,22 @@ func TestObserveStateConcurrent(t *testing.T) {
 		t.Error("no PoP answers")
 	}
 }
+
+// TestStatesSurviveReload checks that a reload keeps the PoPs' latest
+// states and shed shares (like their health), so that a reload neither
+// brings back a PoP whose states stopped nor resets load shedding.
+func TestStatesSurviveReload(t *testing.T) {
+	s, clk, _ := newStateServer(t, fastShed)
+	loads(s, clk, 11, 0.95, -1) // prg sheds 20%
+	feedProbes(s, "nrt", true, probeFail, probeFail)
+	if err := s.Reload(labConfig(t, fastShed, nil, frankfurtNetworks)); err != nil {
+		t.Fatal(err)
+	}
+	st := s.state.Load()
+	if got := shareOf(s, "prg"); !near(got, 0.2) {
+		t.Errorf("prg's share after the reload: %g, want 0.2", got)
+	}
+	if h, by := st.status(st.popByName["nrt"], s.moment(st)); h != Up || by != byState {
+		t.Errorf("nrt after the reload: %s by %s, want up by its state", h, by)
+	}
+}
