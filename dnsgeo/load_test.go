@@ -19,7 +19,7 @@ import (
 const fastShed = "  load_shedding: {change_per_second: 0.02}"
 
 // numSubnets is how many /24s of Frankfurt's /8 the load tests ask about.
-const numSubnets = 4096
+const numSubnets = 1024
 
 // frankfurtSubnet is the i-th /24 of 81.0.0.0/8 (Frankfurt in
 // frankfurtNetworks: nearest prg, then iad).
@@ -102,7 +102,7 @@ func TestLoadShedding(t *testing.T) {
 				t.Fatalf("after %ds above the threshold: share %g, want %g", i, got, want)
 			}
 		}
-		if f := fraction(shed(t, s)); math.Abs(f-0.2) > 0.03 {
+		if f := fraction(shed(t, s)); math.Abs(f-0.2) > 0.04 {
 			t.Errorf("%.3f of the subnets moved, want about 0.2", f)
 		}
 	})
