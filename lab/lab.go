@@ -82,7 +82,7 @@ type Options struct {
 // start or stopped with an error, or a load run with failed requests.
 func Run(ctx context.Context, opts Options, out io.Writer) error {
 	opts.defaults()
-	cfg, cleanup, err := loadConfig(opts.Config)
+	cfg, cfgPath, cleanup, err := loadConfig(opts.Config)
 	if err != nil {
 		return err
 	}
@@ -149,11 +149,28 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 		return err
 	}
 
+	// The control plane: every PoP's agent and the DNS server on an
+	// embedded bus; the load starts once the DNS server routes on the
+	// PoPs' states.
+	ctl, err := startBus(ctx, cfg, cfgPath, pops, dnsServer, opts.Logger)
+	if err != nil {
+		return err
+	}
+	defer ctl.close()
+	if err := ctl.waitHealthy(ctx, dnsServer, 10*time.Second); err != nil {
+		return err
+	}
+
 	res, err := runLoad(ctx, cfg, dc, svc, originAddr, opts)
 	if err != nil {
 		return err
 	}
 	report(out, cfg, res, pops)
+	busRes, err := ctl.measure(ctx, cfgPath, "http://"+serviceHost(cfg, svc)+"/obj/1")
+	if err != nil {
+		return err
+	}
+	busRes.write(out)
 	if opts.Report != "" {
 		if err := writeReport(opts.Report, res); err != nil {
 			return err
@@ -211,31 +228,34 @@ func (o *Options) defaults() {
 }
 
 // loadConfig reads the CDN file, or writes the built-in one to a temporary
-// directory (so its relative networks path works) and reads that.
-func loadConfig(path string) (*config.Config, func(), error) {
+// directory (so its relative networks path works) and reads that. It
+// returns the file's path too: the control plane's revisions are parsed
+// as if read from it.
+func loadConfig(path string) (*config.Config, string, func(), error) {
 	if path != "" {
 		cfg, err := config.Load(path)
-		return cfg, func() {}, err
+		return cfg, path, func() {}, err
 	}
 	dir, err := os.MkdirTemp("", "outpost-lab-")
 	if err != nil {
-		return nil, nil, fmt.Errorf("lab: %w", err)
+		return nil, "", nil, fmt.Errorf("lab: %w", err)
 	}
 	cleanup := func() { os.RemoveAll(dir) }
 	for _, name := range []string{"lab.yaml", "networks.csv"} {
 		data, _ := builtin.ReadFile(name)
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			cleanup()
-			return nil, nil, fmt.Errorf("lab: %w", err)
+			return nil, "", nil, fmt.Errorf("lab: %w", err)
 		}
 	}
-	cfg, err := config.Load(filepath.Join(dir, "lab.yaml"))
+	path = filepath.Join(dir, "lab.yaml")
+	cfg, err := config.Load(path)
 	if err != nil {
 		cleanup()
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	cfg.Path = "built-in lab.yaml (deploy/examples/lab.yaml)"
-	return cfg, cleanup, nil
+	return cfg, path, cleanup, nil
 }
 
 // sockets are every listener of the lab, opened before any role starts.
@@ -330,13 +350,7 @@ func (r *roleSet) wait() error {
 
 // runLoad benchmarks the CDN through its DNS server.
 func runLoad(ctx context.Context, cfg *config.Config, dc *config.DNS, svc config.Service, originAddr string, opts Options) (*bench.Result, error) {
-	host := svc.Hostnames[0]
-	for _, h := range svc.Hostnames {
-		if strings.HasSuffix(h, "."+cfg.Zone) {
-			host = h
-			break
-		}
-	}
+	host := serviceHost(cfg, svc)
 	_, port, _ := net.SplitHostPort(cfg.POPs[0].Listen)
 	var regions []bench.Region
 	for _, r := range opts.Regions {
@@ -373,6 +387,17 @@ func runLoad(ctx context.Context, cfg *config.Config, dc *config.DNS, svc config
 		return nil, fmt.Errorf("lab: load run: %w", err)
 	}
 	return res, nil
+}
+
+// serviceHost is the service's first hostname in the zone (DNS answers
+// it), else its first hostname.
+func serviceHost(cfg *config.Config, svc config.Service) string {
+	for _, h := range svc.Hostnames {
+		if strings.HasSuffix(h, "."+cfg.Zone) {
+			return h
+		}
+	}
+	return svc.Hostnames[0]
 }
 
 // report prints the routing and the figures.

@@ -55,7 +55,8 @@ func TestRun(t *testing.T) {
 	}
 	t.Logf("lab took %v:\n%s", time.Since(start), out.String())
 	report := out.String()
-	for _, want := range []string{"hit ratio", "byte hit ratio", "origin offload", "p99 ms", "total", "errors 0"} {
+	for _, want := range []string{"hit ratio", "byte hit ratio", "origin offload", "p99 ms", "total", "errors 0",
+		"Control plane", "acknowledged by 3/3 PoPs", "purge propagation over 20 purges", "applied by 4 hosts (3 PoPs and the DNS server)"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q", want)
 		}
