@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/outpost-cdn/outpost/cache"
 )
@@ -40,10 +41,13 @@ type purgeIndex struct {
 
 var _ cache.Store = (*purgeIndex)(nil)
 
-// indexed is what the index knows of one key.
+// indexed is what the index knows of one key: never the entry itself,
+// which would keep its body (or, for the disk tier, its open file) alive
+// after the store let it go.
 type indexed struct {
-	entry *cache.Entry
-	tags  []string
+	id   weak.Pointer[cache.Entry] // the entry indexed, while it lives
+	made time.Time                 // its ResponseTime
+	tags []string
 }
 
 // newPurgeIndex wraps store, which must report what it removes on its own:
@@ -124,7 +128,7 @@ func (x *purgeIndex) add(e *cache.Entry) {
 	if old, ok := x.keys[e.Key]; ok {
 		x.untagLocked(e.Key, old.tags)
 	}
-	x.keys[e.Key] = indexed{entry: e, tags: tags}
+	x.keys[e.Key] = indexed{id: weak.Make(e), made: e.ResponseTime, tags: tags}
 	for _, t := range tags {
 		addTo(x.tags, t, e.Key)
 	}
@@ -152,12 +156,14 @@ func removeFrom(m map[string]map[string]struct{}, set, key string) {
 }
 
 // removed is the wrapped store's removal notice: it forgets e if e is
-// still the entry indexed under its key (a newer Set of the key may have
-// replaced it).
+// still the entry indexed under its key, and not one a newer Set of the key
+// replaced. A store of several tiers may report a copy of the entry it was
+// given (the disk tier decodes its own), so an entry counts as the one
+// indexed when it is the same one or was made no earlier.
 func (x *purgeIndex) removed(e *cache.Entry) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if cur, ok := x.keys[e.Key]; ok && cur.entry == e {
+	if cur, ok := x.keys[e.Key]; ok && (cur.id == weak.Make(e) || !e.ResponseTime.Before(cur.made)) {
 		x.untagLocked(e.Key, cur.tags)
 		delete(x.keys, e.Key)
 	}
@@ -182,16 +188,16 @@ func (x *purgeIndex) untagLocked(key string, tags []string) {
 	}
 }
 
-// withPrefix returns the indexed entries whose key starts with one of the
+// withPrefix returns the indexed keys that start with one of the
 // prefixes.
-func (x *purgeIndex) withPrefix(prefixes ...string) []*cache.Entry {
+func (x *purgeIndex) withPrefix(prefixes ...string) []string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	var out []*cache.Entry
-	for key, ix := range x.keys {
+	var out []string
+	for key := range x.keys {
 		for _, p := range prefixes {
 			if strings.HasPrefix(key, p) {
-				out = append(out, ix.entry)
+				out = append(out, key)
 				break
 			}
 		}
@@ -199,32 +205,32 @@ func (x *purgeIndex) withPrefix(prefixes ...string) []*cache.Entry {
 	return out
 }
 
-// withKey returns the entries stored under the URL keys and their variants.
-func (x *purgeIndex) withKey(keys ...string) []*cache.Entry {
+// withKey returns the URL keys indexed and their variants' keys.
+func (x *purgeIndex) withKey(keys ...string) []string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	var out []*cache.Entry
+	var out []string
 	for _, k := range keys {
-		if ix, ok := x.keys[k]; ok {
-			out = append(out, ix.entry)
+		if _, ok := x.keys[k]; ok {
+			out = append(out, k)
 		}
 		for v := range x.variants[k] {
-			if ix, ok := x.keys[v]; ok {
-				out = append(out, ix.entry)
+			if _, ok := x.keys[v]; ok {
+				out = append(out, v)
 			}
 		}
 	}
 	return out
 }
 
-// withTag returns the entries carrying tag.
-func (x *purgeIndex) withTag(tag string) []*cache.Entry {
+// withTag returns the keys of the entries carrying tag.
+func (x *purgeIndex) withTag(tag string) []string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	var out []*cache.Entry
+	var out []string
 	for key := range x.tags[tag] {
-		if ix, ok := x.keys[key]; ok {
-			out = append(out, ix.entry)
+		if _, ok := x.keys[key]; ok {
+			out = append(out, key)
 		}
 	}
 	return out

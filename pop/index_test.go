@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,13 +179,18 @@ func (s *mapStore) Close()                             {}
 // storeOnly hides every method of a store but cache.Store's.
 type storeOnly struct{ cache.Store }
 
+// Each entry tagged makes was received a second after the one before, as
+// fills of one key follow one another.
 func tagged(key, surrogateKey string) *cache.Entry {
 	h := http.Header{}
 	if surrogateKey != "" {
 		h.Set("Surrogate-Key", surrogateKey)
 	}
-	return &cache.Entry{Key: key, Status: 200, Header: h}
+	at := time.Date(2026, 12, 6, 0, 0, int(taggedCount.Add(1)), 0, time.UTC)
+	return &cache.Entry{Key: key, Status: 200, Header: h, ResponseTime: at}
 }
+
+var taggedCount atomic.Int64
 
 // TestPurgeIndex checks the index the wrapper keeps against what it lets
 // through to the store, one scenario per row.
@@ -220,6 +226,13 @@ func TestPurgeIndex(t *testing.T) {
 			x.Set(tagged(url, "blue"), time.Hour)
 			x.removed(old)
 		}, 1, []string{url}, nil},
+		{"a notice of a copy of the indexed entry forgets it (the disk tier decodes its own)", func(x *purgeIndex, s *mapStore) {
+			e := tagged(url, "red")
+			x.Set(e, time.Hour)
+			copied := *e
+			s.evict(url)
+			x.removed(&copied)
+		}, 0, nil, nil},
 		{"a new Set retags the key", func(x *purgeIndex, s *mapStore) {
 			x.Set(tagged(url, "blue"), time.Hour)
 			x.Set(tagged(url, "red"), time.Hour)
@@ -234,11 +247,7 @@ func TestPurgeIndex(t *testing.T) {
 			s.evict(variant)
 		}, 1, []string{url}, nil},
 	}
-	keysOf := func(es []*cache.Entry) []string {
-		var keys []string
-		for _, e := range es {
-			keys = append(keys, e.Key)
-		}
+	keysOf := func(keys []string) []string {
 		slices.Sort(keys)
 		return keys
 	}
@@ -260,9 +269,9 @@ func TestPurgeIndex(t *testing.T) {
 				t.Errorf("withTag %q, want %q", got, tt.wantRed)
 			}
 			// The index lists exactly what the store holds.
-			for _, e := range x.withPrefix("") {
-				if held, ok := s.Get(e.Key); !ok || held != e {
-					t.Errorf("index lists %q, which the store does not hold", e.Key)
+			for _, key := range x.withPrefix("") {
+				if _, ok := s.Get(key); !ok {
+					t.Errorf("index lists %q, which the store does not hold", key)
 				}
 			}
 			if n := len(s.m); n != tt.wantLen {

@@ -158,26 +158,26 @@ func (p *PoP) Purge(req popapi.PurgeRequest) (popapi.PurgeResult, error) {
 	}
 	res := popapi.PurgeResult{ID: req.ID, PoP: p.name, Soft: req.Soft}
 	var (
-		entries []*cache.Entry
+		keys    []string
 		matches func(key string, tags []string) bool
 		kind    int
 	)
 	switch {
 	case req.URL != "" && req.Prefix == "" && req.Tag == "":
-		keys, err := p.urlKeys(req.URL)
+		urlKeys, err := p.urlKeys(req.URL)
 		if err != nil {
 			return res, err
 		}
 		res.Kind, kind = "url", 0
 		matches = func(key string, _ []string) bool {
-			for _, k := range keys {
+			for _, k := range urlKeys {
 				if key == k || strings.HasPrefix(key, k+"\x00") {
 					return true
 				}
 			}
 			return false
 		}
-		entries = p.recordPurge(matches, func() []*cache.Entry { return p.index.withKey(keys...) })
+		keys = p.recordPurge(matches, func() []string { return p.index.withKey(urlKeys...) })
 	case req.Prefix != "" && req.URL == "" && req.Tag == "":
 		prefixes, err := p.prefixKeys(req.Prefix)
 		if err != nil {
@@ -192,7 +192,7 @@ func (p *PoP) Purge(req popapi.PurgeRequest) (popapi.PurgeResult, error) {
 			}
 			return false
 		}
-		entries = p.recordPurge(matches, func() []*cache.Entry { return p.index.withPrefix(prefixes...) })
+		keys = p.recordPurge(matches, func() []string { return p.index.withPrefix(prefixes...) })
 	case req.Tag != "" && req.URL == "" && req.Prefix == "":
 		tag := req.Tag
 		res.Kind, kind = "tag", 2
@@ -204,15 +204,19 @@ func (p *PoP) Purge(req popapi.PurgeRequest) (popapi.PurgeResult, error) {
 			}
 			return false
 		}
-		entries = p.recordPurge(matches, func() []*cache.Entry { return p.index.withTag(tag) })
+		keys = p.recordPurge(matches, func() []string { return p.index.withTag(tag) })
 	default:
 		return res, errors.New("a purge names exactly one of url, prefix and tag")
 	}
 
 	now := p.now()
-	for _, e := range entries {
-		p.store.Delete(e.Key)
-		if req.Soft && !e.IsVaryIndex() {
+	for _, key := range keys {
+		var e *cache.Entry
+		if req.Soft {
+			e, _ = p.store.Get(key)
+		}
+		p.store.Delete(key)
+		if e != nil && !e.IsVaryIndex() {
 			stale := softened(e, now)
 			p.store.Set(stale, stale.StorageTTL(now, p.keepFor(e)))
 		}
@@ -231,7 +235,7 @@ func (p *PoP) Purge(req popapi.PurgeRequest) (popapi.PurgeResult, error) {
 
 // recordPurge logs a purge and lists what it covers as one step against
 // fills storing entries (see keep).
-func (p *PoP) recordPurge(matches func(string, []string) bool, list func() []*cache.Entry) []*cache.Entry {
+func (p *PoP) recordPurge(matches func(string, []string) bool, list func() []string) []string {
 	p.purges.gate.Lock()
 	defer p.purges.gate.Unlock()
 	p.purges.record(matches)
