@@ -36,6 +36,7 @@ import (
 	"github.com/outpost-cdn/outpost/origin"
 	"github.com/outpost-cdn/outpost/pop/fastpath"
 	"github.com/outpost-cdn/outpost/pop/fill"
+	"github.com/outpost-cdn/outpost/pop/journal"
 )
 
 // Options are a PoP's dependencies beyond its configuration. Every field is
@@ -114,10 +115,11 @@ type PoP struct {
 	detached *slots
 	marks    uncacheable
 
-	access     *accessLog    // the request log; nil when off
-	index      *purgeIndex   // the store, wrapped to index its keys and tags for purge
-	purges     purgeLog      // recent purges, against fills in flight
-	purgeStats purgeCounters // purge figures for /metrics
+	access     *accessLog       // the request log; nil when off
+	index      *purgeIndex      // the store, wrapped to index its keys and tags for purge
+	purges     purgeLog         // recent purges, against fills in flight
+	journal    *journal.Journal // the purges on disk, with a disk tier; else nil
+	purgeStats purgeCounters    // purge figures for /metrics
 
 	certs     *certStore // the HTTPS certificates, when the PoP has a TLS listener
 	httpsPort string     // the HTTPS listener's port, for redirects

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/outpost-cdn/outpost/cache"
+	"github.com/outpost-cdn/outpost/pop/journal"
 	"github.com/outpost-cdn/outpost/popapi"
 )
 
@@ -117,6 +118,9 @@ type purgeCounters struct {
 	requests [3][2]atomic.Uint64 // kind (url, prefix, tag) × mode (hard, soft)
 	objects  atomic.Uint64
 	denied   atomic.Uint64
+	// journalErrors counts purges the journal could not write to every
+	// cache directory.
+	journalErrors atomic.Uint64
 }
 
 var purgeKinds = [3]string{"url", "prefix", "tag"}
@@ -157,57 +161,35 @@ func (p *PoP) Purge(req popapi.PurgeRequest) (popapi.PurgeResult, error) {
 		return prev, nil
 	}
 	res := popapi.PurgeResult{ID: req.ID, PoP: p.name, Soft: req.Soft}
+	rule := journal.Record{At: p.now(), Soft: req.Soft}
 	var (
-		keys    []string
-		matches func(key string, tags []string) bool
-		kind    int
+		list func() []string
+		kind int
 	)
 	switch {
 	case req.URL != "" && req.Prefix == "" && req.Tag == "":
-		urlKeys, err := p.urlKeys(req.URL)
+		keys, err := p.urlKeys(req.URL)
 		if err != nil {
 			return res, err
 		}
-		res.Kind, kind = "url", 0
-		matches = func(key string, _ []string) bool {
-			for _, k := range urlKeys {
-				if key == k || strings.HasPrefix(key, k+"\x00") {
-					return true
-				}
-			}
-			return false
-		}
-		keys = p.recordPurge(matches, func() []string { return p.index.withKey(urlKeys...) })
+		rule.Kind, rule.Keys, kind = "url", keys, 0
+		list = func() []string { return p.index.withKey(keys...) }
 	case req.Prefix != "" && req.URL == "" && req.Tag == "":
 		prefixes, err := p.prefixKeys(req.Prefix)
 		if err != nil {
 			return res, err
 		}
-		res.Kind, kind = "prefix", 1
-		matches = func(key string, _ []string) bool {
-			for _, pre := range prefixes {
-				if strings.HasPrefix(key, pre) {
-					return true
-				}
-			}
-			return false
-		}
-		keys = p.recordPurge(matches, func() []string { return p.index.withPrefix(prefixes...) })
+		rule.Kind, rule.Keys, kind = "prefix", prefixes, 1
+		list = func() []string { return p.index.withPrefix(prefixes...) }
 	case req.Tag != "" && req.URL == "" && req.Prefix == "":
 		tag := req.Tag
-		res.Kind, kind = "tag", 2
-		matches = func(_ string, tags []string) bool {
-			for _, t := range tags {
-				if t == tag {
-					return true
-				}
-			}
-			return false
-		}
-		keys = p.recordPurge(matches, func() []string { return p.index.withTag(tag) })
+		rule.Kind, rule.Tag, kind = "tag", tag, 2
+		list = func() []string { return p.index.withTag(tag) }
 	default:
 		return res, errors.New("a purge names exactly one of url, prefix and tag")
 	}
+	res.Kind = rule.Kind
+	keys := p.recordPurge(rule, list)
 
 	now := p.now()
 	for _, key := range keys {
@@ -234,11 +216,18 @@ func (p *PoP) Purge(req popapi.PurgeRequest) (popapi.PurgeResult, error) {
 }
 
 // recordPurge logs a purge and lists what it covers as one step against
-// fills storing entries (see keep).
-func (p *PoP) recordPurge(matches func(string, []string) bool, list func() []string) []string {
+// fills storing entries (see keep). With a disk tier, the purge is in the
+// journal before it is applied, so a restart cannot undo it.
+func (p *PoP) recordPurge(rule journal.Record, list func() []string) []string {
+	if p.journal != nil {
+		if err := p.journal.Append(rule); err != nil {
+			p.purgeStats.journalErrors.Add(1)
+			p.log.Error("purge not written to the journal; a restart may bring its objects back from disk", "err", err)
+		}
+	}
 	p.purges.gate.Lock()
 	defer p.purges.gate.Unlock()
-	p.purges.record(matches)
+	p.purges.record(rule.Matches)
 	return list()
 }
 
