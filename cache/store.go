@@ -54,6 +54,11 @@ type Entry struct {
 	// it. When it has a Size() int64 method, Size counts it.
 	Prepared any
 
+	// OnDisk says a disk tier returned this entry (its body is a window of
+	// a cache file): the PoP's Cache-Status then says the disk answered. A
+	// copy made for memory clears it.
+	OnDisk bool
+
 	// VaryFields, when set, makes this entry a variant index rather than a
 	// response: the stored response varies on these request header fields
 	// (canonical names, sorted), and each variant is stored under
