@@ -89,10 +89,11 @@ type decoder struct {
 	stopped  bool                // a budget is spent; decode and report nothing more
 	note     *problem            // why decoding stopped early, reported last
 	checked  map[*yaml.Node]bool // mappings already checked for duplicate keys
+	dirs     map[string]seen     // cache directories claimed so far (disk.go)
 }
 
 func newDecoder(file string) *decoder {
-	return &decoder{file: file, checked: make(map[*yaml.Node]bool)}
+	return &decoder{file: file, checked: make(map[*yaml.Node]bool), dirs: make(map[string]seen)}
 }
 
 // errorf records a problem at node n (which gives the line) and path.

@@ -11,9 +11,9 @@ import (
 
 // This file is the pops list: each PoP's name, location, listen and admin
 // addresses (unique across the file), cache size, drain delay, client
-// timeouts and capacity. Its tls and access_log sections are in tls.go and
-// accesslog.go, its limits in limits.go, its DNS keys (address, address6)
-// in dns.go.
+// timeouts and capacity. Its disk list is in disk.go, its tls and
+// access_log sections are in tls.go and accesslog.go, its limits in
+// limits.go, its DNS keys (address, address6) in dns.go.
 
 // Defaults and bounds of a PoP.
 const (
@@ -54,6 +54,9 @@ type POP struct {
 	AccessLog AccessLog
 	// Limits bound what clients can make the PoP hold.
 	Limits Limits
+	// Disk is the PoP's disk tier: cache directories behind the memory
+	// tier (see disk.go). Empty by default: the cache is in memory only.
+	Disk []Disk
 	// Capacity is what the PoP is sized to serve; its load is measured
 	// against it. The zero value (the default) means not configured: the
 	// PoP reports no load, and DNS never sheds its users.
@@ -186,6 +189,7 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 		}),
 		optional("limits", func(n *yaml.Node, path string) { d.limits(n, path, &p.Limits) }), // limits.go
 		optional("capacity", func(n *yaml.Node, path string) { d.capacity(n, path, &p.Capacity) }),
+		optional("disk", func(n *yaml.Node, path string) { d.disks(n, path, &p.Disk) }), // disk.go
 	})
 	if !ok {
 		return p
