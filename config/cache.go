@@ -58,14 +58,21 @@ type CachePolicy struct {
 
 // SlicePolicy says how a service caches large objects in slices.
 type SlicePolicy struct {
-	// Enabled turns slicing on. Default false: objects above max_object
-	// stream through uncached, as before slicing existed.
+	// Enabled turns slicing on. Default true: an object found larger than
+	// max_object is streamed through once, and from then on fetched and
+	// cached slice by slice. False streams such objects through uncached
+	// every time.
 	Enabled bool
+	// Probe asks every fill for its first slice with Range (nginx's slice
+	// module), so even the first request of a large object is sliced, at
+	// the price of a Range header on every fill and a 206 from the origin
+	// for small objects too. Default false.
+	Probe bool
 	// Size is the slice size in bytes: objects larger than it are cached
 	// as slices of this size, each its own stored entry. Between 64 KiB
 	// and 1 GiB, and at most max_object. Default (when Enabled) 4 MiB, or
-	// max_object when that is smaller; 0 when slicing is off and no size
-	// is given.
+	// max_object when that is smaller; 0 when slicing is off, or left on
+	// by default for a max_object below 64 KiB (then it is off).
 	Size int64
 }
 
@@ -78,12 +85,13 @@ type QueryPolicy struct {
 // cacheDefaults returns the cache policy of a service whose file leaves
 // every setting out.
 func cacheDefaults() CachePolicy {
-	return CachePolicy{MaxObject: defaultMaxObject, Keep: defaultKeep, HitForMiss: defaultHitForMiss}
+	return CachePolicy{MaxObject: defaultMaxObject, Keep: defaultKeep, HitForMiss: defaultHitForMiss,
+		Slice: SlicePolicy{Enabled: true, Size: defaultSliceSize}}
 }
 
 // cache decodes a service's cache policy into c, which holds the defaults.
 func (d *decoder) cache(n *yaml.Node, path string, c *CachePolicy) {
-	var minAt, sliceAt *yaml.Node
+	var minAt, sliceAt, enabledAt *yaml.Node
 	sliceSize := int64(0) // 0: not given
 	d.fields(n, path, []field{
 		optional("default_ttl", d.setDuration(&c.DefaultTTL)),
@@ -98,7 +106,11 @@ func (d *decoder) cache(n *yaml.Node, path string, c *CachePolicy) {
 		optional("hit_for_miss", d.setDuration(&c.HitForMiss)),
 		optional("slice", func(n *yaml.Node, path string) {
 			d.fields(n, path, []field{
-				optional("enabled", d.setBool(&c.Slice.Enabled)),
+				optional("enabled", func(n *yaml.Node, path string) {
+					enabledAt = n
+					d.setBool(&c.Slice.Enabled)(n, path)
+				}),
+				optional("probe", d.setBool(&c.Slice.Probe)),
 				optional("size", func(n *yaml.Node, path string) {
 					sliceAt = n
 					d.setSizeRange(&sliceSize, MinSliceSize, MaxSliceSize)(n, path)
@@ -115,10 +127,17 @@ func (d *decoder) cache(n *yaml.Node, path string, c *CachePolicy) {
 		c.Slice.Size = sliceSize
 	case c.Slice.Enabled:
 		c.Slice.Size = min(defaultSliceSize, c.MaxObject)
-		if c.Slice.Size < MinSliceSize {
-			d.errorf(n, join(path, "slice"), "slicing needs max_object of at least %s (it is %s)",
-				formatSize(MinSliceSize), formatSize(c.MaxObject))
+		if c.Slice.Size >= MinSliceSize {
+			break
 		}
+		if enabledAt == nil { // on by default: too small a max_object turns it off
+			c.Slice = SlicePolicy{}
+			break
+		}
+		d.errorf(n, join(path, "slice"), "slicing needs max_object of at least %s (it is %s)",
+			formatSize(MinSliceSize), formatSize(c.MaxObject))
+	default:
+		c.Slice.Size = 0
 	}
 	if c.MinTTL > 0 && c.MaxTTL > 0 && c.MinTTL > c.MaxTTL {
 		d.errorf(minAt, join(path, "min_ttl"), "min_ttl %s is greater than max_ttl %s", formatDuration(c.MinTTL), formatDuration(c.MaxTTL))

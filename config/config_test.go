@@ -118,7 +118,8 @@ func TestParseGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defaultCache := CachePolicy{MaxObject: 64 << 20, Keep: time.Hour, HitForMiss: 2 * time.Minute}
+	defaultSlice := SlicePolicy{Enabled: true, Size: 4 << 20}
+	defaultCache := CachePolicy{MaxObject: 64 << 20, Keep: time.Hour, HitForMiss: 2 * time.Minute, Slice: defaultSlice}
 	tests := []struct {
 		name string
 		in   string
@@ -176,6 +177,7 @@ func TestParseGood(t *testing.T) {
 							MaxTTL:     time.Hour,
 							MaxObject:  1536 << 10,
 							Keep:       0,
+							Slice:      SlicePolicy{Enabled: true, Size: 1536 << 10},
 							Query:      QueryPolicy{Sort: true, Drop: []string{"utm_source", "utm_medium"}},
 						},
 					},
@@ -251,13 +253,13 @@ pops:
 						Name:      "a",
 						Hostnames: []string{"a.example"},
 						Origin:    defaultOrigin(OriginServer{URL: mustURL(t, "http://127.0.0.1:8000"), Weight: 1}),
-						Cache:     CachePolicy{MaxTTL: time.Hour, MaxObject: 64 << 20, Keep: 5 * time.Minute, HitForMiss: 2 * time.Minute},
+						Cache:     CachePolicy{MaxTTL: time.Hour, MaxObject: 64 << 20, Keep: 5 * time.Minute, HitForMiss: 2 * time.Minute, Slice: defaultSlice},
 					},
 					{
 						Name:      "b",
 						Hostnames: []string{"b.example"},
 						Origin:    defaultOrigin(OriginServer{URL: mustURL(t, "http://127.0.0.1:8000"), Weight: 1}),
-						Cache:     CachePolicy{MaxTTL: time.Hour, MaxObject: 64 << 20, Keep: 10 * time.Minute, HitForMiss: 2 * time.Minute},
+						Cache:     CachePolicy{MaxTTL: time.Hour, MaxObject: 64 << 20, Keep: 10 * time.Minute, HitForMiss: 2 * time.Minute, Slice: defaultSlice},
 					},
 				},
 				POPs: []POP{

@@ -137,6 +137,7 @@ type lookup struct {
 	meta     *sliceObject // the sliced object stored for key, when there is no entry
 	noSlice  bool         // the object could not be sliced lately: fill without Range
 	resliced bool         // a second try after a sliced object changed
+	large    bool         // the object was found larger than max_object: slice it
 }
 
 // find looks a request for host (already normalized) up in the store,
@@ -212,6 +213,13 @@ func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *servic
 		return
 	}
 	if m, ok := p.marks.get(l.key, now); ok {
+		if m.tooLarge && svc.slice > 0 && !l.noSlice {
+			// Above max_object: from now on it is fetched and cached in
+			// slices (slice.go), shared like any fill.
+			l.large = true
+			p.serveMiss(w, r, svc, l, status)
+			return
+		}
 		if m.tooLarge && r.Header["Range"] != nil {
 			// Above max_object: the origin answers the range itself.
 			p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(cache.ReasonTooLarge)}, resultMiss)

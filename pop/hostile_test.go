@@ -42,6 +42,7 @@ type hostileKnobs struct {
 	Send          string // pops[].timeouts.send
 	H2C           bool   // pops[].tls.h2c
 	NoFastPath    bool   // Options.NoFastPath: every request through net/http
+	NoSlice       bool   // services[].cache.slice.enabled: false
 }
 
 func hostileDefaults(originURL string) hostileKnobs {
@@ -64,6 +65,9 @@ services:
     cache:
       max_object: {{.MaxObject}}
       hit_for_miss: {{.HitForMiss}}
+{{- if .NoSlice}}
+      slice: {enabled: false}
+{{- end}}
 pops:
   - name: test
     location: {lat: 50, lon: 14}
@@ -730,38 +734,55 @@ func TestAttackHitForMiss(t *testing.T) {
 }
 
 // TestAttackRangeTooLarge is issue 16 item 8: a range of an object above
-// max_object goes to the origin as a range, and its 206 is relayed, the
-// first time and the next (video seeking and resumed downloads).
+// max_object is answered with exactly that range, the first time and the
+// next (video seeking and resumed downloads), and never makes the PoP
+// fetch the whole object again. With slicing off the origin answers each
+// range itself; with slicing on (the default) the first request finds the
+// object too large, and from then on the slice holding the range is
+// fetched once and later ranges in it are hits.
 func TestAttackRangeTooLarge(t *testing.T) {
 	content := pattern(2 << 20)
 	tests := []struct {
 		name    string
 		chunked bool // the length is unknown until max_object is passed
+		noSlice bool
+		// wantRanged is how many Range requests the origin has seen after
+		// each of three requests for bytes 0-9.
+		wantRanged [3]int32
 	}{
-		{"issue 16 item 8 RFC9110 14.2 known length above max_object", false},
-		{"issue 16 item 8 RFC9110 14.2 chunked body outgrowing max_object", true},
+		{"issue 16 item 8 RFC9110 14.2 known length above max_object, slicing off", false, true, [3]int32{1, 2, 3}},
+		{"issue 16 item 8 RFC9110 14.2 chunked body outgrowing max_object, slicing off", true, true, [3]int32{1, 2, 3}},
+		{"RFC9110 14.2 known length above max_object, sliced from the second request", false, false, [3]int32{1, 2, 2}},
+		{"RFC9110 14.2 chunked body outgrowing max_object, sliced from the second request", true, false, [3]int32{1, 2, 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var ranged atomic.Int32
+			var ranged, whole atomic.Int32
 			o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Cache-Control", "public, max-age=60")
 				w.Header().Set("Content-Type", "video/mp4")
+				w.Header().Set("ETag", `"v1"`)
 				if r.Header.Get("Range") != "" {
 					ranged.Add(1)
-				} else if tt.chunked {
-					for off := 0; off < len(content); off += 64 << 10 {
-						if _, err := w.Write(content[off : off+64<<10]); err != nil {
-							return
+				} else {
+					whole.Add(1)
+					if tt.chunked {
+						for off := 0; off < len(content); off += 64 << 10 {
+							if _, err := w.Write(content[off : off+64<<10]); err != nil {
+								return
+							}
+							w.(http.Flusher).Flush()
 						}
-						w.(http.Flusher).Flush()
+						return
 					}
-					return
 				}
 				http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(content))
 			})
-			tp := startHostile(t, hostileDefaults(o.URL))
-			for i := 1; i <= 2; i++ {
+			k := hostileDefaults(o.URL)
+			k.NoSlice = tt.noSlice
+			tp := startHostile(t, k)
+			for i := 1; i <= 3; i++ {
+				waitFor(t, "fills done", func() bool { return tp.fills.inFlight() == 0 })
 				resp, body := tp.do(t, http.MethodGet, "/movie", "demo.example", http.Header{"Range": {"bytes=0-9"}})
 				if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, content[:10]) {
 					t.Errorf("request %d: %d with %d bytes; want 206 with the first 10", i, resp.StatusCode, len(body))
@@ -769,9 +790,12 @@ func TestAttackRangeTooLarge(t *testing.T) {
 				if cr := resp.Header.Get("Content-Range"); cr != fmt.Sprintf("bytes 0-9/%d", len(content)) {
 					t.Errorf("request %d: Content-Range %q", i, cr)
 				}
-				if got := ranged.Load(); got != int32(i) {
-					t.Errorf("request %d: the origin saw %d range requests; want %d", i, got, i)
+				if got := ranged.Load(); got != tt.wantRanged[i-1] {
+					t.Errorf("request %d: the origin saw %d range requests; want %d", i, got, tt.wantRanged[i-1])
 				}
+			}
+			if n := whole.Load(); n != 1 {
+				t.Errorf("the origin was asked for the whole object %d times; want once (the first fill)", n)
 			}
 		})
 	}

@@ -138,10 +138,13 @@ type service struct {
 	query     cache.QueryPolicy
 	maxObject int64
 	slice     int64 // cache.slice.size when slicing is on, else 0
-	keep      time.Duration
-	pool      *origin.Pool
-	redirect  bool   // answer plain HTTP with a redirect to https
-	hsts      string // Strict-Transport-Security for HTTPS responses, or ""
+	// sliceProbe asks every fill for a slice (cache.slice.probe); without
+	// it only objects found larger than max_object are sliced.
+	sliceProbe bool
+	keep       time.Duration
+	pool       *origin.Pool
+	redirect   bool   // answer plain HTTP with a redirect to https
+	hsts       string // Strict-Transport-Security for HTTPS responses, or ""
 	// fillTimeout bounds a storing fill from request to last byte;
 	// hitForMiss is how long an uncacheable answer is remembered.
 	fillTimeout time.Duration
@@ -345,7 +348,7 @@ func newService(sc *config.Service, log *slog.Logger) (*service, error) {
 			StaleIfError: sc.Cache.StaleIfError,
 		},
 		query:     cache.QueryPolicy{Sort: sc.Cache.Query.Sort, Drop: sc.Cache.Query.Drop},
-		maxObject: sc.Cache.MaxObject, slice: sliceSize(sc.Cache.Slice), slices: new(sliceCounters),
+		maxObject: sc.Cache.MaxObject, slice: sliceSize(sc.Cache.Slice), sliceProbe: sc.Cache.Slice.Probe, slices: new(sliceCounters),
 		keep:        sc.Cache.Keep,
 		pool:        pool,
 		redirect:    sc.HTTPS.Redirect,

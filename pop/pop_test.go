@@ -486,7 +486,10 @@ func TestNotStored(t *testing.T) {
 		}
 		io.WriteString(w, "body")
 	})
-	tp := startPoP(t, o.URL)
+	// Slicing off: an object above max_object is passed through every
+	// time (with slicing, the default, later requests fetch it in slices:
+	// slice_test.go).
+	tp := startPoPConfig(t, strings.Replace(fmt.Sprintf(testConfig, o.URL, "0s"), "max_object: 1MiB", "max_object: 1MiB\n      slice: {enabled: false}", 1))
 	tests := []struct {
 		path       string
 		wantDetail string

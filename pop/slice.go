@@ -279,6 +279,9 @@ func (p *PoP) sliceProbeFor(r *http.Request, svc *service, l lookup) *sliceProbe
 	if svc.slice <= 0 || l.alone || l.entry != nil || l.noSlice {
 		return nil
 	}
+	if !svc.sliceProbe && l.meta == nil && !l.large {
+		return nil // not known to be large: an ordinary fill finds out
+	}
 	pr := &sliceProbe{size: svc.slice, stale: l.meta}
 	size := int64(-1)
 	if l.meta != nil {

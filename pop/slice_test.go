@@ -34,7 +34,7 @@ services:
       timeouts: {connect: 2s, first_byte: 5s, idle: 5s}
     cache:
       max_object: 1MiB
-      slice: {enabled: true, size: 64KiB}
+      slice: {enabled: true, probe: true, size: 64KiB}
 pops:
   - name: test
     location: {lat: 50, lon: 14}
@@ -656,5 +656,49 @@ func TestSliceSeekReplay(t *testing.T) {
 	t.Logf("origin bytes %d, slices touched %d bytes: ratio %.3f", origin, touched, ratio)
 	if ratio > 1.1 {
 		t.Errorf("origin bytes are %.3f× the slices touched; want at most 1.1", ratio)
+	}
+}
+
+// TestSliceFoundLarge checks the default mode (cache.slice on, no probe):
+// small objects are fetched without Range; an object above max_object is
+// streamed through once, then fetched in slices, then served from them.
+func TestSliceFoundLarge(t *testing.T) {
+	o := newRangeOrigin(t)
+	cfg := strings.Replace(sliceConfig(o.URL), "slice: {enabled: true, probe: true, size: 64KiB}", "slice: {size: 64KiB}", 1)
+	tp := startPoPConfig(t, cfg)
+	const small, large = "/obj/1000", "/obj/1500000" // max_object is 1 MiB
+	for i := range 2 {
+		tp.idle(t)
+		if resp, body := tp.get(t, small); resp.StatusCode != 200 || len(body) != 1000 {
+			t.Fatalf("small, request %d: %d, %d bytes", i+1, resp.StatusCode, len(body))
+		}
+	}
+	if r := o.rangesOf(small); len(r) != 0 {
+		t.Errorf("a small object was fetched with Range: %q", r)
+	}
+	want := objectBody(1500000, 0)
+	for i := 1; i <= 3; i++ {
+		tp.idle(t)
+		before := o.requests.Load()
+		resp, body := tp.get(t, large)
+		if resp.StatusCode != 200 || !bytes.Equal(body, want) {
+			t.Fatalf("large, request %d: %d, %d bytes", i, resp.StatusCode, len(body))
+		}
+		asked := o.requests.Load() - before
+		cs := resp.Header.Get("Cache-Status")
+		switch i {
+		case 1: // found too large: streamed through, not stored
+			if asked != 1 || len(o.rangesOf(large)) != 0 || !strings.Contains(cs, "too-large") {
+				t.Errorf("request 1: %d origin requests, ranges %q, Cache-Status %q; want one whole fetch, too-large", asked, o.rangesOf(large), cs)
+			}
+		case 2: // fetched in slices
+			if n := len(o.rangesOf(large)); n != (1500000+testSlice-1)/testSlice {
+				t.Errorf("request 2: %d ranged requests, want one per slice (%d)", n, (1500000+testSlice-1)/testSlice)
+			}
+		case 3: // served from the slices
+			if asked != 0 || !strings.Contains(cs, "hit") {
+				t.Errorf("request 3: %d origin requests, Cache-Status %q; want a hit from the slices", asked, cs)
+			}
+		}
 	}
 }
