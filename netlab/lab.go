@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/outpost-cdn/outpost/config"
 )
 
 // Options configure a lab. Binary and Dir are required.
@@ -44,6 +46,11 @@ type Options struct {
 	Detached bool
 	// Log receives a line per step; nil discards them.
 	Log io.Writer
+	// Control adds the control plane: a three-node NATS cluster (`outpost
+	// bus` on the ControlHosts bus-1..3) that every PoP and both DNS
+	// servers reach, and a second DNS server (dns-2) that cannot reach the
+	// PoPs. See ControlCDN for what the CDN file then holds.
+	Control bool
 }
 
 func (o *Options) defaults() error {
@@ -102,7 +109,7 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	l := &Lab{opts: opts, net: network{prefix: opts.Prefix}, procs: map[string]*process{}}
+	l := &Lab{opts: opts, net: network{prefix: opts.Prefix, hosts: opts.hosts()}, procs: map[string]*process{}}
 	defer func() {
 		if err != nil {
 			l.Close()
@@ -114,7 +121,7 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err := l.writeCDN(); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(opts.Log, "netlab: network %s* (%d hosts on %s, router %s)\n", opts.Prefix, len(Hosts), Subnet, Router)
+	fmt.Fprintf(opts.Log, "netlab: network %s* (%d hosts on %s, router %s)\n", opts.Prefix, len(l.net.hosts), Subnet, Router)
 	if err := l.net.build(); err != nil {
 		return nil, err
 	}
@@ -139,8 +146,18 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, err
 		}
 	}
+	if opts.Control {
+		if err := l.isolateDNS2(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Control {
+		if err := l.startBus(ctx); err != nil {
+			return nil, err
+		}
+	}
 	cfg := l.ConfigPath()
-	for _, h := range Hosts {
+	for _, h := range l.net.hosts {
 		var args []string
 		switch h.Role {
 		case RoleOrigin:
@@ -149,6 +166,9 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 			args = []string{"pop", "--config", cfg, "--pop", h.PoP, "--log-level", "warn"}
 		case RoleDNS:
 			args = []string{"dns", "--config", cfg, "--log-level", "warn"}
+			if opts.Control {
+				args = append(args, "--name", BusUser(h))
+			}
 		default:
 			continue
 		}
@@ -156,22 +176,31 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, err
 		}
 	}
-	fmt.Fprintf(opts.Log, "netlab: origin, 3 PoPs and DNS started; waiting for them to answer\n")
+	what := "origin, 3 PoPs and DNS"
+	if opts.Control {
+		what = "NATS cluster (3 nodes), origin, 3 PoPs and 2 DNS servers"
+	}
+	fmt.Fprintf(opts.Log, "netlab: %s started; waiting for them to answer\n", what)
 	if err := l.waitReady(ctx); err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
-// startRole starts the outpost binary with args in the host called name.
+// startRole starts the outpost binary with args in the host called name;
+// with a control plane, as the host's bus user ($OUTPOST_CONTROL_USER).
 func (l *Lab) startRole(name string, args ...string) error {
-	return l.startIn(l.net.ns(name), name, args...)
+	var env []string
+	if h, ok := HostByName(name); ok && l.opts.Control && BusUser(h) != "" {
+		env = []string{config.ControlUserEnv + "=" + BusUser(h)}
+	}
+	return l.startIn(l.net.ns(name), name, env, args...)
 }
 
-// startIn starts the outpost binary with args in the namespace ns, as
-// the process called name.
-func (l *Lab) startIn(ns, name string, args ...string) error {
-	p, err := start(name, ns, l.LogPath(name), l.opts.Detached, l.opts.Binary, args...)
+// startIn starts the outpost binary with args (and env added to this
+// process's environment) in the namespace ns, as the process called name.
+func (l *Lab) startIn(ns, name string, env []string, args ...string) error {
+	p, err := start(name, ns, l.LogPath(name), l.opts.Detached, env, l.opts.Binary, args...)
 	if err != nil {
 		return err
 	}
@@ -184,7 +213,7 @@ func (l *Lab) startIn(ns, name string, args ...string) error {
 func (l *Lab) startDelayLine(ctx context.Context) error {
 	const name = "delay-line"
 	args := append([]string{"netlab", "delay-line", "-dev", delayDev}, LabDelays(l.opts.Near, l.opts.Far).Args()...)
-	if err := l.startIn(l.net.ns(bridgeNS), name, args...); err != nil {
+	if err := l.startIn(l.net.ns(bridgeNS), name, nil, args...); err != nil {
 		return err
 	}
 	// The device appears when the delay line has made it.
@@ -235,6 +264,9 @@ func (l *Lab) waitReady(ctx context.Context) error {
 		}
 	}
 	urls = append(urls, "http://"+hostPortOf("dns", DNSAdminPort)+"/healthz")
+	if l.opts.Control {
+		urls = append(urls, "http://"+hostPortOf("dns-2", DNSAdminPort)+"/healthz")
+	}
 	args := append([]string{"netlab", "wait", "-timeout", "20s"}, urls...)
 	out, err := l.Command(ctx, "dns", l.opts.Binary, args...).CombinedOutput()
 	for name, p := range l.procs {
@@ -321,7 +353,7 @@ func (l *Lab) Exited(name string) (<-chan struct{}, func() error) {
 // of their logs, or nil when all are running.
 func (l *Lab) Failed() error {
 	var errs []error
-	for _, h := range Hosts {
+	for _, h := range l.net.hosts {
 		if p := l.procs[h.Name]; p != nil && p.exited() {
 			errs = append(errs, fmt.Errorf("%s exited: %v%s", h.Name, p.err, logTail(p.log)))
 		}
@@ -332,7 +364,7 @@ func (l *Lab) Failed() error {
 // Logs returns the end of every process's log, for errors.
 func (l *Lab) Logs() string {
 	var b strings.Builder
-	for _, name := range append([]string{"delay-line"}, hostNames()...) {
+	for _, name := range append([]string{"delay-line"}, l.hostNames()...) {
 		if p := l.procs[name]; p != nil {
 			if t := logTail(p.log); t != "" {
 				b.WriteString("\n" + name + ":" + t)
@@ -342,9 +374,9 @@ func (l *Lab) Logs() string {
 	return b.String()
 }
 
-func hostNames() []string {
+func (l *Lab) hostNames() []string {
 	var out []string
-	for _, h := range Hosts {
+	for _, h := range l.net.hosts {
 		out = append(out, h.Name)
 	}
 	return out
@@ -418,9 +450,17 @@ pops:
 		case RolePoP:
 			fmt.Fprintf(&cdn, "  - name: %s   # %s, region %s\n    location: {lat: %g, lon: %g}\n    listen: %s\n    admin: %s\n    drain: %s\n",
 				h.PoP, h.City, h.Region, h.Lat, h.Lon, hostPort(h, PoPPort), hostPort(h, PoPAdminPort), l.opts.Drain)
+			if l.opts.Control && h.PoP == LoadedPoP {
+				fmt.Fprintf(&cdn, "    capacity: {requests_per_sec: %d}\n", LoadedPoPCapacity)
+			}
 		case RoleClient:
 			fmt.Fprintf(&nets, "%s/32, %g, %g   # %s (%s)\n", h.Addr, h.Lat, h.Lon, h.Name, h.City)
 		}
+	}
+	dnsListen, dnsAdmin := DNSAddr(), hostPortOf("dns", DNSAdminPort)
+	if l.opts.Control {
+		// Both DNS servers run this file, each in its own host.
+		dnsListen, dnsAdmin = fmt.Sprintf("0.0.0.0:%d", DNSPort), fmt.Sprintf("0.0.0.0:%d", DNSAdminPort)
 	}
 	fmt.Fprintf(&cdn, `dns:
   listen: [%s]
@@ -428,8 +468,16 @@ pops:
   ttl: 1s
   networks: networks.csv
   health: {interval: %s, timeout: %s, rise: 2, fall: 2}
-purge: {token: %s}
-`, DNSAddr(), hostPortOf("dns", DNSAdminPort), l.opts.HealthInterval, l.opts.HealthInterval, PurgeToken)
+`, dnsListen, dnsAdmin, l.opts.HealthInterval, l.opts.HealthInterval)
+	if l.opts.Control {
+		l.writeControlDNS(&cdn, &nets)
+	}
+	fmt.Fprintf(&cdn, "purge: {token: %s}\n", PurgeToken)
+	if l.opts.Control {
+		if err := l.writeControl(&cdn); err != nil {
+			return err
+		}
+	}
 	if err := os.WriteFile(l.ConfigPath(), []byte(cdn.String()), 0o644); err != nil {
 		return fmt.Errorf("netlab: %w", err)
 	}

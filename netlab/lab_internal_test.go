@@ -141,3 +141,61 @@ func TestCheckWithoutRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestControlCDNFile checks the files of a lab with a control plane with
+// the real parser: the control section with the three bus nodes, a user
+// per role, each bus node's file with a JetStream directory of its own,
+// prg's capacity, both name servers and the load-shedding network.
+func TestControlCDNFile(t *testing.T) {
+	opts := Options{Binary: "/nonexistent/outpost", Dir: t.TempDir(), Control: true}
+	if err := opts.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	l := &Lab{opts: opts}
+	if err := l.writeCDN(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(l.ConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(cfg.Control.Servers); n != 3 || cfg.Control.Replicas != 3 {
+		t.Errorf("control: %d servers, %d replicas; want 3 and 3", n, cfg.Control.Replicas)
+	}
+	roles := map[string]string{}
+	for _, u := range cfg.Control.Server.Users {
+		roles[u.User] = u.Role
+	}
+	for user, role := range map[string]string{OperatorUser: "operator", "prg": "pop", "iad": "pop", "nrt": "pop", "ns1": "dns", "ns2": "dns"} {
+		if roles[user] != role {
+			t.Errorf("bus user %s has role %q, want %s", user, roles[user], role)
+		}
+	}
+	if pc, err := cfg.POP(LoadedPoP); err != nil || pc.Capacity.RequestsPerSec != LoadedPoPCapacity {
+		t.Errorf("%s's capacity: %+v, %v", LoadedPoP, pc.Capacity, err)
+	}
+	if len(cfg.DNS.NS) != 2 {
+		t.Errorf("name servers %+v, want ns1 and ns2", cfg.DNS.NS)
+	}
+	dirs := map[string]bool{}
+	for _, h := range ControlHosts {
+		if h.Role != RoleBus {
+			continue
+		}
+		bc, err := config.Load(l.busConfigPath(h.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs[bc.Control.Server.StoreDir] = true
+	}
+	if len(dirs) != 3 || dirs[cfg.Control.Server.StoreDir] {
+		t.Errorf("the bus nodes' JetStream directories %v: want three of their own", dirs)
+	}
+	nets, err := os.ReadFile(l.opts.Dir + "/networks.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(nets), ShedNetwork) {
+		t.Errorf("the network map lacks %s", ShedNetwork)
+	}
+}

@@ -22,7 +22,7 @@ func TestNetemClassification(t *testing.T) {
 	if _, err := tcPath(); err != nil {
 		t.Skipf("skipping: %v", err)
 	}
-	n := network{prefix: prefix}
+	n := network{prefix: prefix, hosts: Hosts}
 	t.Cleanup(func() {
 		if err := n.teardown(2 * time.Second); err != nil {
 			t.Error(err)

@@ -37,6 +37,7 @@ const (
 	RoleDNS    Role = "dns"
 	RolePoP    Role = "pop"
 	RoleClient Role = "client"
+	RoleBus    Role = "bus" // a NATS server of the control plane (`outpost bus`)
 )
 
 // Host is one machine of the lab: a network namespace with one address.
@@ -65,6 +66,17 @@ var Hosts = []Host{
 	{Name: "client-as", Role: RoleClient, Region: "as", City: "Osaka", Addr: netip.MustParseAddr("10.77.0.103"), Lat: 34.69, Lon: 135.50},
 }
 
+// ControlHosts are the hosts a lab with a control plane (Options.Control)
+// adds: a three-node NATS cluster, and a second DNS server placed where it
+// cannot reach the PoPs (its routes to them are unreachable), which learns
+// their health from the bus alone. They are core hosts: no delay.
+var ControlHosts = []Host{
+	{Name: "bus-1", Role: RoleBus, City: "core", Addr: netip.MustParseAddr("10.77.0.61")},
+	{Name: "bus-2", Role: RoleBus, City: "core", Addr: netip.MustParseAddr("10.77.0.62")},
+	{Name: "bus-3", Role: RoleBus, City: "core", Addr: netip.MustParseAddr("10.77.0.63")},
+	{Name: "dns-2", Role: RoleDNS, City: "core", Addr: netip.MustParseAddr("10.77.0.54")},
+}
+
 // The lab's network: every host has its address as a /32 and a default
 // route via the router, the bridge namespace's address on the bridge.
 var (
@@ -89,9 +101,9 @@ const (
 	delayTable = "77" // the routing table that sends forwarded packets to the delay line
 )
 
-// HostByName returns the host called name ("pop-prg"), or false.
+// HostByName returns the host called name ("pop-prg", "bus-1"), or false.
 func HostByName(name string) (Host, bool) {
-	for _, h := range Hosts {
+	for _, h := range append(Hosts[:len(Hosts):len(Hosts)], ControlHosts...) {
 		if h.Name == name {
 			return h, true
 		}
@@ -180,15 +192,26 @@ func checkUser(euid int) error {
 // network is the namespaces and links of one lab, named with a prefix.
 type network struct {
 	prefix string
+	hosts  []Host // the hosts build makes: Hosts, and ControlHosts with a control plane
 }
 
 // ns is the namespace name of the host called name.
 func (n network) ns(name string) string { return n.prefix + name }
 
-// namespaces are every namespace of the lab, the bridge's first.
+// namespaces are every namespace a lab may have, the bridge's first
+// (teardown removes those that exist).
 func (n network) namespaces() []string {
 	out := []string{n.ns(bridgeNS)}
-	for _, h := range Hosts {
+	for _, h := range append(Hosts[:len(Hosts):len(Hosts)], ControlHosts...) {
+		out = append(out, n.ns(h.Name))
+	}
+	return out
+}
+
+// hostNamespaces are the namespaces of the hosts build makes.
+func (n network) hostNamespaces() []string {
+	var out []string
+	for _, h := range n.hosts {
 		out = append(out, n.ns(h.Name))
 	}
 	return out
@@ -198,7 +221,7 @@ func (n network) namespaces() []string {
 // addresses. The delay line and its routes come after (routeDelay). On
 // error, what was made is left for teardown.
 func (n network) build() error {
-	for _, ns := range n.namespaces() {
+	for _, ns := range append([]string{n.ns(bridgeNS)}, n.hostNamespaces()...) {
 		if err := ip("netns", "add", ns); err != nil {
 			return err
 		}
@@ -210,7 +233,7 @@ func (n network) build() error {
 		{"-n", br, "addr", "add", netip.PrefixFrom(Router, Subnet.Bits()).String(), "dev", bridgeDev},
 		{"-n", br, "link", "set", bridgeDev, "up"},
 	}
-	for _, h := range Hosts {
+	for _, h := range n.hosts {
 		hns, veth := n.ns(h.Name), "v-"+h.Name
 		cmds = append(cmds,
 			[]string{"-n", br, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", hns},

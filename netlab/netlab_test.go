@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,8 +61,14 @@ func probeMain(args []string, stdin io.Reader, stdout io.Writer) int {
 	n := fs.Int("n", 1, "requests")
 	follow := fs.Bool("follow", false, "request until stdin closes, instead of -n")
 	every := fs.Duration("every", 50*time.Millisecond, "pause between -follow requests")
+	resolveOnly := fs.Bool("resolve-only", false, "only resolve through -dns: no HTTP request")
+	sweep := fs.String("sweep", "", "resolve through -dns once per /24 of this IPv4 prefix, by ECS, and print each answer (Addr) with its subnet (Cache)")
+	subnets := fs.Int("subnets", 64, "how many /24s -sweep asks about")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *sweep != "" {
+		return sweepMain(*dnsAddr, *sweep, *subnets, stdout)
 	}
 	stop := make(chan struct{})
 	if *follow {
@@ -89,6 +96,10 @@ func probeMain(args []string, stdin io.Reader, stdout io.Writer) int {
 				continue
 			}
 			r.Addr = net.JoinHostPort(addr, "80")
+			if *resolveOnly {
+				enc.Encode(r)
+				continue
+			}
 		}
 		req, _ := http.NewRequest("GET", "http://"+r.Addr+*path, nil)
 		req.Host = netlab.ServiceHost
@@ -110,10 +121,49 @@ func probeMain(args []string, stdin io.Reader, stdout io.Writer) int {
 	return 0
 }
 
+// sweepMain resolves the service host through server once per /24 of
+// prefix (the first n), each with that /24 as its ECS subnet, and prints
+// one result per answer: Addr the address answered, Cache the subnet.
+func sweepMain(server, prefix string, n int, stdout io.Writer) int {
+	p, err := netip.ParsePrefix(prefix)
+	if err != nil || !p.Addr().Is4() || p.Bits() > 24 {
+		fmt.Fprintf(os.Stderr, "probe: -sweep %q: want an IPv4 prefix of /24 or shorter\n", prefix)
+		return 2
+	}
+	enc := json.NewEncoder(stdout)
+	base := p.Masked().Addr().As4()
+	for i := 0; i < n && i < 1<<(24-p.Bits()); i++ {
+		a := base
+		a[1] += byte(i >> 8)
+		a[2] += byte(i)
+		subnet := netip.PrefixFrom(netip.AddrFrom4(a), 24)
+		r := result{At: time.Now().UnixMilli(), Cache: subnet.String()}
+		addr, err := resolveECS(server, netlab.ServiceHost, subnet)
+		if err != nil {
+			r.Err = err.Error()
+		}
+		r.Addr = addr
+		enc.Encode(r)
+	}
+	return 0
+}
+
 // resolve asks server for the A record of host, over UDP.
 func resolve(server, host string) (string, error) {
+	return resolveECS(server, host, netip.Prefix{})
+}
+
+// resolveECS asks server for the A record of host, over UDP, with ecs as
+// the client subnet when it is valid.
+func resolveECS(server, host string, ecs netip.Prefix) (string, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(host), dns.TypeA)
+	if ecs.IsValid() {
+		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		o.SetUDPSize(1232)
+		o.Option = append(o.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: uint8(ecs.Bits()), Address: ecs.Addr().AsSlice()})
+		m.Extra = append(m.Extra, o)
+	}
 	c := &dns.Client{Timeout: time.Second}
 	in, _, err := c.Exchange(m, server)
 	if err != nil {

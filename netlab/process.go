@@ -23,10 +23,11 @@ type process struct {
 	err  error         // its exit status, after done
 }
 
-// start runs bin with args in the namespace ns, with its output in the
-// file logPath. Detached processes are in a session of their own and are
-// not waited for: they outlive this program (`outpost netlab up`).
-func start(name, ns, logPath string, detached bool, bin string, args ...string) (*process, error) {
+// start runs bin with args in the namespace ns, with env added to this
+// process's environment and its output in the file logPath. Detached
+// processes are in a session of their own and are not waited for: they
+// outlive this program (`outpost netlab up`).
+func start(name, ns, logPath string, detached bool, env []string, bin string, args ...string) (*process, error) {
 	ipBin, err := ipPath()
 	if err != nil {
 		return nil, err
@@ -38,6 +39,9 @@ func start(name, ns, logPath string, detached bool, bin string, args ...string) 
 	defer logFile.Close()
 	cmd := exec.Command(ipBin, append([]string{"netns", "exec", ns, bin}, args...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: !detached, Setsid: detached}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("netlab: start %s: %w", name, err)
