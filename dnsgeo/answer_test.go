@@ -44,7 +44,7 @@ func TestAnswers(t *testing.T) {
 		{name: "RFC 7871: ECS in New York gets iad", qname: "demo.cdn.example.", qtype: dns.TypeA, subnet: "192.0.2.0/24", addr: "127.0.0.12", scope: 24},
 		{name: "RFC 7871: ECS in Osaka gets nrt", qname: "demo.cdn.example.", qtype: dns.TypeA, subnet: "203.0.113.0/24", addr: "127.0.0.13", scope: 24},
 		{name: "RFC 7871: a /32 source gets the /24 network's scope", qname: "demo.cdn.example.", qtype: dns.TypeA, subnet: "198.51.100.7/32", addr: "127.0.0.11", scope: 24},
-		{name: "RFC 7871 §7.2.1: a /16 source wider than the mapped /24 gets the fallback, scope /16", qname: "demo.cdn.example.", qtype: dns.TypeA, subnet: "198.51.0.0/16", addr: "127.0.0.11", scope: 16},
+		{name: "RFC 7871 §7.2.1: a /16 source wider than the mapped /24 gets the fallback, scope /18 (longer than the source)", qname: "demo.cdn.example.", qtype: dns.TypeA, subnet: "198.51.0.0/16", addr: "127.0.0.11", scope: 18},
 		{name: "RFC 7871: a public subnet no network knows gets the fallback, scope of the unmapped network", qname: "demo.cdn.example.", qtype: dns.TypeA, subnet: "8.8.8.0/24", addr: "127.0.0.11", scope: 7},
 		{name: "a private subnet in the map is used", qname: "demo.cdn.example.", qtype: dns.TypeA, subnet: "10.9.1.0/24", addr: "127.0.0.13", scope: 16},
 		{name: "a private subnet not in the map is ignored: scope 0", qname: "demo.cdn.example.", qtype: dns.TypeA, subnet: "10.1.2.0/24", addr: "127.0.0.11", scope: 0},

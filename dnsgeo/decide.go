@@ -112,8 +112,15 @@ func (st *state) decide(q Query, m moment, tr *trace) Decision {
 	// source address.
 	located := false
 	missBits := 0 // widest network the locators' misses held for
+	mapped := false
 	if q.Subnet.IsValid() {
 		sub := q.Subnet.Masked()
+		if sub.Addr().Is4In6() && sub.Bits() >= 96 {
+			// An IPv4-mapped subnet in a FAMILY 2 option is located as
+			// IPv4; its scope is given back in IPv6 bits (RFC 7871 §6).
+			mapped = true
+			sub = netip.PrefixFrom(sub.Addr().Unmap(), sub.Bits()-96)
+		}
 		switch {
 		case sub.Bits() == 0:
 			if tr != nil {
@@ -125,7 +132,7 @@ func (st *state) decide(q Query, m moment, tr *trace) Decision {
 			switch {
 			case ok:
 				located, d.ECS, d.Client = true, true, sub
-				d.Scope = min(d.Match.Network.Bits(), sub.Bits())
+				d.Scope = d.Match.Network.Bits() // may exceed the source prefix: RFC 7871 §7.2.1
 			case ignoredForGeo(sub.Addr()):
 				if tr != nil {
 					tr.add("ECS %s is a private, loopback or link-local subnet no network matches: ignored", sub)
@@ -133,7 +140,7 @@ func (st *state) decide(q Query, m moment, tr *trace) Decision {
 			default:
 				// A public subnet nothing knows: the fallback answer
 				// holds for the widest network the misses covered.
-				d.ECS, d.Client, d.Scope = true, sub, min(missBits, sub.Bits())
+				d.ECS, d.Client, d.Scope = true, sub, missBits
 			}
 		}
 	}
@@ -162,6 +169,9 @@ func (st *state) decide(q Query, m moment, tr *trace) Decision {
 		choice = st.shedLoad(f, choice, q, &d, m, tr)
 	}
 	d.POP, d.Addr = choice.name, choice.addr[f]
+	if mapped && d.ECS {
+		d.Scope += 96
+	}
 	if tr != nil {
 		scope := "ECS not used: scope 0"
 		if d.ECS {

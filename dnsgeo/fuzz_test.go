@@ -3,6 +3,7 @@ package dnsgeo
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -26,7 +27,11 @@ func serveRaw(s *Server, pkt []byte, tcp bool) (req *dns.Msg, w *recorder) {
 		Qdcount: binary.BigEndian.Uint16(pkt[4:]), Ancount: binary.BigEndian.Uint16(pkt[6:]),
 		Nscount: binary.BigEndian.Uint16(pkt[8:]), Arcount: binary.BigEndian.Uint16(pkt[10:]),
 	}
-	if s.accept(h) != dns.MsgAccept {
+	accept := s.accept
+	if tcp {
+		accept = s.acceptTCP
+	}
+	if accept(h) != dns.MsgAccept {
 		return nil, nil
 	}
 	req = new(dns.Msg)
@@ -123,6 +128,11 @@ func fuzzSeeds(t testing.TB) []seed {
 		{"truncated-question", ecsA[:20]},
 		{"truncated-opt", ecsA[:len(ecsA)-4]},
 		{"header-only", ecsA[:12]},
+		{"ixfr", mustPack(t, new(dns.Msg).SetIxfr("cdn.example.", 7, "ns1.cdn.example.", "hostmaster.cdn.example."))},
+		{"ecs-short-address", withECSBytes(t, query("demo.cdn.example.", dns.TypeA, "", 0), 1, 24, []byte{198, 51})},
+		{"ecs-mapped-v4", q("demo.cdn.example.", dns.TypeA, "", 1232, func(m *dns.Msg) {
+			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 120, Address: net.ParseIP("::ffff:203.0.113.0")})
+		})},
 	}
 	return seeds
 }

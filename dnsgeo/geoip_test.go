@@ -135,7 +135,8 @@ func TestGeoIPDecide(t *testing.T) {
 
 // TestGeoIPScope checks the ECS scope of answers placed by a database,
 // over UDP: the database network's prefix length, capped at /24 (IPv4) and
-// /56 (IPv6), and never longer than the source prefix (RFC 7871 §7.2.1).
+// /56 (IPv6), and longer than the source prefix where the database
+// network holding the source's address is (RFC 7871 §7.2.1).
 func TestGeoIPScope(t *testing.T) {
 	ts := startServer(t, geoConfig(t, "  health: {interval: 1h}"))
 	tests := []struct {
@@ -147,13 +148,13 @@ func TestGeoIPScope(t *testing.T) {
 		{"RFC 7871 §7.2.1: a /16 database network gives scope 16", "81.0.1.0/24", "127.0.0.11", 16},
 		{"RFC 7871 §7.2.1: a /28 database network is capped at /24", "82.0.7.0/24", "127.0.0.11", 24},
 		{"RFC 7871 §7.2.1: a /32 source in a /28 network: capped at /24", "82.0.7.1/32", "127.0.0.11", 24},
-		{"RFC 7871 §7.2.1: never longer than the source prefix", "81.0.0.0/12", "127.0.0.11", 12},
+		{"RFC 7871 §7.2.1: a /12 source whose address is in a /16 database network: scope /16, longer than the source", "81.0.0.0/12", "127.0.0.11", 16},
 		{"RFC 7871 §7.2.1: a miss holds for the widest network no map row or database network overlaps", "9.9.9.0/24", "127.0.0.11", 7},
 		{"RFC 7871 §7.2.1: an ASN row's scope is the ASN database network", "5.5.5.0/24", "127.0.0.13", 16},
 		{"RFC 7871 §7.2.1: the City network, narrowed where the ASN database differs", "24.0.200.0/24", "127.0.0.12", 17},
 		{"RFC 7871 §7.2.1: IPv6 /32 database network", "2a00:1450:1::/56", "127.0.0.11", 32},
 		{"RFC 7871 §7.2.1: IPv6 /64 database network is capped at /56", "2a00:1451::/64", "127.0.0.11", 56},
-		{"RFC 7871 §7.2.1: IPv6 never longer than the source prefix", "2600:1000::/40", "127.0.0.12", 40},
+		{"RFC 7871 §7.2.1: an IPv6 /40 source in a /48 database network: scope /48", "2600:1000::/40", "127.0.0.12", 48},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

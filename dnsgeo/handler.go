@@ -57,11 +57,21 @@ func (s *Server) reply(req *dns.Msg, src netip.Addr, tcp bool, sc *scratch) *dns
 		}
 	}
 	if !fits(resp, limit) {
-		resp.Truncate(limit)
+		truncate(resp, limit)
 		out.truncated = resp.Truncated
 	}
 	s.metrics.count(st, out) // before the reply leaves, so a client that got it sees it counted
 	return resp
+}
+
+// truncate cuts resp to at most limit bytes. TC is set only when records
+// of the answer or authority sections had to go: RFC 2181 §9 says not to
+// set it when the client has all it needs, and additional records
+// (addresses of name servers) are extras it can look up.
+func truncate(resp *dns.Msg, limit int) {
+	an, ns := len(resp.Answer), len(resp.Ns)
+	resp.Truncate(limit)
+	resp.Truncated = len(resp.Answer) < an || len(resp.Ns) < ns
 }
 
 // fits reports, cheaply, that resp surely packs into limit bytes without
@@ -165,11 +175,13 @@ func (st *state) respond(req *dns.Msg, src netip.Addr, m moment, sc *scratch) (*
 	switch {
 	case req.Opcode != dns.OpcodeQuery:
 		return st.fail(resp, dns.RcodeNotImplemented, ropt, &out)
-	case len(req.Question) != 1:
+	case len(req.Question) != 1 || len(req.Answer) > 0 || len(req.Extra) > 2:
+		return st.fail(resp, dns.RcodeFormatError, ropt, &out)
+	case len(req.Ns) > 0 && !isIXFR(req):
 		return st.fail(resp, dns.RcodeFormatError, ropt, &out)
 	}
 	ecs, ok := clientSubnet(opt)
-	if !ok {
+	if !ok || ecs.opt != nil && !ecsAddressLenOK(opt, ecs.opt) {
 		return st.fail(resp, dns.RcodeFormatError, ropt, &out)
 	}
 	if ecs.opt != nil {
@@ -188,9 +200,21 @@ func (st *state) respond(req *dns.Msg, src netip.Addr, m moment, sc *scratch) (*
 	return resp, out, limit
 }
 
-// fail turns resp into an error reply with rcode.
+// isIXFR reports whether req is an IXFR query as RFC 1995 §3 has it: the
+// zone's SOA, alone, in the authority section.
+func isIXFR(req *dns.Msg) bool {
+	if req.Question[0].Qtype != dns.TypeIXFR || len(req.Ns) != 1 {
+		return false
+	}
+	_, ok := req.Ns[0].(*dns.SOA)
+	return ok
+}
+
+// fail turns resp into an error reply with rcode: the question and OPT
+// record stay, and QR and RD are the only flags (see reject.go).
 func (st *state) fail(resp *dns.Msg, rcode int, ropt *dns.OPT, out *outcome) (*dns.Msg, outcome, int) {
 	resp.Rcode = rcode
+	resp.CheckingDisabled = false
 	if ropt != nil {
 		resp.Extra = append(resp.Extra, ropt)
 	}
@@ -387,8 +411,9 @@ func (sc *scratch) reset(req *dns.Msg) *dns.Msg {
 		MsgHdr: dns.MsgHdr{Id: req.Id, Response: true, Opcode: req.Opcode, Rcode: dns.RcodeSuccess},
 		Answer: sc.answer[:0], Ns: sc.ns[:0], Extra: sc.extra[:0],
 	}
+	sc.resp.RecursionDesired = req.RecursionDesired // RFC 1035 §4.1.1: copied
 	if req.Opcode == dns.OpcodeQuery {
-		sc.resp.RecursionDesired, sc.resp.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
+		sc.resp.CheckingDisabled = req.CheckingDisabled
 	}
 	if len(req.Question) > 0 {
 		sc.question[0] = req.Question[0]

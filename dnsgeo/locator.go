@@ -14,10 +14,11 @@ type Location struct {
 
 // Match is what a Locator knows about a client.
 type Match struct {
-	// Network is the widest prefix around the client over which the
-	// locator's result is the same, on a hit and on a miss. It is never
-	// longer than the prefix the locator was asked about, and its length
-	// bounds the ECS scope of the answer.
+	// Network is the widest prefix around the client's address over
+	// which the locator's result is the same, on a hit and on a miss. It
+	// may be longer than the prefix the locator was asked about (RFC 7871
+	// §7.2.1: a scope longer than the source prefix asks the resolver for
+	// more bits), and its length bounds the ECS scope of the answer.
 	Network netip.Prefix
 	// POP names the PoP that serves the client; "" when Location is set
 	// instead.

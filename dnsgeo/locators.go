@@ -100,10 +100,10 @@ func loadLocators(dc *config.DNS) (locs []Locator, info locatorInfo, closeFn fun
 	return locs, info, closeFn, nil
 }
 
-// capScope bounds the network a database gave for addr: no longer than
-// /24 (IPv4) or /56 (IPv6), nor than the known bits of the client. A
-// network that does not hold addr (a database without that family)
-// becomes addr's /0.
+// capScope bounds the network a database gave for the client's address:
+// no longer than /24 (IPv4) or /56 (IPv6). It may be longer than the
+// client's known bits (RFC 7871 §7.2.1). A network that does not hold
+// the address (a database without that family) becomes its /0.
 func capScope(network netip.Prefix, client netip.Prefix) netip.Prefix {
 	a := client.Addr()
 	bits := network.Bits()
@@ -114,7 +114,7 @@ func capScope(network netip.Prefix, client netip.Prefix) netip.Prefix {
 	if a.Is6() {
 		limit = maxScope6
 	}
-	p, _ := a.Prefix(min(bits, limit, client.Bits()))
+	p, _ := a.Prefix(min(bits, limit))
 	return p
 }
 

@@ -253,6 +253,16 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 		srv.Handler = s
 		srv.UDPSize = udpReadSize
 		srv.MsgAcceptFunc = s.accept
+		if srv.Net == "tcp" {
+			// Over TCP the handler screens the parsed message, so that
+			// its error replies keep the question and the OPT record;
+			// the FORMERR the dns package sends to what does not parse
+			// is rebuilt the same way (reject.go).
+			srv.MsgAcceptFunc = s.acceptTCP
+			raw := &tcpRaw{st: s.state.Load}
+			srv.DecorateReader, srv.DecorateWriter = raw.reader, raw.writer
+			srv.MaxTCPQueries = -1 // each connection ends on a failed read: see tcpRaw
+		}
 		srv.MsgInvalidFunc = s.invalid
 		run(addr, func(started func()) error {
 			srv.NotifyStartedFunc = started
@@ -383,10 +393,12 @@ func adminAddr(ln net.Listener) string {
 	return ln.Addr().String()
 }
 
-// accept screens a message's header before it is parsed
+// accept screens a UDP message's header before it is parsed
 // (dns.MsgAcceptFunc): answers get no reply, opcodes other than QUERY get
-// NOTIMP, and anything but one question, with no answer or authority
-// records and at most two additional records (OPT, TSIG), gets FORMERR.
+// NOTIMP, and anything but one question, with no answer records, at most
+// one authority record (an IXFR query's SOA, RFC 1995 §3) and at most two
+// additional records (OPT, TSIG), gets FORMERR. respond checks the rest
+// once the message is parsed.
 func (s *Server) accept(h dns.Header) dns.MsgAcceptAction {
 	const qr = 1 << 15
 	switch {
@@ -395,9 +407,20 @@ func (s *Server) accept(h dns.Header) dns.MsgAcceptAction {
 	case int(h.Bits>>11)&0xF != dns.OpcodeQuery:
 		s.metrics.rejected.Add(1)
 		return dns.MsgRejectNotImplemented
-	case h.Qdcount != 1 || h.Ancount != 0 || h.Nscount != 0 || h.Arcount > 2:
+	case h.Qdcount != 1 || h.Ancount != 0 || h.Nscount > 1 || h.Arcount > 2:
 		s.metrics.rejected.Add(1)
 		return dns.MsgReject
+	}
+	return dns.MsgAccept
+}
+
+// acceptTCP is accept for TCP, where a reply cannot be used to amplify
+// and parsing the message first costs little: answers get no reply, and
+// every other message is parsed and screened by respond, whose error
+// replies keep the question and the OPT record.
+func (s *Server) acceptTCP(h dns.Header) dns.MsgAcceptAction {
+	if h.Bits&(1<<15) != 0 {
+		return dns.MsgIgnore
 	}
 	return dns.MsgAccept
 }

@@ -250,10 +250,11 @@ func (u *udpServer) write(b []byte, to netip.AddrPort, sess *dns.SessionUDP) err
 	return err
 }
 
-// serveUDP answers one UDP packet m from src the way the dns package's
-// server would: nothing for packets too short to have a header or that are
-// answers, FORMERR or NOTIMP for those accept rejects or that do not
-// parse, else the handler's reply. req is reused between packets.
+// serveUDP answers one UDP packet m from src: nothing for packets too
+// short to have a header or that are answers, FORMERR or NOTIMP for those
+// accept rejects or that do not parse (errorReply: the question and OPT
+// record kept, QR and RD the only flags), else the handler's reply. req
+// is reused between packets.
 func (s *Server) serveUDP(m []byte, src netip.Addr, req *dns.Msg, sc *scratch) *dns.Msg {
 	if len(m) < 12 {
 		s.invalid(m, dns.ErrShortRead)
@@ -277,23 +278,9 @@ func (s *Server) serveUDP(m []byte, src netip.Addr, req *dns.Msg, sc *scratch) *
 			return s.reply(req, src, false, sc)
 		}
 		s.invalid(m, err)
-	default:
-		req.Question = nil
+		return s.state.Load().errorReply(m, dns.RcodeFormatError)
+	case dns.MsgRejectNotImplemented:
+		return s.state.Load().errorReply(m, dns.RcodeNotImplemented)
 	}
-	// A reply made of the query's header, as the dns package makes it.
-	rej := &dns.Msg{MsgHdr: dns.MsgHdr{
-		Id:                 h.Id,
-		Opcode:             dns.OpcodeQuery,
-		Response:           true,
-		Rcode:              dns.RcodeFormatError,
-		RecursionDesired:   h.Bits&(1<<8) != 0,
-		CheckingDisabled:   h.Bits&(1<<4) != 0,
-		AuthenticatedData:  h.Bits&(1<<5) != 0,
-		RecursionAvailable: h.Bits&(1<<7) != 0,
-		Truncated:          h.Bits&(1<<9) != 0,
-	}, Question: req.Question}
-	if action == dns.MsgRejectNotImplemented {
-		rej.Opcode, rej.Rcode = int(h.Bits>>11)&0xF, dns.RcodeNotImplemented
-	}
-	return rej
+	return s.state.Load().errorReply(m, dns.RcodeFormatError)
 }

@@ -431,14 +431,18 @@ func (m *Map) Entries(yield func(Entry) bool) {
 
 // Lookup finds the row for a client known by the prefix client: an
 // address and how many of its leading bits are known (32 or 128 for a
-// whole address; an ECS source prefix length otherwise). Only rows no
-// longer than the known bits can match, the longest winning. IPv4-mapped
-// IPv6 addresses are looked up as IPv4.
+// whole address; an ECS source prefix length otherwise). The address,
+// with the bits past the known ones cleared, is looked up: the longest
+// row that holds it wins, even a row longer than the known bits (as
+// gdnsd does: RFC 7871 §7.2.1 lets the scope exceed the source prefix,
+// so that a resolver sends more bits). IPv4-mapped IPv6 addresses are
+// looked up as IPv4.
 //
-// network is the widest prefix around the client over which the result is
-// the same — on a hit the matched row, narrowed to exclude nested rows —
-// and is never longer than the known bits. It is valid on a miss too: the
-// widest prefix around the client that no row overlaps.
+// network is the widest prefix around the address over which the result
+// is the same — on a hit the matched row, narrowed to exclude nested
+// rows. It is valid on a miss too: the widest prefix around the address
+// that no row overlaps. It may be longer than the known bits, unless none
+// are known (a /0 client gets a /0 network, and only a /0 row).
 func (m *Map) Lookup(client netip.Prefix) (e Entry, network netip.Prefix, ok bool) {
 	if m == nil || !client.IsValid() {
 		return Entry{}, netip.Prefix{}, false
@@ -456,8 +460,8 @@ func (m *Map) Lookup(client netip.Prefix) (e Entry, network netip.Prefix, ok boo
 	}
 	var match *node
 	for _, l := range f.lengths {
-		if l > known {
-			continue
+		if known == 0 && l > 0 {
+			continue // nothing is known: only a /0 row holds the client
 		}
 		p, _ := a.Prefix(l)
 		if n, hit := f.byLen[l][p]; hit {
@@ -483,8 +487,10 @@ func (m *Map) Lookup(client netip.Prefix) (e Entry, network netip.Prefix, ok boo
 		common := min(commonBits(a, p.Addr()), p.Bits())
 		scope = max(scope, common+1)
 	}
-	scope = min(scope, known)
-	network, _ = a.Prefix(scope)
+	if known == 0 {
+		scope = 0
+	}
+	network, _ = a.Prefix(min(scope, f.bits))
 	if match == nil {
 		return Entry{}, network, false
 	}
