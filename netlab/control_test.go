@@ -1,6 +1,7 @@
 package netlab_test
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-cdn/outpost/config"
 	"github.com/outpost-cdn/outpost/netlab"
 )
 
@@ -116,14 +118,34 @@ func TestNetlabControl(t *testing.T) {
 	t.Logf("control plane up %s after the start:\n%s", time.Since(start).Round(time.Millisecond), out)
 
 	t.Run("pop credential", func(t *testing.T) {
+		// Straight to the subjects: the server refuses prg's publish of a
+		// purge and of a config revision (and of another PoP's state),
+		// and takes its own state.
+		cmd := lab.Command(ctx, "pop-prg", self, "-publish", cfg, "outpost.purge", "$KV.outpost_config.cdn", "outpost.state.iad", "outpost.state.prg")
+		cmd.Env = append(os.Environ(), probeEnv+"=1", config.ControlUserEnv+"=prg")
+		raw, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("publishing as prg: %v: %s", err, raw)
+		}
+		for _, r := range parseResults(t, raw) {
+			refused := strings.Contains(strings.ToLower(r.Err), "permissions violation")
+			if want := r.Addr != "outpost.state.prg"; refused != want {
+				t.Errorf("prg publishing on %s: %q; want refused %v", r.Addr, r.Err, want)
+			} else {
+				t.Logf("prg publishing on %s: %s", r.Addr, cmp.Or(r.Err, "taken"))
+			}
+		}
+		// And the commands, as prg, fail.
 		out, err := outpost("prg", "purge", "--config", cfg, "http://"+netlab.ServiceHost+"/obj/x")
 		if err == nil || !strings.Contains(strings.ToLower(out), "permission") {
 			t.Errorf("a purge as PoP prg: err %v, want a permissions violation:\n%s", err, out)
 		}
+		t.Logf("a purge as PoP prg: %s", out)
 		out, err = outpost("prg", "config", "push", "--config", cfg)
 		if err == nil || !strings.Contains(strings.ToLower(out), "permission") {
 			t.Errorf("a config push as PoP prg: err %v, want a permissions violation:\n%s", err, out)
 		}
+		t.Logf("a config push as PoP prg: %s", out)
 	})
 
 	push := func(t *testing.T, rev string, within time.Duration) {
@@ -202,7 +224,7 @@ func TestNetlabControl(t *testing.T) {
 		if err := lab.SetLink("pop-prg", false); err != nil {
 			t.Fatal(err)
 		}
-		out, err := outpost(netlab.OperatorUser, "purge", "--config", cfg, "--timeout", "500ms", "http://"+netlab.ServiceHost+path)
+		out, err := outpost(netlab.OperatorUser, "purge", "--config", cfg, "--timeout", "300ms", "http://"+netlab.ServiceHost+path)
 		restored := time.Now()
 		if lerr := lab.SetLink("pop-prg", true); lerr != nil {
 			t.Fatal(lerr)

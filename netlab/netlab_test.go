@@ -21,8 +21,10 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
+	"github.com/outpost-cdn/outpost/config"
 	"github.com/outpost-cdn/outpost/netlab"
 )
 
@@ -64,11 +66,15 @@ func probeMain(args []string, stdin io.Reader, stdout io.Writer) int {
 	resolveOnly := fs.Bool("resolve-only", false, "only resolve through -dns: no HTTP request")
 	sweep := fs.String("sweep", "", "resolve through -dns once per /24 of this IPv4 prefix, by ECS, and print each answer (Addr) with its subnet (Cache)")
 	subnets := fs.Int("subnets", 64, "how many /24s -sweep asks about")
+	publish := fs.String("publish", "", "connect to the bus with this CDN file's control section (as $OUTPOST_CONTROL_USER), publish on each subject given as an argument, and print what the server said of each")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *sweep != "" {
 		return sweepMain(*dnsAddr, *sweep, *subnets, stdout)
+	}
+	if *publish != "" {
+		return publishMain(*publish, fs.Args(), stdout)
 	}
 	stop := make(chan struct{})
 	if *follow {
@@ -143,6 +149,48 @@ func sweepMain(server, prefix string, n int, stdout io.Writer) int {
 			r.Err = err.Error()
 		}
 		r.Addr = addr
+		enc.Encode(r)
+	}
+	return 0
+}
+
+// publishMain connects to the bus of the CDN file at path as its user,
+// publishes an empty message on each subject and prints one result per
+// subject: Addr the subject, Err the permissions violation the server
+// reported ("" when it took the message).
+func publishMain(path string, subjects []string, stdout io.Writer) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "probe:", err)
+		return 2
+	}
+	pw, err := os.ReadFile(cfg.Control.PasswordFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "probe:", err)
+		return 2
+	}
+	errs := make(chan error, 16)
+	nc, err := nats.Connect(strings.Join(cfg.Control.Servers, ","), nats.UserInfo(cfg.Control.User, strings.TrimSpace(string(pw))),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "probe:", err)
+		return 1
+	}
+	defer nc.Close()
+	enc := json.NewEncoder(stdout)
+	for _, subject := range subjects {
+		r := result{At: time.Now().UnixMilli(), Addr: subject}
+		if err := nc.Publish(subject, []byte("{}")); err != nil {
+			r.Err = err.Error()
+		} else if err := nc.FlushTimeout(time.Second); err != nil {
+			r.Err = err.Error()
+		} else {
+			select {
+			case err := <-errs:
+				r.Err = err.Error()
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
 		enc.Encode(r)
 	}
 	return 0
