@@ -121,6 +121,13 @@ type DNS struct {
 	// LoadShedding says how the server moves users away from PoPs that
 	// run above their capacity, by the load their states report.
 	LoadShedding LoadShedding
+	// Records are the zone's static records (dns.records: TXT, CAA, MX,
+	// CNAME, A and AAAA of names that are not services, NS delegations
+	// below the apex with their glue), in file order; none by default.
+	Records []Record
+	// ACME is the admin endpoint for ACME DNS-01 challenge records; off
+	// unless a token is given.
+	ACME ACME
 }
 
 // DNSStates configures how the DNS server reads the states PoPs publish
@@ -277,6 +284,7 @@ func (d *decoder) dns(n *yaml.Node, path string) (DNS, dnsAt) {
 		RateLimit: RateLimit{Slip: defaultRRLSlip, IPv4Prefix: defaultRRLIPv4Prefix,
 			IPv6Prefix: defaultRRLIPv6Prefix, TableSize: defaultRRLTableSize},
 		States: DNSStates{Skew: defaultStateSkew}, // MaxAge: see dnsStatesRefs
+		ACME:   ACME{MaxRecords: defaultACMEMax, TTL: defaultACMETTL, MaxValueSize: defaultACMEValueSize},
 		LoadShedding: LoadShedding{Threshold: defaultShedThreshold, Release: -1,
 			ChangePerSecond: -1, MaxShare: defaultShedMaxShare}, // -1: not given, see below
 	}
@@ -309,6 +317,8 @@ func (d *decoder) dns(n *yaml.Node, path string) (DNS, dnsAt) {
 		optional("rate_limit", func(n *yaml.Node, path string) { d.rateLimit(n, path, &c.RateLimit) }),
 		optional("states", func(n *yaml.Node, path string) { d.dnsStates(n, path, &c.States, &at) }),
 		optional("load_shedding", func(n *yaml.Node, path string) { d.loadShedding(n, path, &c.LoadShedding) }),
+		optional("records", func(n *yaml.Node, path string) { c.Records = d.records(n, path) }), // zone.go
+		optional("acme", func(n *yaml.Node, path string) { d.acme(n, path, &c.ACME) }),
 	})
 	if c.LoadShedding.Release < 0 { // not given: a band of 0.1 below the threshold
 		c.LoadShedding.Release = max(math.Round((c.LoadShedding.Threshold-defaultShedBand)*1e6)/1e6, 0)
@@ -705,6 +715,8 @@ func (d *decoder) dnsRefs(c *Config, pos *dnsAt) {
 	if dc.SOA.RName == "" {
 		dc.SOA.RName = "hostmaster." + c.Zone
 	}
+	d.acmeEnv(&dc.ACME)
+	d.zoneRefs(c, at)
 
 	// PoPs: each needs an address to answer with. If the PoPs failed to
 	// decode there is nothing useful to say.

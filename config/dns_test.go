@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"reflect"
@@ -40,6 +41,7 @@ func TestDNSDefaults(t *testing.T) {
 		RateLimit:    RateLimit{Slip: 2, IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 65536},
 		States:       DNSStates{MaxAge: 2 * time.Second, Skew: 500 * time.Millisecond},
 		LoadShedding: LoadShedding{Threshold: 0.8, Release: 0.7, ChangePerSecond: 0.0033, MaxShare: 0.5},
+		ACME:         ACME{MaxRecords: 20, TTL: time.Minute, MaxValueSize: 512},
 	}
 	if !reflect.DeepEqual(c.DNS, want) {
 		t.Errorf("DNS:\n got %+v\nwant %+v", c.DNS, want)
@@ -122,6 +124,7 @@ func TestDNSEverySetting(t *testing.T) {
 			TableSize: 8192}, // rounded up to a power of two
 		States:       DNSStates{MaxAge: 3 * time.Second, Skew: time.Second},
 		LoadShedding: LoadShedding{Threshold: 0.9, Release: 0.6, ChangePerSecond: 0.05, MaxShare: 0.3},
+		ACME:         ACME{MaxRecords: 20, TTL: time.Minute, MaxValueSize: 512},
 	}
 	if !reflect.DeepEqual(c.DNS, want) {
 		t.Errorf("DNS:\n got %+v\nwant %+v", c.DNS, want)
@@ -211,5 +214,65 @@ pops:
 				t.Errorf("Load(%g, %g) = %g, want %g", tt.rps, tt.bps, l, tt.load)
 			}
 		})
+	}
+}
+
+// TestDNSRecords checks dns.records: names relative to the zone, "@" and
+// absolute; each type's value parsed; the default TTL (dns.soa.ttl); and
+// dns.acme with its defaults and the token from the environment.
+func TestDNSRecords(t *testing.T) {
+	const in = dnsBase + `dns:
+  listen: ["127.0.0.1:5353"]
+  soa: {ttl: 10m}
+  records:
+    - {name: www, type: CNAME, value: demo}
+    - {name: "@", type: MX, value: "10 mx.example.net."}
+    - {name: "@", type: TXT, value: "v=spf1 -all"}
+    - {name: cdn.example, type: CAA, value: '0 issue "letsencrypt.org"'}
+    - {name: api.cdn.example., type: a, value: 192.0.2.10, ttl: 5m}
+    - {name: api, type: AAAA, value: "2001:db8::10"}
+    - {name: sub, type: NS, value: ns1.sub}
+    - {name: ns1.sub, type: A, value: 192.0.2.53}
+    - {name: _dmarc, type: TXT, value: "v=DMARC1; p=reject"}
+  acme: {token: 0123456789abcdef0123456789abcdef, max_records: 5}
+`
+	c, err := Parse("t.yaml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Record{
+		{Name: "www.cdn.example", Type: "CNAME", TTL: 10 * time.Minute, Value: "demo", Target: "demo.cdn.example"},
+		{Name: "cdn.example", Type: "MX", TTL: 10 * time.Minute, Value: "10 mx.example.net.", Target: "mx.example.net", Preference: 10},
+		{Name: "cdn.example", Type: "TXT", TTL: 10 * time.Minute, Value: "v=spf1 -all", Text: "v=spf1 -all"},
+		{Name: "cdn.example", Type: "CAA", TTL: 10 * time.Minute, Value: `0 issue "letsencrypt.org"`, Tag: "issue", Text: "letsencrypt.org"},
+		{Name: "api.cdn.example", Type: "A", TTL: 5 * time.Minute, Value: "192.0.2.10", Addr: netip.MustParseAddr("192.0.2.10")},
+		{Name: "api.cdn.example", Type: "AAAA", TTL: 10 * time.Minute, Value: "2001:db8::10", Addr: netip.MustParseAddr("2001:db8::10")},
+		{Name: "sub.cdn.example", Type: "NS", TTL: 10 * time.Minute, Value: "ns1.sub", Target: "ns1.sub.cdn.example"},
+		{Name: "ns1.sub.cdn.example", Type: "A", TTL: 10 * time.Minute, Value: "192.0.2.53", Addr: netip.MustParseAddr("192.0.2.53")},
+		{Name: "_dmarc.cdn.example", Type: "TXT", TTL: 10 * time.Minute, Value: "v=DMARC1; p=reject", Text: "v=DMARC1; p=reject"},
+	}
+	if len(c.DNS.Records) != len(want) {
+		t.Fatalf("%d records, want %d: %+v", len(c.DNS.Records), len(want), c.DNS.Records)
+	}
+	for i, r := range c.DNS.Records {
+		r.line = 0
+		if !reflect.DeepEqual(r, want[i]) {
+			t.Errorf("records[%d]:\n got %+v\nwant %+v", i, r, want[i])
+		}
+	}
+	a := c.DNS.ACME
+	if !a.Enabled() || a.MaxRecords != 5 || a.TTL != time.Minute || a.MaxValueSize != 512 || a.FromEnv {
+		t.Errorf("acme %+v", a)
+	}
+	if s := fmt.Sprintf("%v %#v", a, a); strings.Contains(s, "0123456789abcdef") {
+		t.Errorf("the token shows: %s", s)
+	}
+	t.Setenv(ACMEEnv, "fedcba9876543210fedcba9876543210")
+	c, err = Parse("t.yaml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.DNS.ACME; a.Token != "fedcba9876543210fedcba9876543210" || !a.FromEnv {
+		t.Errorf("acme with $%s: %v", ACMEEnv, a)
 	}
 }
