@@ -255,7 +255,7 @@ func TestDNSRecords(t *testing.T) {
 		t.Fatalf("%d records, want %d: %+v", len(c.DNS.Records), len(want), c.DNS.Records)
 	}
 	for i, r := range c.DNS.Records {
-		r.line = 0
+		r.line, r.index = 0, 0
 		if !reflect.DeepEqual(r, want[i]) {
 			t.Errorf("records[%d]:\n got %+v\nwant %+v", i, r, want[i])
 		}
