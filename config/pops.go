@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -29,7 +30,7 @@ const (
 // POP is one point of presence: a process that serves every service from
 // its own cache.
 type POP struct {
-	Name      string   // unique among PoPs; matches ^[a-z0-9][a-z0-9_-]*$
+	Name      string   // unique among PoPs; see popNameRE (a host name such as edge-1.example.com will do)
 	Location  Location // where it is, for geo DNS
 	Listen    string   // host:port for the HTTP(S) listener; host "" means all addresses
 	Admin     string   // host:port for /healthz, metrics, purge and stats; must not clash with Listen
@@ -114,6 +115,29 @@ type ServerTimeouts struct {
 	RequestBody time.Duration
 }
 
+// popNameRE is what PoP names look like: service names (nameRE), or
+// several of them joined by dots, so that a host's or a Kubernetes node's
+// name (edge-1.example.com) can name the PoP it runs. The dots are safe
+// where PoP names go: metric labels, Cache-Status and Via (RFC 9211's and
+// RFC 9110's tokens allow them), logs and file names.
+var popNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$`)
+
+// maxPOPName is the longest PoP name: a DNS name's length (RFC 1035 §2.3.4).
+const maxPOPName = 253
+
+// popName decodes a PoP's name.
+func (d *decoder) popName(n *yaml.Node, path string, dst *string) {
+	s, ok := d.str(n, path)
+	if !ok {
+		return
+	}
+	if len(s) > maxPOPName || !popNameRE.MatchString(s) {
+		d.errorf(n, path, "invalid PoP name %q: use lowercase letters, digits, '-' and '_', starting with a letter or digit, in labels joined by dots (at most %d characters: a host name will do)", s, maxPOPName)
+		return
+	}
+	*dst = s
+}
+
 // pops decodes the PoP list.
 func (d *decoder) pops(n *yaml.Node, path string) []POP {
 	items, ok := d.list(n, path)
@@ -162,7 +186,7 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 	ok := d.fields(n, path, []field{
 		required("name", func(n *yaml.Node, path string) {
 			nameAt = n
-			d.name(n, path, &p.Name)
+			d.popName(n, path, &p.Name)
 		}),
 		required("location", func(n *yaml.Node, path string) {
 			d.fields(n, path, []field{

@@ -9,6 +9,12 @@ type Stats struct {
 	ConfigVersion string  `json:"config_version"`
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	Draining      bool    `json:"draining"`
+	// Pending, when set, names the settings of a reloaded file that wait
+	// for a restart: ConfigVersion's services, origins and token run, but
+	// these still have the values of the version the PoP started with.
+	Pending *ConfigPending `json:"config_pending_restart,omitempty"`
+	// Build is the binary's own version; nil from PoPs older than it.
+	Build *Build `json:"build,omitempty"`
 	Figures
 	Cache    CacheStats              `json:"cache"`
 	Services map[string]ServiceStats `json:"services"`
@@ -45,4 +51,28 @@ type CacheStats struct {
 	BlobBytes     int64  `json:"blob_bytes"`
 	SendfileBytes uint64 `json:"sendfile_bytes"`
 	HeapFallbacks uint64 `json:"blob_heap_fallbacks"`
+}
+
+// ConfigPending is the part of a reloaded configuration that takes effect
+// only on restart.
+type ConfigPending struct {
+	// RunningVersion is the version whose values those settings still
+	// have: the one the PoP started with.
+	RunningVersion string `json:"running_version"`
+	// Settings are their keys, as in the file (listen, cache_size, ...).
+	Settings []string `json:"settings"`
+}
+
+// Build says which binary runs: what `outpost version` prints, and the
+// outpost_build_info metric's labels.
+type Build struct {
+	// Version is the release (set with -ldflags), the module version, or
+	// "dev" for a build from a clone (Revision then says which commit).
+	Version string `json:"version"`
+	// Revision is the commit the binary was built from (vcs.revision), ""
+	// when the build did not record it; Modified is true when the work
+	// tree had uncommitted changes.
+	Revision  string `json:"revision,omitempty"`
+	Modified  bool   `json:"modified,omitempty"`
+	GoVersion string `json:"go_version"`
 }
