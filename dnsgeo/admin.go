@@ -16,14 +16,18 @@ import (
 // AdminHandler serves the admin endpoints: /healthz ("ok", or 503
 // "draining" while the server shuts down), /stats (the server's figures
 // as JSON), /explain?ip= (which PoP a client gets and why, as JSON) and
-// /metrics (Prometheus text). All are read-only and need no
+// /metrics (Prometheus text). These are read-only and need no
 // credentials; bind the admin listener to an address only operators reach.
+// POST /acme/present and /acme/cleanup put and remove ACME DNS-01
+// challenge records, behind the bearer token of dns.acme (acme.go).
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /stats", s.serveStats)
 	mux.HandleFunc("GET /explain", s.serveExplain)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST /acme/present", s.serveACME(true)) // behind dns.acme's token (acme.go)
+	mux.HandleFunc("POST /acme/cleanup", s.serveACME(false))
 	return mux
 }
 

@@ -68,10 +68,14 @@ func (s *Server) reply(req *dns.Msg, src netip.Addr, tcp bool, sc *scratch) *dns
 // of the answer or authority sections had to go: RFC 2181 §9 says not to
 // set it when the client has all it needs, and additional records
 // (addresses of name servers) are extras it can look up.
+//
+// A referral's glue is required, though (RFC 9471 §3): TC is set when
+// any of it had to go.
 func truncate(resp *dns.Msg, limit int) {
-	an, ns := len(resp.Answer), len(resp.Ns)
+	an, ns, ex := len(resp.Answer), len(resp.Ns), len(resp.Extra)
+	referral := !resp.Authoritative && len(resp.Ns) > 0 && resp.Rcode == dns.RcodeSuccess
 	resp.Truncate(limit)
-	resp.Truncated = len(resp.Answer) < an || len(resp.Ns) < ns
+	resp.Truncated = len(resp.Answer) < an || len(resp.Ns) < ns || referral && len(resp.Extra) < ex
 }
 
 // fits reports, cheaply, that resp surely packs into limit bytes without
@@ -278,8 +282,12 @@ func clientSubnet(opt *dns.OPT) (sub subnet, ok bool) {
 	return sub, true
 }
 
+// maxChain bounds the CNAMEs followed inside the zone for one answer.
+const maxChain = 8
+
 // answer fills resp for question q, asked by src. It sets AA for names in
-// the zone.
+// the zone, and follows CNAMEs of dns.records inside the zone (RFC 1034
+// §4.3.2), geo answers included.
 func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subnet, m moment, out *outcome, sc *scratch) {
 	z := st.zone
 	name := strings.ToLower(q.Name)
@@ -292,12 +300,49 @@ func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 		resp.Rcode = dns.RcodeRefused // no zone transfers: the zone is made per query
 		return
 	}
-	kind, ok := z.names[name]
-	if !ok {
-		resp.Rcode = dns.RcodeNameError
-		st.negative(q.Name, resp, sc)
+	owner := q.Name // the owner of the records answered: the query's spelling, then CNAME targets
+	for chain := 0; ; chain++ {
+		if d := z.delegation(name); d != "" {
+			if chain == 0 {
+				st.referral(d, resp)
+			}
+			return // a CNAME into a delegation: the resolver follows it
+		}
+		kind, ok := z.names[name]
+		if !ok {
+			if st.acme != nil && st.acme.has(name) {
+				kind, ok = kindStatic, true
+			}
+		}
+		if !ok {
+			resp.Rcode = dns.RcodeNameError
+			st.negative(q.Name, resp, sc)
+			return
+		}
+		if kind&kindStatic != 0 && q.Qtype != dns.TypeCNAME {
+			if cn := z.static.sets[name][dns.TypeCNAME]; len(cn) > 0 {
+				resp.Answer = append(resp.Answer, withOwner(cn, owner)...)
+				target := cn[0].(*dns.CNAME).Target
+				name, owner = strings.ToLower(target), target
+				if !z.contains(name) || chain+1 == maxChain {
+					return // out of the zone: the resolver follows it
+				}
+				continue
+			}
+		}
+		n := len(resp.Answer)
+		st.answerName(q, name, owner, kind, resp, src, ecs, m, out, sc)
+		if len(resp.Answer) == n {
+			st.negative(q.Name, resp, sc) // NODATA (RFC 2308 §2.2)
+		}
 		return
 	}
+}
+
+// answerName adds the records of type q.Qtype at name (in the zone, not
+// delegated, of kind kind) to resp, with owner as their owner name.
+func (st *state) answerName(q dns.Question, name, owner string, kind nameKind, resp *dns.Msg, src netip.Addr, ecs subnet, m moment, out *outcome, sc *scratch) {
+	z := st.zone
 	// ANY (RFC 8482): one RRset, the one users ask for most.
 	qtype := q.Qtype
 	if qtype == dns.TypeANY {
@@ -311,6 +356,13 @@ func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 			}
 		case kind&kindApex != 0:
 			qtype = dns.TypeSOA
+		case kind&kindStatic != 0:
+			for _, t := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX, dns.TypeTXT, dns.TypeCAA} {
+				if len(z.static.sets[name][t]) > 0 || t == dns.TypeTXT && st.acme != nil && st.acme.has(name) {
+					qtype = t
+					break
+				}
+			}
 		}
 	}
 	switch {
@@ -319,11 +371,11 @@ func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 		out.by = st.byIndex(d.By)
 		out.failover, out.failOpen, out.shedFrom = d.Failover, d.FailOpen, d.shedFrom
 		if d.POP == "" {
-			break // no PoP has an address of this family: NODATA
+			return // no PoP has an address of this family: NODATA
 		}
 		p := st.popByName[d.POP]
 		out.pop = p
-		hdr := dns.RR_Header{Name: q.Name, Rrtype: qtype, Class: dns.ClassINET, Ttl: z.ttl}
+		hdr := dns.RR_Header{Name: owner, Rrtype: qtype, Class: dns.ClassINET, Ttl: z.ttl}
 		if qtype == dns.TypeA {
 			sc.a = dns.A{Hdr: hdr, A: p.ip[v4]}
 			resp.Answer = append(resp.Answer, &sc.a)
@@ -337,12 +389,12 @@ func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 		}
 	case kind&kindApex != 0 && qtype == dns.TypeSOA:
 		sc.soa = z.soa
-		sc.soa.Hdr.Name = q.Name
+		sc.soa.Hdr.Name = owner
 		resp.Answer = append(resp.Answer, &sc.soa)
 	case kind&kindApex != 0 && qtype == dns.TypeNS:
 		for _, n := range z.ns {
 			resp.Answer = append(resp.Answer, &dns.NS{
-				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: z.zoneTTL}, Ns: n,
+				Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: z.zoneTTL}, Ns: n,
 			})
 		}
 		for _, n := range z.ns {
@@ -350,12 +402,29 @@ func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 			resp.Extra = st.appendAddrs(resp.Extra, n, v6)
 		}
 	case kind&kindNS != 0 && qtype == dns.TypeA:
-		resp.Answer = st.appendAddrs(resp.Answer, q.Name, v4)
+		resp.Answer = st.appendAddrs(resp.Answer, owner, v4)
 	case kind&kindNS != 0 && qtype == dns.TypeAAAA:
-		resp.Answer = st.appendAddrs(resp.Answer, q.Name, v6)
+		resp.Answer = st.appendAddrs(resp.Answer, owner, v6)
+	case kind&kindStatic != 0:
+		resp.Answer = append(resp.Answer, withOwner(z.static.sets[name][qtype], owner)...)
+		if qtype == dns.TypeTXT && st.acme != nil {
+			resp.Answer = st.acme.appendTXT(resp.Answer, name, owner, seconds(st.cfg.ACME.TTL))
+		}
 	}
-	if len(resp.Answer) == 0 {
-		st.negative(q.Name, resp, sc) // NODATA (RFC 2308 §2.2)
+}
+
+// referral makes resp a referral to the name servers of the delegated
+// name d (RFC 1034 §4.3.2 step 3b): not authoritative, their NS records
+// in the authority section and the addresses of those inside this zone
+// (glue) in the additional section.
+func (st *state) referral(d string, resp *dns.Msg) {
+	z := st.zone
+	resp.Authoritative = false
+	resp.Ns = append(resp.Ns, z.static.delegations[d]...)
+	for _, rr := range z.static.delegations[d] {
+		target := strings.ToLower(rr.(*dns.NS).Ns)
+		resp.Extra = append(resp.Extra, z.static.sets[target][dns.TypeA]...)
+		resp.Extra = append(resp.Extra, z.static.sets[target][dns.TypeAAAA]...)
 	}
 }
 

@@ -75,6 +75,7 @@ type metrics struct {
 	rrlSlipped atomic.Uint64    // sent empty and truncated instead: over the rate limit
 	reloads    [2]atomic.Uint64 // [ok, rejected]
 	states     [numStateResults]atomic.Uint64
+	acme       [numACMEResults]atomic.Uint64 // requests to the ACME endpoint, by acmeResultNames
 
 	decisionsMu sync.Mutex
 	decisions   map[string]*atomic.Uint64 // by what placed the client; kept across reloads
@@ -146,6 +147,10 @@ var (
 		"UDP replies sent truncated (TC) so that the client retries over TCP.", nil, nil)
 	descRejected = prometheus.NewDesc("outpost_dns_rejected_total",
 		"Messages answered FORMERR or NOTIMP from their header alone (not a single-question QUERY).", nil, nil)
+	descACMERequests = prometheus.NewDesc("outpost_dns_acme_requests_total",
+		"Requests to the ACME endpoint (dns.acme), by result: presented, cleaned_up, bad_request, unauthorized, full.", []string{"result"}, nil)
+	descACMERecords = prometheus.NewDesc("outpost_dns_acme_records",
+		"ACME challenge TXT records held.", nil, nil)
 	descInvalid = prometheus.NewDesc("outpost_dns_invalid_total",
 		"Messages that could not be parsed; those with a readable header got FORMERR.", nil, nil)
 	descPOPUp = prometheus.NewDesc("outpost_dns_pop_up",
@@ -186,7 +191,8 @@ var _ prometheus.Collector = (*collector)(nil)
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueries, descDecisions, descFailovers, descFailOpen,
 		descTruncated, descRejected, descInvalid, descPOPUp, descPOPDraining, descChecks, descDraining, descNetworks,
-		descRRLDropped, descRRLSlipped, descReloads, descStates, descStateAge, descPOPLoad, descShedShare, descShedAnswers} {
+		descRRLDropped, descRRLSlipped, descReloads, descStates, descStateAge, descPOPLoad, descShedShare, descShedAnswers,
+		descACMERequests, descACMERecords} {
 		ch <- d
 	}
 }
@@ -252,7 +258,23 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRRLSlipped, m.rrlSlipped.Load())
 	counter(descReloads, m.reloads[0].Load(), "ok")
 	counter(descReloads, m.reloads[1].Load(), "rejected")
+	for r := range numACMEResults {
+		counter(descACMERequests, m.acme[r].Load(), acmeResultNames[r])
+	}
+	gauge(descACMERecords, float64(s.acme.count()))
 }
+
+// Results of requests to the ACME endpoint, for metrics.
+const (
+	acmePresented = iota
+	acmeCleaned
+	acmeBad
+	acmeUnauthorized
+	acmeFull
+	numACMEResults
+)
+
+var acmeResultNames = [numACMEResults]string{"presented", "cleaned_up", "bad_request", "unauthorized", "full"}
 
 func b2f(b bool) float64 {
 	if b {

@@ -62,6 +62,7 @@ type Server struct {
 
 	metrics *metrics
 	probes  probeSet
+	acme    *acmeStore // ACME challenge records (dns.acme)
 	// lastState is when the newest state accepted from any PoP was made
 	// (Unix ns by the server's clock; 0 = none yet): the server hears the
 	// control plane while it is fresh.
@@ -107,6 +108,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.acme = newACMEStore(s.now)
 	if s.grace <= 0 {
 		s.grace = 5 * time.Second
 	}

@@ -41,6 +41,7 @@ type state struct {
 	rrl           *rrl  // nil when rate limiting is off
 	maxAge, skew  int64 // dns.states, in nanoseconds
 	shed          shedding
+	acme          *acmeStore // the server's challenge records (acme.go); they outlive reloads
 }
 
 // buildState builds the state of cfg: it reads the network map and the
@@ -73,6 +74,7 @@ func (s *Server) buildState(cfg *config.Config, old *state, locators []Locator) 
 		maxAge:   int64(dc.States.MaxAge),
 		skew:     int64(dc.States.Skew),
 		shed:     newShedding(dc.LoadShedding),
+		acme:     s.acme,
 	}
 	if st.maxAge <= 0 { // a hand-made config
 		st.maxAge = int64(2 * time.Second)

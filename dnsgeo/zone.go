@@ -15,10 +15,12 @@ import (
 type nameKind uint8
 
 const (
-	kindApex    nameKind = 1 << iota // SOA and NS
-	kindService                      // geo A and AAAA
-	kindNS                           // a name server's addresses
-	kindEmpty                        // exists only because names below it do (RFC 8020)
+	kindApex       nameKind = 1 << iota // SOA and NS
+	kindService                         // geo A and AAAA
+	kindNS                              // a name server's addresses
+	kindEmpty                           // exists only because names below it do (RFC 8020)
+	kindStatic                          // has records of dns.records
+	kindDelegation                      // delegated to other name servers (NS in dns.records)
 )
 
 // zone is the static part of the zone: the names that exist and the
@@ -35,6 +37,7 @@ type zone struct {
 	zoneTTL  uint32            // of SOA, NS and name server addresses
 	services int               // service names in the zone
 	canon    map[string]string // each name of names, to itself: parsed queries reuse the string
+	static   staticRRs         // dns.records
 }
 
 // newZone builds the zone from the configuration.
@@ -84,6 +87,7 @@ func newZone(cfg *config.Config) *zone {
 		}
 		z.nsAddrs[n] = addrs
 	}
+	z.addStatic(dc.Records)
 	z.canon = make(map[string]string, len(z.names))
 	for n := range z.names {
 		z.canon[n] = n
