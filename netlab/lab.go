@@ -150,6 +150,9 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		if err := l.isolateDNS2(); err != nil {
 			return nil, err
 		}
+		if err := l.quickRetransmit(); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Control {
 		if err := l.startBus(ctx); err != nil {
