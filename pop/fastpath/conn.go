@@ -127,6 +127,9 @@ type clientConn struct {
 	user   atomic.Int64 // the write deadline the connection's user set (Unix ns); 0: none
 	cut    atomic.Bool  // cut off by the send timeout
 	closed atomic.Bool
+
+	checked atomic.Bool               // ConnState looked at its protocol
+	co      atomic.Pointer[coalescer] // non-nil: HTTP/2 over TLS, coalescing (coalesce.go)
 }
 
 // sendChunk is the most one write or sendfile call is given before the
@@ -143,6 +146,14 @@ const minSendProgress = 16 << 10
 // Write writes p; it fails, and closes the connection, when the client
 // takes nothing for the send timeout.
 func (c *clientConn) Write(p []byte) (int, error) {
+	if co := c.co.Load(); co != nil {
+		return c.coalesceWrite(co, p)
+	}
+	return c.write(p)
+}
+
+// write is Write without coalescing.
+func (c *clientConn) write(p []byte) (int, error) {
 	if c.l.send <= 0 {
 		return c.TCPConn.Write(p)
 	}
@@ -206,7 +217,7 @@ func (c *clientConn) stalled(sent int64, err error) bool {
 	}
 	if c.cut.CompareAndSwap(false, true) {
 		c.l.sendTimeouts.Add(1)
-		c.Close()
+		c.closeConn()
 	}
 	return false
 }
@@ -215,6 +226,14 @@ func (c *clientConn) stalled(sent int64, err error) bool {
 // send timeout still applies when it comes sooner. The zero time leaves
 // only the send timeout.
 func (c *clientConn) SetWriteDeadline(t time.Time) error {
+	if co := c.co.Load(); co != nil {
+		return c.coalesceDeadline(co, t)
+	}
+	return c.setWriteDeadline(t)
+}
+
+// setWriteDeadline is SetWriteDeadline without coalescing.
+func (c *clientConn) setWriteDeadline(t time.Time) error {
 	var u int64
 	if !t.IsZero() {
 		u = t.UnixNano()
@@ -235,6 +254,14 @@ func (c *clientConn) SetDeadline(t time.Time) error {
 
 // Close closes the connection and frees its slot on the listener.
 func (c *clientConn) Close() error {
+	if co := c.co.Load(); co != nil {
+		c.coalesceClose(co)
+	}
+	return c.closeConn()
+}
+
+// closeConn is Close without sending what a coalescing bracket kept.
+func (c *clientConn) closeConn() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.l.open.Add(-1)
 		c.l.release()

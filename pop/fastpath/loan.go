@@ -3,6 +3,7 @@ package fastpath
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -191,10 +192,21 @@ func (l *loanConn) returned() bool {
 // listeners (on Handoff, Midway and the TLS Listener). When net/http turns
 // a connection idle it clears the write deadline a handler may have set
 // (net/http keeps it into the next request when, as in the PoP,
-// WriteTimeout is not set; the send timeout stays), and ends a loan.
+// WriteTimeout is not set; the send timeout stays), and ends a loan. An
+// HTTP/2 connection over TLS, once active, coalesces its TLS records
+// (coalesce.go); its handlers' deadlines are their streams'.
 func ConnState(c net.Conn, state http.ConnState) {
+	tc, isTLS := c.(*tls.Conn)
+	if isTLS && state == http.StateActive {
+		coalesceTLS(tc)
+	}
 	if state != http.StateIdle {
 		return
+	}
+	if isTLS {
+		if cc, ok := tc.NetConn().(*clientConn); ok && cc.co.Load() != nil {
+			return
+		}
 	}
 	c.SetWriteDeadline(time.Time{})
 	if l, ok := c.(*loanConn); ok {
