@@ -128,6 +128,8 @@ type DNS struct {
 	// ACME is the admin endpoint for ACME DNS-01 challenge records; off
 	// unless a token is given.
 	ACME ACME
+	// DNSSEC signs the zone online; off without keys.
+	DNSSEC DNSSEC
 }
 
 // DNSStates configures how the DNS server reads the states PoPs publish
@@ -285,6 +287,7 @@ func (d *decoder) dns(n *yaml.Node, path string) (DNS, dnsAt) {
 			IPv6Prefix: defaultRRLIPv6Prefix, TableSize: defaultRRLTableSize},
 		States: DNSStates{Skew: defaultStateSkew}, // MaxAge: see dnsStatesRefs
 		ACME:   ACME{MaxRecords: defaultACMEMax, TTL: defaultACMETTL, MaxValueSize: defaultACMEValueSize},
+		DNSSEC: DNSSEC{SignatureValidity: defaultSigValidity, CacheSize: defaultSigCache},
 		LoadShedding: LoadShedding{Threshold: defaultShedThreshold, Release: -1,
 			ChangePerSecond: -1, MaxShare: defaultShedMaxShare}, // -1: not given, see below
 	}
@@ -319,6 +322,7 @@ func (d *decoder) dns(n *yaml.Node, path string) (DNS, dnsAt) {
 		optional("load_shedding", func(n *yaml.Node, path string) { d.loadShedding(n, path, &c.LoadShedding) }),
 		optional("records", func(n *yaml.Node, path string) { c.Records = d.records(n, path) }), // zone.go
 		optional("acme", func(n *yaml.Node, path string) { d.acme(n, path, &c.ACME) }),
+		optional("dnssec", func(n *yaml.Node, path string) { d.dnssec(n, path, &c.DNSSEC) }),
 	})
 	if c.LoadShedding.Release < 0 { // not given: a band of 0.1 below the threshold
 		c.LoadShedding.Release = max(math.Round((c.LoadShedding.Threshold-defaultShedBand)*1e6)/1e6, 0)

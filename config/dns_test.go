@@ -42,6 +42,7 @@ func TestDNSDefaults(t *testing.T) {
 		States:       DNSStates{MaxAge: 2 * time.Second, Skew: 500 * time.Millisecond},
 		LoadShedding: LoadShedding{Threshold: 0.8, Release: 0.7, ChangePerSecond: 0.0033, MaxShare: 0.5},
 		ACME:         ACME{MaxRecords: 20, TTL: time.Minute, MaxValueSize: 512},
+		DNSSEC:       DNSSEC{SignatureValidity: 168 * time.Hour, CacheSize: 100000},
 	}
 	if !reflect.DeepEqual(c.DNS, want) {
 		t.Errorf("DNS:\n got %+v\nwant %+v", c.DNS, want)
@@ -125,6 +126,7 @@ func TestDNSEverySetting(t *testing.T) {
 		States:       DNSStates{MaxAge: 3 * time.Second, Skew: time.Second},
 		LoadShedding: LoadShedding{Threshold: 0.9, Release: 0.6, ChangePerSecond: 0.05, MaxShare: 0.3},
 		ACME:         ACME{MaxRecords: 20, TTL: time.Minute, MaxValueSize: 512},
+		DNSSEC:       DNSSEC{SignatureValidity: 168 * time.Hour, CacheSize: 100000},
 	}
 	if !reflect.DeepEqual(c.DNS, want) {
 		t.Errorf("DNS:\n got %+v\nwant %+v", c.DNS, want)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -459,4 +460,103 @@ func (r *Record) parseCAA(v string) error {
 	}
 	r.Flag, r.Tag, r.Text = uint8(flag), strings.ToLower(tag), val
 	return nil
+}
+
+// Limits of dns.dnssec.
+const (
+	defaultSigValidity = 7 * 24 * time.Hour
+	minSigValidity     = time.Hour
+	maxSigValidity     = 90 * 24 * time.Hour
+	defaultSigCache    = 100_000
+	maxSigCache        = 10_000_000
+	maxDNSSECKeys      = 8
+)
+
+// DNSSEC configures online signing of the zone (dns.dnssec); off without
+// keys. The key files are made by `outpost dnssec keygen` and read by the
+// DNS server, not by Parse.
+type DNSSEC struct {
+	// Keys are the zone's keys, in order.
+	Keys []DNSSECKey
+	// SignatureValidity is how long each signature is valid, 1h..90d
+	// (2160h); default 168h (7 days).
+	SignatureValidity time.Duration
+	// CacheSize bounds the RRsets whose signatures are cached,
+	// 1..10000000; default 100000.
+	CacheSize int
+}
+
+// DNSSECKey is one key of dns.dnssec.keys.
+type DNSSECKey struct {
+	// File is the absolute path of the key's .key file (relative to the
+	// configuration file in it); its .private file is beside it.
+	File string
+	// Published reports a key that is in the DNSKEY RRset but signs
+	// nothing (state: published): a ZSK before its rollover, a key after
+	// it. The default, state: active, signs.
+	Published bool
+}
+
+// Enabled reports whether the zone is signed.
+func (d DNSSEC) Enabled() bool { return len(d.Keys) > 0 }
+
+// dnssec decodes dns.dnssec into s, which holds the defaults.
+func (d *decoder) dnssec(n *yaml.Node, path string, s *DNSSEC) {
+	d.fields(n, path, []field{
+		required("keys", func(n *yaml.Node, path string) {
+			items, ok := d.list(n, path)
+			if !ok {
+				return
+			}
+			if len(items) == 0 || len(items) > maxDNSSECKeys {
+				d.errorf(n, path, "want 1..%d keys (leave dnssec out for an unsigned zone)", maxDNSSECKeys)
+				return
+			}
+			for i, item := range items {
+				p := index(path, i)
+				var k DNSSECKey
+				if r := d.node(item, p); r != nil && r.Kind == yaml.MappingNode {
+					d.fields(r, p, []field{
+						required("file", d.setPath(&k.File, "file", "")),
+						optional("state", func(n *yaml.Node, path string) {
+							v, ok := d.str(n, path)
+							switch {
+							case !ok:
+							case v == "active":
+							case v == "published":
+								k.Published = true
+							default:
+								d.errorf(n, path, "state %q: want active (signs) or published (in the DNSKEY RRset only)", v)
+							}
+						}),
+					})
+				} else {
+					d.setPath(&k.File, "a key file", "")(item, p)
+				}
+				if k.File == "" {
+					continue
+				}
+				k.File = strings.TrimSuffix(strings.TrimSuffix(k.File, ".key"), ".private") + ".key"
+				if slices.ContainsFunc(s.Keys, func(o DNSSECKey) bool { return o.File == k.File }) {
+					d.errorf(item, p, "key %s is listed twice", filepath.Base(k.File))
+					continue
+				}
+				s.Keys = append(s.Keys, k)
+			}
+			if len(s.Keys) > 0 && !slices.ContainsFunc(s.Keys, func(k DNSSECKey) bool { return !k.Published }) {
+				d.errorf(n, path, "every key is published only: one at least must be active to sign")
+			}
+		}),
+		optional("signature_validity", func(n *yaml.Node, path string) {
+			v, ok := d.duration(n, path)
+			switch {
+			case !ok:
+			case v < minSigValidity || v > maxSigValidity:
+				d.errorf(n, path, "%s is out of range (want %s..%s)", formatDuration(v), formatDuration(minSigValidity), formatDuration(maxSigValidity))
+			default:
+				s.SignatureValidity = v
+			}
+		}),
+		optional("cache_size", d.setInt(&s.CacheSize, 1, maxSigCache)),
+	})
 }
