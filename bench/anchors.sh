@@ -7,6 +7,16 @@
 # Usage:  bench/anchors.sh                         (hits, 1k and 100k, pinned: ~3 min)
 #         BENCH_SIZES="1k 10k 100k 1m" BENCH_TESTS="hit zipf miss" bench/anchors.sh
 #         BENCH_TESTS="h2 tls" BENCH_H2_SIZES=1k bench/anchors.sh   (h2c, and h1/h2 over TLS, with h2load)
+#         BENCH_TESTS="h2 tls" BENCH_H3=1 bench/anchors.sh   (then HTTP/3 against the PoP's own HTTP/2)
+#
+# HTTP/3 has no anchor (Debian's nginx and h2load lack it): with BENCH_H3=1,
+# after the harness, the PoP runs alone on BENCH_SERVER_CPU and
+# `outpost bench -proto h2` then `-proto h3` (BENCH_CONNS connections,
+# BENCH_DURATION s, on BENCH_LOAD_CPU) ask it for the same 1 KiB and 100 KiB
+# hits over TLS; printed: requests per server CPU-second, p99, and h3 / h2.
+# Counts that do not depend on the machine's load (writes per response,
+# allocations per response, in-process over loopback):
+#   go test -run '^$' -bench 'Wire|HTTP1Hit|Miss' -benchmem -count 6 ./pop
 #
 # Needs (Debian): nginx varnish wrk nghttp2-client curl openssl bc
 #   apt-get install -y --no-install-recommends nginx varnish wrk nghttp2-client curl openssl bc
@@ -79,3 +89,38 @@ awk -F'\t' '
       printf "%-9s %-6s %-6s %10s %10s %10s %10s %9s %9s\n", p[1], p[2], p[3], o, n, va, (g == "" ? "-" : g), rn, rv
     }
   }' "$RES" | sort -k1,1 -k2,2 -k3,3
+
+# HTTP/3 against the PoP's own HTTP/2 over TLS, same PoP, same run.
+if [ "${BENCH_H3:-}" = 1 ]; then
+  # shellcheck source=harness/lib.sh
+  RUN=$BENCH_RUN
+  . "$(dirname "$HARNESS")/lib.sh"
+  trap stop_all EXIT
+  SCPU=${BENCH_SERVER_CPU:-1} LCPU=${BENCH_LOAD_CPU:-0}
+  OPORT=${BENCH_ORIGIN_PORT:-18080}
+  start_bg origin-h3 "$LCPU" "$BENCH_RUN/origin" -addr "$ORIGIN"
+  wait_tcp 127.0.0.1 "$OPORT" || die "origin did not start"
+  start_bg outpost-h3 "$SCPU" $BENCH_EXTRA_CMD
+  wait_tcp "${POP_TLS%:*}" "${POP_TLS##*:}" || die "the PoP did not start"
+  spid=$(cat "$BENCH_RUN/pids/outpost-h3")
+  echo
+  echo "HTTP/3 against the PoP's own HTTP/2 over TLS (one PoP on CPU $SCPU, $BENCH_DURATION s each)"
+  printf '%-6s %-5s %10s %12s %8s\n' size proto rps per_cpu_s p99_ms
+  for size in ${BENCH_H3_SIZES:-1k 100k}; do
+    url="https://localhost:${POP_TLS##*:}/obj/$size/hit"
+    curl -fsSk -o /dev/null "$url" # the fill
+    per2=0
+    for proto in h2 h3; do
+      c0=$(cpu_ticks "$spid")
+      $(pin "$LCPU") "$BENCH_RUN/outpost" bench -proto "$proto" -k -json -c "${BENCH_CONNS:-64}" \
+        -duration "${BENCH_DURATION}s" -connect "$POP_TLS" "$url" >"$BENCH_RUN/h3-$proto-$size.json"
+      c1=$(cpu_ticks "$spid")
+      read -r rps p99 < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["rps"], r["latency_ms"]["p99"])' "$BENCH_RUN/h3-$proto-$size.json")
+      # requests over the server CPU of the run (handshakes included)
+      per=$(echo "$rps * $BENCH_DURATION / (($c1 - $c0) / $CLK_TCK)" | bc -l)
+      printf '%-6s %-5s %10.0f %12.0f %8.2f\n' "$size" "$proto" "$rps" "$per" "$p99"
+      [ "$proto" = h2 ] && per2=$per
+    done
+    printf '%-6s h3/h2 %23.2f\n' "$size" "$(echo "$per / $per2" | bc -l)"
+  done
+fi
