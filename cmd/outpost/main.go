@@ -23,6 +23,7 @@ func commands() []command {
 		{"pop", "run a Point-of-Presence: the caching reverse proxy", runPoP},
 		{"dns", "run the authoritative geo DNS: each user to the nearest healthy PoP", runDNS},
 		{"geodb", "build a MaxMind-format geo or ASN database from a CSV, for dns.geoip and dns.asn", runGeoDB},
+		{"dnssec", "make DNSSEC keys for dns.dnssec and print their DS records", runDNSSEC},
 		{"origin", "run the synthetic origin for benchmarks, the lab and tests", runOrigin},
 		{"bench", "load-test a CDN, a PoP or a URL: latency, throughput, hit ratios", runBench},
 		{"purge", "remove content from every PoP, confirmed", runPurge},
