@@ -59,7 +59,7 @@ func TestAccessLog(t *testing.T) {
 				t.Fatalf("%d lines, want %d:\n%s", len(lines), tt.lines, data)
 			}
 			for _, m := range lines {
-				for _, k := range []string{"time", "pop", "client", "host", "path", "status", "bytes", "cache_status", "origin_ms", "total_ms"} {
+				for _, k := range []string{"time", "pop", "client", "host", "path", "status", "bytes", "cache_status", "request_id", "user_agent", "referer", "origin_ms", "ttfb_ms", "total_ms"} {
 					if _, ok := m[k]; !ok {
 						t.Errorf("line %v lacks %q", m, k)
 					}
@@ -117,7 +117,15 @@ func TestAccessLogSampling(t *testing.T) {
 			}
 		})
 	}
-	if l, err := newAccessLog("t", config.AccessLog{Mode: config.AccessLogOff}); l != nil || err != nil {
-		t.Errorf("off: %v, %v", l, err)
+	// Off: nothing drawn for the log, but the log is there for a tail.
+	l, err := newAccessLog("t", config.AccessLog{Mode: config.AccessLogOff})
+	if err != nil || l == nil {
+		t.Fatalf("off: %v, %v", l, err)
+	}
+	defer l.close()
+	for range 1000 {
+		if l.sampled() {
+			t.Fatal("off: a request was drawn with no tail open")
+		}
 	}
 }

@@ -21,7 +21,9 @@ import (
 // (Prometheus text). POST /purge changes the cache (a popapi.PurgeRequest
 // in, a popapi.PurgeResult out) and needs Authorization: Bearer
 // <purge.token>: without a token in the configuration it answers 403,
-// without the right one 401 (RFC 6750 §3). Bind the admin listener to an
+// without the right one 401 (RFC 6750 §3). GET /tail streams the requests
+// matching a filter as they finish (tail.go) and needs the same token: it
+// shows clients' addresses and URLs. Bind the admin listener to an
 // address only operators reach all the same: the figures are not public.
 func (p *PoP) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -29,6 +31,8 @@ func (p *PoP) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /stats", p.serveStats)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
 	mux.Handle("POST /purge", p.withPurgeToken(http.HandlerFunc(p.servePurge)))
+	mux.HandleFunc("GET /tail", p.serveTail) // tail.go
+	p.registerOpsMetrics()
 	return mux
 }
 
@@ -121,6 +125,7 @@ func (p *PoP) Stats() popapi.Stats {
 		HeapFallbacks: p.blobFailures.Load(),
 	}
 	s.Cache.Blobs, s.Cache.BlobBytes = blob.Open()
+	p.opsStats(&s) // stats.go: build, restart-only settings a reload changed
 	return s
 }
 

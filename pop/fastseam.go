@@ -74,11 +74,12 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 	svc.stats.recordMethod(r.Method, http.StatusOK, resultHit, n)
 	total := time.Since(start)
 	svc.stats.latency.Observe(total)
-	if p.access != nil && p.access.sampled() {
+	if record, toLog := p.fastWant(); record { // accesslog.go
 		client, _, _ := net.SplitHostPort(s.RemoteAddr().String())
 		p.access.log(accessRecord{
 			at: start, client: client, method: r.Method, host: string(r.Host), path: string(r.Target),
-			proto: "HTTP/1.1", status: http.StatusOK, bytes: n, cacheStatus: status, total: total,
+			proto: "HTTP/1.1", status: http.StatusOK, bytes: n, cacheStatus: status, requestID: newRequestID(),
+			ttfb: total, total: total, toLog: toLog,
 		})
 	}
 }

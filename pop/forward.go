@@ -12,7 +12,7 @@ import (
 // forwardHeader returns the header fields to send to the origin for r:
 // the client's end-to-end fields, Via, the client's address in
 // X-Forwarded-For (appended to the client's own) and Forwarded (RFC 7239;
-// the PoP's element only), and Surrogate-Capability,
+// the PoP's element only), X-Request-Id (accesslog.go), and Surrogate-Capability,
 // which tells the origin that this surrogate obeys Surrogate-Control and
 // the device token to target it with (W3C Edge Architecture 1.0).
 func (p *PoP) forwardHeader(r *http.Request) http.Header {
@@ -36,6 +36,9 @@ func (p *PoP) forwardHeader(r *http.Request) http.Header {
 	h["Forwarded"] = []string{forwardedElement(client, r.Host, scheme(r))}
 	h.Add("Via", p.viaFor(r))
 	h.Add("Surrogate-Capability", cache.SurrogateDevice+`="Surrogate/1.0"`)
+	// The request's ID: the one its log line has (serveLogged set it), the
+	// client's, or a new one, so the origin's logs can name it too.
+	ensureRequestID(h)
 	return h
 }
 

@@ -15,25 +15,11 @@ import (
 // fetches from the service's origin, once per key however many requests
 // wait.
 func (p *PoP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p.access != nil && p.access.sampled() {
-		p.serveLogged(w, r)
+	if record, toLog := p.wantRequest(r); record {
+		p.serveLogged(w, r, toLog) // accesslog.go
 		return
 	}
 	p.serve(w, r)
-}
-
-// serveLogged serves r and queues its access log line.
-func (p *PoP) serveLogged(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	rec := &accessRecorder{ResponseWriter: w}
-	defer func() {
-		p.access.log(accessRecord{
-			at: start, client: clientIP(r), method: r.Method, host: r.Host, path: r.URL.RequestURI(),
-			proto: r.Proto, status: rec.status, bytes: rec.bytes, cacheStatus: lastMember(w.Header()),
-			origin: rec.origin, total: time.Since(start),
-		})
-	}()
-	p.serve(rec, r)
 }
 
 // serve is ServeHTTP without the access log.

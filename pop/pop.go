@@ -129,6 +129,8 @@ type PoP struct {
 	via        [3]string // Via members for HTTP/1.x, 2 and 3
 	started    time.Time
 	draining   atomic.Bool
+
+	ops ops // config versions across reloads, the operating metrics (stats.go)
 }
 
 // service is a configured service as the PoP runs it.
@@ -164,14 +166,14 @@ type service struct {
 type routes struct {
 	byHost     map[string]*service
 	list       []*service
-	version    string // the file's hash
+	version    string // the file's and the files it names (configVersion)
 	purgeToken string // purge.token
 }
 
 // routesFrom builds the services of cfg, reusing the figures of services
 // in prev that keep their names. On error nothing is left open.
 func routesFrom(cfg *config.Config, prev *routes, log *slog.Logger) (*routes, error) {
-	r := &routes{byHost: make(map[string]*service), version: cfg.Version, purgeToken: cfg.Purge.Token}
+	r := &routes{byHost: make(map[string]*service), version: configVersion(cfg, log), purgeToken: cfg.Purge.Token}
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
 		svc, err := newService(sc, log)
@@ -376,10 +378,21 @@ func (p *PoP) warnPlaceholder(rt *routes) {
 
 // Reload replaces the PoP's services, origins and purge token with those
 // of cfg, keeping the cache and the figures of services that keep their
-// names. cfg must still name this PoP; its listen, admin and cache
-// settings take effect only on restart. On error the running
-// configuration stays.
+// names. cfg must still name this PoP; its listen, admin, cache and the
+// other restart-only settings (restartOnly in stats.go) take effect only
+// on restart: until then /stats and /metrics name them, with the version
+// whose values run. On error the running configuration stays.
 func (p *PoP) Reload(cfg *config.Config) error {
+	err := p.reload(cfg)
+	if err != nil {
+		p.ops.reloads[1].Add(1)
+	} else {
+		p.ops.reloads[0].Add(1)
+	}
+	return err
+}
+
+func (p *PoP) reload(cfg *config.Config) error {
 	p.reloadMu.Lock()
 	defer p.reloadMu.Unlock()
 	pc, err := cfg.POP(p.name)
@@ -404,12 +417,21 @@ func (p *PoP) Reload(cfg *config.Config) error {
 			p.log.Error("reload: certificates do not load; keeping the current ones", "err", err)
 		}
 	}
-	if pc.Listen != p.cfg.Listen || pc.Admin != p.cfg.Admin || pc.CacheSize != p.cfg.CacheSize {
-		p.log.Warn("reload: listen, admin and cache_size changes take effect on restart")
+	pending := pendingSettings(p.cfg, pc)
+	p.ops.mu.Lock()
+	if p.ops.started == "" {
+		p.ops.started = old.version
+	}
+	p.ops.pending = pending
+	running := p.ops.started
+	p.ops.mu.Unlock()
+	if len(pending) > 0 {
+		p.log.Warn("reload: these settings take effect on restart; until then they keep the values of the running version",
+			"pending_restart", pending, "running_version", running)
 	}
 	p.warnPlaceholder(rt)
-	// The version covers the file only; say whether a token kept outside
-	// it changed (never the token).
+	// The version covers the file and the files it names, never a token;
+	// say whether the token changed (never the token).
 	p.log.Info("configuration reloaded", "config_version", rt.version, "services", len(rt.list),
 		"purge_token_changed", rt.purgeToken != old.purgeToken)
 	return nil
