@@ -197,6 +197,9 @@ func (st *state) respond(req *dns.Msg, src netip.Addr, m moment, sc *scratch) (*
 		ropt.Option = append(ropt.Option, ecs.echo)
 	}
 	st.answer(req.Question[0], resp, src, ecs, m, &out, sc)
+	if st.signer != nil && opt != nil && opt.Do() {
+		st.sign(req.Question[0], resp) // sign.go
+	}
 	if ropt != nil {
 		resp.Extra = append(resp.Extra, ropt)
 	}
@@ -303,10 +306,14 @@ func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 	owner := q.Name // the owner of the records answered: the query's spelling, then CNAME targets
 	for chain := 0; ; chain++ {
 		if d := z.delegation(name); d != "" {
-			if chain == 0 {
+			switch {
+			case chain > 0: // a CNAME into a delegation: the resolver follows it
+			case name == d && q.Qtype == dns.TypeDS:
+				st.negative(q.Name, resp, sc) // the DS is the parent's, ours: there is none (RFC 4035 §3.1.4.1)
+			default:
 				st.referral(d, resp)
 			}
-			return // a CNAME into a delegation: the resolver follows it
+			return
 		}
 		kind, ok := z.names[name]
 		if !ok {
@@ -401,6 +408,8 @@ func (st *state) answerName(q dns.Question, name, owner string, kind nameKind, r
 			resp.Extra = st.appendAddrs(resp.Extra, n, v4)
 			resp.Extra = st.appendAddrs(resp.Extra, n, v6)
 		}
+	case kind&kindApex != 0 && qtype == dns.TypeDNSKEY && st.signer != nil:
+		resp.Answer = append(resp.Answer, st.signer.DNSKEYs()...)
 	case kind&kindNS != 0 && qtype == dns.TypeA:
 		resp.Answer = st.appendAddrs(resp.Answer, owner, v4)
 	case kind&kindNS != 0 && qtype == dns.TypeAAAA:

@@ -151,6 +151,12 @@ var (
 		"Requests to the ACME endpoint (dns.acme), by result: presented, cleaned_up, bad_request, unauthorized, full.", []string{"result"}, nil)
 	descACMERecords = prometheus.NewDesc("outpost_dns_acme_records",
 		"ACME challenge TXT records held.", nil, nil)
+	descDNSSECSigs = prometheus.NewDesc("outpost_dns_dnssec_rrsets_total",
+		"RRsets of signed answers (DO), by where their signatures came from: cached, or signed now.", []string{"result"}, nil)
+	descDNSSECCache = prometheus.NewDesc("outpost_dns_dnssec_cache_entries",
+		"RRsets whose signatures are cached (at most dns.dnssec.cache_size).", nil, nil)
+	descDNSSECEvicted = prometheus.NewDesc("outpost_dns_dnssec_cache_evictions_total",
+		"Cached signatures dropped for room.", nil, nil)
 	descInvalid = prometheus.NewDesc("outpost_dns_invalid_total",
 		"Messages that could not be parsed; those with a readable header got FORMERR.", nil, nil)
 	descPOPUp = prometheus.NewDesc("outpost_dns_pop_up",
@@ -192,7 +198,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueries, descDecisions, descFailovers, descFailOpen,
 		descTruncated, descRejected, descInvalid, descPOPUp, descPOPDraining, descChecks, descDraining, descNetworks,
 		descRRLDropped, descRRLSlipped, descReloads, descStates, descStateAge, descPOPLoad, descShedShare, descShedAnswers,
-		descACMERequests, descACMERecords} {
+		descACMERequests, descACMERecords, descDNSSECSigs, descDNSSECCache, descDNSSECEvicted} {
 		ch <- d
 	}
 }
@@ -262,6 +268,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descACMERequests, m.acme[r].Load(), acmeResultNames[r])
 	}
 	gauge(descACMERecords, float64(s.acme.count()))
+	if st.signer != nil {
+		ss := st.signer.Stats()
+		counter(descDNSSECSigs, ss.Cached, "cached")
+		counter(descDNSSECSigs, ss.Signed, "signed")
+		counter(descDNSSECEvicted, ss.Evicted)
+		gauge(descDNSSECCache, float64(ss.Entries))
+	}
 }
 
 // Results of requests to the ACME endpoint, for metrics.

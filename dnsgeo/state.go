@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/outpost-cdn/outpost/config"
+	"github.com/outpost-cdn/outpost/dnsgeo/dnssec"
 	"github.com/outpost-cdn/outpost/dnsgeo/netmap"
 )
 
@@ -41,7 +42,8 @@ type state struct {
 	rrl           *rrl  // nil when rate limiting is off
 	maxAge, skew  int64 // dns.states, in nanoseconds
 	shed          shedding
-	acme          *acmeStore // the server's challenge records (acme.go); they outlive reloads
+	acme          *acmeStore     // the server's challenge records (acme.go); they outlive reloads
+	signer        *dnssec.Signer // nil when the zone is not signed (sign.go)
 }
 
 // buildState builds the state of cfg: it reads the network map and the
@@ -75,6 +77,13 @@ func (s *Server) buildState(cfg *config.Config, old *state, locators []Locator) 
 		skew:     int64(dc.States.Skew),
 		shed:     newShedding(dc.LoadShedding),
 		acme:     s.acme,
+	}
+	var oldSigner *dnssec.Signer
+	if old != nil {
+		oldSigner = old.signer
+	}
+	if st.signer, err = s.loadSigner(cfg, st.zone, oldSigner); err != nil {
+		return nil, err
 	}
 	if st.maxAge <= 0 { // a hand-made config
 		st.maxAge = int64(2 * time.Second)

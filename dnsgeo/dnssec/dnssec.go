@@ -175,6 +175,9 @@ type Options struct {
 	Now func() time.Time
 }
 
+// Options returns the signer's settings, defaults applied.
+func (s *Signer) Options() Options { return s.opts }
+
 // Stats counts what a Signer did.
 type Stats struct {
 	Cached  uint64 // RRsets answered with cached signatures
