@@ -33,6 +33,16 @@
 // configuration and their HTTP health endpoints; it never imports package
 // pop.
 //
+// Beside the geo answers the zone holds the SOA, its name servers, the
+// static records of dns.records (CNAMEs followed inside the zone, NS
+// delegations answered with referrals) and the TXT records that ACME
+// clients put at _acme-challenge names through the admin listener
+// (acme.go). Errors are answered as gdnsd answers them: the question and
+// OPT record kept, QR and RD the only flags (reject.go). With
+// dns.dnssec, answers to queries with the DO bit are signed as they are
+// made, with signatures cached per RRset (package dnssec), and negative
+// answers use compact denial (RFC 9824; sign.go).
+//
 // Everything derived from the configuration lives in one immutable state
 // that each query loads once; Reload builds a new state aside (network map
 // and databases included) and swaps it in, so no query sees half of a
