@@ -7,6 +7,7 @@ package buildinfo
 
 import (
 	"fmt"
+	"regexp"
 	"runtime/debug"
 	"sync"
 
@@ -34,6 +35,11 @@ func Read() popapi.Build {
 	return info
 }
 
+// pseudoRE matches the pseudo-versions Go gives a build from a work tree
+// (v0.0.0-20261206091108-1e86cdc8af0e+dirty): the commit says more, and
+// Revision has it.
+var pseudoRE = regexp.MustCompile(`-(0\.)?\d{14}-[0-9a-f]{12}(\+dirty)?$|\+dirty$`)
+
 // fromBuildInfo is Read's rule: the stamped version first, then the
 // module's own (a go install of a tagged release), then "dev".
 func fromBuildInfo(stamped string, bi *debug.BuildInfo, ok bool) popapi.Build {
@@ -45,8 +51,8 @@ func fromBuildInfo(stamped string, bi *debug.BuildInfo, ok bool) popapi.Build {
 		return b
 	}
 	b.GoVersion = bi.GoVersion
-	if b.Version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		b.Version = bi.Main.Version
+	if v := bi.Main.Version; b.Version == "" && v != "" && v != "(devel)" && !pseudoRE.MatchString(v) {
+		b.Version = v
 	}
 	if b.Version == "" {
 		b.Version = "dev"

@@ -76,6 +76,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
+	if err := positiveFlags(fs, "c", "timeout", "duration", "n", "zipf", "shift-every", "shift-period"); err != nil {
+		return err
+	}
 	logger, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"path/filepath"
 	"strings"
 
@@ -19,7 +20,10 @@ func runCert(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(flags, args, stdout); err != nil {
 		return err
 	}
-	if *hosts == "" || *out == "" || flags.NArg() > 0 {
+	if err := requireFlags(flags, stderr, "hosts", "out"); err != nil {
+		return err
+	}
+	if flags.NArg() > 0 {
 		flags.Usage()
 		return errUsage
 	}
@@ -52,6 +56,22 @@ func runCert(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "made %s and %s for %s\n", filepath.Join(*out, certName), filepath.Join(*out, keyName), strings.Join(list, ", "))
-	fmt.Fprintf(stdout, "try: curl --cacert %s https://%s/\n", filepath.Join(*out, "ca.pem"), list[0])
+	fmt.Fprintf(stdout, "try, with a PoP whose tls.listen is 127.0.0.1:8443 (the lab's are on 127.0.0.11-13:8443):\n  %s\n", curlLine(filepath.Join(*out, "ca.pem"), list, "127.0.0.1:8443"))
 	return nil
+}
+
+// curlLine is a curl command that reaches a PoP at addr (host:port) for
+// the certificate's first host name, trusting only the CA: --resolve
+// sends the name to addr, so the name need not be in DNS; a wildcard is
+// tried as its "www" name; an IP address is used as it is.
+func curlLine(caFile string, hosts []string, addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	name := strings.TrimSpace(hosts[0])
+	if rest, ok := strings.CutPrefix(name, "*."); ok {
+		name = "www." + rest
+	}
+	if ip := net.ParseIP(name); ip != nil {
+		return fmt.Sprintf("curl --cacert %s https://%s/", caFile, net.JoinHostPort(name, port))
+	}
+	return fmt.Sprintf("curl --cacert %s --resolve %s:%s https://%s/", caFile, net.JoinHostPort(name, port), strings.Split(addr, ":")[0], net.JoinHostPort(name, port))
 }

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+
+	"github.com/outpost-cdn/outpost/buildinfo"
 )
 
 // command is one subcommand.
@@ -28,6 +31,7 @@ func commands() []command {
 		{"bench", "load-test a CDN, a PoP or a URL: latency, throughput, hit ratios", runBench},
 		{"purge", "remove content from every PoP, confirmed", runPurge},
 		{"stats", "the CDN-wide hit-ratio report: every PoP's figures and the totals", runStats},
+		{"tail", "follow a PoP's requests as they finish, those matching a filter", runTail},
 		{"config", "push the CDN file to every host over the control plane; which host runs what", runConfig},
 		{"bus", "run an embedded NATS server for the control plane (control.server)", runBus},
 		{"cert", "make a local CA and certificates for TLS and QUIC", runCert},
@@ -38,6 +42,9 @@ func commands() []command {
 }
 
 func main() {
+	if version != "" {
+		buildinfo.Version = version // -ldflags "-X main.version=..."
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -62,7 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			case errors.Is(err, errUsage):
 				return 2
 			default:
-				fmt.Fprintf(stderr, "outpost %s: %v\n", name, err)
+				// A package's own prefix after the command's would stutter
+				// ("outpost purge: purge: ...").
+				msg := strings.TrimPrefix(err.Error(), name+": ")
+				fmt.Fprintf(stderr, "outpost %s: %s\n", name, msg)
 				return 1
 			}
 		}
@@ -118,6 +128,45 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		return errUsage
 	}
 	return nil
+}
+
+// requireFlags names the required flags that were not given, prints the
+// usage, and returns errUsage; nil when every one was given.
+func requireFlags(fs *flag.FlagSet, stderr io.Writer, names ...string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = f.Value.String() != "" })
+	var missing []string
+	for _, n := range names {
+		if !set[n] {
+			missing = append(missing, "--"+n)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	verb := "is"
+	if len(missing) > 1 {
+		verb = "are"
+	}
+	fmt.Fprintf(fs.Output(), "%s: %s %s required\n", fs.Name(), strings.Join(missing, " and "), verb)
+	fs.Usage()
+	return errUsage
+}
+
+// positiveFlags refuses the named flags when they were given as zero or
+// less: zero is not a way to ask for the default.
+func positiveFlags(fs *flag.FlagSet, names ...string) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		for _, n := range names {
+			if f.Name == n && err == nil {
+				if v := f.Value.String(); v == "0" || v == "0s" || strings.HasPrefix(v, "-") {
+					err = fmt.Errorf("-%s %s: want more than zero (leave it out for the default, %s)", n, v, f.DefValue)
+				}
+			}
+		}
+	})
+	return err
 }
 
 func runHelp(args []string, stdout, stderr io.Writer) error {

@@ -28,9 +28,18 @@ func runPurge(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	if *configPath == "" || fs.NArg() != 1 || (*prefix && *tag) {
+	if err := requireFlags(fs, stderr, "config"); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || (*prefix && *tag) {
+		if fs.NArg() == 0 {
+			fmt.Fprintln(stderr, "outpost purge: TARGET (a URL, a prefix or a tag) is required")
+		}
 		fs.Usage()
 		return errUsage
+	}
+	if err := positiveFlags(fs, "timeout", "attempts"); err != nil {
+		return err
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {

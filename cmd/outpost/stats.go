@@ -25,9 +25,21 @@ func runStats(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	if *configPath == "" || fs.NArg() > 0 {
+	if err := requireFlags(fs, stderr, "config"); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
 		fs.Usage()
 		return errUsage
+	}
+	if err := positiveFlags(fs, "interval"); err != nil {
+		return err
+	}
+	// Screen codes only for a terminal: piped or logged, each report
+	// follows the last under a timestamp line.
+	clear := false
+	if f, ok := stdout.(*os.File); ok && isTerminal(f) {
+		clear = true
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {
@@ -53,7 +65,9 @@ func runStats(args []string, stdout, stderr io.Writer) error {
 			r = stats.Collect(ctx, cfg, nil)
 		}
 		if *watch && !*asJSON {
-			fmt.Fprint(stdout, "\033[H\033[2J") // clear the screen, cursor home
+			if clear {
+				fmt.Fprint(stdout, "\033[H\033[2J") // clear the screen, cursor home
+			}
 			fmt.Fprintf(stdout, "%s  %s  (every %s; Ctrl-C stops)\n\n", r.At.Format(time.TimeOnly), cfg.Path, *every)
 		}
 		if *asJSON {
@@ -68,6 +82,9 @@ func runStats(args []string, stdout, stderr io.Writer) error {
 			if err := writeBusStates(ctx, conn, stdout); err != nil {
 				return err
 			}
+		}
+		if *watch && !*asJSON && !clear {
+			fmt.Fprintln(stdout)
 		}
 		if !*watch {
 			if down := r.Down(); len(down) > 0 {

@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
-	"runtime/debug"
+
+	"github.com/outpost-cdn/outpost/buildinfo"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
-// otherwise the module version or VCS revision from the build info is used.
+// main copies it to buildinfo.Version, which the PoP's /stats and
+// outpost_build_info report too. Otherwise the module version, or "dev"
+// with the commit of a build from a clone, is used.
 var version = ""
 
 func runVersion(args []string, stdout, stderr io.Writer) error {
@@ -19,36 +22,8 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// versionString is what `outpost version` prints: the version, the commit
+// (12 digits, -dirty for a modified tree) and the Go version.
 func versionString() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return orDev(version)
-	}
-	v := version
-	if v == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {
-		v = info.Main.Version
-	}
-	var rev, modified string
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = "-dirty"
-			}
-		}
-	}
-	out := orDev(v)
-	if rev != "" {
-		out += fmt.Sprintf(" (%.12s%s)", rev, modified)
-	}
-	return out + " " + info.GoVersion
-}
-
-func orDev(v string) string {
-	if v == "" {
-		return "dev"
-	}
-	return v
+	return buildinfo.String(buildinfo.Read())
 }
