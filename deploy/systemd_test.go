@@ -82,14 +82,24 @@ var units = []struct {
 	role     string // the outpost subcommand
 	template bool   // a template unit: %i is the PoP name
 	stopMin  time.Duration
+	// notify: the role speaks sd_notify (package sdnotify): Type=notify
+	// with a watchdog and a logs directory; else Type=exec.
+	notify bool
 }{
-	{"systemd/outpost-pop@.service", "pop", true, 0},
-	{"systemd/outpost-dns.service", "dns", false, dnsGrace},
+	{"systemd/outpost-pop@.service", "pop", true, 0, true},
+	{"systemd/outpost-dns.service", "dns", false, dnsGrace, false},
+}
+
+// notifyUnit is what a unit of a role that speaks sd_notify must say.
+var notifyUnit = []struct{ key, want string }{
+	{"Type", "notify"},
+	{"NotifyAccess", "main"},
+	{"WatchdogSec", "30s"},
+	{"LogsDirectory", "outpost"},
 }
 
 // hardening is what every unit must say, exactly.
 var hardening = []struct{ key, want string }{
-	{"Type", "exec"},
 	{"User", "outpost"},
 	{"Group", "outpost"},
 	{"NoNewPrivileges", "yes"},
@@ -137,6 +147,15 @@ func TestSystemdUnits(t *testing.T) {
 				if got := u.get(t, "Service", h.key); got != h.want {
 					t.Errorf("[Service] %s=%q, want %q", h.key, got, h.want)
 				}
+			}
+			if tt.notify {
+				for _, h := range notifyUnit {
+					if got := u.get(t, "Service", h.key); got != h.want {
+						t.Errorf("[Service] %s=%q, want %q", h.key, got, h.want)
+					}
+				}
+			} else if got := u.get(t, "Service", "Type"); got != "exec" {
+				t.Errorf("[Service] Type=%q, want exec: the role sends no READY=1", got)
 			}
 			for _, b := range breaksNetworkServer {
 				if v, ok := svc[b.key]; ok {
