@@ -46,7 +46,7 @@ func serveRaw(s *Server, pkt []byte, tcp bool) (req *dns.Msg, w *recorder) {
 	// UDP goes the way a UDP worker answers, from the raw packet.
 	if resp := s.serveUDP(pkt, netip.MustParseAddr("127.0.0.1"), new(dns.Msg), new(scratch)); resp != nil {
 		w.msg = resp
-		w.raw, w.err = resp.PackBuffer(make([]byte, 2*udpReadSize))
+		w.raw, w.err = packReply(resp, make([]byte, 2*udpReadSize))
 	}
 	return req, w
 }

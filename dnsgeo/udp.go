@@ -142,7 +142,7 @@ func (u *udpServer) worker() error {
 		if resp == nil {
 			continue
 		}
-		b, err := resp.PackBuffer(out)
+		b, err := packReply(resp, out)
 		if err != nil {
 			u.s.log.Debug("packing a DNS reply", "err", err, "client", from)
 			continue
@@ -201,7 +201,7 @@ func (u *udpServer) batchWorker() error {
 			if resp == nil {
 				continue
 			}
-			b, err := resp.PackBuffer(outBuf[k])
+			b, err := packReply(resp, outBuf[k])
 			if err != nil {
 				u.s.log.Debug("packing a DNS reply", "err", err, "client", from)
 				continue
