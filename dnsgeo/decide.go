@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"math"
 	"net/netip"
+	"slices"
 
 	"github.com/miekg/dns"
 )
@@ -252,16 +253,14 @@ func (st *state) nearLocation(f family, ref point, d *Decision, m moment, tr *tr
 // by weighted rendezvous hashing of client's subnet, so a subnet keeps its
 // PoP while the set does not change.
 func (st *state) nearest(f family, ref point, spread float64, client netip.Prefix, d *Decision, m moment, tr *trace) *pop {
-	cands := st.byFamily[f]
-	var best, bestUp *pop
-	bestDist, bestUpDist := math.Inf(1), math.Inf(1)
-	for _, p := range cands {
-		dist := distanceKm(ref, p.pt)
-		if dist < bestDist {
-			best, bestDist = p, dist
-		}
-		if dist < bestUpDist && st.up(p, m) {
-			bestUp, bestUpDist = p, dist
+	ranked := st.ranked(f, ref)
+	best, bestDist := ranked[0].p, ranked[0].dist
+	var bestUp *pop
+	bestUpDist := math.Inf(1)
+	for _, r := range ranked {
+		if st.up(r.p, m) {
+			bestUp, bestUpDist = r.p, r.dist
+			break
 		}
 	}
 	healthyOnly := true
@@ -287,16 +286,16 @@ func (st *state) nearest(f family, ref point, spread float64, client netip.Prefi
 	key, keyBits := spreadKey(client)
 	limit := bestUpDist + spread
 	pick, top, n := bestUp, math.Inf(-1), 0
-	for _, p := range cands {
-		if healthyOnly && !st.up(p, m) {
-			continue
+	for _, r := range ranked {
+		if r.dist > limit {
+			break
 		}
-		if distanceKm(ref, p.pt) > limit {
+		if healthyOnly && !st.up(r.p, m) {
 			continue
 		}
 		n++
-		if sc := rendezvous(key, p); sc > top {
-			pick, top = p, sc
+		if sc := rendezvous(key, r.p); sc > top {
+			pick, top = r.p, sc
 		}
 	}
 	if n > 1 {
@@ -308,6 +307,52 @@ func (st *state) nearest(f family, ref point, spread float64, client netip.Prefi
 		}
 	}
 	return pick
+}
+
+// rankedPoP is a PoP and its distance from a point.
+type rankedPoP struct {
+	p    *pop
+	dist float64
+}
+
+// rankKey is a point and a family, for the ranks cache.
+type rankKey struct {
+	lat, lon float64
+	f        family
+}
+
+// maxRanks bounds the points whose rankings a state keeps: the network
+// map's locations, and the cities of a geo database that queries come
+// from. Past it, rankings are computed per query.
+const maxRanks = 1 << 16
+
+// ranked returns the PoPs with an address of family f by distance from
+// ref, nearest first (file order among equals), with their distances.
+// The ranking depends on the state alone, so it is kept per point: the
+// haversine formula is not worked out for every PoP on every query.
+func (st *state) ranked(f family, ref point) []rankedPoP {
+	k := rankKey{ref.lat, ref.lon, f}
+	if v, ok := st.ranks.Load(k); ok {
+		return v.([]rankedPoP)
+	}
+	cands := st.byFamily[f]
+	r := make([]rankedPoP, len(cands))
+	for i, p := range cands {
+		r[i] = rankedPoP{p, distanceKm(ref, p.pt)}
+	}
+	slices.SortStableFunc(r, func(a, b rankedPoP) int {
+		switch {
+		case a.dist < b.dist:
+			return -1
+		case a.dist > b.dist:
+			return 1
+		}
+		return 0
+	})
+	if st.rankCount.Add(1) <= maxRanks {
+		st.ranks.Store(k, r)
+	}
+	return r
 }
 
 // fallback returns the first healthy PoP in the fallback order (the first

@@ -44,6 +44,8 @@ type state struct {
 	shed          shedding
 	acme          *acmeStore     // the server's challenge records (acme.go); they outlive reloads
 	signer        *dnssec.Signer // nil when the zone is not signed (sign.go)
+	ranks         sync.Map       // rankKey → []rankedPoP: PoPs by distance from a point (decide.go)
+	rankCount     atomic.Int64   // points ranked, kept or not
 }
 
 // buildState builds the state of cfg: it reads the network map and the
