@@ -348,25 +348,37 @@ func (s *Signer) Sign(rrset []dns.RR) ([]dns.RR, error) {
 	return sigs, nil
 }
 
-// cacheKey is rrset in canonical wire form (lowercased owner, TTL, data):
-// what its signatures cover.
+// keyBufs are the buffers cacheKey packs into.
+var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// cacheKey is rrset in wire form with lowercased owners (TTL and data
+// included): what its signatures cover.
 func cacheKey(rrset []dns.RR) (string, error) {
-	buf := make([]byte, 0, 64*len(rrset))
-	tmp := make([]byte, 512)
+	bp := keyBufs.Get().(*[]byte)
+	defer keyBufs.Put(bp)
+	buf := (*bp)[:0]
 	for _, rr := range rrset {
-		r := dns.Copy(rr)
-		r.Header().Name = strings.ToLower(r.Header().Name)
+		off := len(buf)
 		for {
-			n, err := dns.PackRR(r, tmp, 0, nil, false)
+			n, err := dns.PackRR(rr, buf[:cap(buf)], off, nil, false)
 			if err == nil {
-				buf = append(buf, tmp[:n]...)
+				buf = buf[:n]
 				break
 			}
-			if len(tmp) >= 1<<16 {
-				return "", fmt.Errorf("dnssec: packing %s: %w", r.Header().Name, err)
+			if cap(buf) >= 1<<17 {
+				return "", fmt.Errorf("dnssec: packing %s: %w", rr.Header().Name, err)
 			}
-			tmp = make([]byte, 2*len(tmp))
+			buf = append(buf[:cap(buf)], make([]byte, cap(buf))...)[:off]
+		}
+		// Lowercase the owner, the first name, uncompressed.
+		for i := off; i < len(buf) && buf[i] != 0; i += int(buf[i]) + 1 {
+			for j := i + 1; j <= i+int(buf[i]) && j < len(buf); j++ {
+				if c := buf[j]; 'A' <= c && c <= 'Z' {
+					buf[j] = c + 'a' - 'A'
+				}
+			}
 		}
 	}
+	*bp = buf
 	return string(buf), nil
 }
