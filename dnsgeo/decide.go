@@ -161,7 +161,7 @@ func (st *state) decide(q Query, m moment, tr *trace) Decision {
 	case located && d.Match.POP != "":
 		choice = st.nearPOP(f, d.Match.POP, &d, m, tr)
 	case located:
-		choice = st.nearLocation(f, newPoint(d.Match.Location), &d, m, tr)
+		choice = st.nearLocation(f, d.Match.Location, &d, m, tr)
 	default:
 		d.By, d.Match = byFallback, Match{}
 		choice = st.fallback(f, &d, m, tr)
@@ -238,12 +238,12 @@ func (st *state) nearPOP(f family, name string, d *Decision, m moment, tr *trace
 	}
 	d.Failover = named.hasFamily(f)
 	// The map named a PoP: no spreading among its neighbours.
-	return st.nearest(f, named.pt, 0, netip.Prefix{}, d, m, tr)
+	return st.nearest(f, named.loc, 0, netip.Prefix{}, d, m, tr)
 }
 
 // nearLocation returns the healthy PoP nearest to ref, or one within
 // spread km of it by weight.
-func (st *state) nearLocation(f family, ref point, d *Decision, m moment, tr *trace) *pop {
+func (st *state) nearLocation(f family, ref Location, d *Decision, m moment, tr *trace) *pop {
 	return st.nearest(f, ref, st.spread, d.Client, d, m, tr)
 }
 
@@ -252,7 +252,7 @@ func (st *state) nearLocation(f family, ref point, d *Decision, m moment, tr *tr
 // among the healthy PoPs no more than spread km farther than the nearest,
 // by weighted rendezvous hashing of client's subnet, so a subnet keeps its
 // PoP while the set does not change.
-func (st *state) nearest(f family, ref point, spread float64, client netip.Prefix, d *Decision, m moment, tr *trace) *pop {
+func (st *state) nearest(f family, ref Location, spread float64, client netip.Prefix, d *Decision, m moment, tr *trace) *pop {
 	ranked := st.ranked(f, ref)
 	best, bestDist := ranked[0].p, ranked[0].dist
 	var bestUp *pop
@@ -315,10 +315,10 @@ type rankedPoP struct {
 	dist float64
 }
 
-// rankKey is a point and a family, for the ranks cache.
+// rankKey is a location and a family, for the ranks cache.
 type rankKey struct {
-	lat, lon float64
-	f        family
+	loc Location
+	f   family
 }
 
 // maxRanks bounds the points whose rankings a state keeps: the network
@@ -327,15 +327,16 @@ type rankKey struct {
 const maxRanks = 1 << 16
 
 // ranked returns the PoPs with an address of family f by distance from
-// ref, nearest first (file order among equals), with their distances.
+// loc, nearest first (file order among equals), with their distances.
 // The ranking depends on the state alone, so it is kept per point: the
 // haversine formula is not worked out for every PoP on every query.
-func (st *state) ranked(f family, ref point) []rankedPoP {
-	k := rankKey{ref.lat, ref.lon, f}
+func (st *state) ranked(f family, loc Location) []rankedPoP {
+	k := rankKey{loc, f}
 	if v, ok := st.ranks.Load(k); ok {
 		return v.([]rankedPoP)
 	}
 	cands := st.byFamily[f]
+	ref := newPoint(loc)
 	r := make([]rankedPoP, len(cands))
 	for i, p := range cands {
 		r[i] = rankedPoP{p, distanceKm(ref, p.pt)}
