@@ -352,33 +352,35 @@ func (s *Signer) Sign(rrset []dns.RR) ([]dns.RR, error) {
 var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // cacheKey is rrset in wire form with lowercased owners (TTL and data
-// included): what its signatures cover.
+// included): what its signatures cover. The records are packed in a
+// message, which leaves them as they are (dns.PackRR would write their
+// RDLENGTH, and they are shared).
 func cacheKey(rrset []dns.RR) (string, error) {
 	bp := keyBufs.Get().(*[]byte)
 	defer keyBufs.Put(bp)
-	buf := (*bp)[:0]
-	for _, rr := range rrset {
-		off := len(buf)
-		for {
-			n, err := dns.PackRR(rr, buf[:cap(buf)], off, nil, false)
-			if err == nil {
-				buf = buf[:n]
-				break
-			}
-			if cap(buf) >= 1<<17 {
-				return "", fmt.Errorf("dnssec: packing %s: %w", rr.Header().Name, err)
-			}
-			buf = append(buf[:cap(buf)], make([]byte, cap(buf))...)[:off]
-		}
-		// Lowercase the owner, the first name, uncompressed.
-		for i := off; i < len(buf) && buf[i] != 0; i += int(buf[i]) + 1 {
-			for j := i + 1; j <= i+int(buf[i]) && j < len(buf); j++ {
-				if c := buf[j]; 'A' <= c && c <= 'Z' {
-					buf[j] = c + 'a' - 'A'
+	m := dns.Msg{Answer: rrset}
+	b, err := m.PackBuffer((*bp)[:cap(*bp)])
+	if err != nil {
+		return "", fmt.Errorf("dnssec: packing %s: %w", rrset[0].Header().Name, err)
+	}
+	if cap(b) > cap(*bp) {
+		*bp = b[:0]
+	}
+	// Lowercase each owner: uncompressed names after the 12-byte header.
+	for off := 12; off < len(b); {
+		for off < len(b) && b[off] != 0 {
+			l := int(b[off])
+			for j := off + 1; j <= off+l && j < len(b); j++ {
+				if c := b[j]; 'A' <= c && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
 				}
 			}
+			off += l + 1
 		}
+		if off+11 > len(b) {
+			break
+		}
+		off += 11 + (int(b[off+9])<<8 | int(b[off+10])) // the root label, type, class, TTL, RDLENGTH, RDATA
 	}
-	*bp = buf
-	return string(buf), nil
+	return string(b[12:]), nil
 }

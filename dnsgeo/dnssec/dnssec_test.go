@@ -112,6 +112,25 @@ func TestSign(t *testing.T) {
 		}
 		verify(t, rr, sigs, zsk)
 	})
+	t.Run("RFC 4034 §6.2: owners' case does not matter, data's does", func(t *testing.T) {
+		txt := func(owner string, texts ...string) []dns.RR {
+			var rrs []dns.RR
+			for _, x := range texts {
+				rrs = append(rrs, &dns.TXT{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{x}})
+			}
+			return rrs
+		}
+		a, _ := cacheKey(txt("X.cdn.example.", "Hello", "World"))
+		b, _ := cacheKey(txt("x.CDN.example.", "Hello", "World"))
+		c, _ := cacheKey(txt("x.cdn.example.", "Hello", "world"))
+		d, _ := cacheKey(txt("x.cdn.example.", "Hello", "WORLD"))
+		if a != b || b == c || c == d {
+			t.Errorf("keys: a==b %v, b==c %v, c==d %v; want true, false, false", a == b, b == c, c == d)
+		}
+		rr := txt("x.cdn.example.", "Hello", "WORLD")
+		sigs, _ := s.Sign(rr)
+		verify(t, rr, sigs, zsk)
+	})
 	t.Run("a CSK signs everything", func(t *testing.T) {
 		csk, _ := NewSigner("cdn.example.", []*Key{ksk}, Options{Now: func() time.Time { return now }})
 		rr := a("demo.cdn.example.", "192.0.2.1")
