@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -178,46 +179,57 @@ func (c *Conn) timeout(ctx context.Context) (context.Context, context.CancelFunc
 // Ensure creates the purge stream and the two buckets, or updates their
 // settings (replicas, history) to the control section's. It needs an
 // operator; `outpost bus` runs it at start, and the operator's commands
-// before they publish.
+// before they publish. The three are created at once: on a cluster each
+// is a raft group whose first leader election takes seconds (JetStream's
+// election timeout), and they elect in parallel.
 func (c *Conn) Ensure(ctx context.Context) error {
 	ctx, cancel := c.timeout(ctx)
 	defer cancel()
-	_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        PurgeStream,
-		Description: "Outpost purges, in order; each PoP reads them through its durable consumer",
-		Subjects:    []string{PurgeSubject},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      c.cc.PurgeHistory,
-		MaxMsgs:     1_000_000,
-		MaxMsgSize:  64 << 10,
-		Duplicates:  2 * time.Minute,
-		Replicas:    c.cc.Replicas,
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        PurgeStream,
+			Description: "Outpost purges, in order; each PoP reads them through its durable consumer",
+			Subjects:    []string{PurgeSubject},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      c.cc.PurgeHistory,
+			MaxMsgs:     1_000_000,
+			MaxMsgSize:  64 << 10,
+			Duplicates:  2 * time.Minute,
+			Replicas:    c.cc.Replicas,
+		})
+		if err != nil {
+			errs[0] = fmt.Errorf("control: the purge stream %s: %w", PurgeStream, err)
+		}
 	})
-	if err != nil {
-		return fmt.Errorf("control: the purge stream %s: %w", PurgeStream, err)
-	}
-	if _, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:       ConfigBucket,
-		Description:  "Outpost's CDN file; the KV revision is the config revision",
-		History:      configHistory,
-		MaxValueSize: 512 << 10,
-		Storage:      jetstream.FileStorage,
-		Replicas:     c.cc.Replicas,
-	}); err != nil {
-		return fmt.Errorf("control: the config bucket %s: %w", ConfigBucket, err)
-	}
-	if _, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:       HostsBucket,
-		Description:  "what each Outpost host runs",
-		History:      1,
-		MaxValueSize: 64 << 10,
-		Storage:      jetstream.FileStorage,
-		Replicas:     c.cc.Replicas,
-	}); err != nil {
-		return fmt.Errorf("control: the hosts bucket %s: %w", HostsBucket, err)
-	}
-	return nil
+	wg.Go(func() {
+		if _, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:       ConfigBucket,
+			Description:  "Outpost's CDN file; the KV revision is the config revision",
+			History:      configHistory,
+			MaxValueSize: 512 << 10,
+			Storage:      jetstream.FileStorage,
+			Replicas:     c.cc.Replicas,
+		}); err != nil {
+			errs[1] = fmt.Errorf("control: the config bucket %s: %w", ConfigBucket, err)
+		}
+	})
+	wg.Go(func() {
+		if _, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:       HostsBucket,
+			Description:  "what each Outpost host runs",
+			History:      1,
+			MaxValueSize: 64 << 10,
+			Storage:      jetstream.FileStorage,
+			Replicas:     c.cc.Replicas,
+		}); err != nil {
+			errs[2] = fmt.Errorf("control: the hosts bucket %s: %w", HostsBucket, err)
+		}
+	})
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // NewConn wraps an open NATS connection (an in-process one, say) as a

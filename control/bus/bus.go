@@ -184,8 +184,14 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	return s, nil
 }
 
+// ensureWithin bounds how long Start retries creating the stream and
+// buckets: a cluster first elects its meta leader, then a leader for each
+// (JetStream's election timeout is 4 to 9 s; on a loaded machine it can
+// take longer than 30 s in all).
+const ensureWithin = 2 * time.Minute
+
 // ensure creates the stream and buckets through an in-process connection,
-// retrying while a cluster elects its JetStream leader.
+// retrying with backoff while a cluster elects its JetStream leaders.
 func (s *Server) ensure(ctx context.Context, o Options, pass string) error {
 	cc := o.Control
 	if cc == nil {
@@ -208,17 +214,18 @@ func (s *Server) ensure(ctx context.Context, o Options, pass string) error {
 		return err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, ensureWithin)
 	defer cancel()
-	for {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		err := conn.Ensure(ctx)
 		if err == nil {
 			return nil
 		}
+		s.log.Debug("bus: the stream and buckets are not ready yet", "err", err)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("bus: creating the stream and buckets: %w", err)
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
