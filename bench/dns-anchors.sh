@@ -7,6 +7,9 @@
 #
 # Usage:  bench/dns-anchors.sh                      (plain and ECS, pinned: ~2 min)
 #         BENCH_TESTS="plain ecs lat" BENCH_MODES="pinned unpinned" bench/dns-anchors.sh
+#         BENCH_TESTS="signed signed-ecs" BENCH_TARGETS=pdns bench/dns-anchors.sh
+#             (DO set: Outpost signs with a CSK from outpost dnssec keygen,
+#             PowerDNS's geoip backend with one from pdnsutil secure-zone)
 #
 # Needs (Debian):
 #   apt-get install -y --no-install-recommends dnsperf gdnsd pdns-server \
@@ -59,6 +62,12 @@ dns:
   fallback: [na]
   health: {interval: 1h}
 YAML
+case " $BENCH_TESTS " in
+  *" signed"*)
+    # Signed tests: a CSK (ECDSA P-256, as pdnsutil secure-zone makes).
+    key=$("$BENCH_RUN/outpost" dnssec keygen --zone edge.example --dir "$BENCH_RUN" | awk '$1 == "CSK" { print $2 }')
+    printf '  dnssec:\n    keys: [%s]\n' "$key" >>"$BENCH_RUN/outpost-dns.yaml" ;;
+esac
 "$BENCH_RUN/outpost" dns --config "$BENCH_RUN/outpost-dns.yaml" --check >&2
 
 export BENCH_EXTRA_NAME=outpost
