@@ -1,0 +1,5 @@
+package diskstore
+
+const childEnv = "DISKSTORE_CRASH_CHILD"
+
+func runChild() int { return 0 }
