@@ -18,6 +18,9 @@ type Service struct {
 	Origin    Origin
 	Cache     CachePolicy
 	HTTPS     HTTPS // redirect to https and HSTS; see tls.go
+	// SignedURLs, when enabled, makes the service answer only signed URLs;
+	// see signed.go.
+	SignedURLs SignedURLs
 }
 
 // services decodes the services list.
@@ -77,9 +80,10 @@ func (d *decoder) service(n *yaml.Node, path string, names, hosts map[string]see
 				hostNodes = append(hostNodes, hostAt{h, item, p})
 			}
 		}),
-		required("origin", func(n *yaml.Node, path string) { d.origin(n, path, &s.Origin) }), // origin.go
-		optional("cache", func(n *yaml.Node, path string) { d.cache(n, path, &s.Cache) }),    // cache.go
-		optional("https", func(n *yaml.Node, path string) { d.https(n, path, &s.HTTPS) }),    // tls.go
+		required("origin", func(n *yaml.Node, path string) { d.origin(n, path, &s.Origin) }),              // origin.go
+		optional("cache", func(n *yaml.Node, path string) { d.cache(n, path, &s.Cache) }),                 // cache.go
+		optional("https", func(n *yaml.Node, path string) { d.https(n, path, &s.HTTPS) }),                 // tls.go
+		optional("signed_urls", func(n *yaml.Node, path string) { d.signedURLs(n, path, &s.SignedURLs) }), // signed.go
 	})
 	if !ok {
 		return s

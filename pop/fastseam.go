@@ -31,6 +31,13 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 	if svc == nil || (svc.redirect && p.httpsPort != "") {
 		return
 	}
+	target := string(r.Target) // logged
+	if svc.signer != nil {
+		var ok bool
+		if target, ok = fastSigned(svc, s, r, p.now()); !ok {
+			return // net/http refuses it, and counts and logs why (signed.go)
+		}
+	}
 	start := time.Now()
 	key := cache.Key("http", host, string(r.Path), string(r.Query), svc.query)
 	e, ok := p.store.Get(key)
@@ -77,7 +84,7 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 	if record, toLog := p.fastWant(); record { // accesslog.go
 		client, _, _ := net.SplitHostPort(s.RemoteAddr().String())
 		p.access.log(accessRecord{
-			at: start, client: client, method: r.Method, host: string(r.Host), path: string(r.Target),
+			at: start, client: client, method: r.Method, host: string(r.Host), path: target,
 			proto: "HTTP/1.1", status: http.StatusOK, bytes: n, cacheStatus: status, requestID: newRequestID(),
 			ttfb: total, total: total, toLog: toLog,
 		})

@@ -44,6 +44,9 @@ func (p *PoP) serve(w http.ResponseWriter, r *http.Request) {
 		p.redirectToHTTPS(w, r, svc, host)
 		return
 	}
+	if svc.signer != nil && !p.checkSigned(w, r, svc) { // signed.go
+		return
+	}
 	switch {
 	case r.Method == http.MethodConnect || r.Method == http.MethodTrace:
 		// A CDN is no tunnel, and TRACE would echo the client's cookies and

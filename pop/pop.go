@@ -160,6 +160,11 @@ type service struct {
 	// (slices too: setFillHooks carries them over).
 	stats  *counters
 	slices *sliceCounters
+	// signer checks signed URLs (signed.go); nil when the service needs
+	// none. edge counts what the edge features did (edge.go); it outlives
+	// a reload as stats do (setFillHooks carries it over).
+	signer *signer
+	edge   *edgeCounters
 }
 
 // routes are the parts of the configuration a reload may change.
@@ -349,7 +354,7 @@ func newService(sc *config.Service, log *slog.Logger) (*service, error) {
 
 			StaleIfError: sc.Cache.StaleIfError,
 		},
-		query:     cache.QueryPolicy{Sort: sc.Cache.Query.Sort, Drop: sc.Cache.Query.Drop},
+		query:     cache.QueryPolicy{Sort: sc.Cache.Query.Sort, Drop: keyDrop(sc)},
 		maxObject: sc.Cache.MaxObject, slice: sliceSize(sc.Cache.Slice), sliceProbe: sc.Cache.Slice.Probe, slices: new(sliceCounters),
 		keep:        sc.Cache.Keep,
 		pool:        pool,
@@ -359,6 +364,8 @@ func newService(sc *config.Service, log *slog.Logger) (*service, error) {
 		hitForMiss:  sc.Cache.HitForMiss,
 		detached:    newSlots(int64(o.DetachedFills)),
 		stats:       new(counters),
+		signer:      newSigner(sc.SignedURLs),
+		edge:        new(edgeCounters),
 	}, nil
 }
 
@@ -588,6 +595,9 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	}
 	if err := p.registry.Register(conns); err == nil {
 		defer p.registry.Unregister(conns)
+	}
+	if err := p.registry.Register(edgeCollector{p}); err == nil { // edge.go
+		defer p.registry.Unregister(edgeCollector{p})
 	}
 	var fast *fastpath.Server
 	if p.noFastPath {

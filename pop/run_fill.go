@@ -66,6 +66,9 @@ func (p *PoP) setFillHooks(rt *routes) {
 				if o.name == svc.name && o.slices != nil {
 					svc.slices = o.slices
 				}
+				if o.name == svc.name {
+					svc.edge = o.edge // edge.go
+				}
 			}
 		}
 	}

@@ -30,6 +30,7 @@ func commands() []command {
 		{"origin", "run the synthetic origin for benchmarks, the lab and tests", runOrigin},
 		{"bench", "load-test a CDN, a PoP or a URL: latency, throughput, hit ratios", runBench},
 		{"purge", "remove content from every PoP, confirmed", runPurge},
+		{"sign", "make a signed URL for a service with signed_urls", runSign},
 		{"stats", "the CDN-wide hit-ratio report: every PoP's figures and the totals", runStats},
 		{"tail", "follow a PoP's requests as they finish, those matching a filter", runTail},
 		{"config", "push the CDN file to every host over the control plane; which host runs what", runConfig},
