@@ -158,7 +158,15 @@ func TestFromFileSendTo(t *testing.T) {
 // TestFromFileAccounting checks that file blobs stay out of the memory
 // accounting and that the garbage collector closes their files.
 func TestFromFileAccounting(t *testing.T) {
-	runtime.GC()
+	// Blobs of the tests before may still wait for their cleanup.
+	deadline := time.Now().Add(10 * time.Second)
+	for OpenFiles() > 0 {
+		runtime.GC()
+		if time.Now().After(deadline) {
+			t.Fatalf("file blobs of earlier tests still open: %d", OpenFiles())
+		}
+		time.Sleep(time.Millisecond) // polling interval for the cleanup goroutine
+	}
 	files0 := OpenFiles()
 	count0, bytes0 := Open()
 	var keep []*Blob
@@ -174,7 +182,7 @@ func TestFromFileAccounting(t *testing.T) {
 	}
 	runtime.KeepAlive(keep)
 	keep = nil
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for OpenFiles() > files0 {
 		runtime.GC()
 		if time.Now().After(deadline) {

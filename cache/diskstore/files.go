@@ -351,9 +351,14 @@ var lastCollect atomic.Int64
 // bound (and some): the entries dropped from the open sets hold their
 // files until the collector closes them.
 func (s *Store) collectFiles() {
-	if blob.OpenFiles() <= int64(2*s.opts.OpenFiles+256) {
-		return
+	if blob.OpenFiles() > int64(2*s.opts.OpenFiles+256) {
+		collect()
 	}
+}
+
+// collect starts a garbage collection, unless one was started less than a
+// second ago.
+func collect() {
 	now, last := time.Now().UnixNano(), lastCollect.Load()
 	if now-last < int64(time.Second) || !lastCollect.CompareAndSwap(last, now) {
 		return

@@ -213,7 +213,8 @@ func (p *policy) evict(now int64, victims []*node) []*node {
 func expired(n *node, now int64) bool { return n.expires != 0 && now >= n.expires }
 
 // evictSmall moves the small queue's oldest entries that were hit to the
-// main queue until one leaves.
+// main queue until one leaves, from the small queue or, once the main
+// queue is over its share, from the main queue.
 func (p *policy) evictSmall(now int64, victims []*node) []*node {
 	for p.small.tail != nil {
 		t := p.small.tail
@@ -221,6 +222,9 @@ func (p *policy) evictSmall(now int64, victims []*node) []*node {
 		if t.freq.Load() >= p.promoteAt && !expired(t, now) {
 			t.q = inMain
 			p.main.push(t)
+			if p.main.bytes > p.mainTarget() {
+				return p.evictMain(now, victims)
+			}
 			continue
 		}
 		t.q = inNone

@@ -33,8 +33,8 @@
 // durable before its rename, at the price of a flush per write.
 //
 // Failures: a full file system (ENOSPC, EDQUOT) drops the write, lowers
-// the store's effective capacity to fifteen sixteenths of what it held
-// then and evicts down to it. Any other I/O error of the device (EIO,
+// the store's effective capacity to what it held then, less a margin for
+// the writes to come, and evicts down to it. Any other I/O error of the device (EIO,
 // EROFS, ...) takes the store out of service for good: Get misses, Set
 // drops, Healthy reports false; the owner may Close it and Open it again.
 // A damaged file is a miss, and is removed.

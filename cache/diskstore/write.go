@@ -329,14 +329,17 @@ func (p *pacer) duration(bytes int64) time.Duration {
 }
 
 // noSpace handles a write the file system had no room for: the capacity
-// drops to fifteen sixteenths of what the store holds (and what it was),
-// and the store evicts down to it.
+// drops to what the store holds (or what it was, if less) less a margin of
+// a sixteenth of that or twice the failed write, whichever is more, so
+// that the next writes (which need room before eviction makes it) fit;
+// the store evicts down to it.
 func (s *Store) noSpace(size int64, err error) {
 	s.c.nospace.Add(1)
 	s.polMu.Lock()
 	old := s.pol.capacity
 	held := s.pol.bytes()
-	victims := s.pol.setCapacity(min(old, held)/16*15, s.now().UnixNano(), nil)
+	base := min(old, held)
+	victims := s.pol.setCapacity(base-max(base/16, 2*blocks(size)), s.now().UnixNano(), nil)
 	lowered := s.pol.capacity
 	s.polMu.Unlock()
 	if s.c.nospace.Load() == 1 {
@@ -347,4 +350,7 @@ func (s *Store) noSpace(size int64, err error) {
 			"write_bytes", size, "held_bytes", held, "max_bytes", lowered)
 	}
 	s.evictVictims(victims)
+	// Files unlinked while an entry still holds them open keep their
+	// space until the collector closes them.
+	collect()
 }
