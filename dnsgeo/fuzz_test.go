@@ -61,7 +61,7 @@ func FuzzHandler(f *testing.F) {
 	for _, seed := range fuzzSeeds(f) {
 		f.Add(seed.pkt, false)
 	}
-	s := newTestServer(f, "  health: {interval: 1h}")
+	s := fuzzServer(f)
 	f.Fuzz(func(t *testing.T, pkt []byte, tcp bool) {
 		req, w := serveRaw(s, pkt, tcp)
 		if w == nil || w.msg == nil {
@@ -77,7 +77,7 @@ func FuzzHandler(f *testing.F) {
 		if err := r.Unpack(w.raw); err != nil {
 			t.Fatalf("reply does not parse: %v", err)
 		}
-		if r.Id != req.Id || !r.Response || r.RecursionAvailable || r.Opcode != req.Opcode {
+		if r.Id != req.Id || !r.Response || r.RecursionAvailable || r.AuthenticatedData || r.Opcode != req.Opcode {
 			t.Fatalf("bad reply header: %v", r.MsgHdr)
 		}
 		if !tcp && len(w.raw) > 4096 {
@@ -87,6 +87,19 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("question %v answered as %v", req.Question, r.Question)
 		}
 	})
+}
+
+// fuzzServer is the lab's server with static records, the ACME
+// endpoint and a signed zone (a KSK and a ZSK), so that fuzzing reaches
+// every kind of answer.
+func fuzzServer(t testing.TB) *Server {
+	t.Helper()
+	keys := zoneKeys(t, t.TempDir(), dns.ECDSAP256SHA256, true, false)
+	s, err := New(signedConfig(t, keys), Options{Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // seed is a named packet of the seed corpus.
@@ -130,6 +143,13 @@ func fuzzSeeds(t testing.TB) []seed {
 		{"header-only", ecsA[:12]},
 		{"ixfr", mustPack(t, new(dns.Msg).SetIxfr("cdn.example.", 7, "ns1.cdn.example.", "hostmaster.cdn.example."))},
 		{"ecs-short-address", withECSBytes(t, query("demo.cdn.example.", dns.TypeA, "", 0), 1, 24, []byte{198, 51})},
+		{"a-ecs-do", q("demo.cdn.example.", dns.TypeA, "198.51.100.0/24", 0, func(m *dns.Msg) { m.IsEdns0().SetDo() })},
+		{"nxdomain-do", q("nope.cdn.example.", dns.TypeA, "", 1232, func(m *dns.Msg) { m.IsEdns0().SetDo() })},
+		{"nodata-do", q("demo.cdn.example.", dns.TypeMX, "", 1232, func(m *dns.Msg) { m.IsEdns0().SetDo() })},
+		{"dnskey-do", q("cdn.example.", dns.TypeDNSKEY, "", 1232, func(m *dns.Msg) { m.IsEdns0().SetDo() })},
+		{"referral-do", q("x.sub.cdn.example.", dns.TypeA, "", 1232, func(m *dns.Msg) { m.IsEdns0().SetDo() })},
+		{"cname", q("www.cdn.example.", dns.TypeA, "203.0.113.0/24", 0, nil)},
+		{"txt", q("long.cdn.example.", dns.TypeTXT, "", 0, nil)},
 		{"ecs-mapped-v4", q("demo.cdn.example.", dns.TypeA, "", 1232, func(m *dns.Msg) {
 			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 120, Address: net.ParseIP("::ffff:203.0.113.0")})
 		})},
@@ -173,7 +193,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 // TestHandlerSeeds runs every seed through the handler in
 // both transports, as a plain test that needs no fuzzing engine.
 func TestHandlerSeeds(t *testing.T) {
-	s := newTestServer(t, "  health: {interval: 1h}")
+	s := fuzzServer(t)
 	for _, sd := range fuzzSeeds(t) {
 		for _, tcp := range []bool{false, true} {
 			req, w := serveRaw(s, sd.pkt, tcp)
