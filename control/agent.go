@@ -175,22 +175,41 @@ loop:
 	}
 }
 
+// The purge consumer's timings. A pull request parked on a server that
+// died, or on a consumer whose leader moved, gets no answer and no
+// heartbeat: the client notices after two missed heartbeats and pulls
+// again, so purgeHeartbeat bounds how long a PoP stalls on a lost pull
+// (the library's default, half of a 30 s expiry, stalled it for 30 s).
+// A purge the server delivered to a request whose client had gone (a
+// reconnect races with the delivery) stays unacknowledged, and with one
+// unacknowledged purge at a time it blocks the PoP's consumer until
+// purgeAckWait passes and the server delivers it again. Applying a purge
+// twice is harmless (the PoP knows its ID).
+const (
+	purgeHeartbeat = time.Second
+	purgeExpiry    = 10 * time.Second
+	purgeAckWait   = 2 * time.Second
+)
+
 // runPurges reads the PoP's durable consumer until ctx is done,
 // recreating it when it goes away.
 func (a *Agent) runPurges(ctx context.Context) {
-	wait := a.conn.cc.ReconnectWait
+	bo := a.conn.backoff()
 	for ctx.Err() == nil {
+		began := time.Now()
 		err := a.consume(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		a.log.Debug("control: purge consumer", "err", err)
+		if time.Since(began) > a.conn.cc.ReconnectMaxWait {
+			bo.reset() // it ran: start the backoff again
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(bo.wait()):
 		}
-		wait = min(2*wait, a.conn.cc.ReconnectMaxWait)
 	}
 }
 
@@ -202,7 +221,7 @@ func (a *Agent) consume(ctx context.Context) error {
 		Description:   "purges for PoP " + a.name,
 		DeliverPolicy: jetstream.DeliverNewPolicy, // a new PoP's cache holds nothing older
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       purgeAckWait,
 		MaxAckPending: 1, // in order: the next purge after this one is acked
 		FilterSubject: PurgeSubject,
 	})
@@ -220,7 +239,7 @@ func (a *Agent) consume(ctx context.Context) error {
 	a.mu.Lock()
 	a.consumer, a.recheck = cons, true
 	a.mu.Unlock()
-	it, err := cons.Messages(jetstream.PullMaxMessages(16))
+	it, err := cons.Messages(jetstream.PullMaxMessages(16), jetstream.PullExpiry(purgeExpiry), jetstream.PullHeartbeat(purgeHeartbeat))
 	if err != nil {
 		return err
 	}
@@ -238,13 +257,17 @@ func (a *Agent) consume(ctx context.Context) error {
 			a.log.Debug("control: purge consumer", "err", err)
 			continue
 		}
-		a.apply(ctx, msg)
+		a.apply(msg)
 	}
 }
 
 // apply applies one purge, acks it in the stream, then acknowledges it to
-// whoever published it.
-func (a *Agent) apply(ctx context.Context, msg jetstream.Msg) {
+// whoever published it. The stream ack is not waited for: if it is lost,
+// the purge comes again after purgeAckWait and the PoP, which knows its
+// ID, reports it as a duplicate. Waiting for it (a request to the
+// consumer's leader, up to the control timeout) held up the PoP's ack
+// and its next purge whenever that leader was busy or moving.
+func (a *Agent) apply(msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		a.log.Warn("control: a purge message without metadata", "err", err)
@@ -262,10 +285,7 @@ func (a *Agent) apply(ctx context.Context, msg jetstream.Msg) {
 		ack.ID = req.ID
 	}
 	ack.PoP = a.name
-	tctx, cancel := a.conn.timeout(ctx)
-	err = msg.DoubleAck(tctx)
-	cancel()
-	if err != nil {
+	if err := msg.Ack(); err != nil {
 		// It comes again after the ack wait; the PoP knows its ID.
 		a.log.Warn("control: cannot ack a purge in the stream", "seq", meta.Sequence.Stream, "err", err)
 	}

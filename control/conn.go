@@ -245,5 +245,28 @@ func NewConn(nc *nats.Conn, cc *config.Control, id Identity, logger *slog.Logger
 	return &Conn{nc: nc, js: js, cc: *cc, id: id, log: logger}, nil
 }
 
+// backoff is the reconnect backoff of the control section: it doubles
+// from reconnect_wait to reconnect_max_wait, with jitter.
+type backoff struct {
+	min, max, next time.Duration
+}
+
+func (c *Conn) backoff() backoff {
+	lo := c.cc.ReconnectWait
+	if lo <= 0 {
+		lo = config.DefaultControlReconnectWait
+	}
+	return backoff{min: lo, max: max(lo, c.cc.ReconnectMaxWait), next: lo}
+}
+
+// wait returns the next delay and doubles it.
+func (b *backoff) wait() time.Duration {
+	d := b.next
+	b.next = min(2*b.next, b.max)
+	return d/2 + rand.N(d/2+1)
+}
+
+func (b *backoff) reset() { b.next = b.min }
+
 // StateInterval is how often PoPs publish their states.
 func (c *Conn) StateInterval() time.Duration { return c.cc.StateInterval }
