@@ -21,9 +21,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		os.Exit(runChild())
-	}
 	goleak.VerifyTestMain(m)
 }
 
