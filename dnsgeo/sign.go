@@ -118,13 +118,46 @@ func (st *state) signSection(rrs []dns.RR, referral bool) []dns.RR {
 // nsec makes the compact-denial NSEC record of name (lowercased, in the
 // zone) with the types given (RFC 9824 §3): its next name is \000.name,
 // the first name after it in canonical order.
+//
+// A name too long for one more label gets, as next name, its first
+// label with its last octet incremented: between the two lie only names
+// below it, which cannot exist, being too long.
 func (st *state) nsec(name string, types []uint16) dns.RR {
 	slices.Sort(types)
+	next := `\000.` + name
+	if off, _ := dns.PackDomainName(next, make([]byte, 512), 0, nil, false); off == 0 || off > 255 {
+		next = successor(name)
+	}
 	return &dns.NSEC{
 		Hdr:        dns.RR_Header{Name: name, Rrtype: dns.TypeNSEC, Class: dns.ClassINET, Ttl: st.zone.negTTL},
-		NextDomain: `\000.` + name,
+		NextDomain: next,
 		TypeBitMap: slices.Compact(types),
 	}
+}
+
+// successor returns name with the last octet of its first label
+// incremented (in \DDD form), or name itself when that octet is 255.
+func successor(name string) string {
+	labels := dns.SplitDomainName(name)
+	if len(labels) == 0 {
+		return name
+	}
+	buf := make([]byte, 256)
+	n, err := dns.PackDomainName(labels[0]+".", buf, 0, nil, false)
+	if err != nil || n < 3 || buf[n-2] == 255 {
+		return name
+	}
+	first := buf[1 : n-1]
+	first[len(first)-1]++
+	var b strings.Builder
+	for _, c := range first {
+		if plainNameByte(c) {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "\\%03d", c)
+		}
+	}
+	return b.String() + name[len(labels[0]):]
 }
 
 // typesAt lists the types name (lowercased, in the zone) has, with RRSIG

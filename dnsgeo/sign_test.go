@@ -448,3 +448,35 @@ func TestDNSSECMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestNSECLongName checks compact denial at a name too long for the
+// \000 label (RFC 9824 §3 leaves the successor to the signer): the NSEC
+// then runs to the name with its first label's last octet incremented,
+// and still validates.
+func TestNSECLongName(t *testing.T) {
+	keys := zoneKeys(t, t.TempDir(), dns.ED25519, true)
+	ts := startServer(t, signedConfig(t, keys))
+	v := newValidator(t, ts, keys[0].DS())
+	l := strings.Repeat("a", 63)
+	name := l + "." + l + "." + l + "." + strings.Repeat("b", 47) + "y.cdn.example." // 254 octets on the wire
+	r := ts.exchange(t, "tcp", doQuery(name, dns.TypeA, 1232))
+	n := denial(r)
+	if r.Rcode != dns.RcodeSuccess || n == nil {
+		t.Fatalf("rcode %s, NSEC %v", dns.RcodeToString[r.Rcode], n)
+	}
+	if want := l[:62] + "b." + name[64:]; !strings.EqualFold(n.NextDomain, want) {
+		t.Errorf("next %s, want %s", n.NextDomain, want)
+	}
+	if err := v.verify(r.Ns, false); err != nil {
+		t.Error(err)
+	}
+	if got := successor(`a\255.cdn.example.`); got != `a\255.cdn.example.` {
+		t.Errorf("successor of a label ending in 255: %s", got)
+	}
+	if got := successor(`ab.cdn.example.`); got != `ac.cdn.example.` {
+		t.Errorf("successor %s", got)
+	}
+	if got := successor(`a-.cdn.example.`); got != `a\046.cdn.example.` {
+		t.Errorf("successor %s, want the escaped dot", got)
+	}
+}
