@@ -57,7 +57,7 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 	}
 	// The stored fields, prepared once per entry, around the three the PoP
 	// writes per request, in net/http's (sorted) order.
-	status := cache.Status{Hit: true, TTL: e.TTL(now), HasTTL: true}.Format(p.statusName)
+	status := cache.Status{Hit: true, TTL: e.TTL(now), HasTTL: true, Detail: tierDetail(e)}.Format(p.statusName)
 	out := append(s.Buffer(), "HTTP/1.1 200 OK\r\n"...)
 	out = append(out, fh.seg[0]...)
 	out = fastpath.AppendField(out, "Age", cache.AgeHeader(e.Age(now)))

@@ -170,7 +170,7 @@ func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *servic
 	case l.entry != nil:
 		switch l.entry.Usable(now, rd) {
 		case cache.UseFresh:
-			p.serveStored(w, r, svc, l.entry, cache.Status{Hit: true}, resultHit)
+			p.serveStored(w, r, svc, l.entry, cache.Status{Hit: true, Detail: tierDetail(l.entry)}, resultHit)
 			return
 		case cache.UseStale:
 			p.serveStored(w, r, svc, l.entry, cache.Status{Hit: true, Detail: "max-stale"}, resultHit)

@@ -50,23 +50,42 @@ type indexed struct {
 	tags []string
 }
 
-// newPurgeIndex wraps store, which must report what it removes on its own:
-// an index that is not told of evictions would list, and keep alive, every
-// entry the store ever held.
-func newPurgeIndex(store cache.Store) (*purgeIndex, error) {
-	n, ok := store.(cache.RemovalNotifier)
-	if !ok {
-		return nil, fmt.Errorf("the store (%T) does not report the entries it removes (cache.RemovalNotifier); the purge index needs that", store)
-	}
-	x := &purgeIndex{
-		Store:    store,
+// newPurgeIndex makes an empty index; wrap gives it its store. The two
+// steps let a store that finds entries of an earlier run as it opens (the
+// disk tier) index them from the start.
+func newPurgeIndex() *purgeIndex {
+	return &purgeIndex{
 		seed:     maphash.MakeSeed(),
 		keys:     make(map[string]indexed),
 		tags:     make(map[string]map[string]struct{}),
 		variants: make(map[string]map[string]struct{}),
 	}
+}
+
+// wrap makes x the wrapper of store, which must report what it removes on
+// its own: an index that is not told of evictions would list every entry
+// the store ever held.
+func (x *purgeIndex) wrap(store cache.Store) error {
+	n, ok := store.(cache.RemovalNotifier)
+	if !ok {
+		return fmt.Errorf("the store (%T) does not report the entries it removes (cache.RemovalNotifier); the purge index needs that", store)
+	}
+	x.Store = store
 	n.NotifyRemoval(x.removed)
-	return x, nil
+	return nil
+}
+
+// addLoaded indexes e, an entry a store found from an earlier run, unless
+// a newer entry of its key is indexed already (a fill that overtook the
+// loader).
+func (x *purgeIndex) addLoaded(e *cache.Entry) {
+	x.mu.Lock()
+	cur, ok := x.keys[e.Key]
+	x.mu.Unlock()
+	if ok && cur.made.After(e.ResponseTime) {
+		return
+	}
+	x.add(e)
 }
 
 // Set offers e to the wrapped store and indexes it.
@@ -163,7 +182,9 @@ func removeFrom(m map[string]map[string]struct{}, set, key string) {
 func (x *purgeIndex) removed(e *cache.Entry) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if cur, ok := x.keys[e.Key]; ok && (cur.id == weak.Make(e) || !e.ResponseTime.Before(cur.made)) {
+	// A notice that names only the key (no ResponseTime: the disk tier,
+	// which reports evictions from its index) means the key is gone.
+	if cur, ok := x.keys[e.Key]; ok && (cur.id == weak.Make(e) || e.ResponseTime.IsZero() || !e.ResponseTime.Before(cur.made)) {
 		x.untagLocked(e.Key, cur.tags)
 		delete(x.keys, e.Key)
 	}

@@ -254,8 +254,8 @@ func TestPurgeIndex(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &mapStore{m: map[string]*cache.Entry{}}
-			x, err := newPurgeIndex(s)
-			if err != nil {
+			x := newPurgeIndex()
+			if err := x.wrap(s); err != nil {
 				t.Fatal(err)
 			}
 			tt.do(x, s)
@@ -285,7 +285,7 @@ func TestPurgeIndex(t *testing.T) {
 // what it evicts is refused, and the PoP with it.
 func TestPurgeIndexNeedsRemovalNotices(t *testing.T) {
 	s := storeOnly{&mapStore{m: map[string]*cache.Entry{}}}
-	if _, err := newPurgeIndex(s); err == nil || !strings.Contains(err.Error(), "cache.RemovalNotifier") {
+	if err := newPurgeIndex().wrap(s); err == nil || !strings.Contains(err.Error(), "cache.RemovalNotifier") {
 		t.Errorf("newPurgeIndex of a store without removal notices: %v", err)
 	}
 	cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf(testConfig, "http://127.0.0.1:1", "0s")))

@@ -31,7 +31,6 @@ import (
 
 	"github.com/outpost-cdn/outpost/cache"
 	"github.com/outpost-cdn/outpost/cache/blob"
-	"github.com/outpost-cdn/outpost/cache/memstore"
 	"github.com/outpost-cdn/outpost/config"
 	"github.com/outpost-cdn/outpost/origin"
 	"github.com/outpost-cdn/outpost/pop/fastpath"
@@ -115,11 +114,15 @@ type PoP struct {
 	detached *slots
 	marks    uncacheable
 
-	access     *accessLog       // the request log; nil when off
-	index      *purgeIndex      // the store, wrapped to index its keys and tags for purge
-	purges     purgeLog         // recent purges, against fills in flight
-	journal    *journal.Journal // the purges on disk, with a disk tier; else nil
-	purgeStats purgeCounters    // purge figures for /metrics
+	access  *accessLog       // the request log; nil when off
+	index   *purgeIndex      // the store, wrapped to index its keys and tags for purge
+	purges  purgeLog         // recent purges, against fills in flight
+	journal *journal.Journal // the purges on disk, with a disk tier; else nil
+	disk    *diskTier        // the disk tier (disk.go); nil without one
+	// diskPurgedOnLoad counts entries from an earlier run the journal
+	// dropped as they loaded.
+	diskPurgedOnLoad atomic.Uint64
+	purgeStats       purgeCounters // purge figures for /metrics
 
 	certs     *certStore // the HTTPS certificates, when the PoP has a TLS listener
 	httpsPort string     // the HTTPS listener's port, for redirects
@@ -278,8 +281,9 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 			return nil, fmt.Errorf("pop %s: %w", pc.Name, err)
 		}
 	}
+	x := newPurgeIndex()
 	if p.store == nil {
-		st, err := memstore.New(memstore.Options{MaxBytes: pc.CacheSize, Logger: p.log})
+		st, err := p.openStore(pc, x)
 		if err != nil {
 			p.closeServices()
 			return nil, fmt.Errorf("pop %s: cache: %w", pc.Name, err)
@@ -287,11 +291,12 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 		p.store = st
 	}
 	p.rejections, _ = p.store.(cache.RejectionReporter)
-	if p.index, err = newPurgeIndex(p.store); err != nil {
+	if err := x.wrap(p.store); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("pop %s: cache: %w", pc.Name, err)
 	}
-	p.store = p.index
+	p.index = x
+	p.store = x
 	if p.registry == nil {
 		p.registry = prometheus.NewRegistry()
 		p.registry.MustRegister(
@@ -306,6 +311,12 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 	if err := p.registry.Register(&collector{p: p}); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("pop %s: metrics: %w", pc.Name, err)
+	}
+	if p.disk != nil {
+		if err := p.registry.Register(diskCollector{p: p}); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("pop %s: metrics: %w", pc.Name, err)
+		}
 	}
 	p.warnPlaceholder(rt)
 	p.started = p.now()
@@ -457,6 +468,7 @@ func (p *PoP) Close() {
 	if p.store != nil {
 		p.store.Close()
 	}
+	p.closeDisk()
 	if p.releaseBlobs != nil {
 		p.releaseBlobs()
 	}

@@ -92,10 +92,12 @@ func metaOf(e *cache.Entry, expires int64) meta {
 	}
 }
 
-// entry makes the cache.Entry m describes, without a body.
+// entry makes the cache.Entry m describes, without a body, marked as
+// the disk's (OnDisk).
 func (m *meta) entry() *cache.Entry {
 	e := &cache.Entry{
-		Key: m.Key, Status: m.Status, Header: m.Header,
+		OnDisk: true,
+		Key:    m.Key, Status: m.Status, Header: m.Header,
 		RequestTime: m.RequestTime, ResponseTime: m.ResponseTime,
 		InitialAge: m.InitialAge, Lifetime: m.Lifetime,
 		StaleWhileRevalidate: m.StaleWhileRevalidate, StaleIfError: m.StaleIfError,

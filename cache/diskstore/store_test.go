@@ -95,6 +95,10 @@ func TestRoundTrip(t *testing.T) {
 				if got == want {
 					t.Fatal("Get returned the entry given to Set, not the one on disk")
 				}
+				if !got.OnDisk {
+					t.Error("an entry read from disk is not marked OnDisk")
+				}
+				want.OnDisk = true
 				if d := sameMeta(got, want); d != "" {
 					t.Errorf("metadata differs: %s", d)
 				}

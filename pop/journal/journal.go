@@ -153,13 +153,15 @@ func (j *Journal) Append(r Record) error {
 	return errors.Join(errs...)
 }
 
-// Purged reports whether a purge made after made matches the entry
+// Purged reports whether a purge made at or after made matches the entry
 // stored under key with the surrogate keys tags: an entry from an earlier
-// run that it reports must not be served.
+// run that it reports must not be served. (A purge in the same instant as
+// the response counts: dropping a fresh copy costs one fetch, keeping a
+// purged one is wrong.)
 func (j *Journal) Purged(key string, tags []string, made time.Time) bool {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
-	for i := len(j.records) - 1; i >= 0 && j.records[i].At.After(made); i-- {
+	for i := len(j.records) - 1; i >= 0 && !j.records[i].At.Before(made); i-- {
 		if j.records[i].Matches(key, tags) {
 			return true
 		}
