@@ -213,9 +213,8 @@ type write struct {
 
 // Open opens (or creates) the cache directory opts.Dir and returns at
 // once: a background loader indexes the files an earlier run left (see
-// Load), while Get already serves them. Call NotifyLoad before the first
-// Get, if at all: the loader waits for nothing, so Open starts it only
-// after the callback can be set — use OpenWith to pass it.
+// Load), while Get already serves them by name. To have the Persistent
+// keep callback asked about every one of them, use OpenWith.
 func Open(opts Options) (*Store, error) { return OpenWith(opts, nil) }
 
 // OpenWith is Open with the Persistent keep callback set before the loader
