@@ -480,3 +480,33 @@ func TestNSECLongName(t *testing.T) {
 		t.Errorf("successor %s, want the escaped dot", got)
 	}
 }
+
+// TestDNSSECACME checks that a challenge record put through the ACME
+// endpoint is signed like any answer, and that its name's NSEC lists
+// TXT once it is there (RFC 9824 §3.2).
+func TestDNSSECACME(t *testing.T) {
+	keys := zoneKeys(t, t.TempDir(), dns.ECDSAP256SHA256, true, false)
+	ts := startServer(t, signedConfig(t, keys))
+	v := newValidator(t, ts, keys[0].DS())
+	const name = "_acme-challenge.www.cdn.example."
+	if r := ts.exchange(t, "udp", doQuery(name, dns.TypeTXT, 1232)); denial(r) == nil || slices.Contains(denial(r).TypeBitMap, dns.TypeTXT) {
+		t.Fatalf("before: %v", r)
+	}
+	if status, body := acmeCall(t, ts, "present", "Bearer 0123456789abcdef0123456789abcdef", ACMERequest{name, "token-value"}); status != http.StatusOK {
+		t.Fatalf("present: %d %s", status, body)
+	}
+	r := ts.exchange(t, "udp", doQuery(name, dns.TypeTXT, 1232))
+	if len(r.Answer) != 2 {
+		t.Fatalf("answer %v, want the TXT and its RRSIG", r.Answer)
+	}
+	if err := v.verify(r.Answer, false); err != nil {
+		t.Error(err)
+	}
+	r = ts.exchange(t, "udp", doQuery(name, dns.TypeA, 1232))
+	if n := denial(r); n == nil || !slices.Contains(n.TypeBitMap, dns.TypeTXT) {
+		t.Errorf("NODATA NSEC %v, want TXT in its types", n)
+	}
+	if err := v.verify(r.Ns, false); err != nil {
+		t.Error(err)
+	}
+}
