@@ -62,6 +62,70 @@ type POP struct {
 	// against it. The zero value (the default) means not configured: the
 	// PoP reports no load, and DNS never sheds its users.
 	Capacity Capacity
+	// ProxyProtocol, when it names trusted networks, makes the serving
+	// listeners (clear and TLS) take the client's address from a PROXY
+	// protocol header sent by a load balancer in those networks. Off by
+	// default.
+	ProxyProtocol ProxyProtocol
+}
+
+// ProxyProtocol is a PoP's PROXY protocol (v1 and v2) setting. A
+// connection from a trusted network must start with a header, whose
+// source address is then the client's; a connection from anywhere else
+// must not send one. A connection that breaks either rule, or sends a
+// malformed header, is closed.
+type ProxyProtocol struct {
+	// Trusted are the networks of the load balancers that send headers;
+	// empty means PROXY protocol is off.
+	Trusted []netip.Prefix
+	// Timeout bounds the wait for the header; default 5s.
+	Timeout time.Duration
+}
+
+// Enabled reports whether the listeners take PROXY protocol headers.
+func (p ProxyProtocol) Enabled() bool { return len(p.Trusted) > 0 }
+
+// defaultProxyTimeout is how long a connection may take to send its PROXY
+// protocol header.
+const defaultProxyTimeout = 5 * time.Second
+
+// proxyProtocol decodes a PoP's proxy_protocol section: trusted (a list of
+// networks or addresses, at least one) and timeout.
+func (d *decoder) proxyProtocol(n *yaml.Node, path string, p *ProxyProtocol) {
+	p.Timeout = defaultProxyTimeout
+	d.fields(n, path, []field{
+		required("trusted", func(n *yaml.Node, path string) {
+			items, ok := d.list(n, path)
+			if !ok {
+				return
+			}
+			if len(items) == 0 {
+				d.errorf(n, path, "at least one network is required (the load balancers' addresses, e.g. 10.0.0.0/8)")
+			}
+			for i, item := range items {
+				ip := index(path, i)
+				s, ok := d.str(item, ip)
+				if !ok {
+					continue
+				}
+				prefix, err := netip.ParsePrefix(s)
+				if err != nil {
+					a, aerr := netip.ParseAddr(s)
+					if aerr != nil {
+						d.errorf(item, ip, "%q is neither a network (10.0.0.0/8) nor an address", s)
+						continue
+					}
+					prefix = netip.PrefixFrom(a, a.BitLen())
+				}
+				if prefix.Bits() == 0 {
+					d.errorf(item, ip, "%q trusts every address: anyone could then claim any client address; name the load balancers' networks", s)
+					continue
+				}
+				p.Trusted = append(p.Trusted, prefix.Masked())
+			}
+		}),
+		optional("timeout", d.setTimeout(&p.Timeout)),
+	})
 }
 
 // Capacity is the traffic a PoP is sized for. A PoP's load is its
@@ -214,6 +278,7 @@ func (d *decoder) pop(n *yaml.Node, path string, names, addrs map[string]seen) P
 		optional("limits", func(n *yaml.Node, path string) { d.limits(n, path, &p.Limits) }), // limits.go
 		optional("capacity", func(n *yaml.Node, path string) { d.capacity(n, path, &p.Capacity) }),
 		optional("disk", func(n *yaml.Node, path string) { d.disks(n, path, &p.Disk) }), // disk.go
+		optional("proxy_protocol", func(n *yaml.Node, path string) { d.proxyProtocol(n, path, &p.ProxyProtocol) }),
 	})
 	if !ok {
 		return p

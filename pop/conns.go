@@ -1,6 +1,7 @@
 package pop
 
 import (
+	"net"
 	"net/http"
 	"time"
 
@@ -71,6 +72,15 @@ type servingListener struct {
 	ln   *fastpath.Listener
 }
 
+// servingListener wraps one of the PoP's serving sockets (clear or TLS):
+// limits.max_conns, the send timeout, sendfile, and PROXY protocol when
+// the PoP's proxy_protocol names trusted networks.
+func (p *PoP) newServingListener(ln net.Listener) *fastpath.Listener {
+	l := fastpath.NewListener(ln, p.cfg.Limits.MaxConns, p.cfg.Timeouts.Send, &p.sendfileBytes)
+	l.AcceptProxyProtocol(p.cfg.ProxyProtocol.Trusted, p.cfg.ProxyProtocol.Timeout)
+	return l
+}
+
 // connCollector exports the figures of the serving listeners.
 type connCollector struct{ listeners []servingListener }
 
@@ -79,6 +89,7 @@ func (c connCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descConnsOpen
 	ch <- descConnCapReached
 	ch <- descSendTimeouts
+	ch <- descProxyProtocol
 }
 
 // Collect reads the figures.
@@ -88,5 +99,12 @@ func (c connCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descConnsOpen, prometheus.GaugeValue, float64(s.Open), l.name)
 		ch <- prometheus.MustNewConstMetric(descConnCapReached, prometheus.CounterValue, float64(s.Capped), l.name)
 		ch <- prometheus.MustNewConstMetric(descSendTimeouts, prometheus.CounterValue, float64(s.SendTimeouts), l.name)
+		for i, n := range l.ln.ProxyCounts() {
+			ch <- prometheus.MustNewConstMetric(descProxyProtocol, prometheus.CounterValue, float64(n), l.name, fastpath.ProxyResult(i).String())
+		}
 	}
 }
+
+var descProxyProtocol = prometheus.NewDesc("outpost_pop_proxy_protocol_connections_total",
+	"Connections on a serving listener with proxy_protocol, by what their PROXY protocol header did: accepted, local, direct (untrusted source, no header), and the closed ones: untrusted (a header from outside the trusted networks), missing (none from a trusted source in time), malformed.",
+	[]string{"listener", "result"}, nil)

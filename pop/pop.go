@@ -598,11 +598,11 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	errc := make(chan error, 6)
 	// The clear and TLS listeners cap their connections (limits.max_conns)
 	// and give them the send timeout; HTTP/3 has quic-go's own limits.
-	serveLn := fastpath.NewListener(ls.Serve, p.cfg.Limits.MaxConns, timeouts.Send, &p.sendfileBytes)
+	serveLn := p.newServingListener(ls.Serve) // conns.go
 	conns := connCollector{listeners: []servingListener{{"clear", serveLn}}}
 	var tlsLn *fastpath.Listener
 	if ls.TLS != nil && p.certs != nil {
-		tlsLn = fastpath.NewListener(ls.TLS, p.cfg.Limits.MaxConns, timeouts.Send, &p.sendfileBytes)
+		tlsLn = p.newServingListener(ls.TLS)
 		conns.listeners = append(conns.listeners, servingListener{"tls", tlsLn})
 	}
 	if err := p.registry.Register(conns); err == nil {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pires/go-proxyproto"
+
 	"github.com/outpost-cdn/outpost/cache/blob"
 )
 
@@ -41,6 +43,8 @@ type Listener struct {
 	open         atomic.Int64  // connections open now
 	capped       atomic.Uint64 // accepts that found every slot taken and waited
 	sendTimeouts atomic.Uint64 // connections cut off by the send timeout
+
+	proxy *proxyConfig // PROXY protocol headers (proxyproto.go); nil: none taken
 }
 
 // ListenerStats are a Listener's figures.
@@ -99,7 +103,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 		l.open.Add(-1)
 		return c, nil
 	}
-	return &clientConn{TCPConn: tc, l: l}, nil
+	cc := &clientConn{TCPConn: tc, l: l}
+	l.wrapProxy(cc)
+	return cc, nil
 }
 
 // release gives back one connection's slot.
@@ -130,6 +136,13 @@ type clientConn struct {
 
 	checked atomic.Bool               // ConnState looked at its protocol
 	co      atomic.Pointer[coalescer] // non-nil: HTTP/2 over TLS, coalescing (coalesce.go)
+
+	// pp reads the PROXY protocol header and then the client's bytes, when
+	// the listener takes headers (proxyproto.go); ppErr is the header's
+	// failure, which every read returns.
+	pp     *proxyproto.Conn
+	ppOnce sync.Once
+	ppErr  error
 }
 
 // sendChunk is the most one write or sendfile call is given before the
@@ -249,7 +262,7 @@ func (c *clientConn) setWriteDeadline(t time.Time) error {
 // SetDeadline sets the read and write deadlines.
 func (c *clientConn) SetDeadline(t time.Time) error {
 	c.SetWriteDeadline(t)
-	return c.TCPConn.SetReadDeadline(t)
+	return c.SetReadDeadline(t)
 }
 
 // Close closes the connection and frees its slot on the listener.
