@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outpost-cdn/outpost/config"
@@ -159,6 +160,18 @@ func (c *Conn) Hosts(ctx context.Context) ([]HostReport, error) {
 // config key (the latest revision first, on start and after every
 // reconnect), parses each revision as the local file, applies it, and
 // records what the host runs in HostsBucket.
+//
+// The watch is an ephemeral push consumer of the bucket's stream with an
+// idle heartbeat every watchHeartbeat. It is made again at once when the
+// connection comes back (the consumer may have been on the server that
+// went away), when two heartbeats are missed (its server died while this
+// host's connection is to another one) and when the server deletes it;
+// each new watch delivers the latest revision first, so nothing is
+// missed. While the bucket does not exist or JetStream elects a leader,
+// it retries with the reconnect backoff. The host record is put when the
+// follower starts, after every revision, and after every reconnect, and
+// retried with the same backoff until the bus takes it (a host that
+// started before the bus had made the bucket appears once it exists).
 type Follower struct {
 	Conn *Conn
 	// Role and Host name the host in its report (config.RolePoP or RoleDNS,
@@ -184,6 +197,12 @@ type Follower struct {
 	report HostReport
 }
 
+// watchHeartbeat is the idle heartbeat of a config watch: two missed and
+// the follower makes a new watch. It bounds how long a host whose watch
+// was on a dead server goes without revisions (plus the time JetStream
+// takes to place a new consumer).
+const watchHeartbeat = time.Second
+
 // Report returns what the host runs now.
 func (f *Follower) Report() HostReport {
 	f.mu.Lock()
@@ -193,8 +212,7 @@ func (f *Follower) Report() HostReport {
 	return r
 }
 
-// Run follows the config key until ctx is done. It waits (with the
-// reconnect backoff) for the bucket when it does not exist yet.
+// Run follows the config key until ctx is done.
 func (f *Follower) Run(ctx context.Context) error {
 	log := f.Logger
 	if log == nil {
@@ -207,49 +225,176 @@ func (f *Follower) Run(ctx context.Context) error {
 	f.mu.Lock()
 	f.report = HostReport{Host: f.Host, Role: f.Role, Version: f.Started.Version, Time: time.Now()}
 	f.mu.Unlock()
-	f.publish(ctx, log)
-	var kv jetstream.KeyValue
-	for wait := f.Conn.cc.ReconnectWait; ; wait = min(2*wait, f.Conn.cc.ReconnectMaxWait) {
-		var err error
-		tctx, cancel := f.Conn.timeout(ctx)
-		kv, err = f.Conn.js.KeyValue(tctx, ConfigBucket)
-		cancel()
-		if err == nil {
-			break
-		}
-		log.Debug("control: waiting for the config bucket", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-	}
-	w, err := kv.Watch(ctx, ConfigKey)
-	if err != nil {
-		return fmt.Errorf("control: watching the config: %w", err)
-	}
-	defer w.Stop()
+	changed := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { f.publishLoop(ctx, log, changed) })
+	f.watchLoop(ctx, log, restart, changed)
+	wg.Wait()
+	return nil
+}
+
+// watchLoop keeps a watch on the config key and applies what it delivers.
+func (f *Follower) watchLoop(ctx context.Context, log *slog.Logger, restart func(a, b *config.Config) []string, changed chan<- struct{}) {
+	connected := f.Conn.nc.StatusChanged(nats.CONNECTED)
+	defer f.Conn.nc.RemoveStatusListener(connected)
+	latest := &latestRevision{ready: make(chan struct{}, 1)}
+	lost := make(chan *configWatch, 1)
+	var w *configWatch
+	defer func() { w.stop() }()
+	bo := f.Conn.backoff()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
 	for {
-		var e jetstream.KeyValueEntry
 		select {
 		case <-ctx.Done():
-			return nil
-		case e = <-w.Updates():
+			return
+		case <-connected:
+			// The watch's consumer may have been on the server that went
+			// away: make a new one now rather than wait for heartbeats.
+			w.stop()
+			w = nil
+			bo.reset()
+			retry.Reset(0)
+		case lw := <-lost:
+			if lw != w {
+				continue // an old watch's last word
+			}
+			log.Debug("control: the config watch went quiet; making a new one")
+			w.stop()
+			w = nil
+			retry.Reset(0)
+		case <-retry.C:
+			if w != nil {
+				continue
+			}
+			var err error
+			if w, err = f.watch(ctx, latest, lost); err != nil {
+				log.Debug("control: cannot watch the config yet", "err", err)
+				retry.Reset(bo.wait())
+				continue
+			}
+			bo.reset()
+		case <-latest.ready:
+			rev, data := latest.take()
+			if f.apply(log, rev, data, restart) {
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			}
 		}
-		if e == nil || e.Operation() != jetstream.KeyValuePut {
-			continue
-		}
-		f.apply(ctx, log, e.Revision(), e.Value(), restart)
 	}
 }
 
-// apply parses and applies one revision and records the outcome.
-func (f *Follower) apply(ctx context.Context, log *slog.Logger, rev uint64, data []byte, restart func(a, b *config.Config) []string) {
+// latestRevision holds the newest revision a watch delivered until the
+// follower takes it; ready says there is one.
+type latestRevision struct {
+	mu    sync.Mutex
+	rev   uint64
+	data  []byte
+	ready chan struct{}
+}
+
+func (l *latestRevision) put(rev uint64, data []byte) {
+	l.mu.Lock()
+	if rev > l.rev {
+		l.rev, l.data = rev, data
+	}
+	l.mu.Unlock()
+	select {
+	case l.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (l *latestRevision) take() (uint64, []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rev, l.data
+}
+
+// configWatch is one ephemeral push consumer on the config key.
+type configWatch struct {
+	conn *Conn
+	cons string
+	cc   jetstream.ConsumeContext
+}
+
+// watch makes a push consumer of the config key's latest revision and
+// what follows; its revisions go to latest, and lost gets it when it
+// misses two heartbeats or the server deletes it.
+func (f *Follower) watch(ctx context.Context, latest *latestRevision, lost chan<- *configWatch) (*configWatch, error) {
+	if !f.Conn.nc.IsConnected() {
+		return nil, nats.ErrConnectionReconnecting
+	}
+	tctx, cancel := f.Conn.timeout(ctx)
+	defer cancel()
+	pc, err := f.Conn.js.CreatePushConsumer(tctx, "KV_"+ConfigBucket, jetstream.ConsumerConfig{
+		Description:       "config watch of " + f.Role + " " + f.Host,
+		DeliverSubject:    f.Conn.nc.NewInbox(),
+		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		FilterSubject:     "$KV." + ConfigBucket + "." + ConfigKey,
+		IdleHeartbeat:     watchHeartbeat,
+		InactiveThreshold: time.Minute,
+		MemoryStorage:     true,
+		Replicas:          1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	w := &configWatch{conn: f.Conn, cons: pc.CachedInfo().Name}
+	w.cc, err = pc.Consume(func(m jetstream.Msg) {
+		if m.Headers().Get("KV-Operation") != "" {
+			return // a delete or purge of the key
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		latest.put(meta.Sequence.Stream, m.Data())
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			select {
+			case lost <- w:
+			default:
+			}
+		}
+	}))
+	if err != nil {
+		w.deleteConsumer()
+		return nil, err
+	}
+	return w, nil
+}
+
+// stop ends the watch and deletes its consumer in the background (the
+// server deletes it anyway after its inactive threshold).
+func (w *configWatch) stop() {
+	if w == nil {
+		return
+	}
+	w.cc.Stop()
+	go w.deleteConsumer()
+}
+
+func (w *configWatch) deleteConsumer() {
+	if !w.conn.nc.IsConnected() {
+		return
+	}
+	ctx, cancel := w.conn.timeout(context.Background())
+	defer cancel()
+	w.conn.js.DeleteConsumer(ctx, "KV_"+ConfigBucket, w.cons)
+}
+
+// apply parses and applies one revision and records the outcome; it
+// reports whether the host's report changed.
+func (f *Follower) apply(log *slog.Logger, rev uint64, data []byte, restart func(a, b *config.Config) []string) bool {
 	f.mu.Lock()
 	current := f.report
 	f.mu.Unlock()
-	if rev <= current.Revision {
-		return
+	if rev <= current.Revision || rev == current.Refused {
+		return false // a new watch delivers the latest revision again
 	}
 	cfg, err := config.Parse(f.Path, data)
 	if err == nil && cfg.Version != current.Version {
@@ -270,14 +415,52 @@ func (f *Follower) apply(ctx context.Context, log *slog.Logger, rev uint64, data
 	if err == nil && f.Applied != nil {
 		f.Applied(rev, cfg)
 	}
-	f.publish(ctx, log)
+	return true
 }
 
-// publish puts the report in HostsBucket; a failure is logged (the next
-// change or reconnect puts it again).
-func (f *Follower) publish(ctx context.Context, log *slog.Logger) {
-	if err := f.Conn.putHost(ctx, f.Report()); err != nil {
-		log.Warn("control: cannot record what this host runs", "err", err)
+// publishLoop puts the report in HostsBucket at start, after every change
+// and after every reconnect, retrying with the reconnect backoff until
+// the bus takes it (the bucket may not exist yet, or JetStream may be
+// electing a leader).
+func (f *Follower) publishLoop(ctx context.Context, log *slog.Logger, changed <-chan struct{}) {
+	connected := f.Conn.nc.StatusChanged(nats.CONNECTED)
+	defer f.Conn.nc.RemoveStatusListener(connected)
+	bo := f.Conn.backoff()
+	pending, failing := true, false
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-connected:
+		case <-t.C:
+			if !pending {
+				continue
+			}
+			err := f.Conn.putHost(ctx, f.Report())
+			if err == nil {
+				if failing {
+					log.Info("control: recorded what this host runs")
+				}
+				pending, failing = false, false
+				bo.reset()
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if !failing {
+				log.Warn("control: cannot record what this host runs yet; retrying", "err", err)
+			}
+			failing = true
+			t.Reset(bo.wait())
+			continue
+		}
+		pending = true
+		bo.reset()
+		t.Reset(0)
 	}
 }
 
