@@ -62,11 +62,18 @@ func sameKeys(a, b []*dnssec.Key) bool {
 // for a query with the DO bit.
 func (st *state) sign(q dns.Question, resp *dns.Msg) {
 	z := st.zone
+	// The name denied: the name asked, or the end of its CNAMEs.
+	name := strings.ToLower(q.Name)
+	if n := len(resp.Answer); n > 0 {
+		if cn, ok := resp.Answer[n-1].(*dns.CNAME); ok {
+			name = strings.ToLower(cn.Target)
+		}
+	}
 	switch {
 	case resp.Rcode == dns.RcodeNameError:
 		// RFC 9824 §3.1: NOERROR, and an NSEC at the name with NXNAME.
 		resp.Rcode = dns.RcodeSuccess
-		resp.Ns = append(resp.Ns, st.nsec(strings.ToLower(q.Name), []uint16{dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNXNAME}))
+		resp.Ns = append(resp.Ns, st.nsec(name, []uint16{dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNXNAME}))
 	case resp.Rcode != dns.RcodeSuccess:
 		return
 	case !resp.Authoritative && len(resp.Ns) > 0:
@@ -76,12 +83,6 @@ func (st *state) sign(q dns.Question, resp *dns.Msg) {
 		resp.Ns = append(resp.Ns, st.nsec(d, st.typesAt(d)))
 	case len(resp.Ns) > 0 && resp.Ns[0].Header().Rrtype == dns.TypeSOA:
 		// NODATA at the name asked, or at the end of its CNAMEs.
-		name := strings.ToLower(q.Name)
-		if n := len(resp.Answer); n > 0 {
-			if cn, ok := resp.Answer[n-1].(*dns.CNAME); ok {
-				name = strings.ToLower(cn.Target)
-			}
-		}
 		if z.contains(name) {
 			resp.Ns = append(resp.Ns, st.nsec(name, st.typesAt(name)))
 		}

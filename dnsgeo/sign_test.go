@@ -449,6 +449,32 @@ func TestDNSSECMetrics(t *testing.T) {
 	}
 }
 
+// TestDNSSECDanglingCNAME checks a CNAME to a name of the zone that does
+// not exist: NXDOMAIN without DO (RFC 6604 §2: the code is the last
+// name's), and with DO the CNAME signed and the NSEC at the target, not
+// at the name asked, which exists (RFC 9824 §3.1).
+func TestDNSSECDanglingCNAME(t *testing.T) {
+	keys := zoneKeys(t, t.TempDir(), dns.ED25519, true)
+	cfg := signedConfig(t, keys)
+	cfg.DNS.Records = append(cfg.DNS.Records, config.Record{Name: "dangling.cdn.example", Type: "CNAME", TTL: time.Hour, Target: "gone.cdn.example"})
+	ts := startServer(t, cfg)
+	v := newValidator(t, ts, keys[0].DS())
+	if r := ts.exchange(t, "udp", query("dangling.cdn.example.", dns.TypeA, "", 1232)); r.Rcode != dns.RcodeNameError || len(r.Answer) != 1 {
+		t.Errorf("without DO: %s %v, want NXDOMAIN with the CNAME", dns.RcodeToString[r.Rcode], r.Answer)
+	}
+	r := ts.exchange(t, "udp", doQuery("dangling.cdn.example.", dns.TypeA, 1232))
+	n := denial(r)
+	if r.Rcode != dns.RcodeSuccess || n == nil || !strings.EqualFold(n.Hdr.Name, "gone.cdn.example.") || !slices.Contains(n.TypeBitMap, dns.TypeNXNAME) {
+		t.Fatalf("with DO: %s, NSEC %v, want NOERROR and an NXNAME NSEC at gone.cdn.example.", dns.RcodeToString[r.Rcode], n)
+	}
+	if err := v.verify(r.Answer, false); err != nil {
+		t.Error(err)
+	}
+	if err := v.verify(r.Ns, false); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestNSECLongName checks compact denial at a name too long for the
 // \000 label (RFC 9824 §3 leaves the successor to the signer): the NSEC
 // then runs to the name with its first label's last octet incremented,
