@@ -122,6 +122,7 @@ type Options struct {
 // Delete do nothing.
 type Store struct {
 	dir, objects, tmp string
+	lock              *os.File // the directory's lock (lockDir); nil once closed
 	opts              Options
 	minUses           uint32
 	log               *slog.Logger
@@ -285,11 +286,18 @@ func OpenWith(opts Options, keep func(e *cache.Entry) bool) (*Store, error) {
 	if err := os.MkdirAll(s.objects, 0o755); err != nil {
 		return nil, fmt.Errorf("diskstore: %w", err)
 	}
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s.lock = lock
 	// Whatever is in tmp is a write an earlier run never finished.
 	if err := os.RemoveAll(s.tmp); err != nil {
+		s.unlock()
 		return nil, fmt.Errorf("diskstore: empty tmp: %w", err)
 	}
 	if err := os.Mkdir(s.tmp, 0o755); err != nil {
+		s.unlock()
 		return nil, fmt.Errorf("diskstore: %w", err)
 	}
 	s.loading.Store(true)
@@ -579,7 +587,16 @@ func (s *Store) Close() {
 			sh.mu.Unlock()
 		}
 		s.opens.clear()
+		s.unlock()
 	})
+}
+
+// unlock lets the directory go (see lockDir).
+func (s *Store) unlock() {
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
 }
 
 // path is the path of the file named name.

@@ -486,3 +486,25 @@ func TestOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectoryLocked checks that a second store on a directory in use is
+// refused with a message naming it, and that Close lets it go.
+func TestDirectoryLocked(t *testing.T) {
+	dir := t.TempDir()
+	first, err := Open(Options{Dir: dir, MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err := Open(Options{Dir: dir, MaxBytes: 1 << 20}); err == nil {
+		second.Close()
+		t.Fatal("a second store opened a directory in use")
+	} else if !strings.Contains(err.Error(), "in use by another store") {
+		t.Errorf("error %q does not say the directory is in use", err)
+	}
+	first.Close()
+	again, err := Open(Options{Dir: dir, MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatalf("reopening after Close: %v", err)
+	}
+	again.Close()
+}
