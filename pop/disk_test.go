@@ -197,3 +197,38 @@ func TestDiskMetrics(t *testing.T) {
 		t.Error("a PoP without disks reports disk metrics")
 	}
 }
+
+// TestDiskSlicesSurviveRestart checks that the slices of a large object
+// go to disk like any entry, and a restarted PoP serves a range of it
+// from them without asking the origin.
+func TestDiskSlicesSurviveRestart(t *testing.T) {
+	o := newRangeOrigin(t)
+	dir := t.TempDir()
+	start := func() *testPoP {
+		tp, _ := startTunedPoP(t, sliceConfig(o.URL), func(p *config.POP) {
+			p.Disk = []config.Disk{{Path: dir, Size: 64 << 20, MinUses: 1}}
+		})
+		return tp
+	}
+	const path = "/obj/300000" // five 64 KiB slices
+	want := objectBody(300000, 0)
+	first := start()
+	if resp, body := first.get(t, path); resp.StatusCode != 200 || !bytes.Equal(body, want) {
+		t.Fatalf("fill: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	first.idle(t)
+	// The object's header and its five slices.
+	first.waitOnDisk(t, 6)
+	first.stop(t)
+	first.Close()
+
+	second := start()
+	before := o.requests.Load()
+	resp, body := second.do(t, http.MethodGet, path, "demo.example", http.Header{"Range": {"bytes=100000-200000"}})
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, want[100000:200001]) {
+		t.Fatalf("range after restart: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if n := o.requests.Load() - before; n != 0 {
+		t.Errorf("the restarted PoP asked the origin %d times for slices it had on disk", n)
+	}
+}

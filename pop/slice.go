@@ -150,7 +150,13 @@ func parseMeta(e *cache.Entry) *sliceObject {
 		return nil
 	}
 	o := &sliceObject{meta: e, key: key}
-	if _, err := fmt.Sscanf(string(e.Body), "slices %s %d %d", &o.nonce, &o.size, &o.slice); err != nil || o.size <= 0 || o.slice <= 0 {
+	body := e.Body
+	if e.Blob != nil { // read back from the disk tier: the body is in its file
+		buf := make([]byte, min(e.BodySize(), 256))
+		n, _ := e.Blob.ReadAt(buf, 0)
+		body = buf[:n]
+	}
+	if _, err := fmt.Sscanf(string(body), "slices %s %d %d", &o.nonce, &o.size, &o.slice); err != nil || o.size <= 0 || o.slice <= 0 {
 		return nil
 	}
 	return o
