@@ -37,6 +37,7 @@ type acmeStore struct {
 	now  func() time.Time
 	mu   sync.Mutex // serializes writers
 	recs atomic.Pointer[map[string][]acmeValue]
+	ents atomic.Pointer[map[string]bool] // the names above them: empty non-terminals unless the zone has them
 }
 
 // acmeValue is one challenge record's text and when it was put.
@@ -47,7 +48,7 @@ type acmeValue struct {
 
 func newACMEStore(now func() time.Time) *acmeStore {
 	a := &acmeStore{now: now}
-	a.recs.Store(&map[string][]acmeValue{})
+	a.store(map[string][]acmeValue{})
 	return a
 }
 
@@ -56,6 +57,24 @@ func newACMEStore(now func() time.Time) *acmeStore {
 func (a *acmeStore) has(name string) bool {
 	_, ok := (*a.recs.Load())[name]
 	return ok
+}
+
+// above reports whether name (lowercased, fully qualified) is above a
+// name with challenge records: it exists then, as an empty non-terminal
+// at least (RFC 8020).
+func (a *acmeStore) above(name string) bool { return (*a.ents.Load())[name] }
+
+// store swaps in recs and the names above them.
+func (a *acmeStore) store(recs map[string][]acmeValue) {
+	ents := make(map[string]bool)
+	for n := range recs {
+		for i := strings.IndexByte(n, '.'); i >= 0 && i < len(n)-1; i = strings.IndexByte(n, '.') {
+			n = n[i+1:]
+			ents[n] = true
+		}
+	}
+	a.recs.Store(&recs)
+	a.ents.Store(&ents)
 }
 
 // appendTXT appends name's live challenge records to rrs as TXT records
@@ -94,15 +113,15 @@ func (a *acmeStore) present(name, value string, max int) (int, error) {
 		}
 	}
 	if slices.ContainsFunc(next[name], func(v acmeValue) bool { return v.text == value }) {
-		a.recs.Store(&next)
+		a.store(next)
 		return len(next[name]), nil
 	}
 	if total >= max {
-		a.recs.Store(&next)
+		a.store(next)
 		return 0, errACMEFull
 	}
 	next[name] = append(next[name], acmeValue{text: value, added: now})
-	a.recs.Store(&next)
+	a.store(next)
 	return len(next[name]), nil
 }
 
@@ -118,7 +137,7 @@ func (a *acmeStore) cleanup(name, value string) int {
 	} else {
 		next[name] = vals
 	}
-	a.recs.Store(&next)
+	a.store(next)
 	return len(vals)
 }
 

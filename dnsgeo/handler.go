@@ -316,9 +316,12 @@ func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 			return
 		}
 		kind, ok := z.names[name]
-		if !ok {
-			if st.acme != nil && st.acme.has(name) {
+		if !ok && st.acme != nil {
+			switch {
+			case st.acme.has(name):
 				kind, ok = kindStatic, true
+			case st.acme.above(name):
+				kind, ok = kindEmpty, true // above a challenge record (RFC 8020)
 			}
 		}
 		if !ok {

@@ -215,6 +215,21 @@ func TestACMEEndpoint(t *testing.T) {
 	if r := ts.exchange(t, "udp", query(www, dns.TypeTXT, "", 0)); r.Rcode != dns.RcodeNameError {
 		t.Errorf("after cleanup: %s, want NXDOMAIN", dns.RcodeToString[r.Rcode])
 	}
+	// RFC 8020: the name above a challenge record exists, though nothing
+	// else made it.
+	const deep = "_acme-challenge.x.y.cdn.example."
+	if status, body := acmeCall(t, ts, "cleanup", bearer, ACMERequest{"_acme-challenge.cdn.example.", "apex"}); status != http.StatusOK {
+		t.Fatalf("cleanup: %d %s", status, body)
+	}
+	if status, body := acmeCall(t, ts, "present", bearer, ACMERequest{deep, "deep"}); status != http.StatusOK {
+		t.Fatalf("present: %d %s", status, body)
+	}
+	for _, name := range []string{"x.y.cdn.example.", "y.cdn.example."} {
+		if r := ts.exchange(t, "udp", query(name, dns.TypeA, "", 0)); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 {
+			t.Errorf("RFC 8020: %s above a challenge record: %s %v, want NODATA", name, dns.RcodeToString[r.Rcode], r.Answer)
+		}
+	}
+	acmeCall(t, ts, "present", bearer, ACMERequest{"_acme-challenge.cdn.example.", "apex"})
 	if got := txt("_acme-challenge.cdn.example."); len(got) != 1 || got[0] != "apex" {
 		t.Errorf("apex challenge %q", got)
 	}
