@@ -1,8 +1,13 @@
 package main
 
 import (
+	"log/slog"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/outpost-cdn/outpost/config"
+	"github.com/outpost-cdn/outpost/dnsgeo"
 )
 
 func TestDNSExplainCommand(t *testing.T) {
@@ -35,4 +40,27 @@ func TestDNSExplainCommand(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDNSExplainServer checks --server: the explanation comes from a
+// running DNS server's admin listener, printed as from the file.
+func TestDNSExplainServer(t *testing.T) {
+	cfg, err := config.Load("../../deploy/examples/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := dnsgeo.New(cfg, dnsgeo.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	admin := httptest.NewServer(srv.AdminHandler())
+	defer admin.Close()
+	addr := strings.TrimPrefix(admin.URL, "http://")
+	stdout := runOutpost(t, []string{"dns", "explain", "--server", addr, "198.51.100.7"}, 0, "", "")
+	if first, _, _ := strings.Cut(stdout, "\n"); first != "answer: prg" {
+		t.Errorf("first line %q, want %q; output:\n%s", first, "answer: prg", stdout)
+	}
+	runOutpost(t, []string{"dns", "explain", "--server", addr, "--config", "x.yaml", "198.51.100.7"}, 2, "", "Usage: outpost dns explain")
+	runOutpost(t, []string{"dns", "explain", "--server", "127.0.0.1:1", "198.51.100.7"}, 1, "", "asking 127.0.0.1:1")
 }
