@@ -8,7 +8,8 @@
 //     bytes in the KV bucket outpost_config under the key "cdn"; the KV
 //     revision is the config revision. Every PoP agent (and DNS server)
 //     watches the key, so it gets the latest revision on start and on every
-//     reconnect, parses it as the file it runs, applies it with its Reload,
+//     reconnect (the watch is made again on a reconnect and after two
+//     missed heartbeats), parses it as the file it runs, applies it with its Reload,
 //     and puts what it runs (revision, settings waiting for a restart, a
 //     revision it refused and why) in the KV bucket outpost_hosts under
 //     "<role>.<name>": `outpost config status` reads that bucket.
@@ -18,7 +19,8 @@
 //     stream through its own durable pull consumer "pop_<name>", one message
 //     at a time in stream order (max one unacknowledged), applies it, acks
 //     it, then publishes a PurgeAck on outpost.purge.ack.<id>.<pop>, where
-//     the command waits. A PoP that was away resumes from its consumer: it
+//     the command waits. A purge not acknowledged within 2 s comes again
+//     (applying one twice is harmless). A PoP that was away resumes from its consumer: it
 //     counts as unhealthy until it has applied every purge it missed. Its
 //     lag is the consumer's pending count.
 //   - State. Every PoP agent publishes a popapi.State on
