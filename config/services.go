@@ -21,6 +21,9 @@ type Service struct {
 	// SignedURLs, when enabled, makes the service answer only signed URLs;
 	// see signed.go.
 	SignedURLs SignedURLs
+	// Compress, when enabled, makes the PoP compress responses for
+	// clients that accept it; see compress.go.
+	Compress Compress
 }
 
 // services decodes the services list.
@@ -84,6 +87,7 @@ func (d *decoder) service(n *yaml.Node, path string, names, hosts map[string]see
 		optional("cache", func(n *yaml.Node, path string) { d.cache(n, path, &s.Cache) }),                 // cache.go
 		optional("https", func(n *yaml.Node, path string) { d.https(n, path, &s.HTTPS) }),                 // tls.go
 		optional("signed_urls", func(n *yaml.Node, path string) { d.signedURLs(n, path, &s.SignedURLs) }), // signed.go
+		optional("compress", func(n *yaml.Node, path string) { d.compress(n, path, &s.Compress) }),        // compress.go
 	})
 	if !ok {
 		return s

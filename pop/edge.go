@@ -14,7 +14,8 @@ import (
 // edgeCounters are one service's figures of the edge features. Like its
 // other figures they outlive a reload (setFillHooks carries them over).
 type edgeCounters struct {
-	signDenied signCounters // signed URLs refused, by reason
+	signDenied signCounters     // signed URLs refused, by reason
+	compress   compressCounters // compression (compress.go)
 }
 
 // keyDrop is the query parameters a service's cache key leaves out: the
@@ -31,12 +32,27 @@ var descSignDenied = prometheus.NewDesc("outpost_pop_signed_url_denied_total",
 	"Requests refused (403) by a service that requires signed URLs, by reason: missing, malformed, expired, ip, signature.",
 	[]string{"service", "reason"}, nil)
 
+var (
+	descCompressed = prometheus.NewDesc("outpost_pop_compressed_responses_total",
+		"Origin responses the PoP compressed for an Accept-Encoding variant, by codec.", []string{"service", "codec"}, nil)
+	descCompressBytes = prometheus.NewDesc("outpost_pop_compress_bytes_total",
+		"Bytes into (direction=in) and out of (out) the PoP's compression, by codec.", []string{"service", "codec", "direction"}, nil)
+	descCompressSkipped = prometheus.NewDesc("outpost_pop_compress_skipped_total",
+		"Compressible responses stored uncompressed: busy (every compression slot taken), no-transform.", []string{"service", "reason"}, nil)
+	descCompressing = prometheus.NewDesc("outpost_pop_compressions_in_flight",
+		"Compressions running now (bounded by compress.concurrency).", []string{"service"}, nil)
+)
+
 // edgeCollector exports the edge features' figures.
 type edgeCollector struct{ p *PoP }
 
 // Describe sends the metric descriptions.
 func (c edgeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descSignDenied
+	ch <- descCompressed
+	ch <- descCompressBytes
+	ch <- descCompressSkipped
+	ch <- descCompressing
 }
 
 // Collect reads the figures.
@@ -46,6 +62,17 @@ func (c edgeCollector) Collect(ch chan<- prometheus.Metric) {
 			for r := signMissing; r < numSignReasons; r++ {
 				ch <- prometheus.MustNewConstMetric(descSignDenied, prometheus.CounterValue, float64(svc.edge.signDenied[r].Load()), svc.name, r.String())
 			}
+		}
+		if svc.compress != nil {
+			cc := &svc.edge.compress
+			for i, codec := range codecs {
+				ch <- prometheus.MustNewConstMetric(descCompressed, prometheus.CounterValue, float64(cc.responses[i].Load()), svc.name, codec)
+				ch <- prometheus.MustNewConstMetric(descCompressBytes, prometheus.CounterValue, float64(cc.in[i].Load()), svc.name, codec, "in")
+				ch <- prometheus.MustNewConstMetric(descCompressBytes, prometheus.CounterValue, float64(cc.out[i].Load()), svc.name, codec, "out")
+			}
+			ch <- prometheus.MustNewConstMetric(descCompressSkipped, prometheus.CounterValue, float64(cc.busy.Load()), svc.name, "busy")
+			ch <- prometheus.MustNewConstMetric(descCompressSkipped, prometheus.CounterValue, float64(cc.noTrans.Load()), svc.name, "no-transform")
+			ch <- prometheus.MustNewConstMetric(descCompressing, prometheus.GaugeValue, float64(len(svc.compress.slots)), svc.name)
 		}
 	}
 }

@@ -168,6 +168,9 @@ type service struct {
 	// a reload as stats do (setFillHooks carries it over).
 	signer *signer
 	edge   *edgeCounters
+	// compress compresses responses for clients that accept it
+	// (compress.go); nil when the service does not.
+	compress *compressor
 }
 
 // routes are the parts of the configuration a reload may change.
@@ -377,6 +380,7 @@ func newService(sc *config.Service, log *slog.Logger) (*service, error) {
 		stats:       new(counters),
 		signer:      newSigner(sc.SignedURLs),
 		edge:        new(edgeCounters),
+		compress:    newCompressor(sc.Compress),
 	}, nil
 }
 

@@ -186,6 +186,9 @@ func (p *PoP) runFill(ctx context.Context, f *fetch, svc *service, lookupKey str
 		// of this variant may not be able to decode it.
 		d.Storable, d.Reason = false, reasonEncoding
 	}
+	if d.Storable {
+		p.compressFill(f, svc, resp) // compress.go
+	}
 	f.decision = d
 	f.storeKey = f.primary
 	fields, _ := cache.VaryFields(resp.Header)
@@ -225,6 +228,9 @@ func (p *PoP) runFill(ctx context.Context, f *fetch, svc *service, lookupKey str
 
 	total, err := p.readBody(ctx, f, svc, lookupKey, resp.Body)
 	resp.Body.Close()
+	if cb, ok := resp.Body.(*compressBody); ok {
+		total = cb.originBytes() // what came from the origin, not what it became
+	}
 	svc.stats.originBytes.Add(uint64(total))
 	if err != nil && !errors.Is(err, fill.ErrNoReaders) && !errors.Is(err, context.Canceled) {
 		p.log.Warn("origin body failed", "service", svc.name, "key", f.Key(), "bytes", total, "err", err)
@@ -258,6 +264,7 @@ func (p *PoP) runFill(ctx context.Context, f *fetch, svc *service, lookupKey str
 // their own and the stored copy is dropped.
 func (p *PoP) revalidated(f *fetch, svc *service, lookupKey string, resp *http.Response, req cache.Request) {
 	merged := cache.MergeNotModified(f.stale.Header, resp.Header)
+	keepWeakETag(f.stale.Header, merged) // compress.go
 	d := cache.Decide(req, f.stale.Status, merged, svc.policy, f.requestTime, f.responseTime)
 	body := storedBody{heap: f.stale.Body, blob: f.stale.Blob}
 	f.outcome, f.fwdStatus = resultRevalidated, resp.StatusCode
