@@ -34,7 +34,7 @@ const (
 
 // RecordTypes are the types dns.records accepts, in the order the
 // messages list them.
-var RecordTypes = []string{"A", "AAAA", "CNAME", "MX", "TXT", "CAA", "NS"}
+var RecordTypes = []string{"A", "AAAA", "CNAME", "MX", "TXT", "CAA", "NS", "DS"}
 
 // Record is one static record of the zone (dns.records): served as
 // given beside the geo answers, and reloaded with the file.
@@ -65,6 +65,12 @@ type Record struct {
 	// Flag and Tag are a CAA record's (RFC 8659 §4.1).
 	Flag uint8
 	Tag  string
+	// KeyTag, Algorithm and DigestType are a DS record's (RFC 4034 §5.1),
+	// whose digest, in upper-case hex, is in Text. A DS belongs at a
+	// delegation: it makes the delegated zone a signed one.
+	KeyTag     uint16
+	Algorithm  uint8
+	DigestType uint8
 
 	line, index int // where it was given, for zoneRefs' messages
 }
@@ -308,8 +314,10 @@ func (d *decoder) zoneRefs(c *Config, at *yaml.Node) {
 			d.errorf(node(r), paths(r), "%s is a name server of dns.ns: give its addresses there (dns.ns[].addresses)", r.Name)
 		case r.Type == "NS" && r.Name == c.Zone:
 			d.errorf(node(r), paths(r), "NS records at the apex are dns.ns; records of type NS here delegate names below the apex")
-		case r.Type == "NS" && slices.ContainsFunc(types[r.Name], func(t string) bool { return t != "NS" && t != "A" && t != "AAAA" }):
+		case r.Type == "NS" && slices.ContainsFunc(types[r.Name], func(t string) bool { return t != "NS" && t != "DS" && t != "A" && t != "AAAA" }):
 			d.errorf(node(r), paths(r), "%s is delegated (NS) and has other records; below a delegation only its name servers' addresses (glue) belong", r.Name)
+		case r.Type == "DS" && (r.Name == c.Zone || !slices.Contains(types[r.Name], "NS")):
+			d.errorf(node(r), paths(r), "a DS record belongs at a delegation (a name with NS records below the apex), and %s is none; the zone's own DS is its parent's (outpost dnssec ds)", r.Name)
 		}
 		// Under a delegation: only glue.
 		for _, del := range delegations {
@@ -435,7 +443,34 @@ func (r *Record) parseValue(zone string) error {
 		r.Text = r.Value // as given: spaces count
 	case "CAA":
 		return r.parseCAA(v)
+	case "DS":
+		return r.parseDS(v)
 	}
+	return nil
+}
+
+// parseDS parses `KEYTAG ALGORITHM DIGESTTYPE DIGEST` (RFC 4034 §5.3),
+// as `outpost dnssec ds` and other signers print it.
+func (r *Record) parseDS(v string) error {
+	f := strings.Fields(v)
+	if len(f) < 4 {
+		return errors.New(`want "KEYTAG ALGORITHM DIGESTTYPE DIGEST", e.g. "12345 13 2 49FD46E6…"`)
+	}
+	tag, err1 := strconv.ParseUint(f[0], 10, 16)
+	alg, err2 := strconv.ParseUint(f[1], 10, 8)
+	dt, err3 := strconv.ParseUint(f[2], 10, 8)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return errors.New("key tag (0..65535), algorithm and digest type (0..255) must be numbers")
+	}
+	digest := strings.ToUpper(strings.Join(f[3:], ""))
+	if len(digest)%2 != 0 || strings.Trim(digest, "0123456789ABCDEF") != "" {
+		return fmt.Errorf("digest %q is not hexadecimal", digest)
+	}
+	want := map[uint64]int{1: 40, 2: 64, 4: 96}[dt]
+	if want != 0 && len(digest) != want {
+		return fmt.Errorf("a digest of type %d has %d hex digits, not %d", dt, want, len(digest))
+	}
+	r.KeyTag, r.Algorithm, r.DigestType, r.Text = uint16(tag), uint8(alg), uint8(dt), digest
 	return nil
 }
 

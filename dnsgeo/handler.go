@@ -309,7 +309,13 @@ func (st *state) answer(q dns.Question, resp *dns.Msg, src netip.Addr, ecs subne
 			switch {
 			case chain > 0: // a CNAME into a delegation: the resolver follows it
 			case name == d && q.Qtype == dns.TypeDS:
-				st.negative(q.Name, resp, sc) // the DS is the parent's, ours: there is none (RFC 4035 §3.1.4.1)
+				// The DS is the parent's, ours (RFC 4035 §3.1.4.1): the
+				// child's DS of dns.records, or none.
+				if ds := z.static.sets[d][dns.TypeDS]; len(ds) > 0 {
+					resp.Answer = append(resp.Answer, withOwner(ds, q.Name)...)
+				} else {
+					st.negative(q.Name, resp, sc)
+				}
 			default:
 				st.referral(d, resp)
 			}
@@ -432,7 +438,7 @@ func (st *state) answerName(q dns.Question, name, owner string, kind nameKind, r
 func (st *state) referral(d string, resp *dns.Msg) {
 	z := st.zone
 	resp.Authoritative = false
-	resp.Ns = append(resp.Ns, z.static.delegations[d]...)
+	resp.Ns = append(resp.Ns, z.static.delegations[d]...) // a signed child's DS joins them for DO queries (sign.go)
 	for _, rr := range z.static.delegations[d] {
 		target := strings.ToLower(rr.(*dns.NS).Ns)
 		resp.Extra = append(resp.Extra, z.static.sets[target][dns.TypeA]...)

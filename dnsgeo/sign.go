@@ -78,9 +78,14 @@ func (st *state) sign(q dns.Question, resp *dns.Msg) {
 		return
 	case !resp.Authoritative && len(resp.Ns) > 0:
 		// A referral (RFC 4035 §3.1.4): the NS RRset is the child's and
-		// unsigned; an NSEC proves there is no DS.
+		// unsigned; the DS RRset, when the child is signed, is signed,
+		// else an NSEC proves there is no DS.
 		d := strings.ToLower(resp.Ns[0].Header().Name)
-		resp.Ns = append(resp.Ns, st.nsec(d, st.typesAt(d)))
+		if ds := z.static.sets[d][dns.TypeDS]; len(ds) > 0 {
+			resp.Ns = append(resp.Ns, ds...)
+		} else {
+			resp.Ns = append(resp.Ns, st.nsec(d, st.typesAt(d)))
+		}
 	case len(resp.Ns) > 0 && resp.Ns[0].Header().Rrtype == dns.TypeSOA:
 		// NODATA at the name asked, or at the end of its CNAMEs.
 		if z.contains(name) {

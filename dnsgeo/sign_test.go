@@ -536,3 +536,43 @@ func TestDNSSECACME(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestDNSSECSignedDelegation checks a delegation to a signed child (a DS
+// in dns.records): a DO referral carries the DS RRset, signed, in place
+// of the NSEC that proves there is none (RFC 4035 §3.1.4), and a DS query
+// at the delegation gets it, authoritative and signed (§3.1.4.1).
+func TestDNSSECSignedDelegation(t *testing.T) {
+	keys := zoneKeys(t, t.TempDir(), dns.ECDSAP256SHA256, true, false)
+	child, err := dnssec.Generate("sub.cdn.example", dns.ED25519, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := child.DS()
+	cfg := signedConfig(t, keys)
+	cfg.DNS.Records = append(cfg.DNS.Records, config.Record{Name: "sub.cdn.example", Type: "DS", TTL: time.Hour,
+		KeyTag: ds.KeyTag, Algorithm: ds.Algorithm, DigestType: ds.DigestType, Text: ds.Digest})
+	ts := startServer(t, cfg)
+	v := newValidator(t, ts, keys[0].DS())
+
+	r := ts.exchange(t, "udp", doQuery("host.sub.cdn.example.", dns.TypeA, 1232))
+	var types []uint16
+	for _, rr := range r.Ns {
+		types = append(types, rr.Header().Rrtype)
+	}
+	if r.Authoritative || !slices.Contains(types, dns.TypeDS) || slices.Contains(types, dns.TypeNSEC) {
+		t.Fatalf("referral: AA %v, authority %v, want NS, DS and its RRSIG, no NSEC", r.Authoritative, r.Ns)
+	}
+	if err := v.verify(r.Ns, true); err != nil {
+		t.Error(err)
+	}
+	if r := ts.exchange(t, "udp", query("host.sub.cdn.example.", dns.TypeA, "", 1232)); len(r.Ns) != 2 {
+		t.Errorf("referral without DO: %v, want the NS RRset alone (RFC 4035 §3.1.4)", r.Ns)
+	}
+	r = ts.exchange(t, "udp", doQuery("sub.cdn.example.", dns.TypeDS, 1232))
+	if !r.Authoritative || len(r.Answer) != 2 || r.Answer[0].(*dns.DS).Digest != ds.Digest {
+		t.Fatalf("DS query: AA %v, answer %v", r.Authoritative, r.Answer)
+	}
+	if err := v.verify(r.Answer, false); err != nil {
+		t.Error(err)
+	}
+}

@@ -36,6 +36,10 @@ func (z *zone) addStatic(records []config.Record) {
 			z.add(name, kindDelegation)
 			continue
 		}
+		if t == dns.TypeDS { // at a delegation (config checks it): the parent's side of a signed child
+			z.add(name, kindDelegation)
+			continue
+		}
 		z.add(name, kindStatic)
 	}
 }
@@ -65,6 +69,9 @@ func staticRR(r config.Record) dns.RR {
 	case "CAA":
 		hdr.Rrtype = dns.TypeCAA
 		return &dns.CAA{Hdr: hdr, Flag: r.Flag, Tag: r.Tag, Value: escapeText(r.Text)}
+	case "DS":
+		hdr.Rrtype = dns.TypeDS
+		return &dns.DS{Hdr: hdr, KeyTag: r.KeyTag, Algorithm: r.Algorithm, DigestType: r.DigestType, Digest: r.Text}
 	}
 	return nil
 }
