@@ -14,8 +14,9 @@ import (
 // or certificate under the same file name would keep it.
 
 // NamedFiles returns the files the configuration names whose content
-// shapes what runs, sorted and without repeats: the network map and the
-// geo databases (dns), the PoPs' certificates and the origins' CA files.
+// shapes what runs, sorted and without repeats: the network map, the geo
+// databases and the DNSSEC public keys (dns; a .key file, never its
+// .private), the PoPs' certificates and the origins' CA files.
 // Secrets are left out (purge.token_file, private keys, the control
 // plane's credentials): a version is shown to anyone who reads /stats and
 // must not help to guess one.
@@ -29,6 +30,9 @@ func (c *Config) NamedFiles() []string {
 	add(c.DNS.Networks)
 	add(c.DNS.GeoIP)
 	add(c.DNS.ASN)
+	for _, k := range c.DNS.DNSSEC.Keys {
+		add(k.File)
+	}
 	for i := range c.POPs {
 		for _, cf := range c.POPs[i].TLS.Certificates {
 			add(cf.Cert)
