@@ -49,16 +49,16 @@ func dashboardMetrics(t *testing.T, prefixes ...string) []string {
 }
 
 // TestDashboardMetricsExist checks that every PoP metric the dashboard
-// queries is exported by a running PoP, so a rename breaks CI, not a
-// graph.
+// queries is exported by a running PoP (one with a disk tier, whose
+// metrics come on top of the others), so a rename breaks CI, not a graph.
 func TestDashboardMetricsExist(t *testing.T) {
 	o := newTestOrigin(t, cacheable("x"))
-	tp := startPoP(t, o.URL)
+	tp := startDiskPoP(t, o.URL, t.TempDir())
 	tp.get(t, "/a")
 	tp.statsAfter(t, 1) // series by request appear once a request is counted
 	resp := mustGet(t, tp.client, tp.admin+"/metrics")
 	body, _ := io.ReadAll(resp.Body)
-	names := dashboardMetrics(t, "outpost_pop_", "outpost_cache_", "outpost_origin_")
+	names := dashboardMetrics(t, "outpost_pop_", "outpost_cache_", "outpost_origin_", "outpost_disk_")
 	if len(names) < 8 {
 		t.Fatalf("only %d PoP metrics found in the dashboard: %v", len(names), names)
 	}

@@ -195,8 +195,10 @@ func configVersion(cfg *config.Config, log *slog.Logger) string {
 	return v
 }
 
-// opsStats adds the build and what waits for a restart to s.
+// opsStats adds the build, what waits for a restart and the disk tier's
+// figures (disk_stats.go) to s.
 func (p *PoP) opsStats(s *popapi.Stats) {
+	p.diskStats(s)
 	b := buildinfo.Read()
 	s.Build = &b
 	p.ops.mu.Lock()

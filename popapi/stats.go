@@ -16,8 +16,63 @@ type Stats struct {
 	// Build is the binary's own version; nil from PoPs older than it.
 	Build *Build `json:"build,omitempty"`
 	Figures
-	Cache    CacheStats              `json:"cache"`
+	Cache CacheStats `json:"cache"`
+	// Tiers and Disks are the figures of a PoP's disk tier (pops[].disk):
+	// the lookups by tier, and each cache directory's. Nil, and left out
+	// of the JSON, on a PoP without one (Cache then is the memory tier's;
+	// with one, it adds up every tier).
+	Tiers    *TierStats              `json:"tiers,omitempty"`
+	Disks    []DiskStats             `json:"disks,omitempty"`
 	Services map[string]ServiceStats `json:"services"`
+}
+
+// TierStats are the lookups of a PoP with a disk tier by the tier that
+// answered, its promotions, and the memory tier's own fill level.
+type TierStats struct {
+	MemoryHits   uint64 `json:"memory_hits"`   // lookups the memory tier answered
+	DiskHits     uint64 `json:"disk_hits"`     // lookups the disk tier answered
+	Misses       uint64 `json:"misses"`        // lookups neither answered
+	Promoted     uint64 `json:"promoted"`      // disk hits copied into memory
+	PromoteDrops uint64 `json:"promote_drops"` // promotions skipped: the queue was full
+	// MemoryItems, MemoryBytes and MemoryMaxBytes are the memory tier's
+	// (cache_size).
+	MemoryItems    int64 `json:"memory_items"`
+	MemoryBytes    int64 `json:"memory_bytes"`
+	MemoryMaxBytes int64 `json:"memory_max_bytes"`
+}
+
+// DiskStats are one cache directory's figures.
+type DiskStats struct {
+	Path string `json:"path"`
+	// Healthy is false once an I/O error has taken the directory out of
+	// service (the PoP serves from memory and the origin).
+	Healthy bool  `json:"healthy"`
+	Items   int64 `json:"items"`
+	Bytes   int64 `json:"bytes"` // its files, in 4 KiB blocks
+	// MaxBytes is the effective capacity: ConfiguredBytes (size), or less
+	// after the file system ran full.
+	MaxBytes        int64     `json:"max_bytes"`
+	ConfiguredBytes int64     `json:"configured_bytes"`
+	Writes          uint64    `json:"writes"`
+	BytesWritten    uint64    `json:"bytes_written"`
+	Admissions      uint64    `json:"admissions"`
+	Rejections      uint64    `json:"rejections"` // kept off the disk by min_uses
+	WriteDrops      uint64    `json:"write_drops"`
+	Evictions       uint64    `json:"evictions"`
+	Corrupt         uint64    `json:"corrupt"` // damaged files found and removed
+	Errors          uint64    `json:"errors"`  // write (full disk included), read and I/O errors
+	QueuedWrites    int64     `json:"queued_writes"`
+	Load            LoadStats `json:"load"`
+}
+
+// LoadStats are how far a cache directory's loader has come indexing the
+// files of an earlier run (it never holds serving back).
+type LoadStats struct {
+	Scanned uint64  `json:"scanned"` // files looked at
+	Loaded  uint64  `json:"loaded"`  // files indexed
+	Dropped uint64  `json:"dropped"` // corrupt, expired, stray or purged files removed
+	Done    bool    `json:"done"`
+	Seconds float64 `json:"seconds"` // how long it has run, or ran
 }
 
 // ServiceStats are one service's figures and those of its origin servers.

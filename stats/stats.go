@@ -38,6 +38,8 @@ type PoP struct {
 	Draining      bool
 	ConfigVersion string
 	Services      map[string]Figures
+	// Disks are its cache directories' figures (none without a disk tier).
+	Disks []popapi.DiskStats
 }
 
 // Health is "up", "draining" or "down" (unreachable).
@@ -84,11 +86,16 @@ func Collect(ctx context.Context, cfg *config.Config, client *http.Client) *Repo
 		wg.Go(func() { p.Err = fetch(ctx, client, p) })
 	}
 	wg.Wait()
+	tiered := r.tiered()
 	for _, p := range r.PoPs {
 		if p.Err != nil {
 			continue
 		}
-		r.Total.Add(p.Figures)
+		f := p.Figures
+		if tiered && f.MemoryHits+f.DiskHits == 0 {
+			f.MemoryHits = f.Hits // a PoP without a disk tier hits in memory
+		}
+		r.Total.Add(f)
 		for name, f := range p.Services {
 			s := r.Services[name]
 			s.Add(f)
@@ -126,6 +133,7 @@ func fetch(ctx context.Context, client *http.Client, p *PoP) error {
 		return fmt.Errorf("/stats is not the PoP's JSON: %w", err)
 	}
 	p.Raw, p.Figures, p.Draining, p.ConfigVersion = raw, doc.Figures, doc.Draining, doc.ConfigVersion
+	p.Disks = doc.Disks
 	p.Services = make(map[string]Figures, len(doc.Services))
 	for name, s := range doc.Services {
 		p.Services[name] = s.Figures
@@ -147,6 +155,17 @@ func (r *Report) JSON() ([]byte, error) {
 		pops[p.Name] = p.Raw
 	}
 	return json.MarshalIndent(map[string]any{"pops": pops, "total": r.Total, "services": r.Services}, "", "  ")
+}
+
+// tiered reports whether a PoP of the report has a disk tier: the table
+// then has memory and disk hit ratio columns.
+func (r *Report) tiered() bool {
+	for _, p := range r.PoPs {
+		if p.MemoryHits+p.DiskHits > 0 || len(p.Disks) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // serviceNames returns the services seen, sorted.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/outpost-cdn/outpost/config"
 	"github.com/outpost-cdn/outpost/pop"
+	"github.com/outpost-cdn/outpost/popapi"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -129,5 +130,60 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(2 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// TestTableTiers checks the table of a CDN with a PoP on a disk tier: the
+// memory and disk hit ratio columns, "-" where a PoP or service has no
+// tier figures, and a row per cache directory; a CDN without one keeps the
+// table it had.
+func TestTableTiers(t *testing.T) {
+	disk := Figures{Requests: 10, Hits: 8, Misses: 2, MemoryHits: 6, DiskHits: 2}
+	disk.Derive()
+	plain := Figures{Requests: 10, Hits: 5, Misses: 5}
+	plain.Derive()
+	r := &Report{
+		PoPs: []PoP{
+			{Name: "prg", Figures: disk, Disks: []popapi.DiskStats{{Path: "/var/cache/outpost", Healthy: true, Items: 3, Bytes: 3 << 20, MaxBytes: 12 << 20,
+				BytesWritten: 5 << 20, Load: popapi.LoadStats{Scanned: 3, Loaded: 3, Done: true, Seconds: 1.25}}}},
+			{Name: "fra", Figures: plain},
+		},
+		Services: map[string]Figures{"web": plain},
+	}
+	r.Total = Figures{Requests: 20, Hits: 13, Misses: 7, MemoryHits: 11, DiskHits: 2} // as Collect sums them
+	r.Total.Derive()
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	table := b.String()
+	lines := strings.Split(table, "\n")
+	tests := []struct {
+		name, line string
+		want       []string
+	}{
+		{"header", lines[0], []string{"hit ratio", "memory hits", "disk hits", "byte hit ratio"}},
+		{"the PoP with a disk: 80% = 60% + 20%", lines[1], []string{"prg", "80.0%", "60.0%", "20.0%"}},
+		{"a PoP without one", lines[2], []string{"fra", "50.0%", "-  "}},
+		{"total: 13 hits of 20, fra's 5 in memory", lines[3], []string{"total", "65.0%", "55.0%", "10.0%"}},
+		{"the directory", table[strings.Index(table, "disk  state"):], []string{"/var/cache/outpost", "ok", "3.0MiB", "12.0MiB", "25.0%", "5.0MiB", "done 1.2s"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, s := range tt.want {
+				if !strings.Contains(tt.line, s) {
+					t.Errorf("%q lacks %q\n%s", tt.line, s, table)
+				}
+			}
+		})
+	}
+
+	plainOnly := &Report{PoPs: []PoP{{Name: "fra", Figures: plain}}, Services: map[string]Figures{}, Total: plain}
+	b.Reset()
+	if err := plainOnly.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "disk") || strings.Contains(b.String(), "memory hits") {
+		t.Errorf("a CDN without a disk tier shows tier columns:\n%s", b.String())
 	}
 }

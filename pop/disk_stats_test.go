@@ -1,0 +1,90 @@
+package pop
+
+import (
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/outpost-cdn/outpost/popapi"
+)
+
+// TestDiskStats checks that /stats reports the disk tier: hits by tier
+// (the total's memory and disk hit ratios adding up to hits / requests)
+// and the cache directory's figures, and that a PoP without a disk tier
+// sends none of those fields.
+func TestDiskStats(t *testing.T) {
+	o := diskOrigin(t)
+	dir := t.TempDir()
+	first := startDiskPoP(t, o.URL, dir)
+	first.get(t, "/a/1") // a miss, written to disk (min_uses 1)
+	first.waitOnDisk(t, 1)
+	first.stop(t)
+	first.Close()
+
+	tp := startDiskPoP(t, o.URL, dir)
+	tp.get(t, "/a/1") // from disk, then promoted
+	waitFor(t, "the promotion", func() bool { return tp.disk.store.Tiers().Promoted == 1 })
+	tp.get(t, "/a/1") // from memory
+	tp.get(t, "/a/2") // a miss
+	waitFor(t, "three requests counted", func() bool { return tp.Stats().Requests == 3 })
+
+	var s popapi.Stats
+	resp := mustGet(t, tp.client, tp.admin+"/stats")
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if s.Hits != 2 || s.DiskHits < 1 || s.MemoryHits < 1 {
+		t.Errorf("hits %d, memory %d, disk %d; want 2, at least 1, at least 1", s.Hits, s.MemoryHits, s.DiskHits)
+	}
+	if sum, want := s.MemoryHitRatio+s.DiskHitRatio, 2.0/3; sum < want-1e-9 || sum > want+1e-9 {
+		t.Errorf("memory %v + disk %v hit ratio = %v, want hits / requests = %v", s.MemoryHitRatio, s.DiskHitRatio, sum, want)
+	}
+	if s.Tiers == nil || s.Tiers.DiskHits < 1 || s.Tiers.MemoryHits < 1 || s.Tiers.Promoted != 1 || s.Tiers.MemoryMaxBytes == 0 {
+		t.Errorf("tiers %+v", s.Tiers)
+	}
+	if len(s.Disks) != 1 {
+		t.Fatalf("disks %+v, want one", s.Disks)
+	}
+	d := s.Disks[0]
+	if d.Path != dir || !d.Healthy || d.Items < 1 || d.Bytes == 0 || d.ConfiguredBytes != 64<<20 || d.MaxBytes != 64<<20 || !d.Load.Done || d.Load.Loaded != 1 {
+		t.Errorf("disk %+v", d)
+	}
+	if svc := s.Services["demo"]; svc.MemoryHits != 0 || svc.DiskHits != 0 || svc.DiskHitRatio != 0 {
+		t.Errorf("service figures carry the PoP's tiers: %+v", svc.Figures)
+	}
+
+	memOnly := startPoP(t, o.URL)
+	memOnly.get(t, "/a/1")
+	resp = mustGet(t, memOnly.client, memOnly.admin+"/stats")
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, field := range []string{`"tiers"`, `"disks"`, `"memory_hits"`, `"disk_hits"`, `"memory_hit_ratio"`, `"disk_hit_ratio"`} {
+		if strings.Contains(string(raw), field) {
+			t.Errorf("a PoP without a disk tier sends %s in /stats", field)
+		}
+	}
+}
+
+// TestSplitHits checks how a PoP's hits are divided between the tiers.
+func TestSplitHits(t *testing.T) {
+	tests := []struct {
+		name                       string
+		hits, memLookups, diskLook uint64
+		mem, disk                  uint64
+	}{
+		{"no lookups found anything: all in memory", 5, 0, 0, 5, 0},
+		{"in proportion, rounded", 10, 2, 1, 7, 3},
+		{"more disk lookups than hits", 2, 0, 9, 0, 2},
+		{"no hits", 0, 3, 3, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mem, disk := splitHits(tt.hits, tt.memLookups, tt.diskLook)
+			if mem != tt.mem || disk != tt.disk {
+				t.Errorf("splitHits(%d, %d, %d) = %d, %d; want %d, %d", tt.hits, tt.memLookups, tt.diskLook, mem, disk, tt.mem, tt.disk)
+			}
+		})
+	}
+}
