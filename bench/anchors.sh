@@ -8,12 +8,23 @@
 #         BENCH_SIZES="1k 10k 100k 1m" BENCH_TESTS="hit zipf miss" bench/anchors.sh
 #         BENCH_TESTS="h2 tls" BENCH_H2_SIZES=1k bench/anchors.sh   (h2c, and h1/h2 over TLS, with h2load)
 #         BENCH_TESTS="h2 tls" BENCH_H3=1 bench/anchors.sh   (then HTTP/3 against the PoP's own HTTP/2)
+#         BENCH_TESTS=disk bench/anchors.sh    (hits from the disk tier against nginx's cache files)
 #
 # HTTP/3 has no anchor (Debian's nginx and h2load lack it): with BENCH_H3=1,
 # after the harness, the PoP runs alone on BENCH_SERVER_CPU and
 # `outpost bench -proto h2` then `-proto h3` (BENCH_CONNS connections,
 # BENCH_DURATION s, on BENCH_LOAD_CPU) ask it for the same 1 KiB and 100 KiB
 # hits over TLS; printed: requests per server CPU-second, p99, and h3 / h2.
+# The disk test (BENCH_TESTS=disk, alone or with others) runs the harness a
+# second time, into $BENCH_RUN/disk, with the PoP's memory tier at
+# BENCH_DISK_MEM (1MiB) in front of a cache directory on tmpfs
+# (BENCH_DISK_CACHE, 8GiB, min_uses 1), against nginx (BENCH_DISK_TARGETS)
+# whose cache files are on tmpfs too: BENCH_DISK_N objects of each of
+# BENCH_DISK_SIZES ("100k 1m"), warmed, then asked uniformly, so nearly
+# every Outpost hit comes from its disk tier (and is promoted to memory,
+# evicting another: that cost is part of a disk hit) and every nginx hit
+# from its files, both out of the page cache. A 1-second smoke run:
+#   BENCH_TESTS=disk BENCH_DURATION=1 BENCH_DISK_N=50 BENCH_DISK_SIZES=100k bench/anchors.sh
 # Counts that do not depend on the machine's load (writes per response,
 # allocations per response, in-process over loopback):
 #   go test -run '^$' -bench 'Wire|HTTP1Hit|Miss' -benchmem -count 6 ./pop
@@ -28,7 +39,12 @@ HARNESS=${OUTPOST_HARNESS:-$ROOT/bench/harness}/http-anchors.sh
 [ -x "$HARNESS" ] || [ -f "$HARNESS" ] || { echo "bench/anchors.sh: harness not found at $HARNESS (set OUTPOST_HARNESS)" >&2; exit 1; }
 
 export BENCH_MODES=${BENCH_MODES:-pinned}
-export BENCH_TESTS=${BENCH_TESTS:-hit}
+TESTS=${BENCH_TESTS:-hit}
+DISK_TEST=
+MAIN_TESTS=
+for t in $TESTS; do
+  if [ "$t" = disk ]; then DISK_TEST=1; else MAIN_TESTS="$MAIN_TESTS $t"; fi
+done
 export BENCH_SIZES=${BENCH_SIZES:-1k 100k}
 export BENCH_DURATION=${BENCH_DURATION:-10}
 export BENCH_RUN=${BENCH_RUN:-/tmp/bench-outpost-$(date +%Y%m%d-%H%M%S)}
@@ -68,11 +84,30 @@ export BENCH_EXTRA_ADDR=$POP_ADDR
 export BENCH_EXTRA_H2C=$POP_ADDR
 export BENCH_EXTRA_TLS=$POP_TLS
 export BENCH_EXTRA_CMD="$BENCH_RUN/outpost pop --config $BENCH_RUN/outpost.yaml --log-level warn"
-bash "$HARNESS"
+if [ -n "$MAIN_TESTS" ]; then
+  BENCH_TESTS=$MAIN_TESTS bash "$HARNESS"
+fi
+
+DISK_DIR=
+cleanup_disk() { [ -z "$DISK_DIR" ] || rm -rf "$DISK_DIR"; }
+trap cleanup_disk EXIT
+if [ -n "$DISK_TEST" ]; then
+  DISK_DIR=$(mktemp -d /dev/shm/bench-outpost-disk.XXXXXX)
+  sed -e "s#cache_size: 2GiB#cache_size: ${BENCH_DISK_MEM:-1MiB}\n    disk: [{path: $DISK_DIR, size: ${BENCH_DISK_CACHE:-8GiB}, min_uses: 1}]#" \
+    -e '/^    tls:/d' -e '/^    # HTTPS/d' -e '/^    # and h2c/d' \
+    "$BENCH_RUN/outpost.yaml" >"$BENCH_RUN/outpost-disk.yaml"
+  "$BENCH_RUN/outpost" pop --config "$BENCH_RUN/outpost-disk.yaml" --check >&2
+  mkdir -p "$BENCH_RUN/disk"
+  disk_cmd="$BENCH_RUN/outpost pop --config $BENCH_RUN/outpost-disk.yaml --log-level warn"
+  BENCH_TESTS=disk BENCH_RUN=$BENCH_RUN/disk BENCH_TARGETS=${BENCH_DISK_TARGETS:-nginx} \
+    BENCH_EXTRA_H2C= BENCH_EXTRA_TLS= BENCH_EXTRA_CMD=$disk_cmd \
+    bash "$HARNESS"
+fi
 
 # Ratios: Outpost's requests per server CPU-second over each anchor's, for
 # the same mode, test and size.
-RES=$BENCH_RUN/results.tsv
+ratios() {
+RES=$1
 echo
 echo "Outpost / anchor, requests per server CPU-second (same run: $RES)"
 awk -F'\t' '
@@ -89,13 +124,16 @@ awk -F'\t' '
       printf "%-9s %-6s %-6s %10s %10s %10s %10s %9s %9s\n", p[1], p[2], p[3], o, n, va, (g == "" ? "-" : g), rn, rv
     }
   }' "$RES" | sort -k1,1 -k2,2 -k3,3
+}
+[ -z "$MAIN_TESTS" ] || ratios "$BENCH_RUN/results.tsv"
+[ -z "$DISK_TEST" ] || ratios "$BENCH_RUN/disk/results.tsv"
 
 # HTTP/3 against the PoP's own HTTP/2 over TLS, same PoP, same run.
 if [ "${BENCH_H3:-}" = 1 ]; then
   # shellcheck source=harness/lib.sh
   RUN=$BENCH_RUN
   . "$(dirname "$HARNESS")/lib.sh"
-  trap stop_all EXIT
+  trap 'stop_all; cleanup_disk' EXIT
   SCPU=${BENCH_SERVER_CPU:-1} LCPU=${BENCH_LOAD_CPU:-0}
   OPORT=${BENCH_ORIGIN_PORT:-18080}
   start_bg origin-h3 "$LCPU" "$BENCH_RUN/origin" -addr "$ORIGIN"
