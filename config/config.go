@@ -127,6 +127,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		optional("control", func(n *yaml.Node, p string) { c.Control, ctl = d.control(n, p) }),     // control.go
 	})
 	d.dnsRefs(c, &dnsPos) // checks dns against the rest of the file (see dns.go)
+	d.shieldRefs(c)       // services' shield PoPs against the PoPs (see shield.go)
 	d.purgeEnv(&c.Purge)  // $OUTPOST_PURGE_TOKEN (see purge.go)
 
 	d.controlRefs(c, &ctl)   // pop users against the PoPs (see control.go)

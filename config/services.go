@@ -24,6 +24,9 @@ type Service struct {
 	// Compress, when enabled, makes the PoP compress responses for
 	// clients that accept it; see compress.go.
 	Compress Compress
+	// Shield names the PoPs the others send this service's misses to; see
+	// shield.go.
+	Shield Shield
 }
 
 // services decodes the services list.
@@ -87,7 +90,8 @@ func (d *decoder) service(n *yaml.Node, path string, names, hosts map[string]see
 		optional("cache", func(n *yaml.Node, path string) { d.cache(n, path, &s.Cache) }),                 // cache.go
 		optional("https", func(n *yaml.Node, path string) { d.https(n, path, &s.HTTPS) }),                 // tls.go
 		optional("signed_urls", func(n *yaml.Node, path string) { d.signedURLs(n, path, &s.SignedURLs) }), // signed.go
-		optional("compress", func(n *yaml.Node, path string) { d.compress(n, path, &s.Compress) }),        // compress.go
+		optional("compress", func(n *yaml.Node, path string) { d.compress(n, path, &s.Compress) }),
+		optional("shield", func(n *yaml.Node, path string) { d.shield(n, path, &s.Shield) }), // compress.go
 	})
 	if !ok {
 		return s

@@ -44,6 +44,9 @@ type Request struct {
 	// CacheKey is the request's cache key: the key of PolicyIPHash with
 	// HashCacheKey. "" means Target is hashed instead.
 	CacheKey string
+	// Host, if set, is the Host sent for this request, over the pool's
+	// (a shield tier is asked for the client's host).
+	Host string
 	// Got1xx, if set, is called with each interim (1xx) response the
 	// origin sends before the final one, e.g. 103 Early Hints.
 	Got1xx func(code int, header textproto.MIMEHeader) error
@@ -186,6 +189,9 @@ func (p *Pool) send(ctx context.Context, s *server, trial bool, r *Request, body
 	}
 	if p.hostHeader != "" {
 		req.Host = p.hostHeader
+	}
+	if r.Host != "" {
+		req.Host = r.Host
 	}
 	a.start = p.now()
 	if req.Body != nil && req.Body != http.NoBody {

@@ -16,6 +16,7 @@ import (
 type edgeCounters struct {
 	signDenied signCounters     // signed URLs refused, by reason
 	compress   compressCounters // compression (compress.go)
+	shield     shieldCounters   // the origin shield (shield.go)
 }
 
 // keyDrop is the query parameters a service's cache key leaves out: the
@@ -43,6 +44,13 @@ var (
 		"Compressions running now (bounded by compress.concurrency).", []string{"service"}, nil)
 )
 
+var (
+	descShield = prometheus.NewDesc("outpost_pop_shield_requests_total",
+		"Fills this PoP sent to the service's shield (result=sent), and those that no shield answered and went to the origin (fell_back).", []string{"service", "result"}, nil)
+	descLoops = prometheus.NewDesc("outpost_pop_loops_detected_total",
+		"Requests answered 508 because their CDN-Loop or Via already named this PoP.", []string{"service"}, nil)
+)
+
 // edgeCollector exports the edge features' figures.
 type edgeCollector struct{ p *PoP }
 
@@ -53,6 +61,8 @@ func (c edgeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descCompressBytes
 	ch <- descCompressSkipped
 	ch <- descCompressing
+	ch <- descShield
+	ch <- descLoops
 }
 
 // Collect reads the figures.
@@ -63,6 +73,11 @@ func (c edgeCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descSignDenied, prometheus.CounterValue, float64(svc.edge.signDenied[r].Load()), svc.name, r.String())
 			}
 		}
+		if svc.shield != nil {
+			ch <- prometheus.MustNewConstMetric(descShield, prometheus.CounterValue, float64(svc.edge.shield.sent.Load()), svc.name, "sent")
+			ch <- prometheus.MustNewConstMetric(descShield, prometheus.CounterValue, float64(svc.edge.shield.fellBack.Load()), svc.name, "fell_back")
+		}
+		ch <- prometheus.MustNewConstMetric(descLoops, prometheus.CounterValue, float64(svc.edge.shield.loops.Load()), svc.name)
 		if svc.compress != nil {
 			cc := &svc.edge.compress
 			for i, codec := range codecs {

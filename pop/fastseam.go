@@ -28,7 +28,7 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 	p := f.p
 	host := hostOnly(string(r.Host))
 	svc := p.routes.Load().byHost[host]
-	if svc == nil || (svc.redirect && p.httpsPort != "") {
+	if svc == nil || (svc.redirect && p.httpsPort != "") || svc.isShield {
 		return
 	}
 	target := string(r.Target) // logged

@@ -35,6 +35,7 @@ func (p *PoP) forwardHeader(r *http.Request) http.Header {
 	// PoP's they would read as hops the PoP vouches for (RFC 7239 §8.1).
 	h["Forwarded"] = []string{forwardedElement(client, r.Host, scheme(r))}
 	h.Add("Via", p.viaFor(r))
+	h.Add("Cdn-Loop", p.cdnLoopMember()) // RFC 8586 (shield.go)
 	h.Add("Surrogate-Capability", cache.SurrogateDevice+`="Surrogate/1.0"`)
 	// The request's ID: the one its log line has (serveLogged set it), the
 	// client's, or a new one, so the origin's logs can name it too.

@@ -32,6 +32,10 @@ func (p *PoP) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	defer func() { svc.stats.latency.Observe(time.Since(start)) }()
+	if p.looped(r) { // shield.go
+		p.loopDetected(w, r, svc)
+		return
+	}
 	if r.TLS != nil {
 		h := w.Header()
 		if p.altSvc != "" && r.ProtoMajor < 3 {
@@ -40,7 +44,7 @@ func (p *PoP) serve(w http.ResponseWriter, r *http.Request) {
 		if svc.hsts != "" {
 			h["Strict-Transport-Security"] = []string{svc.hsts}
 		}
-	} else if svc.redirect && p.httpsPort != "" {
+	} else if svc.redirect && p.httpsPort != "" && !edgeHTTPS(r) {
 		p.redirectToHTTPS(w, r, svc, host)
 		return
 	}
@@ -109,7 +113,7 @@ func quote(s string) string {
 }
 
 func scheme(r *http.Request) string {
-	if r.TLS != nil {
+	if r.TLS != nil || edgeHTTPS(r) { // an edge PoP's fill for an https URL (shield.go)
 		return "https"
 	}
 	return "http"

@@ -171,6 +171,11 @@ type service struct {
 	// compress compresses responses for clients that accept it
 	// (compress.go); nil when the service does not.
 	compress *compressor
+	// shield is the tier this PoP sends the service's fills to, nil when
+	// none (shield.go); isShield says this PoP is one of its shields.
+	shield   *shieldTier
+	isShield bool
+	conf     *config.Service // as loaded, for what needs the PoP too (setShield)
 }
 
 // routes are the parts of the configuration a reload may change.
@@ -211,6 +216,7 @@ func routesFrom(cfg *config.Config, prev *routes, log *slog.Logger) (*routes, er
 func (r *routes) close() {
 	for _, svc := range r.list {
 		svc.pool.Close()
+		svc.shield.close()
 	}
 }
 
@@ -381,6 +387,7 @@ func newService(sc *config.Service, log *slog.Logger) (*service, error) {
 		signer:      newSigner(sc.SignedURLs),
 		edge:        new(edgeCounters),
 		compress:    newCompressor(sc.Compress),
+		conf:        sc,
 	}, nil
 }
 

@@ -73,6 +73,7 @@ func (p *PoP) setFillHooks(rt *routes) {
 		}
 	}
 	for _, svc := range rt.list {
+		p.setShield(svc, svc.conf) // shield.go
 		svc.fillHooks = fill.Hooks{
 			Budget:  p.inflight.Budget,
 			Detach:  func() bool { return p.acquireDetached(svc) },
@@ -129,7 +130,7 @@ func (p *PoP) runFill(ctx context.Context, f *fetch, svc *service, lookupKey str
 	f.requestTime = p.now()
 	svc.stats.originFetches.Add(1)
 	sent := time.Now()
-	resp, err := svc.pool.Do(ctx, out)
+	resp, err := p.fetchOrigin(ctx, svc, out) // shield.go: the shield, or the origin
 	svc.stats.originLatency.Observe(time.Since(sent))
 	f.responseTime = p.now()
 	if err != nil {
