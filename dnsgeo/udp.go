@@ -25,15 +25,20 @@ const udpReadSize = 4096
 // and a request message of its own. The dns package's server starts a
 // goroutine per packet, whose stack then grows while the query is
 // answered; that, and its per-packet allocations, cost more than
-// answering. Parsing and packing remain the dns package's.
+// answering. Parsing and packing remain the dns package's. On Linux a
+// socket bound to one address is served by workers blocking in recvmmsg
+// on sockets of their own, outside the network poller (udp_linux.go);
+// elsewhere, and on wildcard sockets, the workers read through conn.
 type udpServer struct {
 	s        *Server
 	conn     *net.UDPConn
 	workers  int
-	wildcard bool      // bound to a wildcard address: reply from each query's destination
-	batch    batchConn // reads and writes many packets per system call; nil on wildcard sockets
+	wildcard bool // bound to a wildcard address: reply from each query's destination
 	stopping atomic.Bool
 	done     chan struct{} // closed when every worker returned
+
+	mu       sync.Mutex   // orders shutdown against serve's start
+	blocking *blockingUDP // the blocking sockets once serve opened them; nil while conn serves
 }
 
 // newUDPServer returns the udpServer of pc, or nil when pc needs the dns
@@ -64,21 +69,7 @@ func newUDPServer(s *Server, pc net.PacketConn) *udpServer {
 		u.wildcard = true
 		return u
 	}
-	if runtime.GOOS == "linux" { // elsewhere a batch is one packet
-		if la.IP.To4() != nil {
-			u.batch = ipv4.NewPacketConn(conn)
-		} else {
-			u.batch = ipv6.NewPacketConn(conn)
-		}
-	}
 	return u
-}
-
-// batchConn reads and writes several UDP packets per system call
-// (recvmmsg and sendmmsg on Linux).
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
 // udpBatch is how many packets a worker reads, answers and writes at once,
@@ -89,18 +80,39 @@ const udpBatch = 16
 // returns the first error.
 func (u *udpServer) serve(started func()) error {
 	defer close(u.done)
+	u.mu.Lock()
+	if u.stopping.Load() {
+		u.mu.Unlock()
+		return nil
+	}
+	if !u.wildcard {
+		b, err := openBlockingUDP(u.conn, u.workers, u.s.log.Debug)
+		if err != nil {
+			u.s.log.Debug("UDP workers read through the network poller", "err", err)
+		}
+		u.blocking = b
+	}
+	u.mu.Unlock()
+	if u.blocking != nil {
+		defer u.blocking.close()
+	}
 	started()
 	var (
 		wg    sync.WaitGroup
 		once  sync.Once
 		first error
 	)
-	for range u.workers {
+	for i := range u.workers {
 		wg.Go(func() {
-			if err := u.worker(); err != nil {
+			var err error
+			if u.blocking != nil {
+				err = u.blockingWorker(u.blocking.fds[i%len(u.blocking.fds)])
+			} else {
+				err = u.worker()
+			}
+			if err != nil {
 				once.Do(func() { first = err })
-				u.stopping.Store(true)
-				u.conn.SetReadDeadline(time.Now()) // stop the others too
+				u.stop() // stop the others too
 			}
 		})
 	}
@@ -108,11 +120,22 @@ func (u *udpServer) serve(started func()) error {
 	return first
 }
 
-// shutdown stops the workers: queries being answered finish, and no more
-// are read.
-func (u *udpServer) shutdown(ctx context.Context) error {
+// stop makes the workers return: queries being answered finish, and no
+// more are read.
+func (u *udpServer) stop() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	u.stopping.Store(true)
+	if u.blocking != nil {
+		u.blocking.wake()
+		return
+	}
 	u.conn.SetReadDeadline(time.Now())
+}
+
+// shutdown stops the workers and waits for them.
+func (u *udpServer) shutdown(ctx context.Context) error {
+	u.stop()
 	select {
 	case <-u.done:
 		return nil
@@ -121,11 +144,8 @@ func (u *udpServer) shutdown(ctx context.Context) error {
 	}
 }
 
-// worker reads and answers queries until the server stops.
+// worker reads and answers queries from conn until the server stops.
 func (u *udpServer) worker() error {
-	if u.batch != nil {
-		return u.batchWorker()
-	}
 	buf := make([]byte, udpReadSize)
 	out := make([]byte, 2*udpReadSize) // PackBuffer wants len, not cap: room for the uncompressed reply
 	req := new(dns.Msg)
@@ -167,58 +187,6 @@ func (u *udpServer) readErr(err error) (stop bool, _ error) {
 	}
 	u.s.log.Debug("reading a UDP query", "err", err)
 	return false, nil // ICMP errors and the like: the socket still works
-}
-
-// batchWorker is worker with recvmmsg and sendmmsg: it reads the queries
-// waiting, up to udpBatch, answers them and sends the replies together.
-func (u *udpServer) batchWorker() error {
-	in := make([]ipv4.Message, udpBatch)
-	out := make([]ipv4.Message, udpBatch)
-	outBuf := make([][]byte, udpBatch)
-	for i := range in {
-		in[i].Buffers = [][]byte{make([]byte, udpReadSize)}
-		out[i].Buffers = make([][]byte, 1)
-		outBuf[i] = make([]byte, 2*udpReadSize) // PackBuffer wants len, not cap
-	}
-	req := new(dns.Msg)
-	sc := new(scratch)
-	for {
-		n, err := u.batch.ReadBatch(in, 0)
-		if err != nil {
-			if stop, err := u.readErr(err); stop {
-				return err
-			}
-			continue
-		}
-		k := 0
-		for i := range in[:n] {
-			ua, ok := in[i].Addr.(*net.UDPAddr)
-			if !ok {
-				continue
-			}
-			from := ua.AddrPort()
-			resp := u.s.serveUDP(in[i].Buffers[0][:in[i].N], from.Addr().Unmap(), req, sc)
-			if resp == nil {
-				continue
-			}
-			b, err := packReply(resp, outBuf[k])
-			if err != nil {
-				u.s.log.Debug("packing a DNS reply", "err", err, "client", from)
-				continue
-			}
-			out[k].Buffers[0], out[k].Addr = b, ua
-			k++
-		}
-		for sent := 0; sent < k; {
-			m, err := u.batch.WriteBatch(out[sent:k], 0)
-			if err != nil || m <= 0 {
-				// Skip the reply that failed; send the rest.
-				u.s.log.Debug("writing a DNS reply", "err", err, "client", out[sent+max(m, 0)].Addr)
-				m = max(m, 0) + 1
-			}
-			sent += m
-		}
-	}
 }
 
 // read reads one packet; sess is its session (the address it came to)
