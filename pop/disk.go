@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -49,6 +50,13 @@ func (p *PoP) openStore(pc *config.POP, x *purgeIndex) (cache.Store, error) {
 		paths[i] = d.Path
 	}
 	// The journal before the disks: their loaders ask it from the start.
+	// Its files live in the cache directories, which may not exist yet.
+	for _, dir := range paths {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			mem.Close()
+			return nil, fmt.Errorf("disk %s: %w", dir, err)
+		}
+	}
 	j, err := journal.Open(paths)
 	if err != nil {
 		mem.Close()

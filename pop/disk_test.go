@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -57,6 +58,7 @@ func TestDiskWarmRestart(t *testing.T) {
 	o := diskOrigin(t)
 	dir := t.TempDir()
 	paths := []string{"/a/1", "/a/2", "/b/1"}
+	dir = filepath.Join(dir, "not", "made", "yet") // created by the PoP
 	first := startDiskPoP(t, o.URL, dir)
 	for _, p := range paths {
 		if resp, body := first.get(t, p); resp.StatusCode != 200 || !bytes.Equal(body, diskBody(p)) {
