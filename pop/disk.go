@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-cdn/outpost/cache"
@@ -31,6 +32,19 @@ type diskTier struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// servedHits and servedBytes count the hits answered from a disk
+	// copy (Cache-Status detail=disk) and their body bytes.
+	servedHits, servedBytes atomic.Uint64
+}
+
+// countDiskHit counts a hit answered from e with n body bytes, when the
+// disk tier's copy answered it.
+func (p *PoP) countDiskHit(e *cache.Entry, n int64) {
+	if p.disk != nil && e.OnDisk {
+		p.disk.servedHits.Add(1)
+		p.disk.servedBytes.Add(uint64(max(n, 0)))
+	}
 }
 
 // openStore builds the PoP's store for pc: memory only without disks;

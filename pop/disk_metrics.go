@@ -17,6 +17,10 @@ var (
 		"Disk hits not promoted because the promotion queue was full.", nil, nil)
 	descPurgedOnLoad = prometheus.NewDesc("outpost_disk_purged_on_load_total",
 		"Entries from an earlier run the purge journal dropped as they loaded.", nil, nil)
+	descDiskServed = prometheus.NewDesc("outpost_disk_served_total",
+		"Hits answered from a disk copy (Cache-Status detail=disk).", nil, nil)
+	descDiskServedBytes = prometheus.NewDesc("outpost_disk_served_bytes_total",
+		"Body bytes of the hits answered from a disk copy.", nil, nil)
 	descJournalErrors = prometheus.NewDesc("outpost_purge_journal_errors_total",
 		"Purges the journal could not write to every cache directory.", nil, nil)
 
@@ -43,7 +47,7 @@ var (
 type diskCollector struct{ p *PoP }
 
 func (c diskCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTierHits, descPromotions, descPromotionDrops, descPurgedOnLoad, descJournalErrors,
+	for _, d := range []*prometheus.Desc{descTierHits, descDiskServed, descDiskServedBytes, descPromotions, descPromotionDrops, descPurgedOnLoad, descJournalErrors,
 		descDiskItems, descDiskBytes, descDiskMax, descDiskHealthy, descDiskWrites, descDiskWritten, descDiskErrors,
 		descDiskAdmit, descDiskReject, descDiskDrops, descDiskEvict, descDiskQueued, descDiskLoad, descDiskLoadDone,
 		descDiskRead, descDiskWrite} {
@@ -63,6 +67,8 @@ func (c diskCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descTierHits, t.MemoryHits, "memory")
 	counter(descTierHits, t.DiskHits, "disk")
 	counter(descTierHits, t.Misses, "none")
+	counter(descDiskServed, p.disk.servedHits.Load())
+	counter(descDiskServedBytes, p.disk.servedBytes.Load())
 	counter(descPromotions, t.Promoted)
 	counter(descPromotionDrops, t.PromoteDrops)
 	counter(descPurgedOnLoad, p.diskPurgedOnLoad.Load())

@@ -16,9 +16,13 @@ func (p *PoP) diskStats(s *popapi.Stats) {
 	s.Tiers = &popapi.TierStats{
 		MemoryHits: t.MemoryHits, DiskHits: t.DiskHits, Misses: t.Misses,
 		Promoted: t.Promoted, PromoteDrops: t.PromoteDrops,
+		DiskServed: dt.servedHits.Load(), DiskServedBytes: dt.servedBytes.Load(),
 		MemoryItems: t.Memory.Items, MemoryBytes: t.Memory.Bytes, MemoryMaxBytes: t.Memory.MaxBytes,
 	}
-	s.MemoryHits, s.DiskHits = splitHits(s.Hits, t.MemoryHits, t.DiskHits)
+	// Hits answered from a disk copy are counted where they are served;
+	// every other hit came from memory.
+	s.DiskHits = min(dt.servedHits.Load(), s.Hits)
+	s.MemoryHits = s.Hits - s.DiskHits
 	s.Derive()
 	s.Disks = make([]popapi.DiskStats, len(dt.disks))
 	for i, d := range dt.disks {
@@ -45,18 +49,4 @@ func (p *PoP) diskStats(s *popapi.Stats) {
 			},
 		}
 	}
-}
-
-// splitHits divides hits (requests) between the memory and disk tiers in
-// the proportion of the lookups each answered. Lookups are not requests
-// (the fast path and a Vary index look up more than once; stale entries
-// count as found), but the tier that found an entry is the one whose copy
-// served it.
-func splitHits(hits, memLookups, diskLookups uint64) (mem, disk uint64) {
-	found := memLookups + diskLookups
-	if found == 0 {
-		return hits, 0
-	}
-	disk = min(uint64(float64(hits)*float64(diskLookups)/float64(found)+0.5), hits)
-	return hits - disk, disk
 }

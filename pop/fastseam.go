@@ -79,6 +79,7 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 	n, _ := s.Send(out, e.Body, e.Blob)
 	p.fastHits.Add(1)
 	svc.stats.recordMethod(r.Method, http.StatusOK, resultHit, n)
+	p.countDiskHit(e, n)
 	total := time.Since(start)
 	svc.stats.latency.Observe(total)
 	if record, toLog := p.fastWant(); record { // accesslog.go

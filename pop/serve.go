@@ -50,6 +50,9 @@ func (p *PoP) serveStored(w http.ResponseWriter, r *http.Request, svc *service, 
 		}
 		http.ServeContent(cw, r, "", modTime, e.BodyReader())
 		svc.stats.record(r, cw.status, res, cw.n)
+		if res == resultHit {
+			p.countDiskHit(e, cw.n)
+		}
 		return
 	}
 	w.WriteHeader(e.Status)
@@ -58,6 +61,9 @@ func (p *PoP) serveStored(w http.ResponseWriter, r *http.Request, svc *service, 
 		n = writeBody(w, e)
 	}
 	svc.stats.record(r, e.Status, res, n)
+	if res == resultHit {
+		p.countDiskHit(e, n)
+	}
 }
 
 // notModifiedByDate answers If-Modified-Since for a stored response

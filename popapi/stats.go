@@ -29,11 +29,15 @@ type Stats struct {
 // TierStats are the lookups of a PoP with a disk tier by the tier that
 // answered, its promotions, and the memory tier's own fill level.
 type TierStats struct {
-	MemoryHits   uint64 `json:"memory_hits"`   // lookups the memory tier answered
-	DiskHits     uint64 `json:"disk_hits"`     // lookups the disk tier answered
-	Misses       uint64 `json:"misses"`        // lookups neither answered
-	Promoted     uint64 `json:"promoted"`      // disk hits copied into memory
-	PromoteDrops uint64 `json:"promote_drops"` // promotions skipped: the queue was full
+	MemoryHits uint64 `json:"memory_hits"` // lookups the memory tier answered
+	DiskHits   uint64 `json:"disk_hits"`   // lookups the disk tier answered
+	Misses     uint64 `json:"misses"`      // lookups neither answered
+	// DiskServed and DiskServedBytes count the requests answered from a
+	// disk copy (Cache-Status detail=disk), and their body bytes.
+	DiskServed      uint64 `json:"disk_served"`
+	DiskServedBytes uint64 `json:"disk_served_bytes"`
+	Promoted        uint64 `json:"promoted"`      // disk hits copied into memory
+	PromoteDrops    uint64 `json:"promote_drops"` // promotions skipped: the queue was full
 	// MemoryItems, MemoryBytes and MemoryMaxBytes are the memory tier's
 	// (cache_size).
 	MemoryItems    int64 `json:"memory_items"`
