@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -37,7 +38,8 @@ type PurgeReport struct {
 
 // Purge publishes req to PurgeStream and waits up to timeout (the control
 // section's purge_timeout when 0) for an acknowledgement from every PoP in
-// pops. The purge stays in the stream for the PoPs that did not answer:
+// pops. While the stream does not answer (JetStream electing its leader)
+// it publishes again for up to timeout before it gives up. The purge stays in the stream for the PoPs that did not answer:
 // they apply it when they are back.
 func (c *Conn) Purge(ctx context.Context, req popapi.PurgeRequest, pops []string, timeout time.Duration) (PurgeReport, error) {
 	if err := checkToken("purge ID", req.ID); err != nil {
@@ -58,9 +60,7 @@ func (c *Conn) Purge(ctx context.Context, req popapi.PurgeRequest, pops []string
 	defer sub.Unsubscribe()
 	sub.SetPendingLimits(c.cc.MaxPending, -1)
 	start := time.Now()
-	pctx, cancel := c.timeout(ctx)
-	ack, err := c.js.Publish(pctx, PurgeSubject, body, jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(PurgeStream))
-	cancel()
+	ack, err := c.publishPurge(ctx, body, req.ID, timeout)
 	if err != nil {
 		return PurgeReport{}, fmt.Errorf("control: publishing the purge: %w", err)
 	}
@@ -94,6 +94,43 @@ func (c *Conn) Purge(ctx context.Context, req popapi.PurgeRequest, pops []string
 		}
 	}
 	return r, nil
+}
+
+// publishPurge publishes a purge to the stream. While the stream does not
+// answer — its leader died and JetStream elects another, which takes
+// 4 to 9 s — it publishes again with the reconnect backoff for up to
+// within: the purge's ID is the message ID, so a purge that was stored
+// but whose answer was lost is stored once. Each attempt waits at most
+// the control timeout.
+func (c *Conn) publishPurge(ctx context.Context, body []byte, id string, within time.Duration) (*jetstream.PubAck, error) {
+	deadline := time.Now().Add(within)
+	bo := c.backoff()
+	for {
+		pctx, cancel := c.timeout(ctx)
+		ack, err := c.js.Publish(pctx, PurgeSubject, body, jetstream.WithMsgID(id), jetstream.WithExpectStream(PurgeStream))
+		cancel()
+		if err == nil || ctx.Err() != nil || !unanswered(err) || errors.Is(c.nc.LastError(), nats.ErrPermissionViolation) {
+			return ack, err
+		}
+		wait := bo.wait()
+		if time.Now().Add(wait).After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// unanswered reports whether err says JetStream did not answer (a stream
+// or meta leader being elected, a server going away), as opposed to
+// refusing.
+func unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
 }
 
 // Purger applies purges to a PoP: Purge of (*pop.PoP).
