@@ -190,9 +190,11 @@ func (c *Conn) timeout(ctx context.Context) (context.Context, context.CancelFunc
 // operator; `outpost bus` runs it at start, and the operator's commands
 // before they publish. The three are created at once: on a cluster each
 // is a raft group whose first leader election takes seconds (JetStream's
-// election timeout), and they elect in parallel.
-func (c *Conn) Ensure(ctx context.Context) error {
-	ctx, cancel := c.timeout(ctx)
+// election timeout), and they elect in parallel. One whose update gets no
+// answer (its leader is being elected) but that exists is left as it is
+// until the next Ensure.
+func (c *Conn) Ensure(parent context.Context) error {
+	ctx, cancel := c.timeout(parent)
 	defer cancel()
 	errs := make([]error, 3)
 	var wg sync.WaitGroup
@@ -238,6 +240,29 @@ func (c *Conn) Ensure(ctx context.Context) error {
 		}
 	})
 	wg.Wait()
+	if err := errors.Join(errs...); err == nil || !unanswered(err) {
+		return err
+	}
+	// An update of an existing stream is answered by its leader: while it
+	// is being elected (4 to 9 s after its server died) the update gets no
+	// answer. What exists is good enough to publish to; the next Ensure
+	// updates its settings.
+	lctx, lcancel := c.timeout(parent)
+	defer lcancel()
+	exists := map[string]bool{}
+	names := c.js.StreamNames(lctx) // the meta leader answers
+	for name := range names.Name() {
+		exists[name] = true
+	}
+	if names.Err() != nil {
+		return errors.Join(errs...)
+	}
+	for i, name := range []string{PurgeStream, "KV_" + ConfigBucket, "KV_" + HostsBucket} {
+		if errs[i] != nil && unanswered(errs[i]) && exists[name] {
+			c.log.Warn("control: cannot update the settings of "+name+" now; it exists, so carrying on", "err", errs[i])
+			errs[i] = nil
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -251,10 +251,16 @@ func TestCluster(t *testing.T) {
 	var g sync.WaitGroup
 	purgeTries := 0
 	g.Go(func() {
-		// Purge publishes again while the stream elects a leader: one
-		// call is enough unless the acks take longer than the bound.
+		// As `outpost purge` does: Ensure, then Purge, which publishes
+		// again while the stream elects a leader. One call is enough
+		// unless the meta leader died too or the acks take longer than
+		// the bound.
 		for i := 0; time.Since(killed) < 20*time.Second; i++ {
 			purgeTries++
+			if err := ops.Ensure(ctx); err != nil {
+				t.Logf("Ensure %s after the kill: %v", time.Since(killed).Round(time.Millisecond), err)
+				continue
+			}
 			if purged(fmt.Sprintf("k%d", i), bound) == nil {
 				purgeTook = time.Since(killed)
 				return
