@@ -15,6 +15,7 @@
 #   apt-get install -y --no-install-recommends dnsperf gdnsd pdns-server \
 #       pdns-backend-geoip libmaxmind-db-writer-perl mmdb-bin dnsutils
 # Every knob of the harness (BENCH_*) passes through; see its header.
+# OUTPOST_BIN=path runs that binary instead of building this checkout's.
 # Outpost listens on BENCH_OUTPOST_ADDR (default 127.0.0.1:15304) and answers
 # www.edge.example A like the anchors: 192.0.2.10 for loopback (North
 # America in the DB), 192.0.2.20 for ECS 2.3.4.0/24 (Europe), 192.0.2.30 for
@@ -33,8 +34,12 @@ export BENCH_RUN=${BENCH_RUN:-/tmp/bench-outpost-dns-$(date +%Y%m%d-%H%M%S)}
 ADDR=${BENCH_OUTPOST_ADDR:-127.0.0.1:15304}
 mkdir -p "$BENCH_RUN"
 
-echo "building outpost -> $BENCH_RUN/outpost" >&2
-(cd "$ROOT" && go build -o "$BENCH_RUN/outpost" ./cmd/outpost)
+if [ -n "${OUTPOST_BIN:-}" ]; then  # a binary built elsewhere (e.g. an earlier commit, to compare)
+  cp "$OUTPOST_BIN" "$BENCH_RUN/outpost"
+else
+  echo "building outpost -> $BENCH_RUN/outpost" >&2
+  (cd "$ROOT" && go build -o "$BENCH_RUN/outpost" ./cmd/outpost)
+fi
 
 # The harness writes the DB to $BENCH_RUN/bench.mmdb ($BENCH_MMDB); write the
 # same one now so that --check can read it.

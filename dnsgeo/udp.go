@@ -56,7 +56,7 @@ func newUDPServer(s *Server, pc net.PacketConn) *udpServer {
 	if !ok {
 		return nil
 	}
-	u := &udpServer{s: s, conn: conn, workers: max(runtime.GOMAXPROCS(0), 1), done: make(chan struct{})}
+	u := &udpServer{s: s, conn: conn, workers: udpWorkers(), done: make(chan struct{})}
 	if la.IP == nil || la.IP.IsUnspecified() {
 		if runtime.GOOS != "linux" {
 			return nil
@@ -71,6 +71,10 @@ func newUDPServer(s *Server, pc net.PacketConn) *udpServer {
 	}
 	return u
 }
+
+// udpWorkers is how many workers serve a UDP socket: GOMAXPROCS as the
+// process started, which the blocking workers raise by one (spareP).
+var udpWorkers = sync.OnceValue(func() int { return max(runtime.GOMAXPROCS(0), 1) })
 
 // udpBatch is how many packets a worker reads, answers and writes at once,
 // at most: as many as are waiting.
