@@ -2,6 +2,7 @@ package netlab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -270,6 +271,9 @@ func (l *Lab) waitReady(ctx context.Context) error {
 	if l.opts.Control {
 		urls = append(urls, "http://"+hostPortOf("dns-2", DNSAdminPort)+"/healthz")
 	}
+	// Then the DNS server's own view: its probes may have counted a PoP
+	// down while it started, and it takes rise probes to count it up.
+	urls = append(urls, "http://"+hostPortOf("dns", DNSAdminPort)+"/stats")
 	args := append([]string{"netlab", "wait", "-timeout", "20s"}, urls...)
 	out, err := l.Command(ctx, "dns", l.opts.Binary, args...).CombinedOutput()
 	for name, p := range l.procs {
@@ -491,7 +495,8 @@ pops:
 }
 
 // WaitHTTP polls each URL with GET until it answers 200, all within
-// timeout; it is `outpost netlab wait`, run inside a host.
+// timeout; it is `outpost netlab wait`, run inside a host. A URL whose
+// path is /stats is a DNS server's: it must also list every PoP up.
 func WaitHTTP(ctx context.Context, timeout time.Duration, urls []string, out io.Writer) error {
 	client := &http.Client{Timeout: time.Second}
 	defer client.CloseIdleConnections()
@@ -504,11 +509,17 @@ func WaitHTTP(ctx context.Context, timeout time.Duration, urls []string, out io.
 				last = err
 				return errNotYet
 			}
-			io.Copy(io.Discard, resp.Body)
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				last = fmt.Errorf("status %s", resp.Status)
 				return errNotYet
+			}
+			if strings.HasSuffix(u, "/stats") {
+				if down := popsNotUp(body); down != "" {
+					last = fmt.Errorf("the DNS server counts %s not up", down)
+					return errNotYet
+				}
 			}
 			return nil
 		})
@@ -518,4 +529,24 @@ func WaitHTTP(ctx context.Context, timeout time.Duration, urls []string, out io.
 		fmt.Fprintf(out, "ok %s\n", u)
 	}
 	return nil
+}
+
+// popsNotUp names the first PoP a DNS server's /stats document does not
+// count up, or returns "" when every one is.
+func popsNotUp(stats []byte) string {
+	var doc struct {
+		POPs []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		} `json:"pops"`
+	}
+	if err := json.Unmarshal(stats, &doc); err != nil {
+		return "(unreadable /stats: " + err.Error() + ")"
+	}
+	for _, p := range doc.POPs {
+		if p.State != "up" {
+			return p.Name
+		}
+	}
+	return ""
 }
