@@ -90,6 +90,10 @@ func TestDiskWarmRestart(t *testing.T) {
 	// A third PoP, asked over one raw HTTP/1.1 connection: the fast path
 	// answers from the disk copy, and says so.
 	third := func() *testPoP { second.stop(t); second.Close(); return startDiskPoP(t, o.URL, dir) }()
+	// Once its loader is done: while it runs, a Get racing the loader for
+	// the same file may miss once (and net/http answers the retry), which
+	// is fine for a PoP but not for counting fast-path hits.
+	waitFor(t, "the disk loaded", func() bool { return third.disk.disks[0].Load().Done })
 	c, err := net.Dial("tcp", strings.TrimPrefix(third.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
