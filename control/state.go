@@ -120,29 +120,15 @@ func (c *Conn) StatsReport(ctx context.Context, cfg *config.Config) (*stats.Repo
 	if err != nil {
 		return nil, err
 	}
-	r := &stats.Report{At: time.Now(), Services: map[string]stats.Figures{}}
+	r := &stats.Report{At: time.Now()}
 	add := func(name string) {
-		p := stats.PoP{Name: name, Admin: "bus:" + StatsSubject}
 		rep, ok := replies[name]
 		if !ok {
-			p.Err = fmt.Errorf("no answer on the bus within %s", c.cc.StatsTimeout)
-			r.PoPs = append(r.PoPs, p)
+			r.PoPs = append(r.PoPs, stats.PoP{Name: name, Admin: "bus:" + StatsSubject, Err: fmt.Errorf("no answer on the bus within %s", c.cc.StatsTimeout)})
 			return
 		}
 		delete(replies, name)
-		s := rep.Stats
-		p.Raw, p.Figures, p.Draining, p.ConfigVersion = rep.Raw, s.Figures, s.Draining, s.ConfigVersion
-		p.Services = make(map[string]stats.Figures, len(s.Services))
-		for n, sv := range s.Services {
-			p.Services[n] = sv.Figures
-		}
-		r.PoPs = append(r.PoPs, p)
-		r.Total.Add(p.Figures)
-		for n, f := range p.Services {
-			sum := r.Services[n]
-			sum.Add(f)
-			r.Services[n] = sum
-		}
+		r.PoPs = append(r.PoPs, stats.FromStats(name, "bus:"+StatsSubject, rep.Raw, rep.Stats))
 	}
 	for _, n := range names {
 		add(n)
@@ -155,10 +141,6 @@ func (c *Conn) StatsReport(ctx context.Context, cfg *config.Config) (*stats.Repo
 	for _, n := range extra {
 		add(n)
 	}
-	r.Total.Derive()
-	for n, s := range r.Services {
-		s.Derive()
-		r.Services[n] = s
-	}
+	r.Sum()
 	return r, nil
 }

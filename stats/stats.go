@@ -78,7 +78,7 @@ func Collect(ctx context.Context, cfg *config.Config, client *http.Client) *Repo
 	if client == nil {
 		client = &http.Client{Timeout: 3 * time.Second}
 	}
-	r := &Report{At: time.Now(), PoPs: make([]PoP, len(cfg.POPs)), Services: map[string]Figures{}}
+	r := &Report{At: time.Now(), PoPs: make([]PoP, len(cfg.POPs))}
 	var wg sync.WaitGroup
 	for i := range cfg.POPs {
 		p := &r.PoPs[i]
@@ -86,6 +86,27 @@ func Collect(ctx context.Context, cfg *config.Config, client *http.Client) *Repo
 		wg.Go(func() { p.Err = fetch(ctx, client, p) })
 	}
 	wg.Wait()
+	r.Sum()
+	return r
+}
+
+// FromStats is the part of a report of the PoP name (admin says where its
+// figures came from) that served doc, whose bytes as served are raw: its
+// figures, draining, config version, each service's figures and its disks.
+func FromStats(name, admin string, raw json.RawMessage, doc popapi.Stats) PoP {
+	p := PoP{Name: name, Admin: admin, Raw: raw, Figures: doc.Figures, Draining: doc.Draining, ConfigVersion: doc.ConfigVersion, Disks: doc.Disks}
+	p.Services = make(map[string]Figures, len(doc.Services))
+	for n, s := range doc.Services {
+		p.Services[n] = s.Figures
+	}
+	return p
+}
+
+// Sum sets Total and Services to the sums of the PoPs that answered (Err
+// nil), with the ratios derived from the sums. When a PoP of the report
+// has a disk tier, a PoP without one counts its hits as memory hits.
+func (r *Report) Sum() {
+	r.Total, r.Services = Figures{}, map[string]Figures{}
 	tiered := r.tiered()
 	for _, p := range r.PoPs {
 		if p.Err != nil {
@@ -107,7 +128,6 @@ func Collect(ctx context.Context, cfg *config.Config, client *http.Client) *Repo
 		s.Derive()
 		r.Services[name] = s
 	}
-	return r
 }
 
 // fetch reads one PoP's /stats into p.
@@ -132,12 +152,7 @@ func fetch(ctx context.Context, client *http.Client, p *PoP) error {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		return fmt.Errorf("/stats is not the PoP's JSON: %w", err)
 	}
-	p.Raw, p.Figures, p.Draining, p.ConfigVersion = raw, doc.Figures, doc.Draining, doc.ConfigVersion
-	p.Disks = doc.Disks
-	p.Services = make(map[string]Figures, len(doc.Services))
-	for name, s := range doc.Services {
-		p.Services[name] = s.Figures
-	}
+	*p = FromStats(p.Name, p.Admin, raw, doc)
 	return nil
 }
 
