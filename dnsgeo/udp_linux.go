@@ -17,8 +17,8 @@ import (
 // blockingUDP is how a UDP socket bound to one address is served on Linux,
 // the way gdnsd serves it: each worker owns a socket (the listener's own,
 // then SO_REUSEPORT siblings bound to the same address, so the kernel
-// spreads clients over them) and a locked OS thread that blocks in
-// recvmmsg on it, answers the batch and sends the replies with one
+// spreads clients over them) and a thread that blocks in recvmmsg on
+// it, answers the batch and sends the replies with one
 // sendmmsg. The sockets are blocking and outside the Go runtime's network
 // poller: a batch costs two system calls and, when the socket is empty,
 // one sleep in the kernel, where the poller costs a park, an epoll_wait, a
@@ -226,16 +226,29 @@ func (m *udpMmsg) source(i int) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
+// udpYield is how often a busy worker goes through the scheduler. A
+// goroutine that only enters and leaves system calls never does, and the
+// runtime's monitor, seeing the same one on its P for 10ms, takes the P
+// away in the middle of a read and then polls every 20µs for a while
+// (perf: a quarter of the process's CPU in the monitor); a yield every
+// 2ms costs about a microsecond and keeps it asleep.
+const udpYield = 2 * time.Millisecond
+
 // blockingWorker serves fd until the server stops: it reads the queries
 // waiting (blocking while there are none), answers them and sends the
-// replies together, on an OS thread of its own.
+// replies together. It keeps to its thread without LockOSThread: the
+// thread that leaves a system call with the P goes on running it, and a
+// locked goroutine's yield would hand the P to another thread and back.
 func (u *udpServer) blockingWorker(fd int) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	m := newUDPMmsg()
+	yielded := time.Now()
 	req := new(dns.Msg)
 	sc := new(scratch)
 	for {
+		if now := time.Now(); now.Sub(yielded) > udpYield {
+			runtime.Gosched()
+			yielded = now
+		}
 		n, err := m.recv(fd)
 		if u.stopping.Load() {
 			return nil // what was read after shutdown is not answered
