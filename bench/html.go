@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 )
 
 // WriteHTML writes the result as one self-contained HTML page: the key
@@ -14,6 +15,19 @@ import (
 // region, as inline SVG. It loads nothing: no scripts, styles or fonts
 // from elsewhere.
 func (r *Result) WriteHTML(w io.Writer) error {
+	return r.WriteHTMLPage(w, fmt.Sprintf("outpost bench: %s", r.Target), nil)
+}
+
+// Section is a part of a report page written before the load run's own
+// figures: a heading and its HTML (tables, inline SVG), trusted as is.
+type Section struct {
+	Heading string
+	Body    htmltemplate.HTML
+}
+
+// WriteHTMLPage is WriteHTML with a title of the caller's and sections of
+// its own first (the lab's routing, offload and warming curves, say).
+func (r *Result) WriteHTMLPage(w io.Writer, title string, sections []Section) error {
 	xs := make([]float64, len(r.Series))
 	p50 := make([]float64, len(r.Series))
 	p99 := make([]float64, len(r.Series))
@@ -33,10 +47,11 @@ func (r *Result) WriteHTML(w io.Writer) error {
 	}
 	data := map[string]any{
 		"R":            r,
-		"Title":        fmt.Sprintf("outpost bench: %s", r.Target),
+		"Title":        title,
+		"Sections":     sections,
 		"RPS":          num(r.RPS),
 		"Requests":     num(float64(r.Requests)),
-		"Throughput":   bytesString(r.BytesPerSec) + "/s",
+		"Throughput":   MiBps(r.BytesPerSec),
 		"Bytes":        bytesString(float64(r.Bytes)),
 		"Errors":       errorsString(r),
 		"Status":       statusString(r.StatusCodes),
@@ -47,7 +62,7 @@ func (r *Result) WriteHTML(w io.Writer) error {
 		"Lat":          []string{ms(r.Latency.Mean), ms(r.Latency.P50), ms(r.Latency.P90), ms(r.Latency.P99), ms(r.Latency.P999), ms(r.Latency.Max)},
 		"Started":      r.Started.Format("2006-01-02 15:04:05 MST"),
 		"Groups":       []groupTable{{"PoP", rows(r.PerPoP)}, {"region", rows(r.PerRegion)}},
-		"LatencyChart": htmltemplate.HTML(lineChart("Latency over time", "ms", xs, r.Seconds, []line{{"p50", colorA, p50}, {"p99", colorB, p99}})),
+		"LatencyChart": htmltemplate.HTML(lineChart("Latency over time", "ms", xs, r.Seconds, []line{{"p50", colorA, p50}, {"p99", Palette[1], p99}})),
 		"HistChart":    htmltemplate.HTML(histogramChart(r.LatencyHistogram)),
 		"RPSChart":     htmltemplate.HTML(lineChart("Throughput over time", "requests/s", xs, r.Seconds, []line{{"requests/s", colorA, rps}, {"errors", colorB, errs}})),
 		"PoPChart":     htmltemplate.HTML(ratioChart("Hit ratio per PoP", r.PerPoP)),
@@ -60,6 +75,12 @@ func (r *Result) WriteHTML(w io.Writer) error {
 		return fmt.Errorf("bench: writing the HTML report: %w", err)
 	}
 	return nil
+}
+
+// MiBps writes bytes per second in MiB/s, the one unit of throughput in
+// the terminal and the reports.
+func MiBps(bytesPerSec float64) string {
+	return strconv.FormatFloat(bytesPerSec/(1<<20), 'f', 1, 64) + " MiB/s"
 }
 
 type groupTable struct {
@@ -103,6 +124,9 @@ svg { display: block; margin: 12px 0; font-family: system-ui, sans-serif; font-s
 </style></head>
 <body>
 <h1>{{.Title}}</h1>
+{{range .Sections}}<h2>{{.Heading}}</h2>
+{{.Body}}
+{{end}}{{if .Sections}}<h2>The load run</h2>{{end}}
 <p class="muted">{{.Started}} · {{.R.Workload}} · {{.R.Mode}} loop, {{.R.Connections}} connections{{if .R.Rate}}, {{.R.Rate}} req/s offered{{end}}{{if .R.Connect}} · via {{.R.Connect}}{{end}}{{if .R.DNS}} · DNS {{.R.DNS}}{{end}} · seed {{.R.Seed}}{{if .R.Interrupted}} · <b>interrupted</b>{{end}}</p>
 <table>
 <tr><th>requests</th><td>{{.Requests}} in {{printf "%.2f" .R.Seconds}} s{{if .R.WarmupSeconds}} (after {{.R.WarmupSeconds}} s of warm-up){{end}}</td></tr>

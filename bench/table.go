@@ -37,7 +37,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 		window += " (interrupted)"
 	}
 	p("window\t%s\n", window)
-	p("requests\t%s   %s/s   %s/s\n", num(float64(r.Requests)), num(r.RPS), bytesString(r.BytesPerSec))
+	p("requests\t%s   %s/s   %s\n", num(float64(r.Requests)), num(r.RPS), MiBps(r.BytesPerSec))
 	p("bytes\t%s\n", bytesString(float64(r.Bytes)))
 	p("errors\t%s\n", errorsString(r))
 	p("status\t%s\n", statusString(r.StatusCodes))

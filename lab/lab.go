@@ -17,11 +17,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/outpost-cdn/outpost/bench"
@@ -29,7 +26,6 @@ import (
 	"github.com/outpost-cdn/outpost/dnsgeo"
 	"github.com/outpost-cdn/outpost/origin/synthetic"
 	"github.com/outpost-cdn/outpost/pop"
-	"github.com/outpost-cdn/outpost/popapi"
 )
 
 // The built-in CDN: copies of deploy/examples/lab.yaml and the network
@@ -70,8 +66,16 @@ type Options struct {
 	// Keep leaves the CDN running after the report, and prints commands to
 	// try it by hand, until ctx is done.
 	Keep bool
-	// Report, if set, is the path of an HTML report to write.
+	// Report, if set, is the path of an HTML report to write; its
+	// figures go to the same path with .json in place of the extension.
 	Report string
+	// NoShield skips the shield comparison: the same workload, on cold
+	// objects, without and then with a shield PoP (ShieldRequests
+	// requests each, default 6000; ShieldPoP, default the PoP nearest
+	// the others).
+	NoShield       bool
+	ShieldRequests int64
+	ShieldPoP      string
 	// Logger receives the roles' logs; nil means warnings and errors to
 	// stderr.
 	Logger *slog.Logger
@@ -161,21 +165,36 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 		return err
 	}
 
+	// The warming curves: every PoP's figures sampled through the run.
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	smp := newSampler(pops)
+	var sampling sync.WaitGroup
+	sampling.Go(func() { smp.run(sampleCtx) })
 	res, err := runLoad(ctx, cfg, dc, svc, originAddr, opts)
+	stopSampling()
+	sampling.Wait()
 	if err != nil {
 		return err
 	}
-	report(out, cfg, res, pops)
+	rep := newReport(cfg, res, pops, smp.warming(opts.Warmup))
+	rep.writeText(out)
 	busRes, err := ctl.measure(ctx, cfgPath, "http://"+serviceHost(cfg, svc)+"/obj/1")
 	if err != nil {
 		return err
 	}
 	busRes.write(out)
-	if opts.Report != "" {
-		if err := writeReport(opts.Report, res); err != nil {
+	if !opts.NoShield {
+		if rep.Shield, err = compareShield(ctx, cfg, dc, originAddr, pops, opts); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "\nHTML report: %s\n", opts.Report)
+		rep.Shield.write(out)
+	}
+	if opts.Report != "" {
+		jsonPath, err := rep.write(opts.Report)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\nHTML report: %s (its figures in JSON: %s)\n", opts.Report, jsonPath)
 	}
 	if opts.Keep {
 		printTryIt(out, cfg, dc, svc, originAddr)
@@ -191,6 +210,9 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	}
 	if res.Errors > 0 {
 		return fmt.Errorf("lab: %d of %d requests failed (%v)", res.Errors, res.Requests, res.ErrorsByKind)
+	}
+	if rep.Shield != nil && rep.Shield.Errors > 0 {
+		return fmt.Errorf("lab: %d requests of the shield comparison failed", rep.Shield.Errors)
 	}
 	if res.Responses == 0 {
 		return errors.New("lab: no request got a response")
@@ -221,6 +243,9 @@ func (o *Options) defaults() {
 	}
 	if o.Seed == 0 {
 		o.Seed = 1
+	}
+	if o.ShieldRequests <= 0 {
+		o.ShieldRequests = 6000
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -350,6 +375,12 @@ func (r *roleSet) wait() error {
 
 // runLoad benchmarks the CDN through its DNS server.
 func runLoad(ctx context.Context, cfg *config.Config, dc *config.DNS, svc config.Service, originAddr string, opts Options) (*bench.Result, error) {
+	return runLoadWith(ctx, cfg, dc, svc, originAddr, opts, nil)
+}
+
+// runLoadWith is runLoad with the bench configuration changed by tweak;
+// an empty originAddr leaves the origin's counters alone (no offload).
+func runLoadWith(ctx context.Context, cfg *config.Config, dc *config.DNS, svc config.Service, originAddr string, opts Options, tweak func(*bench.Config) error) (*bench.Result, error) {
 	host := serviceHost(cfg, svc)
 	_, port, _ := net.SplitHostPort(cfg.POPs[0].Listen)
 	var regions []bench.Region
@@ -379,8 +410,15 @@ func runLoad(ctx context.Context, cfg *config.Config, dc *config.DNS, svc config
 		Workload:    wl,
 		Seed:        opts.Seed,
 		Verify:      true,
-		OriginStats: (&url.URL{Scheme: "http", Host: originAddr, Path: "/_origin/stats"}).String(),
 		Logger:      opts.Logger,
+	}
+	if originAddr != "" {
+		bc.OriginStats = (&url.URL{Scheme: "http", Host: originAddr, Path: "/_origin/stats"}).String()
+	}
+	if tweak != nil {
+		if err := tweak(&bc); err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
 	}
 	res, err := bench.Run(ctx, bc, nil)
 	if err != nil {
@@ -398,105 +436,6 @@ func serviceHost(cfg *config.Config, svc config.Service) string {
 		}
 	}
 	return svc.Hostnames[0]
-}
-
-// report prints the routing and the figures.
-func report(out io.Writer, cfg *config.Config, res *bench.Result, pops []*pop.PoP) {
-	byAddr := map[string]string{}
-	for _, p := range cfg.POPs {
-		host, _, _ := net.SplitHostPort(p.Listen)
-		byAddr[host] = p.Name
-		byAddr[p.Listen] = p.Name
-	}
-	fmt.Fprintf(out, "\nRouting (which PoP DNS sent each region to):\n")
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  region\tPoP\trequests")
-	for _, g := range res.PerRegion {
-		fmt.Fprintf(tw, "  %s\t%s\t%d\n", g.Name, routedTo(g.Addresses, byAddr), g.Requests)
-	}
-	tw.Flush()
-
-	fmt.Fprintf(out, "\nPer PoP and in total (%d connections, %.1fs measured after %.1fs warm-up, %s):\n",
-		res.Connections, res.Seconds, res.WarmupSeconds, res.Workload)
-	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "PoP\trequests\treq/s\thit ratio\tbyte hit ratio\torigin offload\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
-	stats := map[string]popapi.Stats{}
-	for _, p := range pops {
-		stats[p.Name()] = p.Stats()
-	}
-	groups := slices.Clone(res.PerPoP)
-	sort.Slice(groups, func(i, j int) bool { return groups[i].Name < groups[j].Name })
-	for _, g := range groups {
-		name := strings.TrimPrefix(g.Name, "outpost/")
-		offload := "-"
-		if st, ok := stats[name]; ok {
-			offload = pct(st.OriginOffload)
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t\n", name, g.Requests,
-			float64(g.Requests)/max(res.Seconds, 1e-9), pct(g.HitRatio), pct(g.ByteHitRatio), offload,
-			g.Latency.P50, g.Latency.P90, g.Latency.P99, g.Latency.Max)
-	}
-	offload := "-"
-	if res.OriginOffload != nil {
-		offload = pct(*res.OriginOffload)
-	}
-	fmt.Fprintf(tw, "total\t%d\t%.0f\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t\n", res.Requests, res.RPS,
-		pct(res.HitRatio), pct(res.ByteHitRatio), offload,
-		res.Latency.P50, res.Latency.P90, res.Latency.P99, res.Latency.Max)
-	tw.Flush()
-	fmt.Fprintf(out, "(per-PoP origin offload is each PoP's own figure since it started, warm-up included;\n"+
-		" the total is measured at the origin over the window)\n")
-	fmt.Fprintf(out, "\nthroughput %.0f req/s, %.1f MB/s; errors %d", res.RPS, res.BytesPerSec/1e6, res.Errors)
-	if len(res.ErrorsByKind) > 0 {
-		fmt.Fprintf(out, " %v", res.ErrorsByKind)
-	}
-	fmt.Fprintf(out, "; results %+v\n", res.Results)
-}
-
-// routedTo names the PoP(s) a region's responses came from, most first.
-func routedTo(addrs map[string]int64, byAddr map[string]string) string {
-	type share struct {
-		name string
-		n    int64
-	}
-	var total int64
-	var shares []share
-	for addr, n := range addrs {
-		name := addr
-		if h, _, err := net.SplitHostPort(addr); err == nil {
-			name = h
-		}
-		if p, ok := byAddr[addr]; ok {
-			name = p
-		} else if p, ok := byAddr[name]; ok {
-			name = p
-		}
-		shares = append(shares, share{name, n})
-		total += n
-	}
-	sort.Slice(shares, func(i, j int) bool { return shares[i].n > shares[j].n })
-	var parts []string
-	for _, s := range shares {
-		parts = append(parts, fmt.Sprintf("%s %s", s.name, pct(float64(s.n)/float64(max(total, 1)))))
-	}
-	if len(parts) == 0 {
-		return "-"
-	}
-	return strings.Join(parts, ", ")
-}
-
-func pct(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
-
-func writeReport(path string, res *bench.Result) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("lab: report: %w", err)
-	}
-	if err := res.WriteHTML(f); err != nil {
-		f.Close()
-		return fmt.Errorf("lab: report: %w", err)
-	}
-	return f.Close()
 }
 
 // printTryIt prints commands to try the running lab by hand.

@@ -3,6 +3,7 @@ package lab
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -46,7 +47,9 @@ func TestRun(t *testing.T) {
 	}
 	var out bytes.Buffer
 	start := time.Now()
-	err := Run(context.Background(), Options{Duration: 1500 * time.Millisecond, Warmup: 500 * time.Millisecond, Connections: 8}, &out)
+	reportPath := filepath.Join(t.TempDir(), "lab.html")
+	err := Run(context.Background(), Options{Duration: 1500 * time.Millisecond, Warmup: 500 * time.Millisecond, Connections: 8,
+		ShieldRequests: 1500, Report: reportPath}, &out)
 	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
 		t.Skipf("a lab address is taken on this machine: %v", err)
 	}
@@ -65,6 +68,29 @@ func TestRun(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^\s+` + region + `\s+` + popName + ` 100\.0%`).MatchString(report) {
 			t.Errorf("region %s not routed to %s alone", region, popName)
 		}
+	}
+	// The HTML report and its JSON: the same figures; warming curves for
+	// every PoP; the shield spared the origin.
+	page, err := os.ReadFile(reportPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(strings.TrimSuffix(reportPath, ".html") + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPage(t, string(page), data, 3+3+1+15+1+6+5)
+	var rep Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Warming.PoPs) != 3 || len(rep.Warming.Seconds) < 4 {
+		t.Errorf("warming curves: %d PoPs, %d samples", len(rep.Warming.PoPs), len(rep.Warming.Seconds))
+	}
+	if s := rep.Shield; s == nil || s.With == 0 || s.With >= s.Without || s.Objects == 0 {
+		t.Errorf("shield comparison: %+v: want fewer origin requests with the shield", s)
+	} else {
+		t.Logf("shield: %d objects; origin requests %d without, %d with", s.Objects, s.Without, s.With)
 	}
 }
 

@@ -23,7 +23,10 @@ func runLab(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&opts.ZipfS, "zipf-s", 0, "Zipf exponent of object popularity (default 1.0)")
 	fs.Uint64Var(&opts.Seed, "seed", 0, "seed of the workload (default 1)")
 	fs.BoolVar(&opts.Keep, "keep", false, "keep the CDN running after the report and print dig and curl commands to try it")
-	fs.StringVar(&opts.Report, "report", "", "write an HTML report to this file")
+	fs.StringVar(&opts.Report, "report", "", "write an HTML report to this file, and its figures in JSON beside it (.json)")
+	shield := fs.Bool("shield", true, "compare origin requests for the same workload without and with a shield PoP (-shield=false skips it)")
+	fs.Int64Var(&opts.ShieldRequests, "shield-requests", 0, "requests of each phase of the shield comparison (default 6000)")
+	fs.StringVar(&opts.ShieldPoP, "shield-pop", "", "the shield PoP of the comparison (default: the PoP nearest the others)")
 	logLevel := fs.String("log-level", "warn", "log level of the roles: debug, info, warn or error")
 	regions := fs.String("regions", "", "client regions name=CIDR:weight, comma-separated (default: fra, nyc and osa of the built-in network map)")
 	if err := parseFlags(fs, args, stdout); err != nil {
@@ -38,6 +41,7 @@ func runLab(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	opts.Logger = logger
+	opts.NoShield = !*shield
 	if *regions != "" {
 		opts.Regions = splitList(*regions)
 	}
