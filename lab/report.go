@@ -190,9 +190,11 @@ func (r *Report) warmingText() string {
 
 // write prints the shield comparison.
 func (s *ShieldComparison) write(out io.Writer) {
-	fmt.Fprintf(out, "\nOrigin shield (the same %d requests from every region, twice, on %d objects no PoP held):\n", s.Requests, s.Objects)
-	fmt.Fprintf(out, "  without a shield          the origin got %d requests (%.2f per object)\n", s.Without, perObject(s.Without, s.Objects))
-	fmt.Fprintf(out, "  with %s as the shield    the origin got %d requests (%.2f per object)\n", s.Shield, s.With, perObject(s.With, s.Objects))
+	fmt.Fprintf(out, "\nOrigin shield (one workload run twice: %d requests across the regions, %d distinct objects no PoP held yet):\n", s.Requests, s.Objects)
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  without a shield\tthe origin got %d requests\t(%.2f per object)\n", s.Without, perObject(s.Without, s.Objects))
+	fmt.Fprintf(tw, "  with %s as the shield\tthe origin got %d requests\t(%.2f per object)\n", s.Shield, s.With, perObject(s.With, s.Objects))
+	tw.Flush()
 }
 
 func perObject(n int64, objects int) float64 { return float64(n) / float64(max(objects, 1)) }
@@ -339,5 +341,5 @@ var shieldTmpl = htmltemplate.Must(htmltemplate.New("shield").Funcs(funcs).Parse
 <tr><td>without a shield</td><td data-k="shield.origin_requests_without_shield">{{.Without}}</td><td>{{per .Without .Objects}}</td></tr>
 <tr><td>with {{.Shield}} as the shield</td><td data-k="shield.origin_requests_with_shield">{{.With}}</td><td>{{per .With .Objects}}</td></tr>
 </table>
-<p class="muted">The same <span data-k="shield.requests">{{.Requests}}</span> requests from every region, twice, on <span data-k="shield.objects">{{.Objects}}</span> objects no PoP held: first every PoP filled from the origin; then the PoPs reloaded a copy of the file whose service names <span data-k="shield.shield">{{.Shield}}</span> as its shield (docs/shield.md). With the shield the origin should see each object once.</p>
+<p class="muted">One workload run twice: <span data-k="shield.requests">{{.Requests}}</span> requests across the regions, on <span data-k="shield.objects">{{.Objects}}</span> distinct objects no PoP held yet: first every PoP filled from the origin; then the PoPs reloaded a copy of the file whose service names <span data-k="shield.shield">{{.Shield}}</span> as its shield (docs/shield.md). With the shield the origin should see each object once.</p>
 `))

@@ -215,3 +215,19 @@ func TestReportInChromium(t *testing.T) {
 		t.Errorf("screenshot: %v, %v bytes: the page did not paint", err, fmt.Sprint(st))
 	}
 }
+
+// TestSamplerBounded checks the warming samples stay within their bound
+// however long the run: every other sample goes, the interval doubles.
+func TestSamplerBounded(t *testing.T) {
+	s := newSampler(nil)
+	s.max = 8
+	for range 100 {
+		s.sample()
+	}
+	if len(s.t) >= s.max || len(s.reqs) != len(s.t) || len(s.hits) != len(s.t) {
+		t.Errorf("%d samples (%d, %d), want fewer than %d", len(s.t), len(s.reqs), len(s.hits), s.max)
+	}
+	if s.every <= sampleEvery {
+		t.Errorf("interval %v, want it doubled from %v", s.every, sampleEvery)
+	}
+}

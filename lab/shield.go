@@ -76,8 +76,11 @@ func compareShield(ctx context.Context, cfg *config.Config, dc *config.DNS, orig
 	if err != nil {
 		return nil, err
 	}
-	shielded := *cfg
-	shielded.Services = slices.Clone(cfg.Services)
+	// Copies of the file whose first service has no shield and has name
+	// as its shield (a -config file's service may have one already).
+	direct, shielded := *cfg, *cfg
+	direct.Services, shielded.Services = slices.Clone(cfg.Services), slices.Clone(cfg.Services)
+	direct.Services[0].Shield = config.Shield{}
 	pc, _ := cfg.POP(name)
 	addr := pc.Listen
 	if h, port, err := net.SplitHostPort(pc.Listen); err == nil && (h == "" || net.ParseIP(h).IsUnspecified()) {
@@ -116,9 +119,6 @@ func compareShield(ctx context.Context, cfg *config.Config, dc *config.DNS, orig
 		cmp.Errors += res.Errors
 		return after - before, rec.count(), nil
 	}
-	if cmp.Without, cmp.Objects, err = phase("noshield"); err != nil {
-		return nil, err
-	}
 	reload := func(c *config.Config) error {
 		for _, p := range pops {
 			if err := p.Reload(c); err != nil {
@@ -127,10 +127,16 @@ func compareShield(ctx context.Context, cfg *config.Config, dc *config.DNS, orig
 		}
 		return nil
 	}
+	defer reload(cfg)
+	if err := reload(&direct); err != nil {
+		return nil, err
+	}
+	if cmp.Without, cmp.Objects, err = phase("noshield"); err != nil {
+		return nil, err
+	}
 	if err := reload(&shielded); err != nil {
 		return nil, err
 	}
-	defer reload(cfg)
 	var objects int
 	if cmp.With, objects, err = phase("shield"); err != nil {
 		return nil, err
