@@ -41,13 +41,21 @@ type Line struct {
 
 // LineChart draws series over shared x values in seconds, on an x axis
 // from 0 to at least hiX and a y axis from 0 to top (0: from the data),
-// its ticks written by format (nil: plain numbers). It returns inline SVG.
-func LineChart(title, yLabel string, xs []float64, hiX, top float64, lines []Line, format func(float64) string) string {
+// its ticks written by format (nil: plain numbers), with a dashed
+// vertical line at each mark. It returns inline SVG.
+func LineChart(title, yLabel string, xs []float64, hiX, top float64, lines []Line, format func(float64) string, marks ...Mark) string {
 	ls := make([]line, len(lines))
 	for i, l := range lines {
 		ls[i] = line{l.Name, l.Color, l.Ys}
 	}
-	return lineChartTop(title, yLabel, xs, hiX, top, ls, format)
+	return lineChartTop(title, yLabel, xs, hiX, top, ls, format, marks...)
+}
+
+// Mark is a moment of a LineChart: a dashed line at X seconds with a label
+// ("end of warm-up").
+type Mark struct {
+	X     float64
+	Label string
 }
 
 // niceTicks returns about n round tick values from 0 to at least hi.
@@ -106,7 +114,7 @@ func lineChart(title, yLabel string, xs []float64, hiX float64, lines []line) st
 	return lineChartTop(title, yLabel, xs, hiX, 0, lines, nil)
 }
 
-func lineChartTop(title, yLabel string, xs []float64, hiX, top float64, lines []line, format func(float64) string) string {
+func lineChartTop(title, yLabel string, xs []float64, hiX, top float64, lines []line, format func(float64) string, marks ...Mark) string {
 	if format == nil {
 		format = fmtTick
 	}
@@ -139,6 +147,14 @@ func lineChartTop(title, yLabel string, xs []float64, hiX, top float64, lines []
 		}
 		x := padL + t/hiX*plotW
 		fmt.Fprintf(&b, `<text x="%s" y="%d" text-anchor="middle" font-size="11">%s</text>`, coord(x), padT+plotH+16, fmtTick(t))
+	}
+	for _, m := range marks {
+		if m.X < 0 || m.X > hiX {
+			continue
+		}
+		x := padL + m.X/hiX*plotW
+		fmt.Fprintf(&b, `<line x1="%s" y1="%d" x2="%s" y2="%d" stroke="%s" stroke-dasharray="4 3"/>`, coord(x), padT, coord(x), padT+plotH, colorMuted)
+		fmt.Fprintf(&b, `<text x="%s" y="%d" fill="%s" font-size="11">%s</text>`, coord(x+4), padT+plotH-6, colorMuted, html.EscapeString(m.Label))
 	}
 	for i, l := range lines {
 		var pts strings.Builder

@@ -242,16 +242,24 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		return nil
 	}
 	// Routing: a table and a bar per region of its share at each PoP.
+	// A PoP has one colour in every chart.
 	var popNames []string
-	for _, f := range r.PoPs {
+	color := map[string]string{}
+	for i, f := range r.PoPs {
 		popNames = append(popNames, f.PoP)
+		color[f.PoP] = bench.Palette[i%len(bench.Palette)]
+	}
+	for _, c := range r.Warming.PoPs {
+		if _, ok := color[c.PoP]; !ok {
+			color[c.PoP] = bench.Palette[len(color)%len(bench.Palette)]
+		}
 	}
 	var regions []string
 	for _, rt := range r.Routing {
 		regions = append(regions, rt.Region)
 	}
 	var routeBars []bench.Bars
-	for i, name := range popNames {
+	for _, name := range popNames {
 		vals := make([]float64, len(r.Routing))
 		for j, rt := range r.Routing {
 			for _, s := range rt.PoPs {
@@ -260,7 +268,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 				}
 			}
 		}
-		routeBars = append(routeBars, bench.Bars{Name: name, Color: bench.Palette[i%len(bench.Palette)], Values: vals})
+		routeBars = append(routeBars, bench.Bars{Name: name, Color: color[name], Values: vals})
 	}
 	if err := add("Where each region went", routingTmpl, r,
 		bench.BarChart("Share of each region's responses by PoP", "share of the region's responses", regions, routeBars, 1, bench.PercentTick, pctHTML)); err != nil {
@@ -279,7 +287,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	}
 	// The warming curves.
 	var lines []bench.Line
-	for i, c := range r.Warming.PoPs {
+	for _, c := range r.Warming.PoPs {
 		ys := make([]float64, len(c.HitRatio))
 		for j, v := range c.HitRatio {
 			ys[j] = math.NaN()
@@ -287,14 +295,15 @@ func (r *Report) WriteHTML(w io.Writer) error {
 				ys[j] = *v
 			}
 		}
-		lines = append(lines, bench.Line{Name: c.PoP, Color: bench.Palette[i%len(bench.Palette)], Ys: ys})
+		lines = append(lines, bench.Line{Name: c.PoP, Color: color[c.PoP], Ys: ys})
 	}
 	hiX := 0.0
 	if n := len(r.Warming.Seconds); n > 0 {
 		hiX = r.Warming.Seconds[n-1]
 	}
 	if err := add("Hit ratio over time: the warming curve", warmingTmpl, r,
-		bench.LineChart("Hit ratio per PoP per interval (warm-up included)", "hit ratio", r.Warming.Seconds, hiX, 1, lines, bench.PercentTick)); err != nil {
+		bench.LineChart("Hit ratio per PoP per interval (warm-up included)", "hit ratio", r.Warming.Seconds, hiX, 1, lines, bench.PercentTick,
+			bench.Mark{X: r.Warming.WarmupSeconds, Label: "end of warm-up"})); err != nil {
 		return err
 	}
 	if s := r.Shield; s != nil {

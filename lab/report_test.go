@@ -35,7 +35,7 @@ func sampleReport() *Report {
 			{PoP: "prg", Requests: 70000, HitRatio: 0.993, ByteHitRatio: 0.994, OriginOffload: 0.978, OriginFetches: 540},
 		},
 		ThroughputMiBps: 311.9,
-		Warming: Warming{WarmupSeconds: 2, Seconds: []float64{0.25, 0.5, 0.75, 1},
+		Warming: Warming{WarmupSeconds: 0.5, Seconds: []float64{0.25, 0.5, 0.75, 1},
 			PoPs: []Curve{
 				{PoP: "iad", HitRatio: []*float64{f(0.4), f(0.7), nil, f(0.95)}, FirstSecond: 0.6123, LastSecond: 0.95},
 				{PoP: "nrt", HitRatio: []*float64{f(0.41), f(0.72), f(0.9), f(0.96)}, FirstSecond: 0.7, LastSecond: 0.96},
@@ -140,7 +140,7 @@ func TestReportMatchesJSON(t *testing.T) {
 	// 4 routing shares + 3 requests + throughput + 3×5 PoP figures + warm-up + 3×2 warming + 5 shield.
 	checkPage(t, string(page), data, 4+3+1+15+1+6+5)
 	for _, want := range []string{"Where each region went", "origin offload", "warming curve", "Origin shield", "311.9 MiB/s",
-		"without a shield", "with prg as the shield", "1.60", "1.00"} {
+		"without a shield", "with prg as the shield", "1.60", "1.00", "end of warm-up"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("the page lacks %q", want)
 		}
