@@ -2,8 +2,12 @@
 // synthetic origin, the geo DNS server and the PoPs of one CDN file (by
 // default the built-in copy of deploy/examples/lab.yaml), then a load run
 // through DNS from simulated clients in several regions, and reports where
-// each region was routed and how well the CDN cached. It is the quickest
-// way to see Outpost do its job, and a smoke test of every role together.
+// each region was routed, how well the CDN cached and how each PoP warmed
+// up (its figures sampled through the run); then it runs one workload
+// twice on cold objects, without and with a shield PoP, and reports what
+// reached the origin each time (report.go, warming.go, shield.go). It is
+// the quickest way to see Outpost do its job, and a smoke test of every
+// role together.
 package lab
 
 import (
