@@ -67,7 +67,6 @@ func newUDPServer(s *Server, pc net.PacketConn) *udpServer {
 			return nil
 		}
 		u.wildcard = true
-		return u
 	}
 	return u
 }
