@@ -105,6 +105,8 @@ func (p *PoP) openStore(pc *config.POP, x *purgeIndex) (cache.Store, error) {
 			Fsync:        d.Fsync,
 			Logger:       p.log.With("disk", d.Path),
 			Now:          p.now,
+			// The fast path's head, once per opened file (fastseam.go).
+			Prepare: func(e *cache.Entry) any { return prepareFastHead(e) },
 		}, keep)
 		if err != nil {
 			closeAll()

@@ -15,6 +15,8 @@ var (
 		"Disk hits copied into the memory tier.", nil, nil)
 	descPromotionDrops = prometheus.NewDesc("outpost_cache_promotion_drops_total",
 		"Disk hits not promoted because the promotion queue was full.", nil, nil)
+	descPromotionPaced = prometheus.NewDesc("outpost_cache_promotion_paced_total",
+		"Second disk hits not promoted, to keep promotions within a tenth of the memory tier a second.", nil, nil)
 	descPurgedOnLoad = prometheus.NewDesc("outpost_disk_purged_on_load_total",
 		"Entries from an earlier run the purge journal dropped as they loaded.", nil, nil)
 	descDiskServed = prometheus.NewDesc("outpost_disk_served_total",
@@ -47,7 +49,7 @@ var (
 type diskCollector struct{ p *PoP }
 
 func (c diskCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTierHits, descDiskServed, descDiskServedBytes, descPromotions, descPromotionDrops, descPurgedOnLoad, descJournalErrors,
+	for _, d := range []*prometheus.Desc{descTierHits, descDiskServed, descDiskServedBytes, descPromotions, descPromotionDrops, descPromotionPaced, descPurgedOnLoad, descJournalErrors,
 		descDiskItems, descDiskBytes, descDiskMax, descDiskHealthy, descDiskWrites, descDiskWritten, descDiskErrors,
 		descDiskAdmit, descDiskReject, descDiskDrops, descDiskEvict, descDiskQueued, descDiskLoad, descDiskLoadDone,
 		descDiskRead, descDiskWrite} {
@@ -71,6 +73,7 @@ func (c diskCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDiskServedBytes, p.disk.servedBytes.Load())
 	counter(descPromotions, t.Promoted)
 	counter(descPromotionDrops, t.PromoteDrops)
+	counter(descPromotionPaced, t.PromotePaced)
 	counter(descPurgedOnLoad, p.diskPurgedOnLoad.Load())
 	counter(descJournalErrors, p.purgeStats.journalErrors.Load())
 	for i, d := range p.disk.disks {

@@ -130,6 +130,15 @@ func entryOf(f *os.File, h header, m *meta) *cache.Entry {
 	return e
 }
 
+// prepared gives e, just made from its file and not yet shared, what
+// Options.Prepare derives from it.
+func (s *Store) prepared(e *cache.Entry) *cache.Entry {
+	if s.opts.Prepare != nil {
+		e.Prepared = s.opts.Prepare(e)
+	}
+	return e
+}
+
 // openItem opens and checks the file of it, an indexed entry, and keeps
 // the entry in the open set.
 func (s *Store) openItem(sh *shard, it *item) (*cache.Entry, bool) {
@@ -158,7 +167,7 @@ func (s *Store) openItem(sh *shard, it *item) (*cache.Entry, bool) {
 		return nil, false
 	}
 	it.verified.Store(true)
-	e := entryOf(f, h, &m)
+	e := s.prepared(entryOf(f, h, &m))
 	s.readLat.Observe(time.Since(start))
 	s.collectFiles()
 	return s.opens.add(it, e), true
@@ -216,7 +225,7 @@ func (s *Store) openUnindexed(sh *shard, key string, h uint64, now int64) (*cach
 	}
 	it.verified.Store(true)
 	it.hit()
-	e := entryOf(f, hd, &m)
+	e := s.prepared(entryOf(f, hd, &m))
 	s.readLat.Observe(time.Since(start))
 	s.collectFiles()
 	return s.opens.add(it, e), true

@@ -115,6 +115,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock of expiry. If nil, time.Now.
 	Now func() time.Time
+	// Prepare, if set, is called once with each entry the store makes from
+	// a file, before the entry is shared, and its result kept as the
+	// entry's Prepared (cache.Entry): the PoP renders its fast path's
+	// response head there once per opened file instead of on every hit.
+	Prepare func(e *cache.Entry) any
 }
 
 // Store is one cache directory (see the package documentation). It is

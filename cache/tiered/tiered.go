@@ -7,9 +7,13 @@
 //     that an object hot in memory is written to disk once it has been
 //     asked for often enough (the disk's admission), and survives a
 //     restart. A memory miss asks the key's disk; a disk hit is returned
-//     at once (its body is a window of the file, sent with sendfile) and
-//     queued for promotion: a bounded background worker copies it into
-//     memory (Options.Promote), so a hot object is soon served from RAM.
+//     at once (its body is a window of the file, sent with sendfile); on
+//     its second disk hit it is queued for promotion: a bounded background
+//     worker copies it into memory (Options.Promote), so a hot object is
+//     soon served from RAM. Promotions are paced (PromoteRate, by default
+//     a tenth of the memory tier a second): when the hot set is larger
+//     than memory, copying every disk hit in would only churn memory and
+//     burn CPU, and the page cache serves those hits well anyway.
 //   - Set offers the entry to memory and to the key's disk, whose
 //     admission policy decides whether it is written.
 //   - Delete removes the key from memory and from every disk (a purge must
@@ -69,6 +73,10 @@ type Options struct {
 	// hit is not promoted (it will be on its next hit). If zero,
 	// DefaultPromoteQueue.
 	PromoteQueue int
+	// PromoteRate bounds the body bytes promoted per second. If zero, a
+	// tenth of the memory tier's capacity (at least 1 MiB); negative
+	// promotes without a bound.
+	PromoteRate int64
 	// Logger; if nil, slog.Default().
 	Logger *slog.Logger
 }
@@ -96,7 +104,19 @@ type Store struct {
 
 	memHits, diskHits, misses atomic.Uint64
 	promoted, promoteDrops    atomic.Uint64
+
+	// pace is the promotions' token bucket (bytes); once holds the keys
+	// seen on disk once since it was last cleared (bounded).
+	paceMu     sync.Mutex
+	rate       float64
+	tokens     float64
+	refilled   time.Time
+	once       map[string]struct{}
+	promoteCut atomic.Uint64 // promotions skipped by the pace
 }
+
+// maxOnce bounds the keys remembered as seen on disk once.
+const maxOnce = 1 << 16
 
 var (
 	_ cache.Store             = (*Store)(nil)
@@ -138,6 +158,13 @@ func New(opts Options) (*Store, error) {
 		n = DefaultPromoteQueue
 	}
 	s.queue = make(chan *cache.Entry, n)
+	switch {
+	case opts.PromoteRate > 0:
+		s.rate = float64(opts.PromoteRate)
+	case opts.PromoteRate == 0:
+		s.rate = float64(max(opts.Memory.Stats().MaxBytes/10, 1<<20))
+	}
+	s.tokens, s.refilled, s.once = s.rate, time.Now(), make(map[string]struct{})
 	memN.NotifyRemoval(s.memRemoved)
 	for _, d := range s.disks {
 		d.NotifyRemoval(s.diskRemoved)
@@ -203,9 +230,36 @@ func (s *Store) Get(key string) (*cache.Entry, bool) {
 	return e, true
 }
 
+// admitPromotion decides whether a disk hit on e is promoted now: its
+// second disk hit, within the pace.
+func (s *Store) admitPromotion(e *cache.Entry) bool {
+	s.paceMu.Lock()
+	defer s.paceMu.Unlock()
+	if _, seen := s.once[e.Key]; !seen {
+		if len(s.once) >= maxOnce {
+			clear(s.once)
+		}
+		s.once[e.Key] = struct{}{}
+		return false
+	}
+	if s.rate > 0 {
+		now := time.Now()
+		s.tokens = min(s.rate, s.tokens+s.rate*now.Sub(s.refilled).Seconds())
+		s.refilled = now
+		size := float64(e.BodySize())
+		if s.tokens < size {
+			s.promoteCut.Add(1)
+			return false
+		}
+		s.tokens -= size
+	}
+	delete(s.once, e.Key)
+	return true
+}
+
 // queuePromotion offers e to the promotion worker without blocking.
 func (s *Store) queuePromotion(e *cache.Entry) {
-	if s.promote == nil || s.closed.Load() {
+	if s.promote == nil || s.closed.Load() || !s.admitPromotion(e) {
 		return
 	}
 	if _, dup := s.queued.LoadOrStore(e.Key, struct{}{}); dup {
@@ -324,6 +378,7 @@ func (s *Store) Stats() cache.StoreStats {
 type TierStats struct {
 	MemoryHits, DiskHits, Misses uint64 // Gets answered by each tier, and by none
 	Promoted, PromoteDrops       uint64 // disk hits copied to memory; promotions dropped (queue full)
+	PromotePaced                 uint64 // promotions skipped to keep within PromoteRate
 	Memory                       cache.StoreStats
 	Disks                        []cache.StoreStats
 }
@@ -332,7 +387,7 @@ type TierStats struct {
 func (s *Store) Tiers() TierStats {
 	t := TierStats{
 		MemoryHits: s.memHits.Load(), DiskHits: s.diskHits.Load(), Misses: s.misses.Load(),
-		Promoted: s.promoted.Load(), PromoteDrops: s.promoteDrops.Load(),
+		Promoted: s.promoted.Load(), PromoteDrops: s.promoteDrops.Load(), PromotePaced: s.promoteCut.Load(),
 		Memory: s.mem.Stats(),
 	}
 	for _, d := range s.disks {

@@ -92,7 +92,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // TestDiskHitPromoted checks the way of an entry through the tiers: Set
 // reaches memory and disk; with memory emptied, Get finds it on disk
-// (OnDisk, the same body) and the promoter copies it back to memory.
+// (OnDisk, the same body), and on its second disk hit the promoter copies
+// it back to memory.
 func TestDiskHitPromoted(t *testing.T) {
 	tr := newTiers(t, 1, true)
 	e := entry("a-key", 40<<10)
@@ -109,13 +110,19 @@ func TestDiskHitPromoted(t *testing.T) {
 	if err != nil || !bytes.Equal(body, e.Body) {
 		t.Fatalf("disk body: %d bytes, %v", len(body), err)
 	}
+	if st := tr.Tiers(); st.Promoted != 0 {
+		t.Fatalf("promoted on the first disk hit")
+	}
+	if again, ok := tr.Get("a-key"); !ok || !again.OnDisk { // the second disk hit promotes it
+		t.Fatalf("second Get: ok=%v, want a disk hit", ok)
+	}
 	waitFor(t, "the promotion", func() bool { return tr.Tiers().Promoted == 1 })
 	waitFor(t, "the promoted copy in memory", func() bool {
 		m, ok := tr.mem.Get("a-key")
 		return ok && !m.OnDisk && bytes.Equal(m.Body, e.Body)
 	})
-	if st := tr.Tiers(); st.DiskHits != 1 {
-		t.Errorf("disk hits %d, want 1", st.DiskHits)
+	if st := tr.Tiers(); st.DiskHits != 2 {
+		t.Errorf("disk hits %d, want 2", st.DiskHits)
 	}
 }
 
@@ -166,5 +173,45 @@ func TestKeysSpreadOverDisks(t *testing.T) {
 		case d != Disk(tr.disks[1]) && after != d:
 			t.Fatalf("%s moved from a disk still in service", k)
 		}
+	}
+}
+
+// TestPromotionPaced checks that promotions stay within PromoteRate: with
+// a rate of one body a second, a burst of disk hits on many keys promotes
+// about one, and the rest are counted as paced.
+func TestPromotionPaced(t *testing.T) {
+	mem, err := memstore.New(memstore.Options{MaxBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := diskstore.Open(diskstore.Options{Dir: t.TempDir(), MaxBytes: 64 << 20, MinUses: 1, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := New(Options{
+		Memory: mem, Disks: []Disk{d}, PromoteRate: 10 << 10,
+		TTL:     func(*cache.Entry) time.Duration { return time.Hour },
+		Promote: func(e *cache.Entry) *cache.Entry { c := *e; c.OnDisk = false; return &c },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const keys = 20
+	for i := range keys {
+		st.Set(entry(fmt.Sprintf("k%02d", i), 10<<10), time.Hour)
+	}
+	waitFor(t, "all on disk", func() bool { return d.Stats().Items == keys })
+	for i := range keys {
+		mem.Delete(fmt.Sprintf("k%02d", i))
+	}
+	for range 2 {
+		for i := range keys {
+			st.Get(fmt.Sprintf("k%02d", i))
+		}
+	}
+	ts := st.Tiers()
+	if ts.PromotePaced < keys-2 || ts.PromotePaced > keys {
+		t.Errorf("%d promotions paced of %d second disk hits at one body a second, want nearly all", ts.PromotePaced, keys)
 	}
 }
