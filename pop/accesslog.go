@@ -63,6 +63,7 @@ type accessRecord struct {
 	referer     string
 	requestID   string
 	origin      time.Duration // 0 when no origin request was made for it
+	server      string        // the origin server (host:port) that answered it; "" when none
 	ttfb        time.Duration // to the response's first byte (its header)
 	total       time.Duration
 	toLog       bool // the access log writes it (a tail may want it anyway)
@@ -254,6 +255,7 @@ func (l *accessLog) appendJSON(b []byte, r *accessRecord) []byte {
 		slog.String("user_agent", r.userAgent),
 		slog.String("referer", r.referer),
 		slog.Float64("origin_ms", millis(r.origin)),
+		slog.String("origin_server", r.server),
 		slog.Float64("ttfb_ms", millis(r.ttfb)),
 		slog.Float64("total_ms", millis(r.total)),
 	)
@@ -333,7 +335,7 @@ func (p *PoP) serveLogged(w http.ResponseWriter, r *http.Request, toLog bool) {
 			at: start, client: clientIP(r), method: r.Method, host: r.Host, path: r.URL.RequestURI(),
 			proto: r.Proto, status: rec.status, bytes: rec.bytes, cacheStatus: lastMember(w.Header()),
 			userAgent: r.Header.Get("User-Agent"), referer: r.Header.Get("Referer"), requestID: id,
-			origin: rec.origin, ttfb: rec.ttfb, total: time.Since(start), toLog: toLog,
+			origin: rec.origin, server: rec.server, ttfb: rec.ttfb, total: time.Since(start), toLog: toLog,
 		})
 	}()
 	p.serve(rec, r)
@@ -404,6 +406,7 @@ type accessRecorder struct {
 	status int
 	bytes  int64
 	origin time.Duration
+	server string
 	ttfb   time.Duration
 }
 
@@ -446,11 +449,14 @@ func (a *accessRecorder) ReadFrom(src io.Reader) (int64, error) {
 // Unwrap lets http.ResponseController reach the connection (Flush).
 func (a *accessRecorder) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 
-// noteOrigin records the time an origin took for this request, when it is
-// being logged.
-func noteOrigin(w http.ResponseWriter, d time.Duration) {
+// noteOrigin records the time an origin took for this request, and the
+// server that answered (resp; nil when none did), when it is being logged.
+func noteOrigin(w http.ResponseWriter, d time.Duration, resp *http.Response) {
 	if a, ok := w.(*accessRecorder); ok {
 		a.origin = d
+		if resp != nil && resp.Request != nil && resp.Request.URL != nil {
+			a.server = resp.Request.URL.Host
+		}
 	}
 }
 

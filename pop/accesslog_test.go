@@ -59,7 +59,7 @@ func TestAccessLog(t *testing.T) {
 				t.Fatalf("%d lines, want %d:\n%s", len(lines), tt.lines, data)
 			}
 			for _, m := range lines {
-				for _, k := range []string{"time", "pop", "client", "host", "path", "status", "bytes", "cache_status", "request_id", "user_agent", "referer", "origin_ms", "ttfb_ms", "total_ms"} {
+				for _, k := range []string{"time", "pop", "client", "host", "path", "status", "bytes", "cache_status", "request_id", "user_agent", "referer", "origin_ms", "origin_server", "ttfb_ms", "total_ms"} {
 					if _, ok := m[k]; !ok {
 						t.Errorf("line %v lacks %q", m, k)
 					}
@@ -70,6 +70,9 @@ func TestAccessLog(t *testing.T) {
 			}
 			if tt.lines > 0 && !strings.Contains(lines[0]["cache_status"].(string), "fwd=uri-miss") {
 				t.Errorf("first request's cache_status %v", lines[0]["cache_status"])
+			}
+			if tt.lines > 0 && lines[0]["origin_server"] != strings.TrimPrefix(o.URL, "http://") {
+				t.Errorf("a miss's origin_server %v, want %s", lines[0]["origin_server"], strings.TrimPrefix(o.URL, "http://"))
 			}
 		})
 	}

@@ -67,7 +67,7 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 	}
 	status.Collapsed = !leader
 	if leader {
-		noteOrigin(w, f.responseTime.Sub(f.requestTime))
+		noteOrigin(w, f.responseTime.Sub(f.requestTime), f.resp)
 	}
 
 	switch {
@@ -283,7 +283,7 @@ func (p *PoP) pass(w http.ResponseWriter, r *http.Request, svc *service, status 
 	sent := time.Now()
 	resp, err := svc.pool.Do(r.Context(), out)
 	svc.stats.originLatency.Observe(time.Since(sent))
-	noteOrigin(w, time.Since(sent))
+	noteOrigin(w, time.Since(sent), resp)
 	if err != nil {
 		if r.Context().Err() != nil {
 			svc.stats.record(r, 0, res, 0)
