@@ -76,12 +76,14 @@ func newRangeOrigin(t *testing.T) *rangeOrigin {
 	o := &rangeOrigin{}
 	o.testOrigin = newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		o.requests.Add(1)
+		o.mu.Lock()
 		if v := r.Header.Get("Range"); v != "" {
+			// Under the lock: slice fetches run concurrently (one ahead),
+			// and a load-then-store lost one of them (a CI flake).
 			prev, _ := o.ranges.Load(r.URL.Path)
 			list, _ := prev.([]string)
 			o.ranges.Store(r.URL.Path, append(list, v))
 		}
-		o.mu.Lock()
 		gate := o.gate
 		o.mu.Unlock()
 		if gate != nil {
