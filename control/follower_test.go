@@ -2,6 +2,7 @@ package control_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/outpost-cdn/outpost/config"
 	"github.com/outpost-cdn/outpost/control"
 )
 
@@ -47,8 +49,22 @@ func TestFollowerBeforeBuckets(t *testing.T) {
 		}
 	}
 	data, _ := os.ReadFile(path)
-	_, a := startAgent(t, cfg.Control, path, cfg, "prg", "prg", "prg-pw")
-	time.Sleep(300 * time.Millisecond) // let the agent fail to record itself a few times (reconnect_max_wait is 200ms)
+	logs := &logLines{}
+	conn := dial(t, cfg.Control, control.Identity{Role: config.RolePoP, Name: "prg"}, "prg", "prg-pw")
+	a, err := control.NewAgent(conn, &fakePoP{name: "prg"}, control.AgentOptions{Name: "prg", Path: path, Config: cfg,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// The agent has tried to record itself and failed (it logs the first
+	// failure, then retries with the reconnect backoff).
+	waitFor(t, 5*time.Second, "the agent's first failure to record itself", func() bool {
+		return logs.contains("cannot record what this host runs yet")
+	})
 	if err := ops.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,6 @@ func idleBus(b *testing.B, n, dns int) {
 	if line, err := out.ReadString('\n'); strings.TrimSpace(line) != "ready" {
 		b.Fatalf("the agents' process: %q %v", line, err)
 	}
-	time.Sleep(2 * time.Second) // past the joins: the first states, the host records
 
 	v0, err := s.Varz()
 	if err != nil {
@@ -220,6 +219,20 @@ func TestIdleAgents(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+	// Past the joins: every host has recorded itself (the first states
+	// came with Healthy above), so the window measures the idle bus alone.
+	ops := dial("ops", control.Identity{Role: config.RoleOperator})
+	defer ops.Close()
+	for {
+		hosts, err := ops.Hosts(ctx)
+		if err == nil && len(hosts) >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d hosts recorded after a minute (%v)", len(hosts), n, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	fmt.Println("ready")
 	sc := bufio.NewScanner(os.Stdin)
