@@ -110,11 +110,31 @@ func (e *placeholderError) Unwrap() error { return ErrPlaceholderToken }
 // purge decodes the purge section: the token in the file (token) or in a
 // file it names (token_file), exactly one of them.
 func (d *decoder) purge(n *yaml.Node, path string) Purge {
-	var p Purge
-	var tokenAt, fileAt *yaml.Node
-	ok := d.fields(n, path, []field{
+	var t secretToken
+	ok := d.fields(n, path, d.tokenFields(&t))
+	switch {
+	case !ok:
+		return Purge{}
+	case d.tokenTwice(&t, path):
+		return Purge{}
+	case t.tokenAt == nil && t.fileAt == nil:
+		d.errorf(n, path, "want token or token_file (or leave purge out and set $%s)", TokenEnv)
+	}
+	return Purge{Token: t.token, TokenFile: t.file}
+}
+
+// secretToken is a bearer token given in the file (token) or in a file it
+// names (token_file), as the purge section and dns.acme give theirs.
+type secretToken struct {
+	token, file     string     // the token, and the file it was read from
+	tokenAt, fileAt *yaml.Node // the keys, when given
+}
+
+// tokenFields returns the decoders of token and token_file into t.
+func (d *decoder) tokenFields(t *secretToken) []field {
+	return []field{
 		optional("token", func(n *yaml.Node, path string) {
-			tokenAt = n
+			t.tokenAt = n
 			s, ok := d.str(n, path)
 			if !ok {
 				return
@@ -123,10 +143,10 @@ func (d *decoder) purge(n *yaml.Node, path string) Purge {
 				d.wrapf(n, path, err, "%v", err)
 				return
 			}
-			p.Token = s
+			t.token = s
 		}),
 		optional("token_file", func(n *yaml.Node, path string) {
-			fileAt = n
+			t.fileAt = n
 			s, ok := d.str(n, path)
 			if !ok {
 				return
@@ -136,18 +156,20 @@ func (d *decoder) purge(n *yaml.Node, path string) Purge {
 				d.wrapf(n, path, err, "%v", err)
 				return
 			}
-			p.TokenFile, p.Token = file, token
+			t.file, t.token = file, token
 		}),
-	})
-	switch {
-	case !ok:
-	case tokenAt != nil && fileAt != nil:
-		d.errorf(fileAt, join(path, "token_file"), "token (line %d) and token_file both give the token; keep one", tokenAt.Line)
-		p = Purge{}
-	case tokenAt == nil && fileAt == nil:
-		d.errorf(n, path, "want token or token_file (or leave purge out and set $%s)", TokenEnv)
 	}
-	return p
+}
+
+// tokenTwice reports, as an error at the section at path, a token given
+// both ways, and then forgets it.
+func (d *decoder) tokenTwice(t *secretToken, path string) bool {
+	if t.tokenAt == nil || t.fileAt == nil {
+		return false
+	}
+	d.errorf(t.fileAt, join(path, "token_file"), "token (line %d) and token_file both give the token; keep one", t.tokenAt.Line)
+	t.token, t.file = "", ""
+	return true
 }
 
 // readTokenFile resolves name (relative to the config file's directory)

@@ -173,41 +173,14 @@ func (d *decoder) records(n *yaml.Node, path string) []Record {
 
 // acme decodes dns.acme into a, which holds the defaults.
 func (d *decoder) acme(n *yaml.Node, path string, a *ACME) {
-	var tokenAt, fileAt *yaml.Node
-	d.fields(n, path, []field{
-		optional("token", func(n *yaml.Node, path string) {
-			tokenAt = n
-			s, ok := d.str(n, path)
-			if !ok {
-				return
-			}
-			if err := checkToken(s); err != nil {
-				d.wrapf(n, path, err, "%v", err)
-				return
-			}
-			a.Token = s
-		}),
-		optional("token_file", func(n *yaml.Node, path string) {
-			fileAt = n
-			s, ok := d.str(n, path)
-			if !ok {
-				return
-			}
-			file, token, err := d.readTokenFile(s)
-			if err != nil {
-				d.wrapf(n, path, err, "%v", err)
-				return
-			}
-			a.TokenFile, a.Token = file, token
-		}),
+	var t secretToken
+	d.fields(n, path, append(d.tokenFields(&t),
 		optional("max_records", d.setInt(&a.MaxRecords, 1, maxACMERecords)),
 		optional("ttl", d.setSeconds(&a.TTL, time.Second, maxACMETTL)),
 		optional("max_value_size", d.setInt(&a.MaxValueSize, 1, maxACMEValueSize)),
-	})
-	if tokenAt != nil && fileAt != nil {
-		d.errorf(fileAt, join(path, "token_file"), "token (line %d) and token_file both give the token; keep one", tokenAt.Line)
-		a.Token, a.TokenFile = "", ""
-	}
+	))
+	d.tokenTwice(&t, path)
+	a.Token, a.TokenFile = t.token, t.file
 	if IsPlaceholderToken(a.Token) {
 		d.errorf(n, path, "the ACME token is a placeholder from the examples: anyone could put TXT records in the zone with it. Make a secret with `openssl rand -hex 32`")
 		a.Token = ""
