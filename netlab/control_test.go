@@ -33,41 +33,16 @@ import (
 // both DNS servers stop answering with it within 2 s. It needs root;
 // elsewhere it skips.
 func TestNetlabControl(t *testing.T) {
-	prefix := netlab.PrefixFor(os.Getpid()) + "c"
-	if err := netlab.Check(prefix); err != nil {
-		t.Skipf("skipping the network-namespace lab: %v", err)
-	}
-	if err := netlab.SweepStale(); err != nil {
-		t.Logf("removing the namespaces of earlier runs: %v", err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin := buildOutpost(t)
 	dir := t.TempDir()
-	opts := netlab.Options{
-		Prefix:         prefix,
-		Binary:         bin,
+	lab, probe, start := startLab(t, ctx, netlab.Options{
+		Prefix:         netlab.PrefixFor(os.Getpid()) + "c",
 		Dir:            dir,
 		HealthInterval: 250 * time.Millisecond,
 		Drain:          time.Second,
 		Control:        true,
-	}
-	start := time.Now()
-	lab, err := netlab.Up(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Errorf("tearing the lab down: %v", err)
-		}
 	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the lab's logs:%s", lab.Logs())
-		}
-	})
-	t.Logf("lab up in %s; packets delayed by %s", time.Since(start).Round(time.Millisecond), lab.DelayMode())
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -77,16 +52,6 @@ func TestNetlabControl(t *testing.T) {
 	outpost := func(user string, args ...string) (string, error) {
 		out, err := lab.Outpost(ctx, "dns", user, args...).CombinedOutput()
 		return string(out), err
-	}
-	probe := func(t *testing.T, host string, args ...string) []result {
-		t.Helper()
-		cmd := lab.Command(ctx, host, self, args...)
-		cmd.Env = append(os.Environ(), probeEnv+"=1")
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("probe in %s %v: %v: %s", host, args, err, out)
-		}
-		return parseResults(t, out)
 	}
 	popAddr := func(pop string) string { return strings.TrimPrefix(netlab.PoPURL(pop), "http://") }
 	// store asks pop for path twice, so that it holds it.

@@ -245,60 +245,19 @@ func popOf(cacheStatus string) string {
 // clients to the next nearest within the health-check window with no
 // failed request. It needs root; elsewhere it skips.
 func TestNetlab(t *testing.T) {
-	prefix := netlab.PrefixFor(os.Getpid())
-	if err := netlab.Check(prefix); err != nil {
-		t.Skipf("skipping the network-namespace lab: %v", err)
-	}
-	if err := netlab.SweepStale(); err != nil {
-		t.Logf("removing the namespaces of earlier runs: %v", err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	bin := buildOutpost(t)
-	dir := t.TempDir()
 	opts := netlab.Options{
-		Prefix:         prefix,
-		Binary:         bin,
-		Dir:            dir,
+		Prefix:         netlab.PrefixFor(os.Getpid()),
 		Near:           5 * time.Millisecond,
 		Far:            120 * time.Millisecond,
 		HealthInterval: 250 * time.Millisecond,
 		Drain:          4 * time.Second,
 	}
-	start := time.Now()
-	lab, err := netlab.Up(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Errorf("tearing the lab down: %v", err)
-		}
-		for _, ns := range listNetns() {
-			if strings.HasPrefix(ns, prefix) {
-				t.Errorf("namespace %s is left after Close", ns)
-			}
-		}
-	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the lab's logs:%s", lab.Logs())
-		}
-	})
-	t.Logf("lab up in %s; packets delayed by %s", time.Since(start).Round(time.Millisecond), lab.DelayMode())
+	lab, probe, start := startLab(t, ctx, opts)
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
-	}
-	probe := func(t *testing.T, host string, args ...string) []result {
-		t.Helper()
-		cmd := lab.Command(ctx, host, self, args...)
-		cmd.Env = append(os.Environ(), probeEnv+"=1")
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("probe in %s %v: %v: %s", host, args, err, out)
-		}
-		return parseResults(t, out)
 	}
 
 	// Routing: each region's client is sent to the PoP of its region.
@@ -345,7 +304,7 @@ func TestNetlab(t *testing.T) {
 				t.Fatalf("%s did not store %s: Cache-Status %q", p, path, last.Cache)
 			}
 		}
-		out, err := lab.Command(ctx, "dns", bin, "purge", "--config", lab.ConfigPath(), "http://"+netlab.ServiceHost+path).CombinedOutput()
+		out, err := lab.Outpost(ctx, "dns", "", "purge", "--config", lab.ConfigPath(), "http://"+netlab.ServiceHost+path).CombinedOutput()
 		if err != nil {
 			t.Fatalf("outpost purge: %v\n%s", err, out)
 		}
@@ -592,4 +551,63 @@ func listNetns() []string {
 		out = append(out, e.Name())
 	}
 	return out
+}
+
+// prober runs this test binary as a client in a lab host and returns what
+// it measured.
+type prober func(t *testing.T, host string, args ...string) []result
+
+// startLab brings up the lab of opts (its Binary and Dir filled in here)
+// for t, or skips t where network namespaces cannot be made. The lab is
+// torn down when t ends (and no namespace of its prefix may be left), its
+// logs are printed when t fails, and it returns the lab, a prober and
+// when the lab started coming up.
+func startLab(t *testing.T, ctx context.Context, opts netlab.Options) (*netlab.Lab, prober, time.Time) {
+	t.Helper()
+	if err := netlab.Check(opts.Prefix); err != nil {
+		t.Skipf("skipping the network-namespace lab: %v", err)
+	}
+	if err := netlab.SweepStale(); err != nil {
+		t.Logf("removing the namespaces of earlier runs: %v", err)
+	}
+	opts.Binary = buildOutpost(t)
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	start := time.Now()
+	lab, err := netlab.Up(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("tearing the lab down: %v", err)
+		}
+		for _, ns := range listNetns() {
+			if strings.HasPrefix(ns, opts.Prefix) {
+				t.Errorf("namespace %s is left after Close", ns)
+			}
+		}
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the lab's logs:%s", lab.Logs())
+		}
+	})
+	t.Logf("lab up in %s; packets delayed by %s", time.Since(start).Round(time.Millisecond), lab.DelayMode())
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := func(t *testing.T, host string, args ...string) []result {
+		t.Helper()
+		cmd := lab.Command(ctx, host, self, args...)
+		cmd.Env = append(os.Environ(), probeEnv+"=1")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("probe in %s %v: %v: %s", host, args, err, out)
+		}
+		return parseResults(t, out)
+	}
+	return lab, probe, start
 }
