@@ -350,10 +350,10 @@ func (p *PoP) wantRequest(*http.Request) (record, toLog bool) {
 	return p.access.want()
 }
 
-// fastWant is wantRequest for a hit the HTTP/1.1 fast path answered. The
-// fast path reads only the fields it needs to answer, so its records have
-// no user agent, referer or client request ID (the PoP makes an ID): the
-// log and a tail do not keep requests from it.
+// fastWant is wantRequest for a hit the HTTP/1.1 fast path answered. Its
+// records have the same fields as net/http's: the fast path keeps the
+// User-Agent, Referer and X-Request-Id values while it parses the head
+// (fastpath.Request), and they become strings only for a recorded hit.
 func (p *PoP) fastWant() (record, toLog bool) {
 	if p.access == nil {
 		return false, false
@@ -371,6 +371,17 @@ func ensureRequestID(h http.Header) string {
 	id := newRequestID()
 	h[requestIDHeader] = []string{id}
 	return id
+}
+
+// fastRequestID is ensureRequestID for a hit of the fast path, given the
+// X-Request-Id value it read (empty for none or several): the client's ID
+// when it is valid, else a new one. Nothing is forwarded: a hit reaches no
+// origin.
+func fastRequestID(sent []byte) string {
+	if s := string(sent); validRequestID(s) {
+		return s
+	}
+	return newRequestID()
 }
 
 // validRequestID reports whether a client's request ID may be logged and

@@ -86,7 +86,8 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 		client, _, _ := net.SplitHostPort(s.RemoteAddr().String())
 		p.access.log(accessRecord{
 			at: start, client: client, method: r.Method, host: string(r.Host), path: target,
-			proto: "HTTP/1.1", status: http.StatusOK, bytes: n, cacheStatus: status, requestID: newRequestID(),
+			proto: "HTTP/1.1", status: http.StatusOK, bytes: n, cacheStatus: status,
+			userAgent: string(r.UserAgent), referer: string(r.Referer), requestID: fastRequestID(r.RequestID),
 			ttfb: total, total: total, toLog: toLog,
 		})
 	}

@@ -31,8 +31,8 @@ import (
 //   - maxTailQuery (1024) bytes of filter, of at most maxTailTerms (32)
 //     comparisons; regular expressions are RE2 (linear time).
 //
-// Hits the HTTP/1.1 fast path answers are in the tail too, without the
-// fields it does not read (fastWant).
+// Hits the HTTP/1.1 fast path answers are in the tail too, with the same
+// fields as net/http's, so every filter matches them alike (fastWant).
 
 // Bounds of the live tail.
 const (

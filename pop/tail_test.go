@@ -173,6 +173,55 @@ func TestTail(t *testing.T) {
 	waitFor(t, "the tail is closed", func() bool { return !tp.access.tail.active() })
 }
 
+// TestTailFastPathFields: filters on the user agent, referer and request
+// ID match hits the HTTP/1.1 fast path answers, which keep those fields as
+// net/http's hits do.
+func TestTailFastPathFields(t *testing.T) {
+	tp := startPoP(t, newTestOrigin(t, cacheable("ok")).URL)
+	tp.get(t, "/hit")
+	waitFor(t, "fills done", func() bool { return tp.fills.inFlight() == 0 })
+	tests := []struct {
+		name         string
+		q            string
+		other, match http.Header
+	}{
+		{"user_agent", `user_agent ~ "^probe/"`,
+			http.Header{"User-Agent": {"curl/8"}}, http.Header{"User-Agent": {"probe/1"}}},
+		{"referer", `referer = "https://ref.example/"`,
+			http.Header{"Referer": {"https://other.example/"}}, http.Header{"Referer": {"https://ref.example/"}}},
+		{"request_id", `request_id = trace-7`,
+			http.Header{"X-Request-Id": {"trace-8"}}, http.Header{"X-Request-Id": {"trace-7"}}},
+		{"all three", `user_agent = probe/2 and referer ~ ref and request_id = trace-9`,
+			http.Header{"User-Agent": {"probe/2"}, "Referer": {"https://ref.example/"}},
+			http.Header{"User-Agent": {"probe/2"}, "Referer": {"https://ref.example/"}, "X-Request-Id": {"trace-9"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, lines := openTail(t, tp, url.Values{"q": {tt.q}, "n": {"1"}})
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET /tail: %d", resp.StatusCode)
+			}
+			waitFor(t, "the tail is open", tp.access.tail.active)
+			before := tp.fastHits.Load()
+			tp.do(t, http.MethodGet, "/hit", "demo.example", tt.other)
+			tp.do(t, http.MethodGet, "/hit", "demo.example", tt.match)
+			if n := tp.fastHits.Load() - before; n != 2 {
+				t.Fatalf("the fast path answered %d of the 2 hits", n)
+			}
+			var m map[string]any
+			if line := nextLine(t, lines); json.Unmarshal([]byte(line), &m) != nil {
+				t.Fatalf("not JSON: %q", line)
+			}
+			for k, f := range map[string]string{"user_agent": "User-Agent", "referer": "Referer", "request_id": "X-Request-Id"} {
+				if want := tt.match.Get(f); want != "" && m[k] != want {
+					t.Errorf("%s = %v, want the matching hit's %q", k, m[k], want)
+				}
+			}
+			waitFor(t, "the tail is closed", func() bool { return !tp.access.tail.active() })
+		})
+	}
+}
+
 // TestTailBounds: the token, the filter, and the subscriber limit.
 func TestTailBounds(t *testing.T) {
 	tp := startPoP(t, newTestOrigin(t, cacheable("x")).URL)

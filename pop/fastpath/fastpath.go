@@ -62,6 +62,14 @@ type Request struct {
 	Query  []byte // the target's query, without '?'
 	Host   []byte // the Host field's value as sent
 	Close  bool   // the client sent Connection: close
+
+	// The fields the access log keeps, as net/http's Request.Header
+	// would give them: values without surrounding white space, empty
+	// when absent. They are read while the head is parsed, as windows of the
+	// head, so they cost nothing when nobody logs them.
+	UserAgent []byte // the first User-Agent field's value (Header.Get)
+	Referer   []byte // the first Referer field's value (Header.Get)
+	RequestID []byte // the X-Request-Id field's value when it is the only one; nil for none or several
 }
 
 // Sender writes the Cache's answer on a fast-path connection. One is made

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -269,6 +270,40 @@ func TestParseRequest(t *testing.T) {
 			want := []string{tt.method, tt.target, tt.path, tt.query, tt.host}
 			if strings.Join(got, " ") != strings.Join(want, " ") || r.Close != tt.close {
 				t.Errorf("got %q close=%v, want %q close=%v", got, r.Close, want, tt.close)
+			}
+		})
+	}
+}
+
+// TestParseRequestLogged checks the fields the access log keeps, as
+// net/http's Header gives them: the first User-Agent and Referer, trimmed;
+// the X-Request-Id only when there is one.
+func TestParseRequestLogged(t *testing.T) {
+	tests := []struct {
+		name                    string
+		fields                  string
+		userAgent, referer, rid string
+	}{
+		{"all three", "User-Agent: curl/8.5.0\r\nReferer: https://a/b\r\nX-Request-Id: abc-123\r\n", "curl/8.5.0", "https://a/b", "abc-123"},
+		{"none", "Accept: */*\r\n", "", "", ""},
+		{"RFC9110 5.1 names are case-insensitive", "user-agent: u\r\nREFERER: r\r\nx-request-id: i\r\n", "u", "r", "i"},
+		{"RFC9110 5.5 values trimmed of SP and HTAB", "User-Agent: \t u v \t\r\n", "u v", "", ""},
+		{"the first User-Agent, as Header.Get", "User-Agent: one\r\nUser-Agent: two\r\n", "one", "", ""},
+		{"the first Referer even when empty", "Referer:\r\nReferer: two\r\n", "", "", ""},
+		{"two request IDs: none", "X-Request-Id: one\r\nX-Request-Id: two\r\n", "", "", ""},
+		{"an empty request ID and another: none", "X-Request-Id:\r\nX-Request-Id: two\r\n", "", "", ""},
+		{"obs-text kept as sent", "User-Agent: \xc3\xa9\xff\r\n", "\xc3\xa9\xff", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r Request
+			if !parseRequest([]byte("GET /o HTTP/1.1\r\nHost: a\r\n"+tt.fields+"\r\n"), &r) {
+				t.Fatal("declined")
+			}
+			got := []string{string(r.UserAgent), string(r.Referer), string(r.RequestID)}
+			want := []string{tt.userAgent, tt.referer, tt.rid}
+			if !slices.Equal(got, want) {
+				t.Errorf("user agent, referer, request ID = %q, want %q", got, want)
 			}
 		})
 	}

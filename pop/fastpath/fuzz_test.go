@@ -9,8 +9,11 @@ import (
 
 // FuzzParseRequest checks the fast path's request parser against
 // net/http's: whatever the fast path accepts, net/http must read as the
-// same GET or HEAD of the same host, path and query, with no body and the
-// same Connection handling; and readHead never panics or misreads.
+// same GET or HEAD of the same host, path and query, with no body, the
+// same Connection handling, and the same User-Agent, Referer and
+// X-Request-Id as the access log reads them from net/http's header (the
+// first value; the request ID only when it is the one value); and
+// readHead never panics or misreads.
 func FuzzParseRequest(f *testing.F) {
 	for _, seed := range []string{
 		"GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n",
@@ -21,6 +24,10 @@ func FuzzParseRequest(f *testing.F) {
 		"GET /obj HTTP/1.1\nHost: a\n\n",
 		"GET http://a/obj HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET /obj HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: keep-alive, close\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: a\r\nUser-Agent: curl/8.5.0\r\nReferer: https://a/b\r\nX-Request-Id: abc-123\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: a\r\nuser-agent:\t one \t\r\nUSER-AGENT: two\r\nreferer:\r\nReferer: x\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: a\r\nX-Request-Id: one\r\nx-request-id: two\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: a\r\nX-Request-Id:\r\nUser-Agent: \xc3\xa9\xff\r\n\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -62,6 +69,17 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("close %v, net/http %v for %q", r.Close, req.Close, head)
 		case req.ProtoMajor != 1 || req.ProtoMinor != 1:
 			t.Fatalf("fast path accepted %s", req.Proto)
+		case req.Header.Get("User-Agent") != string(r.UserAgent):
+			t.Fatalf("user agent %q, net/http %q in %q", r.UserAgent, req.Header.Get("User-Agent"), head)
+		case req.Header.Get("Referer") != string(r.Referer):
+			t.Fatalf("referer %q, net/http %q in %q", r.Referer, req.Header.Get("Referer"), head)
+		}
+		wantID := "" // none, or several: the PoP makes one
+		if id := req.Header["X-Request-Id"]; len(id) == 1 {
+			wantID = id[0]
+		}
+		if string(r.RequestID) != wantID {
+			t.Fatalf("request ID %q, net/http's one value %q in %q", r.RequestID, wantID, head)
 		}
 	})
 }

@@ -99,7 +99,8 @@ func parseRequest(head []byte, r *Request) bool {
 			return false
 		}
 	}
-	hosts := 0
+	hosts, requestIDs := 0, 0
+	seenUA, seenReferer := false, false
 	for len(rest) > 2 { // the last line is the blank one
 		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
 		name, value, found := bytes.Cut(line, []byte(":"))
@@ -123,6 +124,17 @@ func parseRequest(head []byte, r *Request) bool {
 		case roleHost:
 			hosts++
 			r.Host = value
+		case roleUserAgent: // net/http's Header.Get gives the first, even if empty
+			if !seenUA {
+				seenUA, r.UserAgent = true, value
+			}
+		case roleReferer:
+			if !seenReferer {
+				seenReferer, r.Referer = true, value
+			}
+		case roleRequestID:
+			requestIDs++
+			r.RequestID = value
 		case roleConnection:
 			for tok := range bytes.SplitSeq(value, []byte(",")) {
 				tok = bytes.TrimSpace(tok)
@@ -139,6 +151,9 @@ func parseRequest(head []byte, r *Request) bool {
 	if hosts != 1 || len(r.Host) == 0 {
 		return false
 	}
+	if requestIDs != 1 {
+		r.RequestID = nil // net/http's header would hold several values, or none
+	}
 	for _, c := range r.Host {
 		if !isHostByte(c) {
 			return false
@@ -152,6 +167,9 @@ const (
 	roleIgnore     = iota // no bearing on a stored 200 without Vary
 	roleHost              // Host
 	roleConnection        // Connection
+	roleUserAgent         // User-Agent: logged, no bearing on the answer
+	roleReferer           // Referer: logged, no bearing on the answer
+	roleRequestID         // X-Request-Id: logged, no bearing on the answer
 	roleHandOff           // changes what is answered: net/http's path
 )
 
@@ -162,11 +180,26 @@ func headerRole(name []byte) int {
 			return roleHandOff
 		}
 	}
-	switch {
-	case bytes.EqualFold(name, []byte("Host")):
-		return roleHost
-	case bytes.EqualFold(name, []byte("Connection")):
-		return roleConnection
+	switch len(name) { // one comparison per field, by length
+	case len("Host"):
+		if bytes.EqualFold(name, []byte("Host")) {
+			return roleHost
+		}
+	case len("Connection"): // and User-Agent
+		switch {
+		case bytes.EqualFold(name, []byte("Connection")):
+			return roleConnection
+		case bytes.EqualFold(name, []byte("User-Agent")):
+			return roleUserAgent
+		}
+	case len("Referer"):
+		if bytes.EqualFold(name, []byte("Referer")) {
+			return roleReferer
+		}
+	case len("X-Request-Id"):
+		if bytes.EqualFold(name, []byte("X-Request-Id")) {
+			return roleRequestID
+		}
 	}
 	return roleIgnore
 }
