@@ -235,6 +235,7 @@ func BenchmarkHandlerStates(b *testing.B) {
 			st := s.state.Load()
 			p := st.popByName["prg"].report
 			p.share.Store(math.Float64bits(0.2))
+			s.bumpAnswers()
 		}
 		subnet := c.subnet
 		if subnet == "" { // the first Frankfurt subnet prg sheds

@@ -104,6 +104,7 @@ func TestDecideFailover(t *testing.T) {
 		for _, n := range names {
 			s.state.Load().popByName[n].health.state.Store(int32(Down))
 		}
+		s.bumpAnswers()
 	}
 	src := netip.MustParseAddr("127.0.0.1")
 	frankfurt := Query{Source: src, Subnet: netip.MustParsePrefix("198.51.100.0/24"), Type: dns.TypeA}

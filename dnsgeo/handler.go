@@ -34,26 +34,33 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 // reply returns the reply to req from src, over TCP or UDP, ready to
 // pack; nil means none is sent.
 func (s *Server) reply(req *dns.Msg, src netip.Addr, tcp bool, sc *scratch) *dns.Msg {
-	st := s.state.Load()
+	resp, _, _ := s.replyState(s.state.Load(), req, src, tcp, sc)
+	return resp
+}
+
+// replyState is reply under the state st. plain reports that the reply
+// is the answer as made: neither slipped by the rate limit nor truncated
+// (the answer cache keeps only those), and out is what answering it did.
+func (s *Server) replyState(st *state, req *dns.Msg, src netip.Addr, tcp bool, sc *scratch) (_ *dns.Msg, out outcome, plain bool) {
 	resp, out, limit := st.respond(req, src, s.moment(st), sc)
 	if resp == nil {
-		return nil
+		return nil, out, false
 	}
 	if tcp {
 		resp.Compress = true
 		s.metrics.count(st, out)
-		return resp
+		return resp, out, false
 	}
 	if st.rrl != nil {
 		kind, name, qtype := rrlKind(st, resp)
 		switch st.rrl.check(st.rrl.key(src, kind, name, qtype), s.now().UnixNano()) {
 		case rrlDrop:
 			s.metrics.rrlDropped.Add(1)
-			return nil
+			return nil, out, false
 		case rrlSlip:
 			s.metrics.rrlSlipped.Add(1)
 			slip(resp)
-			return resp
+			return resp, out, false
 		}
 	}
 	if !fits(resp, limit) {
@@ -61,7 +68,7 @@ func (s *Server) reply(req *dns.Msg, src netip.Addr, tcp bool, sc *scratch) *dns
 		out.truncated = resp.Truncated
 	}
 	s.metrics.count(st, out) // before the reply leaves, so a client that got it sees it counted
-	return resp
+	return resp, out, !out.truncated
 }
 
 // truncate cuts resp to at most limit bytes. TC is set only when records

@@ -128,13 +128,20 @@ func (s *Server) probeLoop(ctx context.Context, p *pop, opts HealthOptions) {
 		if ctx.Err() != nil {
 			return
 		}
-		p.health.unreachable.Store(!answered)
+		s.setUnreachable(p, !answered)
 		s.observe(p, res, detail)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// setUnreachable records whether p's last probe got no HTTP answer at all.
+func (s *Server) setUnreachable(p *pop, v bool) {
+	if p.health.unreachable.Swap(v) != v {
+		s.bumpAnswers()
 	}
 }
 
@@ -181,7 +188,14 @@ func (s *Server) observe(p *pop, res probeResult, detail string) {
 	next := old
 	switch res {
 	case probePass:
+		// A pass counts for a PoP whose states stopped once it is newer
+		// than they are (status): answers change when it first is.
+		at, maxAge := p.report.at.Load(), s.state.Load().maxAge
+		before := h.lastPass.Load() > at+maxAge
 		h.lastPass.Store(s.now().UnixNano())
+		if !before && h.lastPass.Load() > at+maxAge {
+			s.bumpAnswers()
+		}
 		h.passes++
 		h.fails = 0
 		if old != Up && h.passes >= opts.Rise {
@@ -199,6 +213,7 @@ func (s *Server) observe(p *pop, res probeResult, detail string) {
 	}
 	if next != old {
 		h.state.Store(int32(next))
+		s.bumpAnswers()
 	}
 	s.settle(p, detail)
 }

@@ -77,6 +77,11 @@ type metrics struct {
 	states     [numStateResults]atomic.Uint64
 	acme       [numACMEResults]atomic.Uint64 // requests to the ACME endpoint, by acmeResultNames
 
+	// The answer cache (answercache.go): lookups that found a usable
+	// entry or not, entries replaced by another key's, and answers not
+	// kept because the cache held answerCacheBytes.
+	answerHits, answerMisses, answerEvictions, answerSkipped atomic.Uint64
+
 	decisionsMu sync.Mutex
 	decisions   map[string]*atomic.Uint64 // by what placed the client; kept across reloads
 }
@@ -157,6 +162,16 @@ var (
 		"RRsets whose signatures are cached (at most dns.dnssec.cache_size).", nil, nil)
 	descDNSSECEvicted = prometheus.NewDesc("outpost_dns_dnssec_cache_evictions_total",
 		"Cached signatures dropped for room.", nil, nil)
+	descAnswerLookups = prometheus.NewDesc("outpost_dns_answer_cache_lookups_total",
+		"UDP queries looked up in the answer cache, by result: hit, or miss (absent, or made before a PoP's health or state changed).", []string{"result"}, nil)
+	descAnswerEvictions = prometheus.NewDesc("outpost_dns_answer_cache_evictions_total",
+		"Cached answers replaced by another query's in their slot.", nil, nil)
+	descAnswerSkipped = prometheus.NewDesc("outpost_dns_answer_cache_skipped_total",
+		"Answers not cached because the cache held its most bytes.", nil, nil)
+	descAnswerEntries = prometheus.NewDesc("outpost_dns_answer_cache_entries",
+		"Answers in the answer cache of the running configuration.", nil, nil)
+	descAnswerBytes = prometheus.NewDesc("outpost_dns_answer_cache_bytes",
+		"Bytes the answer cache of the running configuration holds (keys, replies and entries).", nil, nil)
 	descInvalid = prometheus.NewDesc("outpost_dns_invalid_total",
 		"Messages that could not be parsed; those with a readable header got FORMERR.", nil, nil)
 	descPOPUp = prometheus.NewDesc("outpost_dns_pop_up",
@@ -198,7 +213,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueries, descDecisions, descFailovers, descFailOpen,
 		descTruncated, descRejected, descInvalid, descPOPUp, descPOPDraining, descChecks, descDraining, descNetworks,
 		descRRLDropped, descRRLSlipped, descReloads, descStates, descStateAge, descPOPLoad, descShedShare, descShedAnswers,
-		descACMERequests, descACMERecords, descDNSSECSigs, descDNSSECCache, descDNSSECEvicted} {
+		descACMERequests, descACMERecords, descDNSSECSigs, descDNSSECCache, descDNSSECEvicted,
+		descAnswerLookups, descAnswerEvictions, descAnswerSkipped, descAnswerEntries, descAnswerBytes} {
 		ch <- d
 	}
 }
@@ -268,6 +284,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descACMERequests, m.acme[r].Load(), acmeResultNames[r])
 	}
 	gauge(descACMERecords, float64(s.acme.count()))
+	counter(descAnswerLookups, m.answerHits.Load(), "hit")
+	counter(descAnswerLookups, m.answerMisses.Load(), "miss")
+	counter(descAnswerEvictions, m.answerEvictions.Load())
+	counter(descAnswerSkipped, m.answerSkipped.Load())
+	if c := st.answers; c != nil {
+		gauge(descAnswerEntries, float64(c.entries.Load()))
+		gauge(descAnswerBytes, float64(c.bytes.Load()))
+	}
 	if st.signer != nil {
 		ss := st.signer.Stats()
 		counter(descDNSSECSigs, ss.Cached, "cached")

@@ -41,6 +41,10 @@ type Options struct {
 	// ShutdownGrace bounds how long TCP queries in progress may take to
 	// finish when the server stops; zero means 5s.
 	ShutdownGrace time.Duration
+	// AnswerCacheEntries is the number of slots of the UDP answer cache
+	// (answercache.go, rounded up to a power of two); zero means 16384,
+	// and a negative number turns the cache off.
+	AnswerCacheEntries int
 }
 
 // Server is the authoritative geo DNS server of one configuration. Make one
@@ -67,6 +71,11 @@ type Server struct {
 	// (Unix ns by the server's clock; 0 = none yet): the server hears the
 	// control plane while it is fresh.
 	lastState atomic.Int64
+	// answerGen is the answer cache's generation: bumped when a PoP's
+	// health or state changes in a way an answer may depend on, so that
+	// answers cached before are not served (answercache.go).
+	answerGen     atomic.Uint64
+	answerEntries int // Options.AnswerCacheEntries
 
 	healthMu sync.Mutex // serializes health state changes, for fail-open logs
 	failOpen [2]bool    // per family: no PoP healthy, as last logged
@@ -99,6 +108,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		admin:         dc.Admin,
 		fixedLocators: opts.Locators != nil,
 		metrics:       newMetrics(),
+		answerEntries: opts.AnswerCacheEntries,
 		retired:       make(map[*time.Timer]*state),
 		ready:         make(chan struct{}),
 	}

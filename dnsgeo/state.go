@@ -44,6 +44,7 @@ type state struct {
 	shed          shedding
 	acme          *acmeStore     // the server's challenge records (acme.go); they outlive reloads
 	signer        *dnssec.Signer // nil when the zone is not signed (sign.go)
+	answers       *answerCache   // the UDP answer cache (answercache.go); nil when off
 	ranks         sync.Map       // rankKey → []rankedPoP: PoPs by distance from a point (decide.go)
 	rankCount     atomic.Int64   // points ranked, kept or not
 }
@@ -79,6 +80,7 @@ func (s *Server) buildState(cfg *config.Config, old *state, locators []Locator) 
 		skew:     int64(dc.States.Skew),
 		shed:     newShedding(dc.LoadShedding),
 		acme:     s.acme,
+		answers:  newAnswerCache(s.answerEntries, s.metrics),
 	}
 	var oldSigner *dnssec.Signer
 	if old != nil {

@@ -155,7 +155,8 @@ func (s *Server) ObserveState(ps popapi.State) {
 		load = 0
 	}
 	share := math.Float64frombits(r.share.Load())
-	if prev := r.at.Load(); prev == 0 || at-prev > st.maxAge {
+	prev, prevWord, prevShare := r.at.Load(), r.word.Load(), share
+	if prev == 0 || at-prev > st.maxAge {
 		share, r.shareAt = 0, now // the first state, or the first after a gap: start afresh
 	}
 	share = st.shed.next(share, load, now-r.shareAt)
@@ -171,6 +172,13 @@ func (s *Server) ObserveState(ps popapi.State) {
 		if at <= last || s.lastState.CompareAndSwap(last, at) {
 			break
 		}
+	}
+	// Cached answers hold while the PoP's state says the same: the load
+	// alone routes nothing (the shed share does), and a state that was
+	// fresh keeps them until it would have gone stale (answerExpiry).
+	const flags = reportHealthy | reportDraining
+	if prev == 0 || now-prev > st.maxAge || (prevWord^r.word.Load())&flags != 0 || share != prevShare {
+		s.bumpAnswers()
 	}
 	s.metrics.states[stateAccepted].Add(1)
 	s.settle(p, "")

@@ -60,7 +60,7 @@ func popState(name string, at time.Time, healthy bool, load float64) popapi.Stat
 func feedProbes(s *Server, name string, unreachable bool, results ...probeResult) {
 	p := s.state.Load().popByName[name]
 	for _, r := range results {
-		p.health.unreachable.Store(r == probeFail && unreachable)
+		s.setUnreachable(p, r == probeFail && unreachable)
 		s.observe(p, r, "")
 	}
 }

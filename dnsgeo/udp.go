@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,11 +162,10 @@ func (u *udpServer) worker() error {
 			}
 			continue
 		}
-		resp := u.s.serveUDP(buf[:n], from.Addr().Unmap(), req, sc)
-		if resp == nil {
+		b, err := u.s.answerUDP(buf[:n], from.Addr().Unmap(), req, sc, out)
+		if b == nil && err == nil {
 			continue
 		}
-		b, err := packReply(resp, out)
 		if err != nil {
 			u.s.log.Debug("packing a DNS reply", "err", err, "client", from)
 			continue
@@ -227,9 +227,16 @@ func (u *udpServer) write(b []byte, to netip.AddrPort, sess *dns.SessionUDP) err
 // record kept, QR and RD the only flags), else the handler's reply. req
 // is reused between packets.
 func (s *Server) serveUDP(m []byte, src netip.Addr, req *dns.Msg, sc *scratch) *dns.Msg {
+	resp, _, _ := s.serveUDPState(s.state.Load(), m, src, req, sc)
+	return resp
+}
+
+// serveUDPState is serveUDP under the state st; out and plain are
+// replyState's (plain is false for error replies made from the header).
+func (s *Server) serveUDPState(st *state, m []byte, src netip.Addr, req *dns.Msg, sc *scratch) (_ *dns.Msg, out outcome, plain bool) {
 	if len(m) < 12 {
 		s.invalid(m, dns.ErrShortRead)
-		return nil
+		return nil, out, false
 	}
 	h := dns.Header{
 		Id: binary.BigEndian.Uint16(m), Bits: binary.BigEndian.Uint16(m[2:]),
@@ -239,19 +246,106 @@ func (s *Server) serveUDP(m []byte, src netip.Addr, req *dns.Msg, sc *scratch) *
 	action := s.accept(h)
 	switch action {
 	case dns.MsgIgnore:
-		return nil
+		return nil, out, false
 	case dns.MsgAccept:
-		if sc.in.parse(m, req, s.state.Load().zone.canon) {
-			return s.reply(req, src, false, sc)
+		if sc.in.parse(m, req, st.zone.canon) {
+			return s.replyState(st, req, src, false, sc)
 		}
 		err := req.Unpack(m)
 		if err == nil {
-			return s.reply(req, src, false, sc)
+			return s.replyState(st, req, src, false, sc)
 		}
 		s.invalid(m, err)
-		return s.state.Load().errorReply(m, dns.RcodeFormatError)
+		return st.errorReply(m, dns.RcodeFormatError), out, false
 	case dns.MsgRejectNotImplemented:
-		return s.state.Load().errorReply(m, dns.RcodeNotImplemented)
+		return st.errorReply(m, dns.RcodeNotImplemented), out, false
 	}
-	return s.state.Load().errorReply(m, dns.RcodeFormatError)
+	return st.errorReply(m, dns.RcodeFormatError), out, false
+}
+
+// answerUDP answers the UDP packet m from src with the reply's bytes in
+// buf, or nil when none is sent: from the answer cache when it holds the
+// reply (answercache.go), else as serveUDP answers it and packed by
+// packReply, and then kept in the cache when it is of the cached kind.
+func (s *Server) answerUDP(m []byte, src netip.Addr, req *dns.Msg, sc *scratch, buf []byte) ([]byte, error) {
+	st := s.state.Load()
+	c := st.answers
+	var kb [answerKeyMax + 16]byte
+	var key []byte
+	nameLen := 0
+	if c != nil {
+		key, nameLen, _ = answerKey(kb[:0], m, src)
+	}
+	if key == nil {
+		resp, _, _ := s.serveUDPState(st, m, src, req, sc)
+		if resp == nil {
+			return nil, nil
+		}
+		return packReply(resp, buf)
+	}
+	gen := s.answerGen.Load()
+	if e := c.get(key); e != nil && e.gen == gen && (e.expires == 0 || s.now().UnixNano() < e.expires) {
+		s.metrics.answerHits.Add(1)
+		return s.cachedReply(st, e, m, src, buf), nil
+	}
+	s.metrics.answerMisses.Add(1)
+	expires := s.answerExpiry(st) // before deciding: see answerExpiry
+	resp, out, plain := s.serveUDPState(st, m, src, req, sc)
+	if resp == nil {
+		return nil, nil
+	}
+	b, common := packCommon(resp, buf[:0])
+	if !common {
+		return resp.PackBuffer(buf)
+	}
+	if plain && resp.Rcode == dns.RcodeSuccess && len(resp.Answer) == 1 && len(b)+nameLen <= dns.MinMsgSize {
+		if t := resp.Answer[0].Header().Rrtype; t == dns.TypeA || t == dns.TypeAAAA {
+			ansOff := 12 + nameLen + 4
+			c.put(&answerEntry{
+				key: string(key), reply: append([]byte(nil), b...), nameLen: nameLen,
+				ansOff: ansOff, ansEnd: ansOff + 2 + 10 + answerRdlen(b, ansOff),
+				gen: gen, expires: expires, out: out,
+				name: strings.ToLower(resp.Question[0].Name), qtype: resp.Question[0].Qtype,
+			})
+		}
+	}
+	return b, nil
+}
+
+// answerRdlen is the RDLENGTH of the record whose owner, a compression
+// pointer, is at off in the packed reply b.
+func answerRdlen(b []byte, off int) int {
+	return int(binary.BigEndian.Uint16(b[off+10:]))
+}
+
+// cachedReply is the reply of the cache entry e to the query m from src:
+// its bytes with the query's ID and the letter case of its name, after
+// the rate limit (which may drop it, or slip it: the answer removed, TC
+// set), counted in the metrics as the answer it is.
+func (s *Server) cachedReply(st *state, e *answerEntry, m []byte, src netip.Addr, buf []byte) []byte {
+	if st.rrl != nil {
+		switch st.rrl.check(st.rrl.key(src, rrlAnswer, e.name, e.qtype), s.now().UnixNano()) {
+		case rrlDrop:
+			s.metrics.rrlDropped.Add(1)
+			return nil
+		case rrlSlip:
+			s.metrics.rrlSlipped.Add(1)
+			b := append(buf[:0], e.reply[:e.ansOff]...)
+			b = append(b, e.reply[e.ansEnd:]...)
+			b[2] |= 1 << 1 // TC
+			b[6], b[7] = 0, 0
+			return splice(b, m, e.nameLen)
+		}
+	}
+	b := append(buf[:0], e.reply...)
+	s.metrics.count(st, e.out)
+	return splice(b, m, e.nameLen)
+}
+
+// splice puts the query m's ID and question name (nameLen bytes, the
+// same but for letter case) into the reply b.
+func splice(b, m []byte, nameLen int) []byte {
+	b[0], b[1] = m[0], m[1]
+	copy(b[12:12+nameLen], m[12:12+nameLen])
+	return b
 }

@@ -269,11 +269,10 @@ func (u *udpServer) blockingWorker(fd int) error {
 			if !from.IsValid() {
 				continue
 			}
-			resp := u.s.serveUDP(m.inBuf[i][:m.in[i].Len], from.Addr().Unmap(), req, sc)
-			if resp == nil {
+			b, err := u.s.answerUDP(m.inBuf[i][:m.in[i].Len], from.Addr().Unmap(), req, sc, m.outBuf[k][:])
+			if b == nil && err == nil {
 				continue
 			}
-			b, err := packReply(resp, m.outBuf[k][:])
 			if err != nil || len(b) == 0 {
 				u.s.log.Debug("packing a DNS reply", "err", err, "client", from)
 				continue
