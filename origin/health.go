@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,12 @@ func (p *Pool) get(ctx context.Context, s *server, path string, timeout time.Dur
 	if err != nil {
 		return 0, nil, err
 	}
+	return p.getURL(ctx, u, timeout)
+}
+
+// getURL sends GET u through the probe client and returns the status and
+// up to maxProbeBody bytes of the body.
+func (p *Pool) getURL(ctx context.Context, u *url.URL, timeout time.Duration) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
@@ -58,16 +65,27 @@ func (p *Pool) checkLoop(ctx context.Context, s *server, hc HealthCheck) {
 	}
 }
 
-// check runs one health check of s and applies rise and fall.
+// check runs one health check of s and applies rise and fall (and
+// Draining).
 func (p *Pool) check(ctx context.Context, s *server, hc HealthCheck) {
-	status, _, err := p.get(ctx, s, hc.Path, hc.Timeout)
+	target := hc.Path
+	var status int
+	var body []byte
+	var err error
+	if s.healthURL != nil {
+		target = s.healthURL.String()
+		status, body, err = p.getURL(ctx, s.healthURL, hc.Timeout)
+	} else {
+		status, body, err = p.get(ctx, s, hc.Path, hc.Timeout)
+	}
 	if ctx.Err() != nil {
 		return // the pool is closing
 	}
+	draining := err == nil && hc.Draining != "" && status == http.StatusServiceUnavailable && strings.HasPrefix(string(body), hc.Draining)
 	if err == nil && (status < 200 || status >= 400) {
-		err = fmt.Errorf("health check %s answered %d", hc.Path, status)
+		err = fmt.Errorf("health check %s answered %d", target, status)
 	} else if err != nil {
-		err = fmt.Errorf("health check %s: %w", hc.Path, err)
+		err = fmt.Errorf("health check %s: %w", target, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -75,10 +93,10 @@ func (p *Pool) check(ctx context.Context, s *server, hc HealthCheck) {
 		s.checkRun = min(s.checkRun, 0) - 1
 		s.lastErr = err.Error()
 		s.lastFail = p.now()
-		if !s.down && -s.checkRun >= hc.Fall {
+		if !s.down && (draining || -s.checkRun >= hc.Fall) {
 			s.down = true
 			s.setUpLocked()
-			p.log.Warn("origin server unhealthy", "server", s.name, "fall", hc.Fall, "err", err)
+			p.log.Warn("origin server unhealthy", "server", s.name, "fall", hc.Fall, "draining", draining, "err", err)
 		}
 		return
 	}
@@ -137,4 +155,23 @@ func parseLoad(body []byte) (float64, error) {
 		return math.NaN(), errors.New("load must be a finite number >= 0")
 	}
 	return v, nil
+}
+
+// InRotation returns how many of the pool's servers picks may choose now:
+// neither failing active health checks nor ejected in a cool-down (one
+// whose cool-down is over counts: its trial is the next pick of it). A
+// caller with somewhere else to go (an edge whose shields are all down
+// goes to the origin) checks it before Do, which would otherwise try the
+// server that failed least recently.
+func (p *Pool) InRotation() int {
+	if p.cooling.Load() > 0 {
+		p.revive() // a cool-down that is over makes its server the next trial
+	}
+	n := 0
+	for _, s := range p.servers {
+		if s.up.Load() {
+			n++
+		}
+	}
+	return n
 }

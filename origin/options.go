@@ -41,6 +41,10 @@ type Server struct {
 	// MaxConns caps the connections to this server; requests beyond it
 	// wait for one to free up. 0 means no cap.
 	MaxConns int
+	// HealthURL is what the active health checks GET for this server; nil
+	// means URL with HealthCheck.Path. (A pool of Outpost shield PoPs
+	// probes each one's admin /healthz, apart from the address it serves.)
+	HealthURL *url.URL
 }
 
 // Timeouts bound each origin request. A zero field takes the default named
@@ -74,6 +78,12 @@ type HealthCheck struct {
 	Timeout  time.Duration // default 2s, at most Interval
 	Rise     int           // default 2
 	Fall     int           // default 3
+	// Draining, if not "", is how a server announces its shutdown: a 503
+	// answer whose body starts with it makes the server unhealthy at
+	// once, without waiting for Fall failures (Outpost PoPs' /healthz
+	// answers 503 "draining" while they still serve). "" means a 503
+	// counts as any failure.
+	Draining string
 }
 
 func (h HealthCheck) withDefaults() HealthCheck {

@@ -56,6 +56,8 @@ type server struct {
 	seed   uint64 // rendezvous hash seed, from the URL
 	client *http.Client
 
+	healthURL *url.URL // Server.HealthURL: what active checks probe; nil means url with the check's path
+
 	up      atomic.Bool // picks may choose it
 	probing atomic.Bool // eject == probing: the pick that lands here claims the trial
 	epoch   atomic.Uint64
@@ -89,6 +91,8 @@ func newServer(s Server, client *http.Client) *server {
 		weight: max(s.Weight, 1),
 		seed:   hashString(s.URL.String()),
 		client: client,
+
+		healthURL: s.HealthURL,
 	}
 	srv.loadBits.Store(math.Float64bits(math.NaN()))
 	srv.up.Store(true)

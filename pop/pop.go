@@ -622,6 +622,9 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	if err := p.registry.Register(edgeCollector{p}); err == nil { // edge.go
 		defer p.registry.Unregister(edgeCollector{p})
 	}
+	if err := p.registry.Register(shieldCollector{p}); err == nil { // shield.go
+		defer p.registry.Unregister(shieldCollector{p})
+	}
 	var fast *fastpath.Server
 	if p.noFastPath {
 		go func() { errc <- srv.Serve(serveLn) }()

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/outpost-cdn/outpost/cache"
 	"github.com/outpost-cdn/outpost/config"
 	"github.com/outpost-cdn/outpost/origin"
@@ -24,6 +26,13 @@ import (
 // that cannot be reached is skipped (the pool retries a failed connect on
 // the next shield by the hash, and ejects one that keeps failing); with
 // none reachable the PoP goes to the origin itself.
+//
+// Each edge also probes each shield actively (the pool's health checks,
+// on the shield's admin /healthz, every shield.health.interval): a shield
+// that answers 503 "draining" is out of rotation at once, so edges stop
+// sending to a shield that shuts down before its listener closes; fall
+// failed checks in a row take it out, rise passes bring it back; with no
+// shield in rotation the edge goes straight to the origin.
 //
 // Loops cannot form: a shield PoP always fetches from the origin, and a
 // request that already passed through an Outpost PoP (its CDN-Loop, RFC
@@ -44,7 +53,8 @@ const cdnID = "outpost"
 
 // shieldTier is a service's shield as an edge PoP runs it.
 type shieldTier struct {
-	pool *origin.Pool
+	pool  *origin.Pool
+	names []string // the shield PoPs, in the order of the pool's servers
 }
 
 // shieldCounters count an edge's shield requests.
@@ -64,6 +74,14 @@ func newShield(sc *config.Service, self string, log *slog.Logger) (*shieldTier, 
 	servers := make([]origin.Server, len(s.Addrs))
 	for i, a := range s.Addrs {
 		servers[i] = origin.Server{URL: &url.URL{Scheme: "http", Host: a}, Weight: 1}
+		if i < len(s.Admins) {
+			servers[i].HealthURL = &url.URL{Scheme: "http", Host: s.Admins[i], Path: "/healthz"}
+		}
+	}
+	var health *origin.HealthCheck
+	if len(s.Admins) == len(s.Addrs) { // a config.Shield made by hand may have none: passive ejection only
+		h := s.Health.WithDefaults()
+		health = &origin.HealthCheck{Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall, Draining: "draining"}
 	}
 	o := &sc.Origin
 	pool, err := origin.NewPool(servers, origin.Options{
@@ -76,12 +94,13 @@ func newShield(sc *config.Service, self string, log *slog.Logger) (*shieldTier, 
 			Idle:      o.Timeouts.Idle,
 		},
 		Ejection: origin.Ejection{Failures: 2, Cooldown: 10 * time.Second},
+		Health:   health,
 		Logger:   log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service %s: shield: %w", sc.Name, err)
 	}
-	return &shieldTier{pool: pool}, nil
+	return &shieldTier{pool: pool, names: s.POPs}, nil
 }
 
 // close releases the shield pool's connections.
@@ -96,6 +115,11 @@ func (s *shieldTier) close() {
 // the origin.
 func (p *PoP) fetchOrigin(ctx context.Context, svc *service, out origin.Request) (*http.Response, error) {
 	if svc.shield == nil || viaOutpost(out.Header, p.name) {
+		return svc.pool.Do(ctx, out)
+	}
+	if svc.shield.pool.InRotation() == 0 {
+		svc.edge.shield.fellBack.Add(1)
+		p.log.Debug("no shield in rotation; fetching from the origin", "service", svc.name)
 		return svc.pool.Do(ctx, out)
 	}
 	sh := out
@@ -202,4 +226,30 @@ func (p *PoP) setShield(svc *service, sc *config.Service) {
 func (p *PoP) loopDetected(w http.ResponseWriter, r *http.Request, svc *service) {
 	svc.edge.shield.loops.Add(1)
 	p.plainError(w, r, svc, http.StatusLoopDetected, statusLoop, "outpost: Loop Detected: the request came back to this PoP\n")
+}
+
+var descShieldUp = prometheus.NewDesc("outpost_pop_shield_up",
+	"1 while this edge sends the service's fills to the shield PoP (its health checks pass and it is not ejected), else 0.",
+	[]string{"service", "shield"}, nil)
+
+// shieldCollector exports each edge's view of its shields.
+type shieldCollector struct{ p *PoP }
+
+// Describe sends the metric description.
+func (c shieldCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descShieldUp }
+
+// Collect reads each shield's state from the services' shield pools.
+func (c shieldCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, svc := range c.p.routes.Load().list {
+		if svc.shield == nil {
+			continue
+		}
+		for i, st := range svc.shield.pool.Stats().Servers {
+			name := st.Name
+			if i < len(svc.shield.names) {
+				name = svc.shield.names[i]
+			}
+			ch <- prometheus.MustNewConstMetric(descShieldUp, prometheus.GaugeValue, boolValue(st.State == origin.StateHealthy), svc.name, name)
+		}
+	}
 }
