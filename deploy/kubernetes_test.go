@@ -446,6 +446,9 @@ func TestKubernetesPoPs(t *testing.T) {
 		if args[0] != "pop" || v["pop"] != p.Name {
 			t.Errorf("%s: runs %v, want pop --pop $(NODE_NAME)", where, args)
 		}
+		if v["watch-config"] == "" {
+			t.Errorf("%s: runs %v, want --watch-config: no one sends SIGHUP when the kubelet swaps the ConfigMap", where, args)
+		}
 	}
 }
 
@@ -561,9 +564,12 @@ func TestKubernetesDNS(t *testing.T) {
 	}
 
 	args := containerArgs(t, where, c, nil)
-	checkCommand(t, commandCheck{where: where, args: args, files: map[string]string{configPath: cdn.Path}})
+	v := checkCommand(t, commandCheck{where: where, args: args, files: map[string]string{configPath: cdn.Path}})
 	if args[0] != "dns" {
 		t.Errorf("%s: runs %v, want dns", where, args)
+	}
+	if v["watch-config"] == "" {
+		t.Errorf("%s: runs %v, want --watch-config: no one sends SIGHUP when the kubelet swaps the ConfigMap", where, args)
 	}
 	if ds := one[*appsv1.DaemonSet](t, m); ds.Spec.Template.Spec.Containers[0].Image != c.Image {
 		t.Errorf("the PoPs run %s and the DNS servers %s: want one image", ds.Spec.Template.Spec.Containers[0].Image, c.Image)

@@ -19,17 +19,24 @@ func runDNS(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "explain" {
 		return runDNSExplain(args[1:], stdout, stderr)
 	}
-	fs := newFlagSet("dns", "--config FILE [--name NAME] [--check] [--log-level L]\n       outpost dns explain --config FILE [--type A|AAAA] IP|PREFIX", stdout, stderr)
+	fs := newFlagSet("dns", "--config FILE [--name NAME] [--check] [--watch-config DURATION] [--log-level L]\n       outpost dns explain --config FILE [--type A|AAAA] IP|PREFIX", stdout, stderr)
 	configPath := fs.String("config", "", "the CDN's YAML file, with a dns section (required)")
 	check := fs.Bool("check", false, "validate the file and its network map, then exit")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	name := fs.String("name", "", "this server's name on the control bus (default: the host name)")
+	watchEvery := fs.Duration("watch-config", 0, "also reload when the file or a file it names changes on disk, polled this often (10s for a mounted ConfigMap); 0: only on SIGHUP")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	if *configPath == "" || fs.NArg() > 0 {
+	if err := requireFlags(fs, stderr, "config"); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
 		fs.Usage()
 		return errUsage
+	}
+	if *watchEvery < 0 {
+		return fmt.Errorf("--watch-config %s: want a positive interval, or 0 for none", *watchEvery)
 	}
 	logger, err := newLogger(stderr, *logLevel)
 	if err != nil {
@@ -39,7 +46,7 @@ func runDNS(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := dnsgeo.New(cfg, dnsgeo.Options{Logger: logger})
+	srv, err := newDNSServer(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -50,14 +57,16 @@ func runDNS(args []string, stdout, stderr io.Writer) error {
 		if st.NetworkMapEntries >= 0 {
 			networks = fmt.Sprintf("%d networks", st.NetworkMapEntries)
 		}
-		fmt.Fprintf(stdout, "%s: ok (version %s, zone %s, %d PoPs, %s)\n", *configPath, cfg.Version, cfg.Zone, len(cfg.POPs), networks)
+		fmt.Fprintf(stdout, "%s: ok (version %s, zone %s, %d PoPs, %s)\n", *configPath, st.ConfigVersion, cfg.Zone, len(cfg.POPs), networks)
 		return nil
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// SIGHUP reloads the file, the network map and the databases; a file
-	// that does not load is logged and the running configuration stays.
+	// SIGHUP, and with --watch-config a change on disk, reload the file,
+	// the network map and the databases; a file that does not load is
+	// logged and the running configuration stays.
 	go reloadOnHUP(ctx, logger, *configPath, srv.Reload)
+	go watchConfig(ctx, logger, *configPath, *watchEvery, srv.Reload)
 	if cfg.Control.Enabled() {
 		followerDone, err := startDNSFollower(ctx, cfg, *configPath, *name, srv, logger)
 		if err != nil {
@@ -68,11 +77,54 @@ func runDNS(args []string, stdout, stderr io.Writer) error {
 	return srv.Run(ctx)
 }
 
+// dnsServer is the DNS server as `outpost dns` runs it: every
+// configuration it is given, at start, on SIGHUP, from --watch-config or
+// from the control plane, runs with its content version
+// (contentVersioned), so /stats and the logs change their config_version
+// when the network map or a geo database changes, as a PoP's do.
+type dnsServer struct {
+	*dnsgeo.Server
+	log *slog.Logger
+}
+
+// newDNSServer makes the DNS server of cfg (see dnsServer).
+func newDNSServer(cfg *config.Config, logger *slog.Logger) (*dnsServer, error) {
+	srv, err := dnsgeo.New(contentVersioned(cfg, logger), dnsgeo.Options{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	return &dnsServer{Server: srv, log: logger}, nil
+}
+
+// Reload applies cfg with its content version; an error keeps the running
+// configuration (dnsgeo.Server.Reload).
+func (s *dnsServer) Reload(cfg *config.Config) error {
+	return s.Server.Reload(contentVersioned(cfg, s.log))
+}
+
+// contentVersioned returns cfg with Version replaced by its content
+// version (config.ContentVersion: the file and the files it names), which
+// is what dnsgeo reports as config_version. It is a shallow copy: cfg, and
+// its Version, stay as loaded, for the control plane, which compares the
+// files' own versions. When a named file cannot be read it logs a warning
+// and returns cfg itself; the server then refuses a network map or
+// database it cannot open.
+func contentVersioned(cfg *config.Config, logger *slog.Logger) *config.Config {
+	v, err := cfg.ContentVersion()
+	if err != nil {
+		logger.Warn("config version: a named file does not read; reporting the file's own version", "err", err)
+		return cfg
+	}
+	c := *cfg
+	c.Version = v
+	return &c
+}
+
 // startDNSFollower connects the DNS server to the bus as a dns user
 // (retrying in the background while the bus is away: the server routes
 // on its probes meanwhile) and feeds it the PoPs' states and the config
 // revisions until ctx is done; the channel closes when it has stopped.
-func startDNSFollower(ctx context.Context, cfg *config.Config, path, name string, srv *dnsgeo.Server, logger *slog.Logger) (<-chan struct{}, error) {
+func startDNSFollower(ctx context.Context, cfg *config.Config, path, name string, srv *dnsServer, logger *slog.Logger) (<-chan struct{}, error) {
 	if name == "" {
 		name = defaultHostName()
 	}
