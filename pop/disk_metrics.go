@@ -16,7 +16,7 @@ var (
 	descPromotionDrops = prometheus.NewDesc("outpost_cache_promotion_drops_total",
 		"Disk hits not promoted because the promotion queue was full.", nil, nil)
 	descPromotionPaced = prometheus.NewDesc("outpost_cache_promotion_paced_total",
-		"Second disk hits not promoted, to keep promotions within a tenth of the memory tier a second.", nil, nil)
+		"Disk hits not considered for promotion because promotions were at their pace (a tenth of the memory tier a second).", nil, nil)
 	descPurgedOnLoad = prometheus.NewDesc("outpost_disk_purged_on_load_total",
 		"Entries from an earlier run the purge journal dropped as they loaded.", nil, nil)
 	descDiskServed = prometheus.NewDesc("outpost_disk_served_total",
@@ -36,6 +36,7 @@ var (
 	descDiskErrors   = prometheus.NewDesc("outpost_disk_errors_total", "Disk errors by kind: write, read, io (out of service), no_space, corrupt (damaged files removed).", []string{"path", "kind"}, nil)
 	descDiskAdmit    = prometheus.NewDesc("outpost_disk_admissions_total", "Entries the directory's admission policy (min_uses) let through.", diskLabels, nil)
 	descDiskReject   = prometheus.NewDesc("outpost_disk_rejections_total", "Entries kept off the disk by min_uses.", diskLabels, nil)
+	descDiskFree     = prometheus.NewDesc("outpost_disk_free_admissions_total", "Admissions written before min_uses because the directory had free room (also in outpost_disk_admissions_total).", diskLabels, nil)
 	descDiskDrops    = prometheus.NewDesc("outpost_disk_write_drops_total", "Writes dropped because the write queue was full.", diskLabels, nil)
 	descDiskEvict    = prometheus.NewDesc("outpost_disk_evictions_total", "Files removed to make room or because they expired.", diskLabels, nil)
 	descDiskQueued   = prometheus.NewDesc("outpost_disk_queued_writes", "Writes waiting for the directory's writer.", diskLabels, nil)
@@ -51,7 +52,7 @@ type diskCollector struct{ p *PoP }
 func (c diskCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTierHits, descDiskServed, descDiskServedBytes, descPromotions, descPromotionDrops, descPromotionPaced, descPurgedOnLoad, descJournalErrors,
 		descDiskItems, descDiskBytes, descDiskMax, descDiskHealthy, descDiskWrites, descDiskWritten, descDiskErrors,
-		descDiskAdmit, descDiskReject, descDiskDrops, descDiskEvict, descDiskQueued, descDiskLoad, descDiskLoadDone,
+		descDiskAdmit, descDiskReject, descDiskFree, descDiskDrops, descDiskEvict, descDiskQueued, descDiskLoad, descDiskLoadDone,
 		descDiskRead, descDiskWrite} {
 		ch <- d
 	}
@@ -90,6 +91,7 @@ func (c diskCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(descDiskAdmit, s.Admissions, path)
 		counter(descDiskReject, s.Rejections, path)
+		counter(descDiskFree, s.FreeAdmissions, path)
 		counter(descDiskDrops, s.Drops, path)
 		counter(descDiskEvict, s.Evictions, path)
 		gauge(descDiskQueued, float64(s.QueuedWrites), path)

@@ -63,8 +63,8 @@ func (s *Store) runLoader() {
 	s.log.Info("diskstore: loading the index")
 	stopped := s.walk()
 	s.progress.took.Store(int64(time.Since(s.progress.start)))
+	s.loading.Store(false) // before Done: once Done, admission knows the index is whole (hasRoom)
 	s.progress.done.Store(true)
-	s.loading.Store(false)
 	p := s.Load()
 	msg := "diskstore: index loaded"
 	if stopped {
@@ -199,6 +199,9 @@ type DiskStats struct {
 	Discarded    uint64 // writes overtaken by a Delete or a newer Set of their key
 	Expirations  uint64 // files removed because they expired (also in Evictions)
 	Vanished     uint64 // indexed files found missing (removed by hand)
+	// FreeAdmissions are the Admissions (StoreStats) let through under
+	// MinUses because the store had free room for them.
+	FreeAdmissions uint64
 
 	QueuedWrites int64 // writes waiting for the writer or being written
 	QueuedBytes  int64 // their bytes, as WriteQueueBytes counts them
@@ -227,6 +230,7 @@ func (s *Store) DiskStats() DiskStats {
 		Discarded:       s.c.discarded.Load(),
 		Expirations:     s.c.expirations.Load(),
 		Vanished:        s.c.notFound.Load(),
+		FreeAdmissions:  s.c.freeAdmissions.Load(),
 		QueuedWrites:    s.unwritten.Load(),
 		QueuedBytes:     s.queuedBytes.Load(),
 		OpenEntries:     s.opens.n.Load(),

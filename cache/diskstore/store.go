@@ -89,8 +89,14 @@ type Options struct {
 	// each counted as its length rounded up to 4 KiB. Required.
 	MaxBytes int64
 	// MinUses is how many times a key must have been asked for (Get
-	// misses and Touch calls) before Set writes it: 1 writes every Set. If
-	// zero, DefaultMinUses (2: one-hit wonders never reach the disk).
+	// misses and Touch calls) before Set writes it once the store is full:
+	// 1 writes every Set. If zero, DefaultMinUses (2: one-hit wonders
+	// never push out what is on the disk). While the store has free room
+	// (the indexed files and the queued writes leave room for the entry,
+	// the write queue is less than half full and the loader is done),
+	// every Set is written: admitting then evicts nothing, and what it
+	// writes is bounded by the free room, so it cannot wear the SSD more
+	// than filling it once does.
 	MinUses int
 	// WriteQueue and WriteQueueBytes bound the writes queued for the
 	// writer, in entries and in body bytes; a Set beyond them is dropped.
@@ -173,6 +179,7 @@ var (
 // counters are the store's event counts.
 type counters struct {
 	admissions, rejections, drops, evictions, expirations atomic.Uint64
+	freeAdmissions                                        atomic.Uint64 // admitted under MinUses, into free room
 	writes, bytesWritten, writeErrors, readErrors         atomic.Uint64
 	corrupt, nospace, ioErrors, discarded, notFound       atomic.Uint64
 }
@@ -416,10 +423,13 @@ func (s *Store) set(e *cache.Entry, ttl time.Duration, h uint64, admitted bool) 
 	sh.mu.Lock()
 	_, onDisk := sh.items[e.Key]
 	_, queued := sh.pending[e.Key]
+	free := false
 	if !admitted && !onDisk && !queued && s.minUses > 1 && s.sketch.estimate(h) < s.minUses {
-		sh.mu.Unlock()
-		s.decline(e, h)
-		return
+		if free = s.hasRoom(blocks(headerSize + e.Size())); !free {
+			sh.mu.Unlock()
+			s.decline(e, h)
+			return
+		}
 	}
 	delete(sh.rejected, e.Key)
 	w := &write{e: e, hash: h, expires: s.now().Add(ttl).UnixNano(), cost: cost}
@@ -444,6 +454,28 @@ func (s *Store) set(e *cache.Entry, ttl time.Duration, h uint64, admitted bool) 
 	sh.pending[e.Key] = w // an older queued write of the key is discarded
 	sh.mu.Unlock()
 	s.c.admissions.Add(1)
+	if free {
+		s.c.freeAdmissions.Add(1)
+	}
+}
+
+// hasRoom reports whether a file of size bytes (in blocks) fits in the
+// store beside the indexed files and the queued writes without evicting
+// anything, with the write queue less than half full: then MinUses is
+// waived (see Options.MinUses). Not while the loader runs, when the index
+// does not know every file yet.
+func (s *Store) hasRoom(size int64) bool {
+	if s.loading.Load() {
+		return false
+	}
+	queued := s.queuedBytes.Load()
+	if 2*queued > s.opts.WriteQueueBytes || 2*s.unwritten.Load() > int64(s.opts.WriteQueue) {
+		return false
+	}
+	s.polMu.Lock()
+	free := s.pol.capacity - s.pol.bytes()
+	s.polMu.Unlock()
+	return size+queued <= free
 }
 
 // decline records that the admission policy declined e.

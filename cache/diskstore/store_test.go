@@ -190,8 +190,9 @@ func TestOpenSetBound(t *testing.T) {
 	}
 }
 
-// TestAdmission checks MinUses: uses are Get misses and Touch calls; a
-// Set is written once the key has had enough of them, or is on disk.
+// TestAdmission checks MinUses on a full store: uses are Get misses and
+// Touch calls; a Set is written once the key has had enough of them, or
+// is on disk. (A store with free room waives MinUses: TestAdmissionFree.)
 func TestAdmission(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -209,16 +210,23 @@ func TestAdmission(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := openTest(t, Options{MinUses: tt.minUses})
+			s := openFull(t, Options{MinUses: tt.minUses})
+			base := s.Stats()
 			var removed []*cache.Entry
 			var mu sync.Mutex
-			s.NotifyRemoval(func(e *cache.Entry) { mu.Lock(); removed = append(removed, e); mu.Unlock() })
+			s.NotifyRemoval(func(e *cache.Entry) {
+				if e.Key == "http://a.example/admit" {
+					mu.Lock()
+					removed = append(removed, e)
+					mu.Unlock()
+				}
+			})
 			e := entryFor("http://a.example/admit", 10)
 			tt.before(s, e)
 			s.Set(e, time.Hour)
 			settle(t, s)
 			st := s.Stats()
-			if got := st.Items == 1; got != tt.written {
+			if got := s.Contains(e.Key); got != tt.written {
 				t.Fatalf("written = %v, want %v (stats %+v)", got, tt.written, st)
 			}
 			if s.Rejected(e.Key) == tt.written {
@@ -228,8 +236,8 @@ func TestAdmission(t *testing.T) {
 			if tt.written {
 				wantAdm, wantRej = 1, 0
 			}
-			if st.Admissions != wantAdm || st.Rejections != wantRej {
-				t.Errorf("Admissions, Rejections = %d, %d; want %d, %d", st.Admissions, st.Rejections, wantAdm, wantRej)
+			if adm, rej := st.Admissions-base.Admissions, st.Rejections-base.Rejections; adm != wantAdm || rej != wantRej {
+				t.Errorf("Admissions, Rejections = %d, %d; want %d, %d", adm, rej, wantAdm, wantRej)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -254,24 +262,24 @@ func TestAdmission(t *testing.T) {
 		}
 	})
 	t.Run("Touch counts uses and writes once at MinUses", func(t *testing.T) {
-		s := openTest(t, Options{MinUses: 3})
+		s := openFull(t, Options{MinUses: 3})
 		e := entryFor("touched", 1000)
 		s.Touch(e, time.Hour)
 		s.Touch(e, time.Hour)
 		settle(t, s)
-		if s.Stats().Items != 0 {
+		if s.Contains(e.Key) {
 			t.Fatal("written before MinUses touches")
 		}
 		s.Touch(e, time.Hour)
 		settle(t, s)
-		if st := s.Stats(); st.Items != 1 || st.Admissions != 1 {
+		if st := s.Stats(); !s.Contains(e.Key) || st.Admissions != 2 { // the filler's and this one
 			t.Fatalf("after 3 touches: %+v", st)
 		}
 		for range 10 {
 			s.Touch(e, time.Hour)
 		}
 		settle(t, s)
-		if st := s.DiskStats(); st.Writes != 1 {
+		if st := s.DiskStats(); st.Writes != 2 {
 			t.Errorf("Touch of a key on disk wrote it again: %d writes", st.Writes)
 		}
 		got, ok := s.Get("touched")
@@ -279,6 +287,71 @@ func TestAdmission(t *testing.T) {
 			t.Error("touched entry not served")
 		}
 	})
+}
+
+// TestAdmissionFree checks that MinUses is waived while admitting evicts
+// nothing: an empty store writes the first Set of a key; a store whose
+// files leave no room for it declines it; so does one whose write queue is
+// half full.
+func TestAdmissionFree(t *testing.T) {
+	t.Run("an empty store writes a first Set", func(t *testing.T) {
+		s := openTest(t, Options{MinUses: 2})
+		loaded(t, s)
+		e := entryFor("first", 1000)
+		s.Set(e, time.Hour)
+		settle(t, s)
+		st := s.DiskStats()
+		if !s.Contains(e.Key) || st.Admissions != 1 || st.FreeAdmissions != 1 || st.Rejections != 0 {
+			t.Fatalf("first Set into free room: contained %v, %+v", s.Contains(e.Key), st)
+		}
+		got, ok := s.Get(e.Key)
+		if !ok || !bytes.Equal(readBody(t, got), e.Body) {
+			t.Fatal("entry written into free room not served")
+		}
+	})
+	t.Run("a full store declines it", func(t *testing.T) {
+		s := openFull(t, Options{MinUses: 2})
+		e := entryFor("second", 1000)
+		s.Set(e, time.Hour)
+		settle(t, s)
+		if st := s.DiskStats(); s.Contains(e.Key) || st.FreeAdmissions != 0 { // (the filler had its uses)
+			t.Fatalf("first Set into a full store: contained %v, %+v", s.Contains(e.Key), st)
+		}
+	})
+	t.Run("the store fills up, then MinUses applies", func(t *testing.T) {
+		const max = 64 << 10 // 16 blocks
+		s := openTest(t, Options{MinUses: 2, MaxBytes: max})
+		loaded(t, s)
+		for i := range 32 {
+			s.Set(entryFor(fmt.Sprint("k", i), 1000), time.Hour)
+			settle(t, s)
+		}
+		st := s.DiskStats()
+		if st.Bytes > max || st.FreeAdmissions != 16 || st.Evictions != 0 || st.Rejections != 16 {
+			t.Fatalf("32 first Sets of one block each into 16 blocks: %+v", st)
+		}
+	})
+}
+
+// openFull opens a store (capacity 1 MiB unless opts say) and fills it
+// with one entry that leaves no room for another: MinUses applies.
+func openFull(t *testing.T, opts Options) *Store {
+	t.Helper()
+	if opts.MaxBytes == 0 {
+		opts.MaxBytes = 1 << 20
+	}
+	s := openTest(t, opts)
+	loaded(t, s)
+	filler := entryFor("filler", int(opts.MaxBytes)-1000)
+	for range opts.MinUses {
+		s.Get(filler.Key)
+	}
+	s.Set(filler, time.Hour)
+	settle(t, s)
+	if st := s.Stats(); st.Bytes != opts.MaxBytes {
+		t.Fatalf("filler: %+v", st)
+	}
+	return s
 }
 
 // TestTTL checks expiry with the injected clock: an expired entry is a
