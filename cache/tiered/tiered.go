@@ -231,10 +231,22 @@ func (s *Store) Get(key string) (*cache.Entry, bool) {
 }
 
 // admitPromotion decides whether a disk hit on e is promoted now: its
-// second disk hit, within the pace.
+// second disk hit, within the pace. The pace is asked first: while it has
+// no room for e (the usual case when the hot set outgrows memory), a disk
+// hit costs a lock and no map operation, and does not count as a first hit.
 func (s *Store) admitPromotion(e *cache.Entry) bool {
 	s.paceMu.Lock()
 	defer s.paceMu.Unlock()
+	size := float64(e.BodySize())
+	if s.rate > 0 {
+		now := time.Now()
+		s.tokens = min(s.rate, s.tokens+s.rate*now.Sub(s.refilled).Seconds())
+		s.refilled = now
+		if s.tokens < size {
+			s.promoteCut.Add(1)
+			return false
+		}
+	}
 	if _, seen := s.once[e.Key]; !seen {
 		if len(s.once) >= maxOnce {
 			clear(s.once)
@@ -243,14 +255,6 @@ func (s *Store) admitPromotion(e *cache.Entry) bool {
 		return false
 	}
 	if s.rate > 0 {
-		now := time.Now()
-		s.tokens = min(s.rate, s.tokens+s.rate*now.Sub(s.refilled).Seconds())
-		s.refilled = now
-		size := float64(e.BodySize())
-		if s.tokens < size {
-			s.promoteCut.Add(1)
-			return false
-		}
 		s.tokens -= size
 	}
 	delete(s.once, e.Key)
@@ -378,7 +382,7 @@ func (s *Store) Stats() cache.StoreStats {
 type TierStats struct {
 	MemoryHits, DiskHits, Misses uint64 // Gets answered by each tier, and by none
 	Promoted, PromoteDrops       uint64 // disk hits copied to memory; promotions dropped (queue full)
-	PromotePaced                 uint64 // promotions skipped to keep within PromoteRate
+	PromotePaced                 uint64 // disk hits not considered for promotion, to keep within PromoteRate
 	Memory                       cache.StoreStats
 	Disks                        []cache.StoreStats
 }

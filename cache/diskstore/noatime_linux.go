@@ -1,0 +1,9 @@
+package diskstore
+
+import "syscall"
+
+// noatime is the open flag that spares the kernel an access-time update
+// on every read and sendfile of a cache file (O_NOATIME: the store never
+// looks at access times). The kernel refuses it (EPERM) on files the
+// process does not own; openFile then opens without it.
+const noatime = syscall.O_NOATIME
