@@ -29,8 +29,11 @@ type Disk struct {
 	// 16 MiB.
 	Size int64
 	// MinUses is how many requests an object must have had before it is
-	// written to this disk (nginx's proxy_cache_min_uses): 1 writes every
-	// cacheable response; the default 2 keeps one-hit wonders off the SSD.
+	// written to this disk once the directory is full (nginx's
+	// proxy_cache_min_uses): 1 writes every cacheable response; the
+	// default 2 keeps one-hit wonders from pushing out what is on the SSD.
+	// While the directory has free room every cacheable response is
+	// written: that evicts nothing, and it writes at most the free room.
 	MinUses int
 	// WriteRate bounds the bytes written per second to this directory; 0
 	// (the default) does not bound them.
