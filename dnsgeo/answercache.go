@@ -33,9 +33,9 @@ import (
 //
 // Only positive answers for names the zone has are stored, so random
 // names (NXDOMAIN, REFUSED) never take a slot; random subnets or sources
-// can only replace entries, within the bounds: a direct-mapped table of
+// can only replace entries, within the bounds: a table of
 // answerCacheEntries slots holding at most answerCacheBytes of keys and
-// replies.
+// replies, and a key is stored only on its second miss.
 
 // Defaults of the answer cache's bounds (Options.AnswerCacheEntries).
 const (
@@ -53,8 +53,9 @@ const (
 
 // answerEntry is one cached reply; immutable once stored.
 type answerEntry struct {
-	key     string // the query's key (answerKey)
-	reply   []byte // the packed reply; bytes 0–1 (ID) and the question name are spliced
+	data    []byte // the key (answerKey), then the reply
+	keyLen  int
+	hash    uint64 // the key's
 	nameLen int    // wire length of the question name at offset 12
 	ansOff  int    // where the answer record starts, and ends (for RRL's slip)
 	ansEnd  int
@@ -62,25 +63,44 @@ type answerEntry struct {
 	expires int64  // Unix ns when a PoP state it relied on goes stale; 0: none
 	out     outcome
 	name    string // the question's name, lowercase, for RRL
-	qtype   uint16
+	qtype   uint16 // the question's type, for RRL
 }
 
-func (e *answerEntry) size() int64 { return int64(len(e.key) + len(e.reply) + answerEntryOverhead) }
+// newAnswerEntry makes the entry of key with the packed reply, in one
+// allocation for both.
+func newAnswerEntry(h uint64, key, reply []byte) *answerEntry {
+	data := make([]byte, 0, len(key)+len(reply))
+	data = append(append(data, key...), reply...)
+	return &answerEntry{data: data, keyLen: len(key), hash: h}
+}
 
-// answerCache is a direct-mapped table of entries, read without locks:
-// a slot holds an immutable entry that an insert replaces whole.
+func (e *answerEntry) key() []byte   { return e.data[:e.keyLen] }
+func (e *answerEntry) reply() []byte { return e.data[e.keyLen:] }
+func (e *answerEntry) size() int64   { return int64(len(e.data) + len(e.name) + answerEntryOverhead) }
+
+// answerCache is a table of entries in buckets of four slots (one cache
+// line of pointers), read without locks: a slot holds an immutable entry
+// that an insert replaces whole. A key is stored on its second miss
+// within a while (a doorkeeper of hashes remembers the first), so a flood
+// of keys seen once — random subnets, spoofed sources — allocates nothing
+// and evicts nothing.
 type answerCache struct {
-	seed     maphash.Seed
-	slots    []atomic.Pointer[answerEntry]
-	mask     uint64
-	maxBytes int64
-	entries  atomic.Int64
-	bytes    atomic.Int64
-	m        *metrics
+	seed        maphash.Seed
+	slots       []atomic.Pointer[answerEntry]
+	mask        uint64          // of a bucket's first slot
+	seen        []atomic.Uint64 // the doorkeeper: a Bloom filter of keys missed once (admit)
+	firstMisses atomic.Int64
+	maxBytes    int64
+	entries     atomic.Int64
+	bytes       atomic.Int64
+	m           *metrics
 }
+
+// answerWays is the slots of a bucket.
+const answerWays = 4
 
 // newAnswerCache returns a cache of at least n slots (rounded up to a
-// power of two), or nil when n < 0 (off).
+// power of two, a bucket at least), or nil when n < 0 (off).
 func newAnswerCache(n int, m *metrics) *answerCache {
 	if n < 0 {
 		return nil
@@ -88,33 +108,82 @@ func newAnswerCache(n int, m *metrics) *answerCache {
 	if n == 0 {
 		n = answerCacheEntries
 	}
-	size := 1
+	size := answerWays
 	for size < n {
 		size <<= 1
 	}
 	return &answerCache{
 		seed:     maphash.MakeSeed(),
 		slots:    make([]atomic.Pointer[answerEntry], size),
-		mask:     uint64(size - 1),
+		mask:     uint64(size-1) &^ (answerWays - 1),
+		seen:     make([]atomic.Uint64, size/2), // 32 bits a slot
 		maxBytes: answerCacheBytes,
 		m:        m,
 	}
 }
 
-// get returns the entry of key, or nil.
-func (c *answerCache) get(key []byte) *answerEntry {
-	e := c.slots[maphash.Bytes(c.seed, key)&c.mask].Load()
-	if e == nil || e.key != string(key) { // the comparison does not allocate
-		return nil
+// hash is key's hash, for get, admit and put.
+func (c *answerCache) hash(key []byte) uint64 { return maphash.Bytes(c.seed, key) }
+
+// get returns the entry of key (whose hash is h), or nil.
+func (c *answerCache) get(h uint64, key []byte) *answerEntry {
+	b := c.slots[h&c.mask:][:answerWays]
+	for i := range b {
+		// The comparison of strings of bytes does not allocate.
+		if e := b[i].Load(); e != nil && e.hash == h && string(e.key()) == string(key) {
+			return e
+		}
 	}
-	return e
+	return nil
 }
 
-// put stores e in its slot, replacing what was there, unless the bytes
-// bound forbids it.
+// admit reports whether a missed key of hash h is worth storing: it was
+// missed before, lately. The doorkeeper is a Bloom filter (two bits a
+// key, 32 bits a slot) cleared after as many first misses as the cache
+// has slots, so that it stays sparse: about 0.4% of keys seen once pass.
+func (c *answerCache) admit(h uint64) bool {
+	n := uint64(len(c.seen))*64 - 1
+	b1, b2 := h>>32&n, (h^h>>48)&n
+	w1, w2 := &c.seen[b1/64], &c.seen[b2/64]
+	m1, m2 := uint64(1)<<(b1%64), uint64(1)<<(b2%64)
+	if w1.Load()&m1 != 0 && w2.Load()&m2 != 0 {
+		return true
+	}
+	w1.Or(m1)
+	w2.Or(m2)
+	if c.firstMisses.Add(1)%int64(len(c.slots)) == 0 {
+		for i := range c.seen {
+			c.seen[i].Store(0)
+		}
+	}
+	return false
+}
+
+// put stores e in its bucket: over an entry of the same key, else in an
+// empty slot, else over the entry of the oldest answer generation (the
+// hash picks among equals). Nothing is stored when the bytes bound
+// forbids it.
 func (c *answerCache) put(e *answerEntry) {
-	slot := &c.slots[maphash.String(c.seed, e.key)&c.mask]
-	old := slot.Load()
+	b := c.slots[e.hash&c.mask:][:answerWays]
+	victim := int(e.hash>>62) % answerWays
+	var old *answerEntry
+	for i := range b {
+		x := b[i].Load()
+		if x == nil {
+			victim, old = i, nil
+			break
+		}
+		if x.hash == e.hash && string(x.key()) == string(e.key()) {
+			victim, old = i, x
+			break
+		}
+		if v := b[victim].Load(); v != nil && x.gen < v.gen {
+			victim = i
+		}
+	}
+	if old == nil {
+		old = b[victim].Load()
+	}
 	grow := e.size()
 	if old != nil {
 		grow -= old.size()
@@ -123,14 +192,14 @@ func (c *answerCache) put(e *answerEntry) {
 		c.m.answerSkipped.Add(1)
 		return
 	}
-	if !slot.CompareAndSwap(old, e) {
+	if !b[victim].CompareAndSwap(old, e) {
 		return // another worker just filled it
 	}
 	c.bytes.Add(grow)
 	switch {
 	case old == nil:
 		c.entries.Add(1)
-	case old.key != e.key:
+	case old.hash != e.hash || string(old.key()) != string(e.key()):
 		c.m.answerEvictions.Add(1)
 	}
 }

@@ -29,15 +29,58 @@ func BenchmarkHandler(b *testing.B) {
 		{"NXDOMAIN", query("nope.cdn.example.", dns.TypeA, "", 1232)},
 		{"REFUSED", query("example.com.", dns.TypeA, "", 0)},
 	}
+	// The same without the answer cache: what a query costs when it
+	// misses (…-nocache), and the cache's worst case, a new subnet every
+	// query among more than it has slots (…-subnets-miss), against a
+	// working set that fits (…-subnets-hit, a resolver's users).
+	plain, err := New(labConfig(b, "  health: {interval: 1h}", nil, labNetworks), Options{Logger: discard, AnswerCacheEntries: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer plain.Close()
 	for _, c := range cases {
 		pkt := mustPack(b, c.m)
+		for _, v := range []struct {
+			suffix string
+			s      *Server
+		}{{"", s}, {"-nocache", plain}} {
+			b.Run(c.name+v.suffix, func(b *testing.B) {
+				b.ReportAllocs()
+				w := newUDPWorkerBench()
+				for b.Loop() {
+					if !w.serve(v.s, pkt) {
+						b.Fatal("no reply")
+					}
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
+			})
+		}
+	}
+	subnets := func(n int) [][]byte {
+		pkts := make([][]byte, n)
+		for i := range pkts {
+			pkts[i] = mustPack(b, query("demo.cdn.example.", dns.TypeA, frankfurtSubnet(i).String(), 0))
+		}
+		return pkts
+	}
+	for _, c := range []struct {
+		name string
+		s    *Server
+		n    int
+	}{
+		{"A-ecs-subnets-hit", s, 4096}, {"A-ecs-subnets-hit-nocache", plain, 4096},
+		{"A-ecs-subnets-miss", s, 1 << 16}, {"A-ecs-subnets-miss-nocache", plain, 1 << 16},
+	} {
+		pkts := subnets(c.n)
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			w := newUDPWorkerBench()
+			i := 0
 			for b.Loop() {
-				if !w.serve(s, pkt) {
+				if !w.serve(c.s, pkts[i%len(pkts)]) {
 					b.Fatal("no reply")
 				}
+				i += 7919 // a prime: every subnet, in no order a slot keeps
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
 		})
@@ -184,13 +227,10 @@ func newUDPWorkerBench() *udpWorkerBench {
 		src: netip.MustParseAddr("127.0.0.1")}
 }
 
-// serve answers pkt and packs the reply as a worker does.
+// serve answers pkt as a worker does: from the answer cache, or parsed,
+// answered and packed.
 func (w *udpWorkerBench) serve(s *Server, pkt []byte) bool {
-	resp := s.serveUDP(pkt, w.src, w.req, w.sc)
-	if resp == nil {
-		return false
-	}
-	b, err := packReply(resp, w.out)
+	b, err := s.answerUDP(pkt, w.src, w.req, w.sc, w.out)
 	return err == nil && len(b) > 0
 }
 

@@ -283,8 +283,9 @@ func (s *Server) answerUDP(m []byte, src netip.Addr, req *dns.Msg, sc *scratch, 
 		}
 		return packReply(resp, buf)
 	}
+	h := c.hash(key)
 	gen := s.answerGen.Load()
-	if e := c.get(key); e != nil && e.gen == gen && (e.expires == 0 || s.now().UnixNano() < e.expires) {
+	if e := c.get(h, key); e != nil && e.gen == gen && (e.expires == 0 || s.now().UnixNano() < e.expires) {
 		s.metrics.answerHits.Add(1)
 		return s.cachedReply(st, e, m, src, buf), nil
 	}
@@ -299,14 +300,13 @@ func (s *Server) answerUDP(m []byte, src netip.Addr, req *dns.Msg, sc *scratch, 
 		return resp.PackBuffer(buf)
 	}
 	if plain && resp.Rcode == dns.RcodeSuccess && len(resp.Answer) == 1 && len(b)+nameLen <= dns.MinMsgSize {
-		if t := resp.Answer[0].Header().Rrtype; t == dns.TypeA || t == dns.TypeAAAA {
-			ansOff := 12 + nameLen + 4
-			c.put(&answerEntry{
-				key: string(key), reply: append([]byte(nil), b...), nameLen: nameLen,
-				ansOff: ansOff, ansEnd: ansOff + 2 + 10 + answerRdlen(b, ansOff),
-				gen: gen, expires: expires, out: out,
-				name: strings.ToLower(resp.Question[0].Name), qtype: resp.Question[0].Qtype,
-			})
+		if t := resp.Answer[0].Header().Rrtype; (t == dns.TypeA || t == dns.TypeAAAA) && c.admit(h) {
+			e := newAnswerEntry(h, key, b)
+			e.nameLen, e.gen, e.expires, e.out = nameLen, gen, expires, out
+			e.ansOff = 12 + nameLen + 4
+			e.ansEnd = e.ansOff + 2 + 10 + answerRdlen(b, e.ansOff)
+			e.name, e.qtype = strings.ToLower(resp.Question[0].Name), resp.Question[0].Qtype
+			c.put(e)
 		}
 	}
 	return b, nil
@@ -330,14 +330,15 @@ func (s *Server) cachedReply(st *state, e *answerEntry, m []byte, src netip.Addr
 			return nil
 		case rrlSlip:
 			s.metrics.rrlSlipped.Add(1)
-			b := append(buf[:0], e.reply[:e.ansOff]...)
-			b = append(b, e.reply[e.ansEnd:]...)
+			r := e.reply()
+			b := append(buf[:0], r[:e.ansOff]...)
+			b = append(b, r[e.ansEnd:]...)
 			b[2] |= 1 << 1 // TC
 			b[6], b[7] = 0, 0
 			return splice(b, m, e.nameLen)
 		}
 	}
-	b := append(buf[:0], e.reply...)
+	b := append(buf[:0], e.reply()...)
 	s.metrics.count(st, e.out)
 	return splice(b, m, e.nameLen)
 }
