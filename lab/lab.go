@@ -5,7 +5,9 @@
 // each region was routed, how well the CDN cached and how each PoP warmed
 // up (its figures sampled through the run); then it runs one workload
 // twice on cold objects, without and with a shield PoP, and reports what
-// reached the origin each time (report.go, warming.go, shield.go). It is
+// reached the origin each time (report.go, warming.go, shield.go); then it
+// tries the edge features the file turns on, compression, signed URLs and
+// PROXY protocol, with a few requests each (edge.go). It is
 // the quickest way to see Outpost do its job, and a smoke test of every
 // role together.
 package lab
@@ -120,7 +122,8 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	}
 	// Open every socket first, so a taken address is reported before
 	// anything starts.
-	socks, err := openSockets(ctx, cfg, dc, originAddr, pops)
+	assets := newAssetOrigin(cfg, originAddr) // edge.go
+	socks, err := openSockets(ctx, cfg, dc, originAddr, assets, pops)
 	if err != nil {
 		return err
 	}
@@ -137,6 +140,9 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 		return fmt.Errorf("lab: origin: %w", err)
 	}
 	roles.start("origin", func() error { return origin.Serve(runCtx, socks.origin) })
+	if assets != nil {
+		roles.start("text origin", func() error { return assets.serve(runCtx, socks.assets) })
+	}
 
 	for i, p := range pops {
 		ls := socks.pops[i]
@@ -193,6 +199,10 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 		}
 		rep.Shield.write(out)
 	}
+	if rep.Edge, err = tryEdge(ctx, cfg, assets); err != nil {
+		return err
+	}
+	rep.Edge.write(out)
 	if opts.Report != "" {
 		jsonPath, err := rep.write(opts.Report)
 		if err != nil {
@@ -290,12 +300,13 @@ func loadConfig(path string) (*config.Config, string, func(), error) {
 // sockets are every listener of the lab, opened before any role starts.
 type sockets struct {
 	origin net.Listener
+	assets net.Listener // the text origin's; nil without one
 	pops   []pop.Listeners
 	dns    dnsgeo.Listeners
 }
 
 func (s *sockets) close() {
-	for _, c := range []io.Closer{s.origin} {
+	for _, c := range []net.Listener{s.origin, s.assets} {
 		if c != nil {
 			c.Close()
 		}
@@ -308,7 +319,7 @@ func (s *sockets) close() {
 
 // openSockets listens on every address of the lab and says clearly which
 // one is taken.
-func openSockets(ctx context.Context, cfg *config.Config, dc *config.DNS, originAddr string, pops []*pop.PoP) (*sockets, error) {
+func openSockets(ctx context.Context, cfg *config.Config, dc *config.DNS, originAddr string, assets *assetOrigin, pops []*pop.PoP) (*sockets, error) {
 	s := &sockets{}
 	var lc net.ListenConfig
 	listen := func(addr, what string) (net.Listener, error) {
@@ -322,6 +333,11 @@ func openSockets(ctx context.Context, cfg *config.Config, dc *config.DNS, origin
 	var err error
 	if s.origin, err = listen(originAddr, "the origin (services[0].origin.servers[0].url)"); err != nil {
 		return nil, err
+	}
+	if assets != nil {
+		if s.assets, err = listen(assets.addr, "the text origin (the origin of the service with compress)"); err != nil {
+			return nil, err
+		}
 	}
 	for i, p := range pops {
 		ls, err := p.Listen(ctx)

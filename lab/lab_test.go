@@ -59,7 +59,7 @@ func TestRun(t *testing.T) {
 	t.Logf("lab took %v:\n%s", time.Since(start), out.String())
 	report := out.String()
 	for _, want := range []string{"hit ratio", "byte hit ratio", "origin offload", "p99 ms", "total", "errors 0",
-		"Control plane", "acknowledged by 3/3 PoPs", "purge propagation over 20 purges", "applied by 4 hosts (3 PoPs and the DNS server)"} {
+		"Control plane", "acknowledged by 3/3 PoPs", "Edge features", "Accept-Encoding: zstd", "purge propagation over 20 purges", "applied by 4 hosts (3 PoPs and the DNS server)"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -79,7 +79,7 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkPage(t, string(page), data, 3+3+1+15+1+6+5)
+	checkPage(t, string(page), data, 3+3+1+15+1+6+5+35)
 	var rep Report
 	if err := json.Unmarshal(data, &rep); err != nil {
 		t.Fatal(err)
@@ -92,6 +92,7 @@ func TestRun(t *testing.T) {
 	} else {
 		t.Logf("shield: %d objects; origin requests %d without, %d with", s.Objects, s.Without, s.With)
 	}
+	checkEdge(t, rep.Edge)
 }
 
 // TestAddressTaken checks that a taken address is named, with the way out.
@@ -144,5 +145,41 @@ func TestRunWithPlaceholderToken(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "errors 0") {
 		t.Errorf("report:\n%s", out.String())
+	}
+}
+
+// checkEdge checks what the lab saw of the edge features of the built-in
+// file: each encoding computed once and then a hit, smaller than the
+// original; signed URLs refused without a valid signature, the reasons
+// counted; the PROXY header's client address reaching the origin.
+func checkEdge(t *testing.T, e *EdgeFeatures) {
+	t.Helper()
+	if e == nil || e.Compression == nil || e.Signed == nil || e.Proxy == nil {
+		t.Fatalf("edge features: %+v, want all three", e)
+	}
+	c := e.Compression
+	if len(c.Encodings) != 4 || c.IdentityBytes == 0 {
+		t.Fatalf("compression: %+v", c)
+	}
+	for _, f := range c.Encodings {
+		if !f.SecondHit {
+			t.Errorf("compression: the second fetch with Accept-Encoding %s was not a hit", f.AcceptEncoding)
+		}
+		if f.AcceptEncoding == "identity" {
+			if f.ContentEncoding != "" || f.Bytes != c.IdentityBytes {
+				t.Errorf("compression: identity got %q, %d bytes", f.ContentEncoding, f.Bytes)
+			}
+			continue
+		}
+		if f.ContentEncoding != f.AcceptEncoding || f.Bytes >= c.IdentityBytes/2 || f.Compressed != 1 {
+			t.Errorf("compression: Accept-Encoding %s got %q, %d of %d bytes, compressed %g times; want it, smaller, once",
+				f.AcceptEncoding, f.ContentEncoding, f.Bytes, c.IdentityBytes, f.Compressed)
+		}
+	}
+	if s := e.Signed; s.Unsigned != 403 || s.Signed != 200 || s.Expired != 403 || s.DeniedMissing < 1 || s.DeniedExpired < 1 {
+		t.Errorf("signed URLs: %+v, want 403, 200, 403 and the refusals counted", s)
+	}
+	if p := e.Proxy; p.Status != 200 || p.OriginSaw != p.Client || p.Accepted < 1 {
+		t.Errorf("PROXY protocol: %+v, want 200 and the header's client at the origin", p)
 	}
 }

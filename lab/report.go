@@ -33,6 +33,7 @@ type Report struct {
 	ThroughputMiBps float64           `json:"throughput_mib_per_sec"`
 	Warming         Warming           `json:"warming"`
 	Shield          *ShieldComparison `json:"shield,omitempty"`
+	Edge            *EdgeFeatures     `json:"edge,omitempty"`
 	// Load is the load run's own result (what `outpost bench` reports).
 	Load *bench.Result `json:"load"`
 }
@@ -313,6 +314,22 @@ func (r *Report) WriteHTML(w io.Writer) error {
 			return err
 		}
 	}
+	if e := r.Edge; e != nil && (e.Compression != nil || e.Signed != nil || e.Proxy != nil) {
+		var charts []string
+		if d := e.Compression; d != nil {
+			var names []string
+			var sizes []float64
+			for _, f := range d.Encodings {
+				names = append(names, f.AcceptEncoding)
+				sizes = append(sizes, float64(f.Bytes))
+			}
+			charts = append(charts, bench.BarChart("Bytes sent for "+d.Path+" by Accept-Encoding", "bytes", names,
+				[]bench.Bars{{Name: "bytes", Color: bench.Palette[0], Values: sizes}}, 0, nil, nil))
+		}
+		if err := add("Edge features: compression, signed URLs, PROXY protocol", edgeTmpl, e, charts...); err != nil {
+			return err
+		}
+	}
 	if err := r.Load.WriteHTMLPage(w, "Outpost lab: "+r.Config, secs); err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
@@ -351,4 +368,20 @@ var shieldTmpl = htmltemplate.Must(htmltemplate.New("shield").Funcs(funcs).Parse
 <tr><td>with {{.Shield}} as the shield</td><td data-k="shield.origin_requests_with_shield">{{.With}}</td><td>{{per .With .Objects}}</td></tr>
 </table>
 <p class="muted">One workload run twice: <span data-k="shield.requests">{{.Requests}}</span> requests across the regions, on <span data-k="shield.objects">{{.Objects}}</span> distinct objects no PoP held yet: first every PoP filled from the origin; then the PoPs reloaded a copy of the file whose service names <span data-k="shield.shield">{{.Shield}}</span> as its shield (docs/shield.md). With the shield the origin should see each object once.</p>
+`))
+
+var edgeTmpl = htmltemplate.Must(htmltemplate.New("edge").Funcs(funcs).Parse(`{{with .Compression}}<h3>Compression (docs/compression.md)</h3>
+<p class="muted"><span data-k="edge.compression.path">{{.Path}}</span> of service <span data-k="edge.compression.service">{{.Service}}</span> from PoP <span data-k="edge.compression.pop">{{.PoP}}</span>, <span data-k="edge.compression.identity_bytes">{{.IdentityBytes}}</span> bytes as the origin sent it, fetched twice with each Accept-Encoding: each encoding is computed once, stored as its own variant, and the second fetch is a hit.</p>
+<table class="num"><tr><th>Accept-Encoding</th><th>Content-Encoding</th><th>bytes</th><th>of the original</th><th>second fetch</th><th>times compressed</th></tr>
+{{range $i, $f := .Encodings}}<tr><td data-k="edge.compression.encodings.{{$i}}.accept_encoding">{{$f.AcceptEncoding}}</td><td data-k="edge.compression.encodings.{{$i}}.content_encoding">{{$f.ContentEncoding}}</td><td data-k="edge.compression.encodings.{{$i}}.bytes">{{$f.Bytes}}</td><td data-k="edge.compression.encodings.{{$i}}.ratio">{{pct $f.Ratio}}</td><td>{{if $f.SecondHit}}hit{{else}}not a hit{{end}}</td><td data-k="edge.compression.encodings.{{$i}}.compressed_responses">{{$f.Compressed}}</td></tr>
+{{end}}</table>{{end}}
+{{with .Signed}}<h3>Signed URLs (docs/signed-urls.md)</h3>
+<table class="num"><tr><th>request for {{.Path}} at {{.PoP}}</th><th>status</th></tr>
+<tr><td>unsigned</td><td data-k="edge.signed_urls.unsigned_status">{{.Unsigned}}</td></tr>
+<tr><td>signed as <code>outpost sign</code> makes it</td><td data-k="edge.signed_urls.signed_status">{{.Signed}}</td></tr>
+<tr><td>signed, expired</td><td data-k="edge.signed_urls.expired_status">{{.Expired}}</td></tr>
+</table>
+<p class="muted">The PoP counted the refusals by reason (never in the body): outpost_pop_signed_url_denied_total missing <span data-k="edge.signed_urls.denied_missing">{{.DeniedMissing}}</span>, expired <span data-k="edge.signed_urls.denied_expired">{{.DeniedExpired}}</span>.</p>{{end}}
+{{with .Proxy}}<h3>PROXY protocol (docs/proxy-protocol.md)</h3>
+<p class="muted">A connection to PoP <span data-k="edge.proxy_protocol.pop">{{.PoP}}</span> from <span data-k="edge.proxy_protocol.balancer">{{.Balancer}}</span>, which its proxy_protocol trusts, with a v2 header for client <span data-k="edge.proxy_protocol.client">{{.Client}}</span>: status <span data-k="edge.proxy_protocol.status">{{.Status}}</span>; the origin saw X-Forwarded-For <span data-k="edge.proxy_protocol.origin_saw">{{.OriginSaw}}</span>; the PoP counted <span data-k="edge.proxy_protocol.accepted">{{.Accepted}}</span> accepted header(s).</p>{{end}}
 `))

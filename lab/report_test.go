@@ -42,6 +42,16 @@ func sampleReport() *Report {
 				{PoP: "prg", HitRatio: []*float64{f(0.42), f(0.74), f(0.91), f(0.97)}, FirstSecond: 0.71, LastSecond: 0.97},
 			}},
 		Shield: &ShieldComparison{Shield: "prg", Requests: 6000, Objects: 1164, Without: 1863, With: 1164},
+		Edge: &EdgeFeatures{
+			Compression: &CompressionDemo{PoP: "prg", Service: "assets", Path: "/app.js", IdentityBytes: 324470, Encodings: []EncodingFetch{
+				{AcceptEncoding: "identity", Bytes: 324470, Ratio: 1, SecondHit: true},
+				{AcceptEncoding: "zstd", ContentEncoding: "zstd", Bytes: 15789, Ratio: 0.0487, SecondHit: true, Compressed: 1},
+				{AcceptEncoding: "br", ContentEncoding: "br", Bytes: 9097, Ratio: 0.028, SecondHit: true, Compressed: 1},
+				{AcceptEncoding: "gzip", ContentEncoding: "gzip", Bytes: 22024, Ratio: 0.0679, SecondHit: true, Compressed: 1},
+			}},
+			Signed: &SignedDemo{PoP: "prg", Service: "private", Path: "/obj/signed-lab", Unsigned: 403, Signed: 200, Expired: 403, DeniedMissing: 1, DeniedExpired: 2},
+			Proxy:  &ProxyDemo{PoP: "nrt", Balancer: "127.0.0.2", Client: "198.51.100.77", Status: 200, OriginSaw: "198.51.100.77", Accepted: 1},
+		},
 		Load:   &bench.Result{Target: "http://demo.cdn.example:8080/", OriginOffload: &off, Seconds: 8},
 	}
 }
@@ -137,10 +147,12 @@ func TestReportMatchesJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 4 routing shares + 3 requests + throughput + 3×5 PoP figures + warm-up + 3×2 warming + 5 shield.
-	checkPage(t, string(page), data, 4+3+1+15+1+6+5)
+	// 4 routing shares + 3 requests + throughput + 3×5 PoP figures + warm-up + 3×2 warming + 5 shield
+	// + the edge features: 4 + 4×5 compression, 5 signed URLs, 6 PROXY protocol.
+	checkPage(t, string(page), data, 4+3+1+15+1+6+5+4+20+5+6)
 	for _, want := range []string{"Where each region went", "origin offload", "warming curve", "Origin shield", "311.9 MiB/s",
-		"without a shield", "with prg as the shield", "1.60", "1.00", "end of warm-up"} {
+		"without a shield", "with prg as the shield", "1.60", "1.00", "end of warm-up",
+		"Edge features", "Bytes sent for /app.js", "4.9%", "PROXY protocol", "198.51.100.77"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("the page lacks %q", want)
 		}
@@ -197,13 +209,13 @@ func TestReportInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s --dump-dom: %v\n%s", bin, err, stderr.String())
 	}
-	if n := strings.Count(string(dom), "<svg"); n < 6 {
-		t.Errorf("the rendered DOM has %d charts, want at least 6", n)
+	if n := strings.Count(string(dom), "<svg"); n < 7 {
+		t.Errorf("the rendered DOM has %d charts, want at least 7", n)
 	}
 	if !strings.Contains(string(dom), "<h1>Outpost lab: built-in lab.yaml</h1>") {
 		t.Error("the rendered DOM lacks the title")
 	}
-	checkPage(t, string(dom), data, 35)
+	checkPage(t, string(dom), data, 35+35)
 	cmd = exec.CommandContext(ctx, bin, append(args, "--screenshot="+shot, "--window-size=900,3000", "file://"+path)...)
 	stderr.Reset()
 	cmd.Stderr = &stderr
