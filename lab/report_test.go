@@ -52,7 +52,7 @@ func sampleReport() *Report {
 			Signed: &SignedDemo{PoP: "prg", Service: "private", Path: "/obj/signed-lab", Unsigned: 403, Signed: 200, Expired: 403, DeniedMissing: 1, DeniedExpired: 2},
 			Proxy:  &ProxyDemo{PoP: "nrt", Balancer: "127.0.0.2", Client: "198.51.100.77", Status: 200, OriginSaw: "198.51.100.77", Accepted: 1},
 		},
-		Load:   &bench.Result{Target: "http://demo.cdn.example:8080/", OriginOffload: &off, Seconds: 8},
+		Load: &bench.Result{Target: "http://demo.cdn.example:8080/", OriginOffload: &off, Seconds: 8},
 	}
 }
 
