@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,6 +89,10 @@ type ProxyDemo struct {
 	Status   int    `json:"status"`
 	// OriginSaw is the X-Forwarded-For the origin received.
 	OriginSaw string `json:"origin_saw"`
+	// LogLine is the request's line in the PoP's access log, when it
+	// logs every request to a file ("" otherwise); its first field is
+	// the client.
+	LogLine string `json:"access_log_line,omitempty"`
 	// Accepted is the PoP's
 	// outpost_pop_proxy_protocol_connections_total{listener="clear",result="accepted"}.
 	Accepted float64 `json:"accepted"`
@@ -285,10 +290,41 @@ func tryProxy(ctx context.Context, c *http.Client, p config.POP, balancer netip.
 	resp.Body.Close()
 	d.Status = resp.StatusCode
 	d.OriginSaw = assets.forwardedFor(path)
+	if d.LogLine, err = logLine(ctx, p.AccessLog, " "+path+" "); err != nil {
+		return nil, err
+	}
 	if d.Accepted, err = metric(ctx, c, p, `outpost_pop_proxy_protocol_connections_total{listener="clear",result="accepted"}`); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// logLine waits for the access log line that contains s, when a logs
+// every request to a file: the writer is a goroutine of its own.
+func logLine(ctx context.Context, a config.AccessLog, s string) (string, error) {
+	if a.Mode != config.AccessLogFull || a.Path == "" || a.Path == config.AccessLogStdout || a.Path == config.AccessLogStderr {
+		return "", nil
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		data, err := os.ReadFile(a.Path)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("lab: access log: %w", err)
+		}
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if strings.Contains(line, s) {
+				return line, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("lab: access log %s: no line with %q within 5s", a.Path, s)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // metric reads one sample (name with its labels, as /metrics writes them)
@@ -338,6 +374,9 @@ func (e *EdgeFeatures) write(out io.Writer) {
 	if d := e.Proxy; d != nil {
 		fmt.Fprintf(out, "  PROXY protocol at %s: from %s (trusted) with a v2 header for client %s: %d; the origin saw X-Forwarded-For %q; accepted connections %g\n",
 			d.PoP, d.Balancer, d.Client, d.Status, d.OriginSaw, d.Accepted)
+		if d.LogLine != "" {
+			fmt.Fprintf(out, "    access log: %s\n", d.LogLine)
+		}
 	}
 }
 

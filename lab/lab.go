@@ -487,4 +487,36 @@ func printTryIt(out io.Writer, cfg *config.Config, dc *config.DNS, svc config.Se
 		fmt.Fprintf(out, "  curl -s http://%s/stats   # the DNS server's view\n", dc.Admin)
 	}
 	fmt.Fprintf(out, "  curl -s http://%s/_origin/stats   # what reached the origin\n", originAddr)
+	printTryEdge(out, cfg)
+}
+
+// printTryEdge prints commands to try the edge features the file turns on
+// by hand, at its first PoP (PROXY protocol at the first PoP that trusts
+// a loopback address).
+func printTryEdge(out io.Writer, cfg *config.Config) {
+	p := cfg.POPs[0]
+	listen := reach(p, p.Listen)
+	for _, svc := range cfg.Services {
+		host := svc.Hostnames[0]
+		switch {
+		case svc.Compress.Enabled:
+			fmt.Fprintf(out, "  curl -s -o /dev/null -w '%%{size_download} bytes\\n' -D - -H 'Accept-Encoding: br' -H 'Host: %s' http://%s/app.js | grep -iE 'content-encoding|cache-status|bytes'   # compression\n", host, listen)
+		case svc.SignedURLs.Enabled():
+			file := cfg.Path
+			if strings.HasPrefix(file, "built-in") {
+				file = "deploy/examples/lab.yaml"
+			}
+			h, port, _ := net.SplitHostPort(listen)
+			fmt.Fprintf(out, "  curl -s -o /dev/null -w '%%{http_code}\\n' --resolve %s:%s:%s \"$(outpost sign --config %s --ttl 5m http://%s:%s/obj/1)\"   # a signed URL (unsigned: 403)\n",
+				host, port, h, file, host, port)
+		}
+	}
+	for _, q := range cfg.POPs {
+		if bal, ok := loopbackBalancer(q); ok {
+			h, port, _ := net.SplitHostPort(reach(q, q.Listen))
+			fmt.Fprintf(out, "  printf 'PROXY TCP4 198.51.100.7 %s 40000 %s\\r\\nGET /obj/1 HTTP/1.1\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n' | nc -s %s %s %s | head -1   # PROXY protocol at %s\n",
+				h, port, serviceHost(cfg, cfg.Services[0]), bal, h, port, q.Name)
+			break
+		}
+	}
 }

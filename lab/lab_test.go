@@ -151,7 +151,8 @@ func TestRunWithPlaceholderToken(t *testing.T) {
 // checkEdge checks what the lab saw of the edge features of the built-in
 // file: each encoding computed once and then a hit, smaller than the
 // original; signed URLs refused without a valid signature, the reasons
-// counted; the PROXY header's client address reaching the origin.
+// counted; the PROXY header's client address reaching the origin and the
+// access log.
 func checkEdge(t *testing.T, e *EdgeFeatures) {
 	t.Helper()
 	if e == nil || e.Compression == nil || e.Signed == nil || e.Proxy == nil {
@@ -179,7 +180,7 @@ func checkEdge(t *testing.T, e *EdgeFeatures) {
 	if s := e.Signed; s.Unsigned != 403 || s.Signed != 200 || s.Expired != 403 || s.DeniedMissing < 1 || s.DeniedExpired < 1 {
 		t.Errorf("signed URLs: %+v, want 403, 200, 403 and the refusals counted", s)
 	}
-	if p := e.Proxy; p.Status != 200 || p.OriginSaw != p.Client || p.Accepted < 1 {
-		t.Errorf("PROXY protocol: %+v, want 200 and the header's client at the origin", p)
+	if p := e.Proxy; p.Status != 200 || p.OriginSaw != p.Client || p.Accepted < 1 || !strings.HasPrefix(p.LogLine, p.Client+" ") {
+		t.Errorf("PROXY protocol: %+v, want 200 and the header's client at the origin and in the log", p)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +51,8 @@ func sampleReport() *Report {
 				{AcceptEncoding: "gzip", ContentEncoding: "gzip", Bytes: 22024, Ratio: 0.0679, SecondHit: true, Compressed: 1},
 			}},
 			Signed: &SignedDemo{PoP: "prg", Service: "private", Path: "/obj/signed-lab", Unsigned: 403, Signed: 200, Expired: 403, DeniedMissing: 1, DeniedExpired: 2},
-			Proxy:  &ProxyDemo{PoP: "nrt", Balancer: "127.0.0.2", Client: "198.51.100.77", Status: 200, OriginSaw: "198.51.100.77", Accepted: 1},
+			Proxy: &ProxyDemo{PoP: "nrt", Balancer: "127.0.0.2", Client: "198.51.100.77", Status: 200, OriginSaw: "198.51.100.77", Accepted: 1,
+				LogLine: `198.51.100.77 - - [06/Dec/2026:11:40:00 +0000] "GET /proxied.txt HTTP/1.1" 200 324470 "-" "-"`},
 		},
 		Load: &bench.Result{Target: "http://demo.cdn.example:8080/", OriginOffload: &off, Seconds: 8},
 	}
@@ -69,7 +71,7 @@ func checkPage(t *testing.T, page string, jsonData []byte, want int) {
 		t.Errorf("the page marks %d figures, want at least %d", len(cells), want)
 	}
 	for _, c := range cells {
-		key, text := c[1], c[2]
+		key, text := c[1], html.UnescapeString(c[2]) // the page's text, as a browser shows it
 		v, ok := lookup(doc, key)
 		if !ok {
 			t.Errorf("%s: not in the JSON", key)
@@ -148,8 +150,8 @@ func TestReportMatchesJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 4 routing shares + 3 requests + throughput + 3×5 PoP figures + warm-up + 3×2 warming + 5 shield
-	// + the edge features: 4 + 4×5 compression, 5 signed URLs, 6 PROXY protocol.
-	checkPage(t, string(page), data, 4+3+1+15+1+6+5+4+20+5+6)
+	// + the edge features: 4 + 4×5 compression, 5 signed URLs, 7 PROXY protocol.
+	checkPage(t, string(page), data, 4+3+1+15+1+6+5+4+20+5+7)
 	for _, want := range []string{"Where each region went", "origin offload", "warming curve", "Origin shield", "311.9 MiB/s",
 		"without a shield", "with prg as the shield", "1.60", "1.00", "end of warm-up",
 		"Edge features", "Bytes sent for /app.js", "4.9%", "PROXY protocol", "198.51.100.77"} {
@@ -215,7 +217,7 @@ func TestReportInChromium(t *testing.T) {
 	if !strings.Contains(string(dom), "<h1>Outpost lab: built-in lab.yaml</h1>") {
 		t.Error("the rendered DOM lacks the title")
 	}
-	checkPage(t, string(dom), data, 35+35)
+	checkPage(t, string(dom), data, 35+36)
 	cmd = exec.CommandContext(ctx, bin, append(args, "--screenshot="+shot, "--window-size=900,3000", "file://"+path)...)
 	stderr.Reset()
 	cmd.Stderr = &stderr
