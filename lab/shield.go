@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -82,11 +81,9 @@ func compareShield(ctx context.Context, cfg *config.Config, dc *config.DNS, orig
 	direct.Services, shielded.Services = slices.Clone(cfg.Services), slices.Clone(cfg.Services)
 	direct.Services[0].Shield = config.Shield{}
 	pc, _ := cfg.POP(name)
-	addr := pc.Listen
-	if h, port, err := net.SplitHostPort(pc.Listen); err == nil && (h == "" || net.ParseIP(h).IsUnspecified()) {
-		addr = net.JoinHostPort(pc.Address.String(), port)
-	}
-	shielded.Services[0].Shield = config.Shield{POPs: []string{name}, Addrs: []string{addr}}
+	// The edges reach the shield at its listen address and probe its
+	// admin /healthz (docs/shield.md), as config makes a shield section.
+	shielded.Services[0].Shield = config.Shield{POPs: []string{name}, Addrs: []string{reach(*pc, pc.Listen)}, Admins: []string{reach(*pc, pc.Admin)}}
 
 	cmp := &ShieldComparison{Shield: name}
 	phase := func(prefix string) (origin int64, objects int, err error) {
