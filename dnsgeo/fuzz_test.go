@@ -1,6 +1,7 @@
 package dnsgeo
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -86,7 +87,57 @@ func FuzzHandler(f *testing.F) {
 		if len(req.Question) == 1 && (len(r.Question) != 1 || r.Question[0] != req.Question[0]) {
 			t.Fatalf("question %v answered as %v", req.Question, r.Question)
 		}
+		if !tcp {
+			checkCached(t, s, pkt, w.raw)
+		}
 	})
+}
+
+// checkCached answers the UDP query pkt the way the workers do, through
+// the answer cache, three times (a key is stored on its second miss, so
+// the third can be a hit), and then a copy of pkt with another ID and
+// the letters of its question name in the other case, which a hit gets
+// from the same entry: each reply must be the uncached path's, want for
+// pkt. It returns whether the cache answered any of them.
+func checkCached(t testing.TB, s *Server, pkt, want []byte) bool {
+	t.Helper()
+	src := netip.MustParseAddr("127.0.0.1")
+	buf := make([]byte, 2*udpReadSize)
+	hits := s.metrics.answerHits.Load()
+	for range 3 {
+		got, err := s.answerUDP(pkt, src, new(dns.Msg), new(scratch), buf)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("through the answer cache: %x (%v)\nuncached: %x", got, err, want)
+		}
+	}
+	other := flipCase(pkt)
+	var wantOther []byte
+	if resp := s.serveUDP(other, src, new(dns.Msg), new(scratch)); resp != nil {
+		wantOther, _ = packReply(resp, make([]byte, 2*udpReadSize))
+	}
+	got, err := s.answerUDP(other, src, new(dns.Msg), new(scratch), buf)
+	if err != nil || !bytes.Equal(got, wantOther) {
+		t.Fatalf("0x20 twin through the answer cache: %x (%v)\nuncached: %x", got, err, wantOther)
+	}
+	return s.metrics.answerHits.Load() > hits
+}
+
+// flipCase returns pkt with its ID inverted and the letters of its first
+// question name (when its labels can be walked) in the other case.
+func flipCase(pkt []byte) []byte {
+	p := bytes.Clone(pkt)
+	if len(p) < 12 {
+		return p
+	}
+	p[0], p[1] = ^p[0], ^p[1]
+	for off := 12; off < len(p) && p[off] != 0 && p[off] <= 63; off += int(p[off]) + 1 {
+		for i := off + 1; i <= off+int(p[off]) && i < len(p); i++ {
+			if c := p[i] | 0x20; 'a' <= c && c <= 'z' {
+				p[i] ^= 0x20
+			}
+		}
+	}
+	return p
 }
 
 // fuzzServer is the lab's server with static records, the ACME
@@ -150,6 +201,10 @@ func fuzzSeeds(t testing.TB) []seed {
 		{"referral-do", q("x.sub.cdn.example.", dns.TypeA, "", 1232, func(m *dns.Msg) { m.IsEdns0().SetDo() })},
 		{"cname", q("www.cdn.example.", dns.TypeA, "203.0.113.0/24", 0, nil)},
 		{"txt", q("long.cdn.example.", dns.TypeTXT, "", 0, nil)},
+		{"a-ecs-0x20", q("DeMo.CDN.example.", dns.TypeA, "198.51.100.0/24", 0, nil)},
+		{"a-ecs-cookie", q("demo.cdn.example.", dns.TypeA, "203.0.113.0/24", 0, func(m *dns.Msg) {
+			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
+		})},
 		{"ecs-mapped-v4", q("demo.cdn.example.", dns.TypeA, "", 1232, func(m *dns.Msg) {
 			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 120, Address: net.ParseIP("::ffff:203.0.113.0")})
 		})},
@@ -191,15 +246,24 @@ func TestWriteFuzzSeeds(t *testing.T) {
 }
 
 // TestHandlerSeeds runs every seed through the handler in
-// both transports, as a plain test that needs no fuzzing engine.
+// both transports, as a plain test that needs no fuzzing engine, and the
+// UDP ones through the answer cache too (checkCached), which must answer
+// some of them.
 func TestHandlerSeeds(t *testing.T) {
 	s := fuzzServer(t)
+	hit := false
 	for _, sd := range fuzzSeeds(t) {
 		for _, tcp := range []bool{false, true} {
 			req, w := serveRaw(s, sd.pkt, tcp)
 			if req != nil && !req.Response && (w == nil || w.msg == nil) {
 				t.Errorf("%s: no reply", sd.name)
 			}
+			if !tcp && w != nil && w.msg != nil {
+				hit = checkCached(t, s, sd.pkt, w.raw) || hit
+			}
 		}
+	}
+	if !hit {
+		t.Error("no seed was answered from the answer cache")
 	}
 }
