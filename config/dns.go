@@ -39,6 +39,8 @@ const (
 	defaultUDPSize           = 1232 // the DNS flag day 2020 value: no IP fragmentation on common paths
 	minUDPSize               = 512
 	maxUDPSize               = 4096
+	defaultAnswerCache       = 1 << 14 // dns.answer_cache: answers of the UDP answer cache
+	maxAnswerCache           = 1 << 20
 	maxSpread                = 20040 // km, half the Earth's circumference: "every PoP"
 	maxNameServers           = 64
 	defaultRRLSlip           = 2
@@ -112,6 +114,11 @@ type DNS struct {
 	// (512..4096); larger answers are truncated so the client retries over
 	// TCP. Default 1232.
 	UDPSize int
+	// AnswerCache is how many answers the UDP answer cache may hold
+	// (rounded up to a power of two; about 300 bytes each, never more
+	// than 4 MiB together): repeated queries are answered from the packed
+	// reply. 0 turns it off. Default 16384.
+	AnswerCache int
 	// RateLimit is response rate limiting (RRL) of UDP answers; off
 	// unless rate_limit.responses_per_second is set.
 	RateLimit RateLimit
@@ -281,8 +288,9 @@ func (d *decoder) dns(n *yaml.Node, path string) (DNS, dnsAt) {
 			Expire:  defaultSOAExpire,
 			TTL:     defaultSOATTL,
 		},
-		Health:  DNSHealth{Interval: defaultDNSHealthIntvl, Rise: defaultDNSRise, Fall: defaultDNSFall},
-		UDPSize: defaultUDPSize,
+		Health:      DNSHealth{Interval: defaultDNSHealthIntvl, Rise: defaultDNSRise, Fall: defaultDNSFall},
+		UDPSize:     defaultUDPSize,
+		AnswerCache: defaultAnswerCache,
 		RateLimit: RateLimit{Slip: defaultRRLSlip, IPv4Prefix: defaultRRLIPv4Prefix,
 			IPv6Prefix: defaultRRLIPv6Prefix, TableSize: defaultRRLTableSize},
 		States: DNSStates{Skew: defaultStateSkew}, // MaxAge: see dnsStatesRefs
@@ -317,6 +325,7 @@ func (d *decoder) dns(n *yaml.Node, path string) (DNS, dnsAt) {
 		optional("health", func(n *yaml.Node, path string) { d.dnsHealth(n, path, &c.Health) }),
 		optional("spread", d.setFloat(&c.Spread, 0, maxSpread)),
 		optional("udp_size", d.setInt(&c.UDPSize, minUDPSize, maxUDPSize)),
+		optional("answer_cache", d.setInt(&c.AnswerCache, 0, maxAnswerCache)),
 		optional("rate_limit", func(n *yaml.Node, path string) { d.rateLimit(n, path, &c.RateLimit) }),
 		optional("states", func(n *yaml.Node, path string) { d.dnsStates(n, path, &c.States, &at) }),
 		optional("load_shedding", func(n *yaml.Node, path string) { d.loadShedding(n, path, &c.LoadShedding) }),

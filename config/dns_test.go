@@ -33,10 +33,11 @@ func TestDNSDefaults(t *testing.T) {
 		NegativeTTL: 60 * time.Second,
 		SOA: SOA{MName: "ns1.cdn.example", RName: "hostmaster.cdn.example", Serial: 1,
 			Refresh: time.Hour, Retry: 15 * time.Minute, Expire: 168 * time.Hour, TTL: time.Hour},
-		NS:       []NameServer{{Name: "ns1.cdn.example", Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}},
-		Fallback: []string{"prg", "iad", "nrt"},
-		Health:   DNSHealth{Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2},
-		UDPSize:  1232,
+		NS:          []NameServer{{Name: "ns1.cdn.example", Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}},
+		Fallback:    []string{"prg", "iad", "nrt"},
+		Health:      DNSHealth{Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2},
+		UDPSize:     1232,
+		AnswerCache: 16384,
 		// Off, with BIND's slip and prefix lengths ready for when it is on.
 		RateLimit:    RateLimit{Slip: 2, IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 65536},
 		States:       DNSStates{MaxAge: 2 * time.Second, Skew: 500 * time.Millisecond},
@@ -84,6 +85,7 @@ func TestDNSEverySetting(t *testing.T) {
   ttl: 20s
   negative_ttl: 0s
   udp_size: 4096
+  answer_cache: 1000
   soa: {mname: NS1.cdn.example., rname: ops@cdn.example, serial: 4294967295, refresh: 2h, retry: 1m, expire: 24h, ttl: 5m}
   ns:
     - ns1.cdn.example
@@ -107,7 +109,7 @@ func TestDNSEverySetting(t *testing.T) {
 	asn, _ := filepath.Abs("dir/GeoLite2-ASN.mmdb")
 	want := DNS{
 		Listen: []string{"127.0.0.1:53", "[::1]:53"}, Admin: "127.0.0.1:9053",
-		TTL: 20 * time.Second, NegativeTTL: 0, UDPSize: 4096,
+		TTL: 20 * time.Second, NegativeTTL: 0, UDPSize: 4096, AnswerCache: 1000,
 		SOA: SOA{MName: "ns1.cdn.example", RName: "ops.cdn.example", Serial: 4294967295,
 			Refresh: 2 * time.Hour, Retry: time.Minute, Expire: 24 * time.Hour, TTL: 5 * time.Minute},
 		NS: []NameServer{

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/outpost-cdn/outpost/config"
 )
 
 // The answer cache keeps the packed bytes of the common geo reply — one
@@ -34,13 +36,12 @@ import (
 // Only positive answers for names the zone has are stored, so random
 // names (NXDOMAIN, REFUSED) never take a slot; random subnets or sources
 // can only replace entries, within the bounds: a table of
-// answerCacheEntries slots holding at most answerCacheBytes of keys and
+// dns.answer_cache slots holding at most answerCacheBytes of keys and
 // replies, and a key is stored only on its second miss.
 
-// Defaults of the answer cache's bounds (Options.AnswerCacheEntries).
+// The answer cache's bounds besides its slots (dns.answer_cache, 16384
+// by default).
 const (
-	// answerCacheEntries is the default number of slots (a power of two).
-	answerCacheEntries = 1 << 14
 	// answerCacheBytes bounds the keys and replies held, together.
 	answerCacheBytes = 4 << 20
 	// answerKeyMax is the longest query whose reply is cached; with the
@@ -99,14 +100,20 @@ type answerCache struct {
 // answerWays is the slots of a bucket.
 const answerWays = 4
 
-// newAnswerCache returns a cache of at least n slots (rounded up to a
-// power of two, a bucket at least), or nil when n < 0 (off).
-func newAnswerCache(n int, m *metrics) *answerCache {
-	if n < 0 {
-		return nil
+// answerCacheSize is the slots of the answer cache of dc:
+// Options.AnswerCacheEntries when set, else dns.answer_cache.
+func (s *Server) answerCacheSize(dc *config.DNS) int {
+	if s.answerEntries != 0 {
+		return s.answerEntries
 	}
-	if n == 0 {
-		n = answerCacheEntries
+	return dc.AnswerCache
+}
+
+// newAnswerCache returns a cache of at least n slots (rounded up to a
+// power of two, a bucket at least), or nil when n <= 0 (off).
+func newAnswerCache(n int, m *metrics) *answerCache {
+	if n <= 0 {
+		return nil
 	}
 	size := answerWays
 	for size < n {

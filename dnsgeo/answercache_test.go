@@ -334,3 +334,26 @@ func TestAnswerCacheMetrics(t *testing.T) {
 		t.Errorf("outpost_dns_answer_cache_bytes = %v", got["outpost_dns_answer_cache_bytes"])
 	}
 }
+
+// TestAnswerCacheConfig checks dns.answer_cache: 0 turns the cache off,
+// a size is rounded up to a power of two, and a reload applies a new one.
+func TestAnswerCacheConfig(t *testing.T) {
+	s, err := New(labConfig(t, "  health: {interval: 1h}\n  answer_cache: 0", nil, labNetworks), Options{Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.state.Load().answers != nil {
+		t.Fatal("answer_cache: 0 left a cache")
+	}
+	w := newUDPWorkerBench()
+	if b, _ := s.answerUDP(mustPack(t, query("demo.cdn.example.", dns.TypeA, "", 0)), w.src, w.req, w.sc, w.out); b == nil {
+		t.Fatal("no reply without the cache")
+	}
+	if err := s.Reload(labConfig(t, "  health: {interval: 1h}\n  answer_cache: 100", nil, labNetworks)); err != nil {
+		t.Fatal(err)
+	}
+	if c := s.state.Load().answers; c == nil || len(c.slots) != 128 {
+		t.Fatalf("answer_cache: 100 after a reload: %v", c)
+	}
+}

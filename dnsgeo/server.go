@@ -42,8 +42,9 @@ type Options struct {
 	// finish when the server stops; zero means 5s.
 	ShutdownGrace time.Duration
 	// AnswerCacheEntries is the number of slots of the UDP answer cache
-	// (answercache.go, rounded up to a power of two); zero means 16384,
-	// and a negative number turns the cache off.
+	// (answercache.go, rounded up to a power of two); zero means the
+	// configuration's dns.answer_cache, and a negative number turns the
+	// cache off.
 	AnswerCacheEntries int
 }
 

@@ -80,7 +80,7 @@ func (s *Server) buildState(cfg *config.Config, old *state, locators []Locator) 
 		skew:     int64(dc.States.Skew),
 		shed:     newShedding(dc.LoadShedding),
 		acme:     s.acme,
-		answers:  newAnswerCache(s.answerEntries, s.metrics),
+		answers:  newAnswerCache(s.answerCacheSize(dc), s.metrics),
 	}
 	var oldSigner *dnssec.Signer
 	if old != nil {
