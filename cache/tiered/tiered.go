@@ -73,9 +73,10 @@ type Options struct {
 	// hit is not promoted (it will be on its next hit). If zero,
 	// DefaultPromoteQueue.
 	PromoteQueue int
-	// PromoteRate bounds the body bytes promoted per second. If zero, a
-	// tenth of the memory tier's capacity (at least 1 MiB); negative
-	// promotes without a bound.
+	// PromoteRate bounds the body bytes promoted per second, on average:
+	// a token bucket holding a second's worth, where a body larger than
+	// that waits for a full bucket and leaves it in debt. If zero, a tenth
+	// of the memory tier's capacity; negative promotes without a bound.
 	PromoteRate int64
 	// Logger; if nil, slog.Default().
 	Logger *slog.Logger
@@ -162,7 +163,7 @@ func New(opts Options) (*Store, error) {
 	case opts.PromoteRate > 0:
 		s.rate = float64(opts.PromoteRate)
 	case opts.PromoteRate == 0:
-		s.rate = float64(max(opts.Memory.Stats().MaxBytes/10, 1<<20))
+		s.rate = float64(max(opts.Memory.Stats().MaxBytes/10, 1))
 	}
 	s.tokens, s.refilled, s.once = s.rate, time.Now(), make(map[string]struct{})
 	memN.NotifyRemoval(s.memRemoved)
@@ -242,7 +243,7 @@ func (s *Store) admitPromotion(e *cache.Entry) bool {
 		now := time.Now()
 		s.tokens = min(s.rate, s.tokens+s.rate*now.Sub(s.refilled).Seconds())
 		s.refilled = now
-		if s.tokens < size {
+		if s.tokens < min(size, s.rate) {
 			s.promoteCut.Add(1)
 			return false
 		}

@@ -215,3 +215,43 @@ func TestPromotionPaced(t *testing.T) {
 		t.Errorf("%d promotions paced of %d second disk hits at one body a second, want nearly all", ts.PromotePaced, keys)
 	}
 }
+
+// TestPromotionLargerThanRate checks that a body larger than a second's
+// worth of PromoteRate is still promoted, from a full bucket, and that the
+// debt it leaves holds the next promotion back.
+func TestPromotionLargerThanRate(t *testing.T) {
+	mem, err := memstore.New(memstore.Options{MaxBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := diskstore.Open(diskstore.Options{Dir: t.TempDir(), MaxBytes: 64 << 20, MinUses: 1, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := New(Options{
+		Memory: mem, Disks: []Disk{d}, PromoteRate: 10 << 10,
+		TTL:     func(*cache.Entry) time.Duration { return time.Hour },
+		Promote: func(e *cache.Entry) *cache.Entry { c := *e; c.OnDisk = false; return &c },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	keys := []string{"big0", "big1"}
+	for _, k := range keys {
+		st.Set(entry(k, 100<<10), time.Hour) // ten seconds' worth each
+	}
+	waitFor(t, "both on disk", func() bool { return d.Stats().Items == 2 })
+	for _, k := range keys {
+		mem.Delete(k)
+	}
+	for range 2 {
+		for _, k := range keys {
+			st.Get(k)
+		}
+	}
+	waitFor(t, "one promotion", func() bool { return st.Tiers().Promoted == 1 })
+	if ts := st.Tiers(); ts.PromotePaced != 1 {
+		t.Errorf("second disk hits paced: %d, want 1 (the second body waits for the first's debt)", ts.PromotePaced)
+	}
+}
