@@ -12,6 +12,7 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-cdn/outpost/config"
 )
@@ -35,9 +36,11 @@ import (
 // If-Range, which compares strongly, never matches it. Ranges are ranges
 // of the compressed bytes, which is what the stored representation is.
 //
-// The CPU is bounded by the service's concurrency (a fill that finds every
-// slot taken is stored uncompressed and counted), the memory by the
-// encoders' windows (1 MiB each; encoders are pooled) and max_size.
+// The CPU is bounded PoP-wide (at most GOMAXPROCS compressions at once,
+// whatever the services: compressSlots) and by each service's concurrency
+// (a fill that finds every slot of either taken is stored uncompressed and
+// counted busy), the memory by the encoders' windows (1 MiB each; encoders
+// are pooled) and max_size.
 
 // compressor is a service's compression setting as the PoP runs it.
 type compressor struct {
@@ -55,6 +58,34 @@ func newCompressor(c config.Compress) *compressor {
 		n = runtime.GOMAXPROCS(0)
 	}
 	return &compressor{cfg: c, slots: make(chan struct{}, n)}
+}
+
+// newCompressSlots is the PoP-wide bound on compressions running at once:
+// one per CPU Go may use (GOMAXPROCS at start), so compression can take
+// the PoP's CPUs but never queue work beyond them. Services' concurrency
+// settings bound each service within it.
+func newCompressSlots() chan struct{} { return make(chan struct{}, runtime.GOMAXPROCS(0)) }
+
+var (
+	descCompressingPoP = prometheus.NewDesc("outpost_pop_compress_slots_in_use",
+		"Compressions running now, all services (bounded PoP-wide by outpost_pop_compress_slots).", nil, nil)
+	descCompressSlots = prometheus.NewDesc("outpost_pop_compress_slots",
+		"The PoP-wide bound on compressions running at once: GOMAXPROCS at start.", nil, nil)
+)
+
+// compressCollector exports the PoP-wide compression bound and its use.
+type compressCollector struct{ p *PoP }
+
+// Describe sends the metric descriptions.
+func (c compressCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descCompressingPoP
+	ch <- descCompressSlots
+}
+
+// Collect reads the bound and how much of it is taken.
+func (c compressCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descCompressingPoP, prometheus.GaugeValue, float64(len(c.p.compressing)))
+	ch <- prometheus.MustNewConstMetric(descCompressSlots, prometheus.GaugeValue, float64(cap(c.p.compressing)))
 }
 
 // choose returns the codec for a folded Accept-Encoding value: the first
@@ -138,6 +169,13 @@ func (p *PoP) compressFill(f *fetch, svc *service, resp *http.Response) {
 		counts.busy.Add(1)
 		return
 	}
+	select {
+	case p.compressing <- struct{}{}:
+	default:
+		<-c.slots
+		counts.busy.Add(1)
+		return
+	}
 	i := codecIndex(codec)
 	counts.responses[i].Add(1)
 	resp.Header.Set("Content-Encoding", codec)
@@ -149,6 +187,7 @@ func (p *PoP) compressFill(f *fetch, svc *service, resp *http.Response) {
 	resp.Body = newCompressBody(resp.Body, codec, func(in, out int64) {
 		counts.in[i].Add(uint64(in))
 		counts.out[i].Add(uint64(out))
+		<-p.compressing
 		<-c.slots
 	})
 	resp.ContentLength = -1

@@ -214,19 +214,58 @@ func TestCompression(t *testing.T) {
 	}
 }
 
-// TestCompressBusy checks the concurrency bound: with every slot taken, a
-// fill is stored uncompressed and counted.
+// TestCompressBusy checks the concurrency bounds: with every slot of the
+// service, or of the PoP (shared by all services), taken, a fill is
+// stored uncompressed and counted busy; with both free it is compressed,
+// and its slots are given back when its body is done.
 func TestCompressBusy(t *testing.T) {
-	c := newCompressor(config.Compress{Enabled: true, Concurrency: 1, Codecs: []string{"gzip"}, Types: []string{"text/*"}, MaxSize: 1 << 20})
-	c.slots <- struct{}{} // the one slot, taken
-	svc := &service{compress: c, edge: new(edgeCounters)}
-	resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/plain"}}, ContentLength: 2000, Body: io.NopCloser(strings.NewReader(strings.Repeat("a", 2000)))}
-	(&PoP{}).compressFill(&fetch{encoding: "gzip"}, svc, resp)
-	if resp.Header.Get("Content-Encoding") != "" || svc.edge.compress.busy.Load() != 1 {
-		t.Errorf("Content-Encoding %q, busy %d: want none and 1", resp.Header.Get("Content-Encoding"), svc.edge.compress.busy.Load())
-	}
-	if resp.Header.Get("Vary") != "Accept-Encoding" {
-		t.Errorf("Vary %q, want Accept-Encoding (the class is its own variant all the same)", resp.Header.Get("Vary"))
+	for _, tc := range []struct {
+		name               string
+		svcTaken, popTaken bool
+		wantEncoding       string
+	}{
+		{name: "free", wantEncoding: "gzip"},
+		{name: "the service's slots taken", svcTaken: true},
+		{name: "the PoP's slots taken, by another service", popTaken: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCompressor(config.Compress{Enabled: true, Concurrency: 1, Codecs: []string{"gzip"}, Types: []string{"text/*"}, MaxSize: 1 << 20})
+			p := &PoP{compressing: make(chan struct{}, 1)}
+			if tc.svcTaken {
+				c.slots <- struct{}{}
+			}
+			if tc.popTaken {
+				p.compressing <- struct{}{}
+			}
+			svc := &service{compress: c, edge: new(edgeCounters)}
+			resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/plain"}}, ContentLength: 2000, Body: io.NopCloser(strings.NewReader(strings.Repeat("a", 2000)))}
+			p.compressFill(&fetch{encoding: "gzip"}, svc, resp)
+			if got := resp.Header.Get("Content-Encoding"); got != tc.wantEncoding {
+				t.Errorf("Content-Encoding %q, want %q", got, tc.wantEncoding)
+			}
+			wantBusy := uint64(0)
+			if tc.wantEncoding == "" {
+				wantBusy = 1
+			}
+			if got := svc.edge.compress.busy.Load(); got != wantBusy {
+				t.Errorf("busy %d, want %d", got, wantBusy)
+			}
+			if resp.Header.Get("Vary") != "Accept-Encoding" {
+				t.Errorf("Vary %q, want Accept-Encoding (the class is its own variant all the same)", resp.Header.Get("Vary"))
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			want := 0
+			if tc.svcTaken {
+				want = 1 // the test's own
+			}
+			waitFor(t, "the service's slots given back", func() bool { return len(c.slots) == want })
+			want = 0
+			if tc.popTaken {
+				want = 1
+			}
+			waitFor(t, "the PoP's slots given back", func() bool { return len(p.compressing) == want })
+		})
 	}
 }
 

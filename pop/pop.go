@@ -114,6 +114,8 @@ type PoP struct {
 	detached *slots
 	marks    uncacheable
 
+	compressing chan struct{} // PoP-wide bound on compressions at once (compress.go)
+
 	access  *accessLog       // the request log; nil when off
 	index   *purgeIndex      // the store, wrapped to index its keys and tags for purge
 	purges  purgeLog         // recent purges, against fills in flight
@@ -252,6 +254,7 @@ func New(cfg *config.Config, popName string, opts Options) (*PoP, error) {
 	}
 	p.inflight = newBudget(inflight)
 	p.detached = newSlots(int64(pc.Limits.DetachedFills))
+	p.compressing = newCompressSlots() // compress.go
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -624,6 +627,9 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	}
 	if err := p.registry.Register(shieldCollector{p}); err == nil { // shield.go
 		defer p.registry.Unregister(shieldCollector{p})
+	}
+	if err := p.registry.Register(compressCollector{p}); err == nil { // compress.go
+		defer p.registry.Unregister(compressCollector{p})
 	}
 	var fast *fastpath.Server
 	if p.noFastPath {
