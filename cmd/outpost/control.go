@@ -207,13 +207,20 @@ func startAgent(ctx context.Context, cfg *config.Config, path, name string, p co
 		conn.Close()
 		return nil, err
 	}
+	return runOnBus(ctx, conn, a.Run, logger, "control agent stopped"), nil
+}
+
+// runOnBus runs run (an agent's or a follower's loop) until ctx is done,
+// then closes conn; the channel closes when it has stopped. A run that
+// ends in an error is logged as msg.
+func runOnBus(ctx context.Context, conn *control.Conn, run func(context.Context) error, logger *slog.Logger, msg string) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer conn.Close()
-		if err := a.Run(ctx); err != nil {
-			logger.Error("control agent stopped", "err", err)
+		if err := run(ctx); err != nil {
+			logger.Error(msg, "err", err)
 		}
 	}()
-	return done, nil
+	return done
 }

@@ -20,29 +20,9 @@ func runDNS(args []string, stdout, stderr io.Writer) error {
 		return runDNSExplain(args[1:], stdout, stderr)
 	}
 	fs := newFlagSet("dns", "--config FILE [--name NAME] [--check] [--watch-config DURATION] [--log-level L]\n       outpost dns explain --config FILE [--type A|AAAA] IP|PREFIX", stdout, stderr)
-	configPath := fs.String("config", "", "the CDN's YAML file, with a dns section (required)")
-	check := fs.Bool("check", false, "validate the file and its network map, then exit")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	sf := addServerFlags(fs, "the CDN's YAML file, with a dns section (required)", "validate the file and its network map, then exit")
 	name := fs.String("name", "", "this server's name on the control bus (default: the host name)")
-	watchEvery := fs.Duration("watch-config", 0, "also reload when the file or a file it names changes on disk, polled this often (10s for a mounted ConfigMap); 0: only on SIGHUP")
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
-	}
-	if err := requireFlags(fs, stderr, "config"); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return errUsage
-	}
-	if *watchEvery < 0 {
-		return fmt.Errorf("--watch-config %s: want a positive interval, or 0 for none", *watchEvery)
-	}
-	logger, err := newLogger(stderr, *logLevel)
-	if err != nil {
-		return err
-	}
-	cfg, err := config.Load(*configPath)
+	logger, cfg, err := sf.parse(fs, args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -50,14 +30,14 @@ func runDNS(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *check {
+	if *sf.check {
 		defer srv.Close()
 		st := srv.Stats()
 		networks := "no network map"
 		if st.NetworkMapEntries >= 0 {
 			networks = fmt.Sprintf("%d networks", st.NetworkMapEntries)
 		}
-		fmt.Fprintf(stdout, "%s: ok (version %s, zone %s, %d PoPs, %s)\n", *configPath, st.ConfigVersion, cfg.Zone, len(cfg.POPs), networks)
+		fmt.Fprintf(stdout, "%s: ok (version %s, zone %s, %d PoPs, %s)\n", *sf.configPath, st.ConfigVersion, cfg.Zone, len(cfg.POPs), networks)
 		return nil
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,10 +45,10 @@ func runDNS(args []string, stdout, stderr io.Writer) error {
 	// SIGHUP, and with --watch-config a change on disk, reload the file,
 	// the network map and the databases; a file that does not load is
 	// logged and the running configuration stays.
-	go reloadOnHUP(ctx, logger, *configPath, srv.Reload)
-	go watchConfig(ctx, logger, *configPath, *watchEvery, srv.Reload)
+	go reloadOnHUP(ctx, logger, *sf.configPath, srv.Reload)
+	go watchConfig(ctx, logger, *sf.configPath, *sf.watchEvery, srv.Reload)
 	if cfg.Control.Enabled() {
-		followerDone, err := startDNSFollower(ctx, cfg, *configPath, *name, srv, logger)
+		followerDone, err := startDNSFollower(ctx, cfg, *sf.configPath, *name, srv, logger)
 		if err != nil {
 			return err
 		}
@@ -137,15 +117,7 @@ func startDNSFollower(ctx context.Context, cfg *config.Config, path, name string
 		conn.Close()
 		return nil, err
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer conn.Close()
-		if err := f.Run(ctx); err != nil {
-			logger.Error("control: the DNS server stopped following the bus; it routes on its probes", "err", err)
-		}
-	}()
-	return done, nil
+	return runOnBus(ctx, conn, f.Run, logger, "control: the DNS server stopped following the bus; it routes on its probes"), nil
 }
 
 // defaultHostName is the machine's host name up to its first dot, with

@@ -22,29 +22,9 @@ import (
 
 func runPoP(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pop", "--config FILE [--pop NAME] [--check] [--watch-config DURATION]", stdout, stderr)
-	configPath := fs.String("config", "", "the CDN's YAML file (required)")
+	sf := addServerFlags(fs, "the CDN's YAML file (required)", "validate the file and the PoP choice, then exit")
 	popName := fs.String("pop", "", "which PoP of the file to run (may be omitted when the file has one)")
-	check := fs.Bool("check", false, "validate the file and the PoP choice, then exit")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	watchEvery := fs.Duration("watch-config", 0, "also reload when the file or a file it names changes on disk, polled this often (10s for a mounted ConfigMap); 0: only on SIGHUP")
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
-	}
-	if err := requireFlags(fs, stderr, "config"); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return errUsage
-	}
-	if *watchEvery < 0 {
-		return fmt.Errorf("--watch-config %s: want a positive interval, or 0 for none", *watchEvery)
-	}
-	logger, err := newLogger(stderr, *logLevel)
-	if err != nil {
-		return err
-	}
-	cfg, err := config.Load(*configPath)
+	logger, cfg, err := sf.parse(fs, args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -52,7 +32,7 @@ func runPoP(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *check {
+	if *sf.check {
 		// The PoP would refuse a placeholder purge token: so does the check
 		// (systemd runs it before a start or reload).
 		if err := cfg.CheckPurgeToken(); err != nil {
@@ -66,7 +46,7 @@ func runPoP(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "warning: pop %s: cache_size %s + limits.inflight_bytes %s + 64MiB is more than this host's memory (%s): the kernel would kill the PoP before the cache is full\n",
 				pc.Name, mib(pc.CacheSize), mib(pc.Limits.InflightBytes), mib(mem))
 		}
-		fmt.Fprintf(stdout, "%s: ok (version %s, pop %s, %d services)\n", *configPath, version, pc.Name, len(cfg.Services))
+		fmt.Fprintf(stdout, "%s: ok (version %s, pop %s, %d services)\n", *sf.configPath, version, pc.Name, len(cfg.Services))
 		return nil
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
@@ -85,11 +65,11 @@ func runPoP(args []string, stdout, stderr io.Writer) error {
 	defer p.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go reloadOnHUP(ctx, logger, *configPath, p.Reload)
+	go reloadOnHUP(ctx, logger, *sf.configPath, p.Reload)
 	go reopenOnUSR1(ctx, logger, p.ReopenLogs)
-	go watchConfig(ctx, logger, *configPath, *watchEvery, p.Reload)
+	go watchConfig(ctx, logger, *sf.configPath, *sf.watchEvery, p.Reload)
 	if cfg.Control.Enabled() {
-		agentDone, err := startAgent(ctx, cfg, *configPath, pc.Name, p, opts.Registry, logger)
+		agentDone, err := startAgent(ctx, cfg, *sf.configPath, pc.Name, p, opts.Registry, logger)
 		if err != nil {
 			return err
 		}
