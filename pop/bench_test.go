@@ -118,10 +118,12 @@ func newBenchOrigin(b *testing.B, body string) string {
 }
 
 // waitStored waits until the PoP's store holds the entry of the fill the
-// caller just made, polling; it fails after 5 s.
+// caller just made, polling; it fails after 30 s (a 24 MiB fill under
+// -race on a loaded machine can take several seconds; a stored one ends
+// the wait at once).
 func waitStored(tb testing.TB, p *PoP) {
 	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for p.store.Stats().Items == 0 {
 		if time.Now().After(deadline) {
 			tb.Fatal("the fill was never stored")
