@@ -495,7 +495,8 @@ type scratch struct {
 	aaaa     dns.AAAA
 	soa, neg dns.SOA
 
-	in queryParser // the UDP workers' parser of common queries
+	in  queryParser             // the UDP workers' parser of common queries
+	key [answerKeyMax + 16]byte // the answer cache's key of the query (answerKey)
 }
 
 // reset makes the scratch's message the start of a reply to req, as

@@ -270,11 +270,10 @@ func (s *Server) serveUDPState(st *state, m []byte, src netip.Addr, req *dns.Msg
 func (s *Server) answerUDP(m []byte, src netip.Addr, req *dns.Msg, sc *scratch, buf []byte) ([]byte, error) {
 	st := s.state.Load()
 	c := st.answers
-	var kb [answerKeyMax + 16]byte
 	var key []byte
 	nameLen := 0
 	if c != nil {
-		key, nameLen, _ = answerKey(kb[:0], m, src)
+		key, nameLen, _ = answerKey(sc.key[:0], m, src)
 	}
 	if key == nil {
 		resp, _, _ := s.serveUDPState(st, m, src, req, sc)
