@@ -410,3 +410,29 @@ func TestAnswerCacheConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswerCacheOverUDP checks the running server's UDP workers answer
+// from the cache: the third of three queries in different letter case
+// is a hit, and its reply carries the query's ID and spelling (RFC 1035
+// §4.1.1 and §7.3: the question as asked) and its ECS scope (RFC 7871
+// §7.2.1), as the first did.
+func TestAnswerCacheOverUDP(t *testing.T) {
+	ts := startServer(t, labConfig(t, "  health: {interval: 1h}", nil, labNetworks))
+	var first *dns.Msg
+	for i, name := range []string{"demo.cdn.example.", "DEMO.cdn.example.", "dEmO.CdN.eXaMpLe."} {
+		q := query(name, dns.TypeA, "198.51.100.0/24", 0)
+		r := ts.exchange(t, "udp", q)
+		if r.Id != q.Id || len(r.Question) != 1 || r.Question[0].Name != name || len(r.Answer) != 1 || r.Answer[0].Header().Name != name {
+			t.Fatalf("query %d: reply %v", i, r)
+		}
+		if first == nil {
+			first = r
+		}
+		if answerAddr(r) != answerAddr(first) || replyECS(r).SourceScope != replyECS(first).SourceScope {
+			t.Fatalf("query %d: %s scope %d, first %s scope %d", i, answerAddr(r), replyECS(r).SourceScope, answerAddr(first), replyECS(first).SourceScope)
+		}
+	}
+	if h, m := ts.metrics.answerHits.Load(), ts.metrics.answerMisses.Load(); h != 1 || m != 2 {
+		t.Fatalf("hits %d, misses %d; want 1 and 2", h, m)
+	}
+}
