@@ -88,8 +88,10 @@ type Options struct {
 	// MaxBytes is the capacity: the most the store's files may add up to,
 	// each counted as its length rounded up to 4 KiB. Required.
 	MaxBytes int64
-	// MinUses is how many times a key must have been asked for (Get
-	// misses and Touch calls) before Set writes it once the store is full:
+	// MinUses is how many times a key must have been used (Set calls,
+	// that is fills, and Touch calls, that is memory hits; not Get misses,
+	// which a server may make several of for one request) before Set
+	// writes it once the store is full:
 	// 1 writes every Set. If zero, DefaultMinUses (2: one-hit wonders
 	// never push out what is on the disk). While the store has free room
 	// (the indexed files and the queued writes leave room for the entry,
@@ -331,8 +333,9 @@ func (s *Store) serving() bool { return !s.closed.Load() && !s.failed.Load() }
 // Get returns the entry stored under key: one whose write is still queued
 // (the entry as Set), or the one on disk, its body a blob.FromFile window
 // of the file (Blob set, Body nil; an empty body has neither). An entry
-// past its storage expiry is a miss, and is removed. A miss counts a use
-// of key for admission.
+// past its storage expiry is a miss, and is removed. A miss does not
+// count a use of key for admission: the fill that follows it does (Set),
+// so a request counts once however many times its server looks it up.
 func (s *Store) Get(key string) (*cache.Entry, bool) {
 	if !s.serving() {
 		return nil, false
@@ -365,13 +368,13 @@ func (s *Store) Get(key string) (*cache.Entry, bool) {
 			return e, true
 		}
 	}
-	s.sketch.add(h)
 	return nil, false
 }
 
-// Set offers e for ttl. It writes e (in the background) when e.Key has
-// been asked for MinUses times or is already on disk or queued (a refresh
-// replaces it), and declines it otherwise; a full write queue, or a store
+// Set offers e for ttl and counts a use of e.Key. It writes e (in the
+// background) when e.Key has been used MinUses times (this Set included),
+// the store has free room for it (see Options.MinUses), or it is already
+// on disk or queued (a refresh replaces it), and declines it otherwise; a full write queue, or a store
 // out of service, drops it. Declined and dropped entries are reported to
 // the NotifyRemoval callback, from inside Set. Set never blocks on I/O.
 func (s *Store) Set(e *cache.Entry, ttl time.Duration) {
@@ -424,7 +427,7 @@ func (s *Store) set(e *cache.Entry, ttl time.Duration, h uint64, admitted bool) 
 	_, onDisk := sh.items[e.Key]
 	_, queued := sh.pending[e.Key]
 	free := false
-	if !admitted && !onDisk && !queued && s.minUses > 1 && s.sketch.estimate(h) < s.minUses {
+	if !admitted && !onDisk && !queued && s.minUses > 1 && s.sketch.add(h) < s.minUses {
 		if free = s.hasRoom(blocks(headerSize + e.Size())); !free {
 			sh.mu.Unlock()
 			s.decline(e, h)
