@@ -164,7 +164,7 @@ test_bhr() {
 	fi
 	say ""
 	say "bhr: $OBJS objects, $REQS requests a trace; min_uses $MIN_USES; outpost bench -c $CONNS -trace"
-	say "trace	footprint	setup	BHR %	OHR %	memory hits %	disk hits %	origin MiB	sim S3-FIFO 1% BHR	sim S3-FIFO 10% BHR	sim LRU 10% BHR"
+	say "trace	footprint	setup	BHR %	OHR %	memory hits %	disk hits %	origin MiB	disk written MiB	sim S3-FIFO 1% BHR	sim S3-FIFO 10% BHR	sim LRU 10% BHR"
 	for tf in "${traces[@]}"; do
 		local name footprint mem disk sim1 sim10 lru10
 		name=$(basename "$tf" .txt)
@@ -196,7 +196,7 @@ test_bhr() {
 			curl -fs "http://$ADMIN/stats" >"$RUN/$name-$setup.stats.json"
 			local origin_mib
 			origin_mib=$(curl -fs "http://$ORIGIN/_origin/stats" | jq ".bytes_sent / 1048576 | round")
-			say "$name	$((footprint >> 20))MiB	$setup (mem $((mem >> 20))MiB$([ "$setup" = memory ] || echo ", disk $((disk >> 20))MiB"))	$(pct .byte_hit_ratio "$RUN/$name-$setup.json")	$(pct .hit_ratio "$RUN/$name-$setup.json")	$(pct '(.memory_hit_ratio // .hit_ratio)' "$RUN/$name-$setup.stats.json")	$(pct '(.disk_hit_ratio // 0)' "$RUN/$name-$setup.stats.json")	$origin_mib	$sim1	$sim10	$lru10"
+			say "$name	$((footprint >> 20))MiB	$setup (mem $((mem >> 20))MiB$([ "$setup" = memory ] || echo ", disk $((disk >> 20))MiB"))	$(pct .byte_hit_ratio "$RUN/$name-$setup.json")	$(pct .hit_ratio "$RUN/$name-$setup.json")	$(pct '(.memory_hit_ratio // .hit_ratio)' "$RUN/$name-$setup.stats.json")	$(pct '(.disk_hit_ratio // 0)' "$RUN/$name-$setup.stats.json")	$origin_mib	$(jq '[.disks[]?.bytes_written] | add // 0 | . / 1048576 | round' "$RUN/$name-$setup.stats.json")	$sim1	$sim10	$lru10"
 			stop_pop
 			rm -rf "$dir"
 		done
