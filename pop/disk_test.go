@@ -238,3 +238,30 @@ func TestDiskSlicesSurviveRestart(t *testing.T) {
 		t.Errorf("the restarted PoP asked the origin %d times for slices it had on disk", n)
 	}
 }
+
+// TestDiskMinUsesOnePerRequest checks that a request counts one use for
+// the disk's min_uses, however many times the PoP looks its key up (the
+// fast path, then net/http, on a miss): on a full directory with min_uses
+// 2, an object's first request is not written, its second is.
+func TestDiskMinUsesOnePerRequest(t *testing.T) {
+	o := diskOrigin(t)
+	tp, _ := startTunedPoP(t, fmt.Sprintf(testConfig, o.URL, "0s"), func(p *config.POP) {
+		// Room for one 40 KiB file (12 blocks of 4 KiB), written while
+		// the directory has room; after it, min_uses applies.
+		p.Disk = []config.Disk{{Path: t.TempDir(), Size: 48 << 10, MinUses: 2}}
+	})
+	d := tp.disk.disks[0]
+	waitFor(t, "the index loaded", func() bool { return d.Load().Done })
+	tp.get(t, "/a/filler")
+	tp.waitOnDisk(t, 1)
+	if st := d.DiskStats(); st.FreeAdmissions != 1 {
+		t.Fatalf("the filler was not written into free room: %+v", st.StoreStats)
+	}
+	tp.get(t, "/a/once")
+	waitFor(t, "the fill offered to the disk", func() bool { st := d.Stats(); return st.Admissions+st.Rejections >= 2 })
+	if st := d.Stats(); st.Admissions != 1 || st.Rejections != 1 {
+		t.Fatalf("after one request on a full directory: admissions %d, rejections %d; want 1, 1 (one use, not two)", st.Admissions, st.Rejections)
+	}
+	tp.get(t, "/a/once") // a memory hit (Touch) or a fill again: the second use either way
+	waitFor(t, "the second fill written", func() bool { return d.Stats().Admissions == 2 })
+}
