@@ -387,7 +387,7 @@ func isNoSpace(err error) bool {
 // isFatal reports whether err says the device or file system is failing,
 // rather than something passing (a file gone, too many open files).
 func isFatal(err error) bool {
-	for _, e := range []syscall.Errno{syscall.EIO, syscall.EROFS, syscall.ENODEV, syscall.ENXIO, syscall.EUCLEAN, syscall.ESTALE} {
+	for _, e := range fatalErrnos {
 		if errors.Is(err, e) {
 			return true
 		}

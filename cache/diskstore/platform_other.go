@@ -1,0 +1,12 @@
+//go:build !linux
+
+package diskstore
+
+import "syscall"
+
+// noatime is O_NOATIME where there is one (see noatime_linux.go).
+const noatime = 0
+
+// fatalErrnos are the errors that say the device or file system is
+// failing (isFatal); EUCLEAN is Linux's.
+var fatalErrnos = []syscall.Errno{syscall.EIO, syscall.EROFS, syscall.ENODEV, syscall.ENXIO, syscall.ESTALE}
