@@ -21,9 +21,9 @@
 # (BENCH_DISK_CACHE, 8GiB, min_uses 1), against nginx (BENCH_DISK_TARGETS)
 # whose cache files are on tmpfs too: BENCH_DISK_N objects of each of
 # BENCH_DISK_SIZES ("100k 1m"), warmed, then asked uniformly, so nearly
-# every Outpost hit comes from its disk tier (and is promoted to memory,
-# evicting another: that cost is part of a disk hit) and every nginx hit
-# from its files, both out of the page cache. A 1-second smoke run:
+# every Outpost hit comes from its disk tier (promoted to memory at the
+# tier's pace, a tenth of its size a second) and every nginx hit from its
+# files, both out of the page cache. A 1-second smoke run:
 #   BENCH_TESTS=disk BENCH_DURATION=1 BENCH_DISK_N=50 BENCH_DISK_SIZES=100k bench/anchors.sh
 # Counts that do not depend on the machine's load (writes per response,
 # allocations per response, in-process over loopback):
