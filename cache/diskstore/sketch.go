@@ -68,16 +68,6 @@ func (s *sketch) add(hash uint64) uint32 {
 	return est
 }
 
-// estimate returns the count of hash without counting a use.
-func (s *sketch) estimate(hash uint64) uint32 {
-	est := uint32(counterMax)
-	for i := range s.rows {
-		w, shift := s.index(hash, i)
-		est = min(est, uint32(s.rows[i][w].Load()>>shift&0xff))
-	}
-	return est
-}
-
 // halve halves every counter. Uses counted while it runs may be lost or
 // halved twice: the counts are estimates.
 func (s *sketch) halve() {
