@@ -9,31 +9,50 @@ import (
 	"testing"
 )
 
-// TestPolicyTraceFile replays an `outpost bench -trace` file (every URL
-// with ?size=N, as bench/disk-tier.sh's traces) through the eviction
-// policy alone at 10% of the trace's footprint, counting each object by
-// its exact size, then by what its file costs (header, about metaBytes of
-// metadata, the body, rounded up to 4 KiB blocks), and logs both byte hit
-// ratios: how much the store's block accounting costs against a
-// simulator that counts exact bytes. It runs only with
-// DISKSTORE_TRACE=file:
+// TestPolicyTraceFile replays a trace through the eviction policy alone
+// at 10% of the trace's footprint, counting each object by its exact size,
+// then by what its file costs (header, about metaBytes of metadata, the
+// body, rounded up to 4 KiB blocks), and logs both byte hit ratios: how
+// much the store's block accounting costs against a simulator that counts
+// exact bytes. It checks that replayCosts with each object's exact size
+// as its cost is replayS3FIFO (the two replays are the same policy). The
+// trace is a generated Zipf one, or an `outpost bench -trace` file (every
+// URL with ?size=N, as bench/disk-tier.sh's traces) named by
+// DISKSTORE_TRACE:
 //
 //	DISKSTORE_TRACE=/tmp/outpost-disk-X/trace.zipf0.9.txt go test -run TraceFile -v ./cache/diskstore
 func TestPolicyTraceFile(t *testing.T) {
-	path := os.Getenv("DISKSTORE_TRACE")
-	if path == "" {
-		t.Skip("DISKSTORE_TRACE not set")
+	const metaBytes = 600
+	name, tr := "zipf0.9, 5,000 objects, 50,000 requests", zipfTrace(5000, 50000, 0.9, 7)
+	if path := os.Getenv("DISKSTORE_TRACE"); path != "" {
+		name, tr = path, readTraceFile(t, path)
 	}
+	capacity := tr.total / 10
+	bhrExact := replayS3FIFO(tr, capacity, 1)
+	if same := replayCosts(tr, tr.sizes, capacity); same != bhrExact {
+		t.Errorf("replayCosts with exact costs: BHR %.4f, replayS3FIFO %.4f: the replays differ", same, bhrExact)
+	}
+	files := make([]int64, len(tr.sizes))
+	for i, n := range tr.sizes {
+		files[i] = blocks(headerSize + metaBytes + n)
+	}
+	bhrFiles := replayCosts(tr, files, capacity)
+	t.Logf("%s: %d requests, %d objects, footprint %d MiB; S3-FIFO at 10%%: BHR %.2f%% counting exact bytes, %.2f%% counting files in blocks (they take %.1f%% more room)",
+		name, len(tr.keys), len(tr.sizes), tr.total>>20, 100*bhrExact, 100*bhrFiles, 100*(float64(sum(files))/float64(tr.total)-1))
+}
+
+// readTraceFile reads an `outpost bench -trace` file: a key per distinct
+// URL, its size from the URL's size=N.
+func readTraceFile(t *testing.T, path string) trace {
+	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	const metaBytes = 600
 	sizeRE := regexp.MustCompile(`size=(\d+)`)
 	ids := map[string]int{}
 	var tr trace
-	var exact []int64
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
@@ -48,9 +67,9 @@ func TestPolicyTraceFile(t *testing.T) {
 				t.Fatalf("no size in %q", u)
 			}
 			n, _ := strconv.ParseInt(m[1], 10, 64)
-			id = len(exact)
+			id = len(tr.sizes)
 			ids[u] = id
-			exact = append(exact, n)
+			tr.sizes = append(tr.sizes, n)
 			tr.total += n
 		}
 		tr.keys = append(tr.keys, id)
@@ -58,16 +77,7 @@ func TestPolicyTraceFile(t *testing.T) {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	capacity := tr.total / 10
-	tr.sizes = exact
-	bhrExact := replayS3FIFO(tr, capacity, 1)
-	files := make([]int64, len(exact))
-	for i, n := range exact {
-		files[i] = blocks(headerSize + metaBytes + n)
-	}
-	bhrFiles := replayCosts(tr, files, capacity)
-	t.Logf("%s: %d requests, %d objects, footprint %d MiB; S3-FIFO at 10%%: BHR %.2f%% counting exact bytes, %.2f%% counting files in blocks (they take %.1f%% more room)",
-		path, len(tr.keys), len(exact), tr.total>>20, 100*bhrExact, 100*bhrFiles, 100*(float64(sum(files))/float64(tr.total)-1))
+	return tr
 }
 
 func sum(xs []int64) (s int64) {
