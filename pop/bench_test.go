@@ -150,22 +150,11 @@ func BenchmarkHTTP1Hit(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				serveLn, err := listenLoopback()
-				if err != nil {
-					b.Fatal(err)
-				}
-				adminLn, err := listenLoopback()
-				if err != nil {
-					b.Fatal(err)
-				}
-				ctx, cancel := context.WithCancel(context.Background())
-				done := make(chan error, 1)
-				go func() { done <- p.Serve(ctx, serveLn, adminLn) }()
-				b.Cleanup(func() { cancel(); <-done; p.Close() })
+				addr := serveBench(b, p)
 
 				// The fill on a connection of its own: a miss hands its
 				// connection to net/http for good.
-				fillReq, _ := http.NewRequest(http.MethodGet, "http://"+serveLn.Addr().String()+"/obj", nil)
+				fillReq, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/obj", nil)
 				fillReq.Host = "demo.example"
 				fillReq.Close = true
 				fill, err := http.DefaultClient.Do(fillReq)
@@ -176,7 +165,7 @@ func BenchmarkHTTP1Hit(b *testing.B) {
 				fill.Body.Close()
 				waitStored(b, p)
 
-				c, err := net.Dial("tcp", serveLn.Addr().String())
+				c, err := net.Dial("tcp", addr)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -373,4 +362,23 @@ func processWrites() (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// serveBench serves p on loopback listeners until the benchmark ends and
+// returns its serving address.
+func serveBench(b *testing.B, p *PoP) string {
+	b.Helper()
+	serveLn, err := listenLoopback()
+	if err != nil {
+		b.Fatal(err)
+	}
+	adminLn, err := listenLoopback()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, serveLn, adminLn) }()
+	b.Cleanup(func() { cancel(); <-done; p.Close() })
+	return serveLn.Addr().String()
 }

@@ -2,7 +2,6 @@ package pop
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/outpost-cdn/outpost/config"
 )
@@ -126,19 +124,7 @@ func startDiskBenchPoP(b *testing.B, tier string, size int) (*PoP, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	serveLn, err := listenLoopback()
-	if err != nil {
-		b.Fatal(err)
-	}
-	adminLn, err := listenLoopback()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, serveLn, adminLn) }()
-	b.Cleanup(func() { cancel(); <-done; p.Close() })
-	addr := serveLn.Addr().String()
+	addr := serveBench(b, p)
 	// The fills, on a connection of their own: a miss hands its
 	// connection to net/http for good.
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
@@ -154,13 +140,10 @@ func startDiskBenchPoP(b *testing.B, tier string, size int) (*PoP, string) {
 		resp.Body.Close()
 	}
 	if tier == "disk" {
-		deadline := time.Now().Add(20 * time.Second)
-		for d := p.disk.disks[0].DiskStats(); d.Items < 200 || d.QueuedWrites != 0; d = p.disk.disks[0].DiskStats() {
-			if time.Now().After(deadline) {
-				b.Fatalf("the fills never all reached the disk: %d entries", d.Items)
-			}
-			time.Sleep(time.Millisecond) // polling interval, not synchronisation
-		}
+		waitFor(b, "every fill on the disk", func() bool {
+			d := p.disk.disks[0].DiskStats()
+			return d.Items >= 200 && d.QueuedWrites == 0
+		})
 	}
 	return p, addr
 }

@@ -219,14 +219,14 @@ func (tp *testPoP) statsAfter(t *testing.T, n uint64) Stats {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	settle(t, cond, func() string { return "timed out waiting for " + what })
 }
 
 // settle polls cond until it holds, and fails with what's message when the
 // deadline passes first.
-func settle(t *testing.T, cond func() bool, what func() string) {
+func settle(t testing.TB, cond func() bool, what func() string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -48,13 +48,9 @@ func BenchmarkGet(b *testing.B) {
 				e.ResponseTime, e.RequestTime = time.Now(), time.Now()
 				s.Set(e, time.Hour)
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for d.DiskStats().Items < int64(len(keys)) || d.DiskStats().QueuedWrites > 0 {
-				if time.Now().After(deadline) {
-					b.Fatal("the entries never reached the disk")
-				}
-				time.Sleep(time.Millisecond) // polling interval, not synchronisation
-			}
+			waitFor(b, "the entries on the disk", func() bool {
+				return d.DiskStats().Items >= int64(len(keys)) && d.DiskStats().QueuedWrites == 0
+			})
 			for range 2 {
 				for _, k := range keys {
 					if _, ok := s.Get(k); !ok {

@@ -79,7 +79,7 @@ func newTiers(t *testing.T, nDisks int, promote bool) *tiers {
 	return tr
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
