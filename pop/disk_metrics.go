@@ -44,6 +44,7 @@ var (
 	descDiskLoadDone = prometheus.NewDesc("outpost_disk_load_done", "1 once the loader has indexed the whole directory.", diskLabels, nil)
 	descDiskRead     = prometheus.NewDesc("outpost_disk_read_seconds", "Time to open and check a cache file not open yet.", diskLabels, nil)
 	descDiskWrite    = prometheus.NewDesc("outpost_disk_write_seconds", "Time to write a cache file.", diskLabels, nil)
+	descDiskOpen     = prometheus.NewDesc("outpost_disk_open_files", "Cache files the process holds open: the directories' open sets (at most 4096 entries each) and entries dropped from them that the garbage collector has not closed yet.", nil, nil)
 )
 
 // diskCollector reports the disk tier's figures.
@@ -53,7 +54,7 @@ func (c diskCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTierHits, descDiskServed, descDiskServedBytes, descPromotions, descPromotionDrops, descPromotionPaced, descPurgedOnLoad, descJournalErrors,
 		descDiskItems, descDiskBytes, descDiskMax, descDiskHealthy, descDiskWrites, descDiskWritten, descDiskErrors,
 		descDiskAdmit, descDiskReject, descDiskFree, descDiskDrops, descDiskEvict, descDiskQueued, descDiskLoad, descDiskLoadDone,
-		descDiskRead, descDiskWrite} {
+		descDiskRead, descDiskWrite, descDiskOpen} {
 		ch <- d
 	}
 }
@@ -77,6 +78,9 @@ func (c diskCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descPromotionPaced, t.PromotePaced)
 	counter(descPurgedOnLoad, p.diskPurgedOnLoad.Load())
 	counter(descJournalErrors, p.purgeStats.journalErrors.Load())
+	if len(p.disk.disks) > 0 {
+		gauge(descDiskOpen, float64(p.disk.disks[0].DiskStats().OpenFiles)) // process-wide
+	}
 	for i, d := range p.disk.disks {
 		path := p.disk.paths[i]
 		s := d.DiskStats()

@@ -186,6 +186,7 @@ func TestDiskMetrics(t *testing.T) {
 		`outpost_disk_healthy{path="`,
 		`outpost_disk_load_done{path="`,
 		`outpost_disk_errors_total{kind="corrupt"`,
+		`outpost_disk_open_files `,
 		`outpost_disk_write_seconds_bucket{path="`,
 	} {
 		if !strings.Contains(string(body), want) {
