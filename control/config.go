@@ -2,6 +2,8 @@ package control
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,19 +51,23 @@ func ValidateFile(path string, check func(*config.Config) error) ([]byte, *confi
 
 // PushConfig publishes data, a CDN file the caller validated
 // (ValidateFile), as the next config revision and returns its number.
+// While the bucket's stream elects a leader (its server died) it tries
+// again for up to electionWait; a random message ID makes a push whose
+// answer was lost land once.
 func (c *Conn) PushConfig(ctx context.Context, data []byte) (uint64, error) {
-	ctx, cancel := c.timeout(ctx)
-	defer cancel()
-	kv, err := c.js.KeyValue(ctx, ConfigBucket)
+	var id [12]byte
+	rand.Read(id[:])
+	ack, err := c.publish(ctx, "$KV."+ConfigBucket+"."+ConfigKey, "KV_"+ConfigBucket, data, "push-"+hex.EncodeToString(id[:]), electionWait)
 	if err != nil {
-		return 0, fmt.Errorf("control: the config bucket: %w", err)
+		return 0, fmt.Errorf("control: publishing the config to the bucket %s: %w", ConfigBucket, err)
 	}
-	rev, err := kv.Put(ctx, ConfigKey, data)
-	if err != nil {
-		return 0, fmt.Errorf("control: publishing the config: %w", err)
-	}
-	return rev, nil
+	return ack.Sequence, nil
 }
+
+// electionWait is how long a publish keeps trying while its stream does
+// not answer: JetStream elects a stream's new leader 4 to 9 s after its
+// server died.
+const electionWait = 12 * time.Second
 
 // Revision is one revision of the CDN file on the bus.
 type Revision struct {

@@ -60,7 +60,7 @@ func (c *Conn) Purge(ctx context.Context, req popapi.PurgeRequest, pops []string
 	defer sub.Unsubscribe()
 	sub.SetPendingLimits(c.cc.MaxPending, -1)
 	start := time.Now()
-	ack, err := c.publishPurge(ctx, body, req.ID, timeout)
+	ack, err := c.publish(ctx, PurgeSubject, PurgeStream, body, req.ID, timeout)
 	if err != nil {
 		return PurgeReport{}, fmt.Errorf("control: publishing the purge: %w", err)
 	}
@@ -96,18 +96,18 @@ func (c *Conn) Purge(ctx context.Context, req popapi.PurgeRequest, pops []string
 	return r, nil
 }
 
-// publishPurge publishes a purge to the stream. While the stream does not
-// answer — its leader died and JetStream elects another, which takes
-// 4 to 9 s — it publishes again with the reconnect backoff for up to
-// within: the purge's ID is the message ID, so a purge that was stored
-// but whose answer was lost is stored once. Each attempt waits at most
-// the control timeout.
-func (c *Conn) publishPurge(ctx context.Context, body []byte, id string, within time.Duration) (*jetstream.PubAck, error) {
+// publish publishes body on subject, which stream holds. While the
+// stream does not answer — its leader died and JetStream elects another,
+// which takes 4 to 9 s — it publishes again with the reconnect backoff
+// for up to within: id is the message ID, so a message that was stored
+// but whose answer was lost is stored once (within the stream's
+// duplicate window). Each attempt waits at most the control timeout.
+func (c *Conn) publish(ctx context.Context, subject, stream string, body []byte, id string, within time.Duration) (*jetstream.PubAck, error) {
 	deadline := time.Now().Add(within)
 	bo := c.backoff()
 	for {
 		pctx, cancel := c.timeout(ctx)
-		ack, err := c.js.Publish(pctx, PurgeSubject, body, jetstream.WithMsgID(id), jetstream.WithExpectStream(PurgeStream))
+		ack, err := c.js.Publish(pctx, subject, body, jetstream.WithMsgID(id), jetstream.WithExpectStream(stream))
 		cancel()
 		if err == nil || ctx.Err() != nil || !unanswered(err) || errors.Is(c.nc.LastError(), nats.ErrPermissionViolation) {
 			return ack, err

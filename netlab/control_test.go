@@ -137,15 +137,15 @@ func TestNetlabControl(t *testing.T) {
 			st, err = status()
 			return err == nil && len(regexp.MustCompile(`(?m)\scurrent\s`).FindAllString(st, -1)) == 5
 		})
-		took := time.Since(start)
+		took := time.Since(pushed)
 		if err != nil {
 			t.Fatalf("not every host runs the pushed revision: %v\n%s", err, st)
 		}
 		t.Logf("%s: %s", strings.TrimSpace(out), st)
-		t.Logf("every host (3 PoPs, 2 DNS servers) runs it %s after the push started (the push itself took %s; status polled every run of `config status`)",
+		t.Logf("every host (3 PoPs, 2 DNS servers) runs it %s after the push returned (the push itself took %s; status polled every run of `config status`)",
 			took.Round(time.Millisecond), pushed.Sub(start).Round(time.Millisecond))
 		if took > within {
-			t.Errorf("the revision reached every host in %s, want within %s", took.Round(time.Millisecond), within)
+			t.Errorf("the revision reached every host %s after the push, want within %s", took.Round(time.Millisecond), within)
 		}
 	}
 
@@ -311,9 +311,12 @@ func TestNetlabControl(t *testing.T) {
 			t.Fatalf("no purge reached every PoP within 20s of bus-1's death:\n%s", out)
 		}
 		t.Logf("with bus-1 killed, a purge reached every PoP %s after the kill (%d tries):\n%s", time.Since(killed).Round(time.Millisecond), tries, out)
-		// A host whose config watch was served by bus-1 makes a new one
-		// when it reconnects, or after two missed heartbeats (1 s each) if
-		// its connection was to another node; by now the elections are over.
+		// The config bucket's stream may still be electing a leader (each
+		// raft group elects on its own, 4 to 9 s after the kill): the push
+		// tries again until one answers. A host whose config watch was
+		// served by bus-1 makes a new one when it reconnects, or after two
+		// missed heartbeats (1 s each) if its connection was to another
+		// node.
 		push(t, "three", 5*time.Second)
 		var st string
 		err = pollUntil(ctx, 5*time.Second, func() bool {
