@@ -35,7 +35,17 @@ type POPTLS struct {
 	// H2C serves HTTP/2 without TLS (prior knowledge) on the plain
 	// listener too; default false.
 	H2C bool
+	// HTTP2 names the server of HTTP/2, over TLS and h2c: HTTP2Outpost
+	// (the PoP's own, which answers fresh hits inline) or HTTP2NetHTTP
+	// (net/http's); default HTTP2NetHTTP.
+	HTTP2 string
 }
+
+// The servers of HTTP/2 (POPTLS.HTTP2).
+const (
+	HTTP2Outpost = "outpost"
+	HTTP2NetHTTP = "net/http"
+)
 
 // Enabled reports whether the PoP has an HTTPS listener.
 func (t POPTLS) Enabled() bool { return t.Listen != "" }
@@ -68,6 +78,7 @@ const defaultAltSvcMaxAge = 24 * time.Hour
 func (d *decoder) popTLS(n *yaml.Node, path string, t *POPTLS) {
 	t.HTTP3 = true
 	t.AltSvcMaxAge = defaultAltSvcMaxAge
+	t.HTTP2 = HTTP2NetHTTP
 	var listenAt *yaml.Node
 	d.fields(n, path, []field{
 		required("listen", func(n *yaml.Node, path string) {
@@ -109,6 +120,18 @@ func (d *decoder) popTLS(n *yaml.Node, path string, t *POPTLS) {
 		optional("alt_svc_max_age", d.setDuration(&t.AltSvcMaxAge)),
 		optional("zero_rtt", d.setBool(&t.ZeroRTT)),
 		optional("h2c", d.setBool(&t.H2C)),
+		optional("http2", func(n *yaml.Node, path string) {
+			s, ok := d.str(n, path)
+			if !ok {
+				return
+			}
+			switch s {
+			case HTTP2Outpost, HTTP2NetHTTP:
+				t.HTTP2 = s
+			default:
+				d.errorf(n, path, "HTTP/2 server %q not supported (want %s or %s)", s, HTTP2Outpost, HTTP2NetHTTP)
+			}
+		}),
 	})
 	if listenAt != nil && len(t.Certificates) == 0 && !t.SelfSigned {
 		d.errorf(listenAt, join(path, "listen"), "an HTTPS listener needs certificates (or self_signed: true, for labs)")

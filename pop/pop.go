@@ -13,6 +13,7 @@ package pop
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,7 @@ import (
 	"github.com/outpost-cdn/outpost/origin"
 	"github.com/outpost-cdn/outpost/pop/fastpath"
 	"github.com/outpost-cdn/outpost/pop/fill"
+	"github.com/outpost-cdn/outpost/pop/h2serve"
 	"github.com/outpost-cdn/outpost/pop/journal"
 )
 
@@ -631,18 +633,40 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	if err := p.registry.Register(compressCollector{p}); err == nil { // compress.go
 		defer p.registry.Unregister(compressCollector{p})
 	}
+	// HTTP/2 over TLS and h2c by the PoP's own server (pop/h2serve), when
+	// tls.http2 says so: fresh hits answered inline through h2seam.go,
+	// the rest by handler, on a goroutine per stream.
+	var h2s *h2serve.Server
+	if p.cfg.TLS.HTTP2 == config.HTTP2Outpost {
+		h2s = h2serve.New(handler, h2Cache{p}, h2serve.Options{
+			ReadHeaderTimeout: timeouts.ReadHeader,
+			IdleTimeout:       timeouts.Idle,
+			SendTimeout:       timeouts.Send,
+			Logger:            p.log,
+		})
+		if err := p.registry.Register(h2Collector{h2s}); err == nil { // h2seam.go
+			defer p.registry.Unregister(h2Collector{h2s})
+		}
+	}
+	// h2Conns serves a connection with h2s; its context is not ctx, which
+	// ends before the graceful shutdown (h2s.Shutdown) does.
+	h2Conn := func(c net.Conn) { h2s.ServeConn(context.WithoutCancel(ctx), c) }
 	var fast *fastpath.Server
 	if p.noFastPath {
 		go func() { errc <- srv.Serve(serveLn) }()
 	} else {
 		// Fresh hits are answered without net/http, through the seam in
 		// fastseam.go; the rest go to srv (and midway).
-		fast = fastpath.NewServer(serveLn, fastCache{p}, fastpath.Options{
+		fo := fastpath.Options{
 			ReadHeaderTimeout: timeouts.ReadHeader,
 			IdleTimeout:       timeouts.Idle,
 			SeparateMidway:    midway != srv,
 			Logger:            p.log,
-		})
+		}
+		if h2s != nil && p.cfg.TLS.H2C {
+			fo.H2C = h2Conn
+		}
+		fast = fastpath.NewServer(serveLn, fastCache{p}, fo)
 		go func() { errc <- fast.Serve() }()
 		go func() { errc <- srv.Serve(fast.Handoff()) }()
 		if midway != srv {
@@ -665,6 +689,18 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 			ConnState:         fastpath.ConnState,
 			HTTP2:             h2,
 		}
+		if h2s != nil {
+			// net/http hands over each connection that negotiated h2
+			// after the handshake, and then configures no HTTP/2 of its
+			// own. Its Shutdown waits for these connections (they are
+			// active to it) while h2s.Shutdown ends them.
+			httpsSrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
+				"h2": func(_ *http.Server, tc *tls.Conn, _ http.Handler) {
+					fastpath.ConnState(tc, http.StateActive) // coalesced TLS records
+					h2Conn(tc)
+				},
+			}
+		}
 		go func() { errc <- httpsSrv.ServeTLS(tlsLn, "", "") }()
 		go p.certs.watch(watchCtx, 2*time.Second)
 		if ls.QUIC != nil {
@@ -682,7 +718,7 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	p.log.Info("pop serving", "listen", ls.Serve.Addr().String(), "admin", ls.Admin.Addr().String(),
 		"https", addrOf(ls.TLS), "http3", ls.QUIC != nil,
 		"services", len(p.routes.Load().list), "cache_bytes", p.cfg.CacheSize, "config_version", p.routes.Load().version,
-		"http1_fast_path", !p.noFastPath, "blob_min_bytes", p.blobMin, "blob_limit", blob.Limit())
+		"http1_fast_path", !p.noFastPath, "http2", p.cfg.TLS.HTTP2, "blob_min_bytes", p.blobMin, "blob_limit", blob.Limit())
 
 	var serveErr error
 	select {
@@ -726,6 +762,9 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	}
 	if httpsSrv != nil {
 		stopOne("https", httpsSrv.Shutdown, httpsSrv.Close)
+	}
+	if h2s != nil {
+		stopOne("http2", h2s.Shutdown, h2s.Close)
 	}
 	if h3 != nil {
 		stopOne("http3", h3.Shutdown, h3.Close)

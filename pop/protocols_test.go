@@ -21,11 +21,16 @@ import (
 
 // startTLSPoP starts a PoP with an HTTPS listener and HTTP/3 on a
 // self-signed certificate, and points tp.url and tp.client at it over
-// proto: "h1-tls", "h2" or "h3".
+// proto: "h1-tls", "h2" (net/http's server), "h2-outpost" (the PoP's own,
+// tls.http2: outpost) or "h3".
 func startTLSPoP(t *testing.T, originURL, proto string, opts ...func(*Options)) *testPoP {
 	t.Helper()
+	tlsYAML := `{listen: "127.0.0.1:0", self_signed: true}`
+	if proto == "h2-outpost" { // the PoP's own HTTP/2 server (pop/h2serve)
+		tlsYAML = `{listen: "127.0.0.1:0", self_signed: true, http2: outpost}`
+	}
 	text := strings.Replace(fmt.Sprintf(testConfig, originURL, "0s"), "    cache_size: 64MiB\n",
-		"    cache_size: 64MiB\n    tls: {listen: \"127.0.0.1:0\", self_signed: true}\n", 1)
+		"    cache_size: 64MiB\n    tls: "+tlsYAML+"\n", 1)
 	cfg, err := config.Parse("tls.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +58,7 @@ func startTLSPoP(t *testing.T, originURL, proto string, opts ...func(*Options)) 
 	switch proto {
 	case "h1-tls":
 		tp.client = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
-	case "h2":
+	case "h2", "h2-outpost":
 		tp.client = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true}}
 	case "h3":
 		h3 := &http3.Transport{TLSClientConfig: tlsConf}

@@ -117,13 +117,14 @@ type step struct {
 }
 
 // TestRFCBehaviour runs the table of RFC scenarios over every protocol
-// the PoP speaks: HTTP/1.1 in clear and over TLS, HTTP/2 and HTTP/3, each
+// the PoP speaks: HTTP/1.1 in clear and over TLS, HTTP/2 (net/http's
+// server and the PoP's own) and HTTP/3, each
 // against a fresh PoP and origin, with stored bodies on the heap and in
 // blobs (sent with sendfile on clear HTTP/1.1). The behaviour must not
 // differ.
 func TestRFCBehaviour(t *testing.T) {
 	for _, bodies := range []string{"heap", "blob"} {
-		for _, proto := range []string{"h1", "h1-tls", "h2", "h3"} {
+		for _, proto := range []string{"h1", "h1-tls", "h2", "h2-outpost", "h3"} {
 			t.Run(bodies+"/"+proto, func(t *testing.T) {
 				o := &rfcOrigin{}
 				srv := newTestOrigin(t, o.ServeHTTP)

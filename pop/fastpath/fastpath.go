@@ -128,6 +128,10 @@ type Options struct {
 	// (Midway) a listener of their own; set it when the server on Handoff
 	// speaks h2c (see Server).
 	SeparateMidway bool
+	// H2C, when set, is given the connections that start with the HTTP/2
+	// client preface (h2c with prior knowledge) instead of Handoff, with
+	// what was read of them; it runs on a goroutine of its own.
+	H2C func(net.Conn)
 	// Logger receives accept errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -148,6 +152,7 @@ type Server struct {
 	midway     *handoffListener
 	readHeader time.Duration
 	idle       time.Duration
+	h2c        func(net.Conn)
 	log        *slog.Logger
 
 	mu      sync.Mutex
@@ -177,6 +182,7 @@ func NewServer(ln net.Listener, c Cache, o Options) *Server {
 		handoff:    newHandoffListener(ln.Addr()),
 		readHeader: o.ReadHeaderTimeout,
 		idle:       o.IdleTimeout,
+		h2c:        o.H2C,
 		log:        o.Logger,
 		conns:      make(map[*fastConn]struct{}),
 	}
@@ -361,8 +367,17 @@ func (s *Server) answer(fc *fastConn, head []byte) bool {
 }
 
 // handOff gives a connection, with what was read of it, to net/http: to
-// Handoff when nothing was answered on it yet, else to Midway.
+// Handoff when nothing was answered on it yet, else to Midway; or, when it
+// starts with the HTTP/2 preface, to H2C.
 func (s *Server) handOff(fc *fastConn, br *bufio.Reader, fresh bool) {
+	if fresh && s.h2c != nil {
+		// (Within the read deadline still set: a preface cut short goes
+		// to net/http.)
+		if b, _ := br.Peek(len(h2Preface)); string(b) == h2Preface {
+			go s.h2c(&bufferedConn{clientConn: fc.c, br: br})
+			return
+		}
+	}
 	fc.c.SetReadDeadline(time.Time{})
 	to := s.midway
 	if fresh {
@@ -370,6 +385,9 @@ func (s *Server) handOff(fc *fastConn, br *bufio.Reader, fresh bool) {
 	}
 	to.give(&bufferedConn{clientConn: fc.c, br: br})
 }
+
+// h2Preface is the HTTP/2 client preface (RFC 9113 §3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 // setReadDeadline sets a read deadline d from now, or none for d <= 0.
 func setReadDeadline(c net.Conn, d time.Duration) {
