@@ -36,7 +36,11 @@ func (h h2Cache) ServeH2(s *h2serve.Sender, r *h2serve.Request) {
 		return
 	}
 	start := time.Now()
-	key := cache.Key("http", host, r.Path, r.Query, svc.query)
+	scheme := "http"
+	if r.TLS {
+		scheme = "https"
+	}
+	key := cache.Key(scheme, host, r.Path, r.Query, svc.query)
 	e, ok := p.store.Get(key)
 	if !ok || e.IsVaryIndex() || e.Status != http.StatusOK || e.Header["Content-Type"] == nil {
 		return

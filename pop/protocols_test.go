@@ -22,12 +22,18 @@ import (
 // startTLSPoP starts a PoP with an HTTPS listener and HTTP/3 on a
 // self-signed certificate, and points tp.url and tp.client at it over
 // proto: "h1-tls", "h2" (net/http's server), "h2-outpost" (the PoP's own,
-// tls.http2: outpost) or "h3".
+// tls.http2: outpost), "h2c" and "h2c-outpost" (the same with prior
+// knowledge on the clear listener) or "h3".
 func startTLSPoP(t *testing.T, originURL, proto string, opts ...func(*Options)) *testPoP {
 	t.Helper()
 	tlsYAML := `{listen: "127.0.0.1:0", self_signed: true}`
-	if proto == "h2-outpost" { // the PoP's own HTTP/2 server (pop/h2serve)
+	switch proto {
+	case "h2-outpost": // the PoP's own HTTP/2 server (pop/h2serve)
 		tlsYAML = `{listen: "127.0.0.1:0", self_signed: true, http2: outpost}`
+	case "h2c":
+		tlsYAML = `{listen: "127.0.0.1:0", self_signed: true, h2c: true}`
+	case "h2c-outpost":
+		tlsYAML = `{listen: "127.0.0.1:0", self_signed: true, h2c: true, http2: outpost}`
 	}
 	text := strings.Replace(fmt.Sprintf(testConfig, originURL, "0s"), "    cache_size: 64MiB\n",
 		"    cache_size: 64MiB\n    tls: "+tlsYAML+"\n", 1)
@@ -60,6 +66,11 @@ func startTLSPoP(t *testing.T, originURL, proto string, opts ...func(*Options)) 
 		tp.client = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
 	case "h2", "h2-outpost":
 		tp.client = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true}}
+	case "h2c", "h2c-outpost": // prior knowledge on the clear listener
+		protos := new(http.Protocols)
+		protos.SetUnencryptedHTTP2(true)
+		tp.client = &http.Client{Transport: &http.Transport{Protocols: protos}}
+		tp.url = "http://" + ls.Serve.Addr().String()
 	case "h3":
 		h3 := &http3.Transport{TLSClientConfig: tlsConf}
 		tp.client = &http.Client{Transport: h3}

@@ -124,7 +124,7 @@ type step struct {
 // differ.
 func TestRFCBehaviour(t *testing.T) {
 	for _, bodies := range []string{"heap", "blob"} {
-		for _, proto := range []string{"h1", "h1-tls", "h2", "h2-outpost", "h3"} {
+		for _, proto := range []string{"h1", "h1-tls", "h2", "h2-outpost", "h2c-outpost", "h3"} {
 			t.Run(bodies+"/"+proto, func(t *testing.T) {
 				o := &rfcOrigin{}
 				srv := newTestOrigin(t, o.ServeHTTP)

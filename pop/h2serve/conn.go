@@ -165,11 +165,7 @@ func (c *conn) readLoop() error {
 	c.mu.Unlock()
 	first := true
 	for {
-		if c.br.Buffered() == 0 {
-			if err := c.flush(); err != nil {
-				return err
-			}
-		} else if len(c.out) > flushAt {
+		if c.br.Buffered() == 0 || c.outLen() > flushAt {
 			if err := c.flush(); err != nil {
 				return err
 			}
@@ -388,6 +384,13 @@ func (c *conn) onData(f *http2.DataFrame) error {
 		c.mu.Unlock()
 		return connError{http2.ErrCodeFlowControl, "DATA beyond the stream's window"}
 	}
+	if st.localClosed && !st.running {
+		// The response is over: the rest of the body is not wanted.
+		c.returnConnCreditLocked(size)
+		c.mu.Unlock()
+		c.resetStream(st, http2.ErrCodeNo)
+		return nil
+	}
 	st.recvWindow -= size
 	data := f.Data()
 	pad := size - int64(len(data))
@@ -569,6 +572,13 @@ func (c *conn) goAwayGraceful() {
 	}
 	c.mu.Unlock()
 	go c.flush()
+}
+
+// outLen is how much is buffered to write.
+func (c *conn) outLen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out)
 }
 
 // flush writes the buffered frames in one write, with the send timeout.

@@ -125,7 +125,7 @@ func hitRequest(h *reqHead, isTLS bool, r *Request) bool {
 		switch f.Name {
 		case "cache-control", "pragma", "range", "if-range", "if-match", "if-none-match",
 			"if-modified-since", "if-unmodified-since", "authorization", "content-length",
-			"expect", "http2-settings", "te":
+			"expect", "http2-settings", "te", "cdn-loop":
 			return false
 		case "host":
 			hosts++

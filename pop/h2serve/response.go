@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
-	"golang.org/x/net/http2"
 )
 
 // handlerBuf is how much of a handler's body is kept before the response
@@ -303,8 +302,13 @@ func (w *responseWriter) finish() {
 	c.mu.Unlock()
 	if remoteDone {
 		c.closeStream(st, nil)
-	} else {
-		c.resetStream(st, http2.ErrCodeNo)
+		return
+	}
+	// The client is still sending (half-closed local): the stream stays
+	// until it ends; DATA that comes is answered with RST_STREAM NO_ERROR
+	// (RFC 9113 §8.1), and discarded.
+	if st.body != nil {
+		st.body.Close()
 	}
 }
 
