@@ -33,6 +33,8 @@
 #   apt-get install -y --no-install-recommends nginx varnish wrk nghttp2-client curl openssl bc
 # Every knob of the harness (BENCH_*) passes through; see its header. The PoP
 # uses the harness origin ($BENCH_ORIGIN) and listens on BENCH_POP_ADDR.
+# BENCH_POP_HTTP2 (outpost or net/http) sets the PoP's tls.http2, the server
+# of HTTP/2 over TLS and h2c; unset, the PoP's default.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HARNESS=${OUTPOST_HARNESS:-$ROOT/bench/harness}/http-anchors.sh
@@ -75,7 +77,7 @@ pops:
     drain: 0s
     # HTTPS (h1 and h2 by ALPN; HTTP/3 on UDP) with an in-memory certificate,
     # and h2c on the plain listener, for the harness's h2 and tls tests.
-    tls: {listen: $POP_TLS, self_signed: true, h2c: true}
+    tls: {listen: $POP_TLS, self_signed: true, h2c: true${BENCH_POP_HTTP2:+, http2: $BENCH_POP_HTTP2}}
 YAML
 "$BENCH_RUN/outpost" pop --config "$BENCH_RUN/outpost.yaml" --check >&2
 
