@@ -600,3 +600,60 @@ func TestReaderContext(t *testing.T) {
 		t.Errorf("budget used %d at the end", tf.budget.Used())
 	}
 }
+
+// TestTryNext checks that TryNext answers what Next would without waiting,
+// and says when Next would wait: before any byte, after the bytes written
+// so far are read, and never once the body is complete.
+func TestTryNext(t *testing.T) {
+	for _, store := range []string{"bytes", "readerAt"} {
+		t.Run(store, func(t *testing.T) {
+			tf := newTestFlight(t, 1<<20, 0)
+			r := tf.f.Attach()
+			defer r.Detach()
+			if !tf.f.Start(-1) {
+				t.Fatal("Start refused")
+			}
+			tf.f.Publish()
+			if _, _, ok, _ := r.TryNext(); ok {
+				t.Fatal("TryNext ok before any byte was written")
+			}
+			want := body(3000)
+			if _, err := tf.f.Write(context.Background(), want[:1000]); err != nil {
+				t.Fatal(err)
+			}
+			chunk, done, ok, err := r.TryNext()
+			if !ok || done || err != nil || !bytes.Equal(chunk, want[:1000]) {
+				t.Fatalf("TryNext after 1000 bytes = %d bytes, done %v, ok %v, %v; want the 1000 bytes", len(chunk), done, ok, err)
+			}
+			if _, _, ok, _ := r.TryNext(); ok {
+				t.Fatal("TryNext ok with every written byte read")
+			}
+			if _, err := tf.f.Write(context.Background(), want[1000:]); err != nil {
+				t.Fatal(err)
+			}
+			finish := tf.storeBytes
+			if store == "readerAt" {
+				finish = tf.storeAt
+			}
+			tf.f.Finish(nil, finish)
+			got := append([]byte(nil), want[:1000]...)
+			for {
+				chunk, done, ok, err := r.TryNext()
+				if !ok {
+					t.Fatal("TryNext not ok on a complete body")
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if done {
+					break
+				}
+				got = append(got, chunk...)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("read %d bytes through TryNext, want the %d written", len(got), len(want))
+			}
+			tf.f.End()
+		})
+	}
+}

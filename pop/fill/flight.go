@@ -15,6 +15,9 @@
 // new request joins it, and is cancelled. Every chunk's bytes go back to
 // the Budget exactly once.
 //
+// Workers runs the fetches themselves on goroutines that outlive one
+// fetch, whose stacks have already grown.
+//
 // The package knows nothing of origins or of HTTP caching: what is
 // fetched, whether it may be stored and how it is stored are the caller's.
 package fill
@@ -476,42 +479,62 @@ func (r *Reader) Detach() {
 // and read, or ctx's error if ctx ends first. The returned slice is shared
 // (or the reader's own buffer) and must not be modified.
 func (r *Reader) Next(ctx context.Context) (chunk []byte, done bool, err error) {
-	f := r.f
 	for {
-		f.mu.Lock()
-		if f.stored != nil {
-			s := f.stored
-			f.mu.Unlock()
-			return r.nextStored(s)
+		chunk, done, changed, err := r.next()
+		if changed == nil {
+			return chunk, done, err
 		}
-		if r.pos < f.endLocked() {
-			off := r.pos - f.base
-			for _, c := range f.chunks {
-				if off < int64(len(c)) {
-					chunk = c[off:]
-					break
-				}
-				off -= int64(len(c))
-			}
-			r.pos += int64(len(chunk))
-			f.trimLocked()
-			f.notifyLocked()
-			f.mu.Unlock()
-			return chunk, false, nil
-		}
-		if f.done {
-			err := f.err
-			f.mu.Unlock()
-			return nil, true, err
-		}
-		changed := f.changedLocked()
-		f.mu.Unlock()
 		select {
 		case <-changed:
 		case <-ctx.Done():
 			return nil, false, ctx.Err()
 		}
 	}
+}
+
+// TryNext is Next without the wait: ok is false when Next would wait for
+// the fetch. A caller that streams the body can then flush what it has
+// written before it waits, and need not flush otherwise: the end of a body
+// goes out with the response's end.
+func (r *Reader) TryNext() (chunk []byte, done, ok bool, err error) {
+	chunk, done, changed, err := r.next()
+	return chunk, done, changed == nil, err
+}
+
+// next returns what Next would without waiting or, when there is nothing
+// yet, the channel the next change closes.
+func (r *Reader) next() (chunk []byte, done bool, changed <-chan struct{}, err error) {
+	f := r.f
+	f.mu.Lock()
+	if f.stored != nil {
+		s := f.stored
+		f.mu.Unlock()
+		chunk, done, err = r.nextStored(s)
+		return chunk, done, nil, err
+	}
+	if r.pos < f.endLocked() {
+		off := r.pos - f.base
+		for _, c := range f.chunks {
+			if off < int64(len(c)) {
+				chunk = c[off:]
+				break
+			}
+			off -= int64(len(c))
+		}
+		r.pos += int64(len(chunk))
+		f.trimLocked()
+		f.notifyLocked()
+		f.mu.Unlock()
+		return chunk, false, nil, nil
+	}
+	if f.done {
+		err := f.err
+		f.mu.Unlock()
+		return nil, true, nil, err
+	}
+	changed = f.changedLocked()
+	f.mu.Unlock()
+	return nil, false, changed, nil
 }
 
 // nextStored continues a reader from the stored body. Once a body is
