@@ -47,7 +47,6 @@ type conn struct {
 	req         Request
 	blockOpened int // streams opened in the current block of 1,000
 	blockResets int // of them reset by the client or refused
-	lastPing    [8]byte
 
 	flushMu sync.Mutex // one write to nc at a time
 
@@ -62,8 +61,7 @@ type conn struct {
 	connCredit   int64 // connection credit consumed but not yet given back
 	connRecv     int64 // what the client may still send on the connection
 	goingAway    bool  // GOAWAY sent: no new streams
-	lastID       uint32
-	closed       bool // nc is closed (or being)
+	closed       bool  // nc is closed (or being)
 	closedCh     chan struct{}
 	werr         error
 	idleDeadline bool // the idle read deadline is set

@@ -42,12 +42,11 @@ type Request struct {
 // Sender sends the Cache's answer on the connection; one is reused for
 // the connection's requests.
 type Sender struct {
-	c      *conn
-	id     uint32 // the stream
-	head   bool   // HEAD: no body goes out
-	sent   bool
-	block  []byte
-	remote net.Addr
+	c     *conn
+	id    uint32 // the stream
+	head  bool   // HEAD: no body goes out
+	sent  bool
+	block []byte
 }
 
 // Block returns an empty buffer for the response's header block; its
