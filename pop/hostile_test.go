@@ -41,6 +41,7 @@ type hostileKnobs struct {
 	RequestBody   string // pops[].timeouts.request_body
 	Send          string // pops[].timeouts.send
 	H2C           bool   // pops[].tls.h2c
+	HTTP2         string // pops[].tls.http2 (with H2C): "" for the default
 	NoFastPath    bool   // Options.NoFastPath: every request through net/http
 	NoSlice       bool   // services[].cache.slice.enabled: false
 }
@@ -78,7 +79,7 @@ pops:
     timeouts: {send: {{.Send}}, request_body: {{.RequestBody}}}
     limits: {inflight_bytes: {{.InflightBytes}}, detached_fills: {{.PoPDetached}}, max_ranges: {{.MaxRanges}}, request_buffer: {{.RequestBuffer}}}
 {{- if .H2C}}
-    tls: {listen: "127.0.0.1:0", self_signed: true, http3: false, h2c: true}
+    tls: {listen: "127.0.0.1:0", self_signed: true, http3: false, h2c: true{{if .HTTP2}}, http2: {{.HTTP2}}{{end}}}
 {{- end}}
 purge:
   token: s3cret
@@ -421,12 +422,14 @@ func TestAttackAbortedRequests(t *testing.T) {
 		svcDetached, popDetached int
 		h2, noFastPath           bool
 		want                     int
+		http2                    string // the HTTP/2 server (tls.http2)
 	}{
-		{"issue 16 item 4 per-service bound, HTTP 1.1 client closes after sending", 5, 64, false, false, 5},
-		{"issue 16 item 4 PoP-wide bound, HTTP 1.1 client closes after sending", 16, 3, false, false, 3},
-		{"issue 16 item 4 no detached fills, HTTP 1.1 client closes after sending", 0, 64, false, false, 0},
-		{"issue 16 item 4 per-service bound, HTTP 1.1 without the fast path", 5, 64, false, true, 5},
-		{"issue 16 item 4 HTTP2 rapid reset (CVE-2023-44487)", 4, 64, true, false, 4},
+		{"issue 16 item 4 per-service bound, HTTP 1.1 client closes after sending", 5, 64, false, false, 5, ""},
+		{"issue 16 item 4 PoP-wide bound, HTTP 1.1 client closes after sending", 16, 3, false, false, 3, ""},
+		{"issue 16 item 4 no detached fills, HTTP 1.1 client closes after sending", 0, 64, false, false, 0, ""},
+		{"issue 16 item 4 per-service bound, HTTP 1.1 without the fast path", 5, 64, false, true, 5, ""},
+		{"issue 16 item 4 HTTP2 rapid reset (CVE-2023-44487)", 4, 64, true, false, 4, ""},
+		{"issue 16 item 4 HTTP2 rapid reset (CVE-2023-44487), the PoP's own HTTP/2 server", 4, 64, true, false, 4, "outpost"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -457,7 +460,7 @@ func TestAttackAbortedRequests(t *testing.T) {
 				}
 			})
 			k := hostileDefaults(o.URL)
-			k.SvcDetached, k.PoPDetached, k.H2C, k.NoFastPath = tt.svcDetached, tt.popDetached, tt.h2, tt.noFastPath
+			k.SvcDetached, k.PoPDetached, k.H2C, k.NoFastPath, k.HTTP2 = tt.svcDetached, tt.popDetached, tt.h2, tt.noFastPath, tt.http2
 			// Long enough that only a client leaving can end a held fill
 			// before the wait below gives up.
 			k.FirstByte = "60s"
