@@ -37,8 +37,13 @@ type POPTLS struct {
 	H2C bool
 	// HTTP2 names the server of HTTP/2, over TLS and h2c: HTTP2Outpost
 	// (the PoP's own, which answers fresh hits inline) or HTTP2NetHTTP
-	// (net/http's); default HTTP2NetHTTP.
+	// (net/http's); default HTTP2Outpost.
 	HTTP2 string
+	// FastPath answers fresh hits over HTTP/1.1 on this listener with the
+	// PoP's fast path (which then runs the TLS handshakes itself), as on
+	// the clear listener; false sends every request through net/http's
+	// server. Default true.
+	FastPath bool
 }
 
 // The servers of HTTP/2 (POPTLS.HTTP2).
@@ -78,7 +83,8 @@ const defaultAltSvcMaxAge = 24 * time.Hour
 func (d *decoder) popTLS(n *yaml.Node, path string, t *POPTLS) {
 	t.HTTP3 = true
 	t.AltSvcMaxAge = defaultAltSvcMaxAge
-	t.HTTP2 = HTTP2NetHTTP
+	t.HTTP2 = HTTP2Outpost
+	t.FastPath = true
 	var listenAt *yaml.Node
 	d.fields(n, path, []field{
 		required("listen", func(n *yaml.Node, path string) {
@@ -120,6 +126,7 @@ func (d *decoder) popTLS(n *yaml.Node, path string, t *POPTLS) {
 		optional("alt_svc_max_age", d.setDuration(&t.AltSvcMaxAge)),
 		optional("zero_rtt", d.setBool(&t.ZeroRTT)),
 		optional("h2c", d.setBool(&t.H2C)),
+		optional("fast_path", d.setBool(&t.FastPath)),
 		optional("http2", func(n *yaml.Node, path string) {
 			s, ok := d.str(n, path)
 			if !ok {

@@ -23,11 +23,14 @@ func TestTLSAndHTTPS(t *testing.T) {
 		{"wildcard listen on several PoPs (different hosts)", build("", ""), func(c *Config) bool { return !c.POPs[0].TLS.Enabled() }},
 		{"self-signed TLS with defaults", build("", `, tls: {listen: ":443", self_signed: true}`), func(c *Config) bool {
 			tl := c.POPs[0].TLS
-			return tl.Enabled() && tl.HTTP3 && tl.AltSvcMaxAge == 24*time.Hour && !tl.ZeroRTT && !tl.H2C && tl.HTTP2 == HTTP2NetHTTP
+			return tl.Enabled() && tl.HTTP3 && tl.AltSvcMaxAge == 24*time.Hour && !tl.ZeroRTT && !tl.H2C && tl.HTTP2 == HTTP2Outpost && tl.FastPath
 		}},
-		{"the PoP's own HTTP/2 server", build("", `, tls: {listen: ":443", self_signed: true, h2c: true, http2: outpost}`), func(c *Config) bool {
+		{"the TLS fast path turned off", build("", `, tls: {listen: ":443", self_signed: true, fast_path: false}`), func(c *Config) bool {
+			return !c.POPs[0].TLS.FastPath
+		}},
+		{"net/http's HTTP/2 server", build("", `, tls: {listen: ":443", self_signed: true, h2c: true, http2: net/http}`), func(c *Config) bool {
 			tl := c.POPs[0].TLS
-			return tl.H2C && tl.HTTP2 == HTTP2Outpost
+			return tl.H2C && tl.HTTP2 == HTTP2NetHTTP
 		}},
 		{"https redirect and HSTS", build("    https: {redirect: true, hsts: {max_age: 8760h, preload: true}}\n", ""), func(c *Config) bool {
 			h := c.Services[0].HTTPS

@@ -22,13 +22,15 @@ var _ fastpath.Cache = fastCache{}
 // net/http would have served unchanged, and writes what serveStored and
 // net/http would write, byte for byte: the header fields sorted by name
 // (as http.Header.Write), Date after them when the entry has none, then
-// Connection: close when the client asked for it. Anything else it
-// declines, sending nothing.
+// Connection: close when the client asked for it. Over TLS it keys the
+// request "https" and adds Alt-Svc and Strict-Transport-Security as the
+// handler does (admit), unless the entry has its own, which win. Anything
+// else it declines, sending nothing.
 func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 	p := f.p
 	host := hostOnly(string(r.Host))
 	svc := p.routes.Load().byHost[host]
-	if svc == nil || (svc.redirect && p.httpsPort != "") || svc.isShield {
+	if svc == nil || (!r.TLS && svc.redirect && p.httpsPort != "") || svc.isShield {
 		return
 	}
 	target := string(r.Target) // logged
@@ -39,7 +41,11 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 		}
 	}
 	start := time.Now()
-	key := cache.Key("http", host, string(r.Path), string(r.Query), svc.query)
+	scheme := "http"
+	if r.TLS {
+		scheme = "https"
+	}
+	key := cache.Key(scheme, host, string(r.Path), string(r.Query), svc.query)
 	e, ok := p.store.Get(key)
 	if !ok || e.IsVaryIndex() || e.Status != http.StatusOK || e.Header["Content-Type"] == nil {
 		return // (net/http sniffs a missing Content-Type)
@@ -55,17 +61,25 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 	if !fh.ok {
 		return
 	}
-	// The stored fields, prepared once per entry, around the three the PoP
+	// The stored fields, prepared once per entry, around the ones the PoP
 	// writes per request, in net/http's (sorted) order.
 	status := cache.Status{Hit: true, TTL: e.TTL(now), HasTTL: true, Detail: tierDetail(e)}.Format(p.statusName)
 	out := append(s.Buffer(), "HTTP/1.1 200 OK\r\n"...)
 	out = append(out, fh.seg[0]...)
 	out = fastpath.AppendField(out, "Age", cache.AgeHeader(e.Age(now)))
 	out = append(out, fh.seg[1]...)
-	out = fastpath.AppendField(out, "Cache-Status", status)
+	if r.TLS && p.altSvc != "" && !fh.hasAltSvc {
+		out = fastpath.AppendField(out, "Alt-Svc", p.altSvc)
+	}
 	out = append(out, fh.seg[2]...)
-	out = fastpath.AppendField(out, "Via", p.via[0])
+	out = fastpath.AppendField(out, "Cache-Status", status)
 	out = append(out, fh.seg[3]...)
+	if r.TLS && svc.hsts != "" && !fh.hasHSTS {
+		out = fastpath.AppendField(out, "Strict-Transport-Security", svc.hsts)
+	}
+	out = append(out, fh.seg[4]...)
+	out = fastpath.AppendField(out, "Via", p.via[0])
+	out = append(out, fh.seg[5]...)
 	if !fh.hasDate {
 		out = append(out, "Date: "...)
 		out = time.Now().UTC().AppendFormat(out, http.TimeFormat)
@@ -96,18 +110,31 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 // fastHead is the part of a stored entry's response head the fast path
 // sends unchanged, rendered once when the entry is made (cache.Entry's
 // Prepared) instead of on every hit: the stored fields net/http would
-// write, sorted by name, in four segments around the Age, Cache-Status and
-// Via lines the PoP writes per request (a stored Cache-Status or Via comes
-// before the PoP's own, as serveStored appends to them).
+// write, sorted by name, in six segments around the Age, Alt-Svc,
+// Cache-Status, Strict-Transport-Security and Via lines the PoP writes per
+// request (a stored Cache-Status or Via comes before the PoP's own, as
+// serveStored appends to them; a stored Alt-Svc or
+// Strict-Transport-Security replaces the PoP's, which is then not sent).
 type fastHead struct {
-	ok      bool // the fast path may answer from the entry at all
-	hasDate bool // the entry has its own Date
-	seg     [4][]byte
+	ok        bool // the fast path may answer from the entry at all
+	hasDate   bool // the entry has its own Date
+	hasAltSvc bool // ... its own Alt-Svc
+	hasHSTS   bool // ... its own Strict-Transport-Security
+	seg       [6][]byte
 }
+
+// fastHeadBounds are the last names of the fastHead's segments but the
+// last: a field goes into the first segment whose bound is not below its
+// name.
+var fastHeadBounds = [5]string{"Age", "Alt-Svc", "Cache-Status", "Strict-Transport-Security", "Via"}
 
 // Size is the bytes the prepared head holds, counted in the entry's cost.
 func (fh *fastHead) Size() int64 {
-	return int64(len(fh.seg[0]) + len(fh.seg[1]) + len(fh.seg[2]) + len(fh.seg[3]))
+	var n int
+	for _, s := range fh.seg {
+		n += len(s)
+	}
+	return int64(n)
 }
 
 // prepareFastHead renders e's stored fields for the fast path. ok is false
@@ -135,6 +162,10 @@ func prepareFastHead(e *cache.Entry) *fastHead {
 			return fh // net/http rewrites these
 		case "Date":
 			fh.hasDate = true
+		case "Alt-Svc":
+			fh.hasAltSvc = true
+		case "Strict-Transport-Security":
+			fh.hasHSTS = true
 		}
 		if !fastpath.ValidFieldName(name) {
 			return fh // net/http drops it
@@ -148,17 +179,13 @@ func prepareFastHead(e *cache.Entry) *fastHead {
 	// The names are sorted, so the segments follow one another: one buffer
 	// holds them all, each segment a window of it.
 	buf := make([]byte, 0, size)
-	var start [4]int
+	const n = len(fh.seg)
+	var start [n]int
 	seg := 0
 	for _, name := range sorted {
-		i := 0 // the segment: before Age, up to Cache-Status, up to Via, after
-		switch {
-		case name > "Via":
-			i = 3
-		case name > "Cache-Status":
-			i = 2
-		case name > "Age":
-			i = 1
+		i := 0 // the segment
+		for i < n-1 && name > fastHeadBounds[i] {
+			i++
 		}
 		for ; seg < i; seg++ {
 			start[seg+1] = len(buf)
@@ -167,12 +194,12 @@ func prepareFastHead(e *cache.Entry) *fastHead {
 			buf = fastpath.AppendField(buf, name, v)
 		}
 	}
-	for ; seg < 3; seg++ {
+	for ; seg < n-1; seg++ {
 		start[seg+1] = len(buf)
 	}
-	for i := range 4 {
+	for i := range n {
 		end := len(buf)
-		if i < 3 {
+		if i < n-1 {
 			end = start[i+1]
 		}
 		fh.seg[i] = buf[start[i]:end:end]

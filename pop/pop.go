@@ -61,8 +61,9 @@ type Options struct {
 	// NoDrain skips the drain delay at shutdown (the lab has no DNS
 	// resolvers to steer away).
 	NoDrain bool
-	// NoFastPath sends every request on the clear listener through
-	// net/http, turning off the HTTP/1.1 fast path for fresh hits.
+	// NoFastPath sends every request on the clear and TLS listeners
+	// through net/http, turning off the HTTP/1.1 fast path for fresh hits
+	// on both (tls.fast_path: false turns it off on the TLS listener only).
 	NoFastPath bool
 	// BlobMin is the body size from which stored bodies are kept outside
 	// the heap, in sealed memory files sent with sendfile (package
@@ -611,7 +612,7 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 			p.altSvc = fmt.Sprintf(`h3=":%s"; ma=%d`, port, int(p.cfg.TLS.AltSvcMaxAge.Seconds()))
 		}
 	}
-	errc := make(chan error, 6)
+	errc := make(chan error, 8) // one per Serve below
 	// The clear and TLS listeners cap their connections (limits.max_conns)
 	// and give them the send timeout; HTTP/3 has quic-go's own limits.
 	serveLn := p.newServingListener(ls.Serve) // conns.go
@@ -675,6 +676,7 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	}
 	go func() { errc <- admin.Serve(ls.Admin) }()
 	var httpsSrv *http.Server
+	var tlsFast *fastpath.Server // the fast path on the TLS listener; nil when off
 	var h3 *http3.Server
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -701,7 +703,9 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 				},
 			}
 		}
-		go func() { errc <- httpsSrv.ServeTLS(tlsLn, "", "") }()
+		var unregister func()
+		tlsFast, unregister = p.serveTLS(httpsSrv, tlsLn, errc) // tls_fast.go
+		defer unregister()
 		go p.certs.watch(watchCtx, 2*time.Second)
 		if ls.QUIC != nil {
 			h3 = &http3.Server{
@@ -718,7 +722,7 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	p.log.Info("pop serving", "listen", ls.Serve.Addr().String(), "admin", ls.Admin.Addr().String(),
 		"https", addrOf(ls.TLS), "http3", ls.QUIC != nil,
 		"services", len(p.routes.Load().list), "cache_bytes", p.cfg.CacheSize, "config_version", p.routes.Load().version,
-		"http1_fast_path", !p.noFastPath, "http2", p.cfg.TLS.HTTP2, "blob_min_bytes", p.blobMin, "blob_limit", blob.Limit())
+		"http1_fast_path", !p.noFastPath, "tls_fast_path", tlsFast != nil, "http2", p.cfg.TLS.HTTP2, "blob_min_bytes", p.blobMin, "blob_limit", blob.Limit())
 
 	var serveErr error
 	select {
@@ -759,6 +763,9 @@ func (p *PoP) ServeListeners(ctx context.Context, ls Listeners) error {
 	}
 	if fast != nil {
 		stopOne("http fast path", fast.Shutdown, func() error { return nil })
+	}
+	if tlsFast != nil {
+		stopOne("https fast path", tlsFast.Shutdown, func() error { return nil })
 	}
 	if httpsSrv != nil {
 		stopOne("https", httpsSrv.Shutdown, httpsSrv.Close)

@@ -137,6 +137,11 @@ type clientConn struct {
 	checked atomic.Bool               // ConnState looked at its protocol
 	co      atomic.Pointer[coalescer] // non-nil: HTTP/2 over TLS, coalescing (coalesce.go)
 
+	// batch, while the fast path sends an answer over TLS, keeps the
+	// records crypto/tls writes, for one write (tls.go). Only the fast
+	// path's goroutine of the connection sets it and writes meanwhile.
+	batch *[]byte
+
 	// pp reads the PROXY protocol header and then the client's bytes, when
 	// the listener takes headers (proxyproto.go); ppErr is the header's
 	// failure, which every read returns.
@@ -159,6 +164,9 @@ const minSendProgress = 16 << 10
 // Write writes p; it fails, and closes the connection, when the client
 // takes nothing for the send timeout.
 func (c *clientConn) Write(p []byte) (int, error) {
+	if c.batch != nil {
+		return c.batchWrite(p)
+	}
 	if co := c.co.Load(); co != nil {
 		return c.coalesceWrite(co, p)
 	}

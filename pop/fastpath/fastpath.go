@@ -15,10 +15,12 @@ package fastpath
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-cdn/outpost/cache/blob"
@@ -62,6 +64,7 @@ type Request struct {
 	Query  []byte // the target's query, without '?'
 	Host   []byte // the Host field's value as sent
 	Close  bool   // the client sent Connection: close
+	TLS    bool   // the request came over TLS (the TLS listener's fast path)
 
 	// The fields the access log keeps, as net/http's Request.Header
 	// would give them: values without surrounding white space, empty
@@ -76,10 +79,11 @@ type Request struct {
 // per connection and reused for its requests.
 type Sender struct {
 	c    *clientConn
-	head bool   // the request is HEAD: no body goes out
-	buf  []byte // the response head's buffer, reused
-	sent bool   // Send was called for this request
-	err  error  // the write's error
+	tc   *tls.Conn // non-nil: the answer goes through TLS (tls.go)
+	head bool      // the request is HEAD: no body goes out
+	buf  []byte    // the response head's buffer, reused
+	sent bool      // Send was called for this request
+	err  error     // the write's error
 }
 
 // Buffer returns an empty buffer for the response head; its storage is
@@ -95,6 +99,9 @@ func (s *Sender) RemoteAddr() net.Addr { return s.c.RemoteAddr() }
 // After an error the connection closes once ServeFast returns.
 func (s *Sender) Send(head, body []byte, b *blob.Blob) (int64, error) {
 	s.sent = true
+	if s.tc != nil {
+		return s.sendTLS(head, body, b)
+	}
 	var n int64
 	var err error
 	switch {
@@ -132,6 +139,14 @@ type Options struct {
 	// client preface (h2c with prior knowledge) instead of Handoff, with
 	// what was read of them; it runs on a goroutine of its own.
 	H2C func(net.Conn)
+	// TLS, when set, makes the Server run the TLS handshake on each
+	// connection itself, with this configuration, within
+	// ReadHeaderTimeout (tls.go). A connection that negotiates "h2" goes
+	// to Handoff as the *tls.Conn, for net/http to dispatch by ALPN; one
+	// that negotiates "http/1.1" or nothing gets the fast path over TLS.
+	// The servers on Handoff and Midway then serve with Serve, never
+	// ServeTLS.
+	TLS *tls.Config
 	// Logger receives accept errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -153,7 +168,10 @@ type Server struct {
 	readHeader time.Duration
 	idle       time.Duration
 	h2c        func(net.Conn)
+	tls        *tls.Config
 	log        *slog.Logger
+
+	handshakes [numHandshakeResults]atomic.Uint64 // TLS handshakes by result (tls.go)
 
 	mu      sync.Mutex
 	conns   map[*fastConn]struct{}
@@ -164,7 +182,9 @@ type Server struct {
 // fastConn is one connection while the fast path owns it.
 type fastConn struct {
 	c      *clientConn
-	active bool // serving a request (guarded by Server.mu)
+	rw     net.Conn  // what requests are read from: c, or tc over it
+	tc     *tls.Conn // the TLS connection over c; nil on the clear listener
+	active bool      // serving a request (guarded by Server.mu)
 	req    Request
 	send   Sender
 }
@@ -183,6 +203,7 @@ func NewServer(ln net.Listener, c Cache, o Options) *Server {
 		readHeader: o.ReadHeaderTimeout,
 		idle:       o.IdleTimeout,
 		h2c:        o.H2C,
+		tls:        o.TLS,
 		log:        o.Logger,
 		conns:      make(map[*fastConn]struct{}),
 	}
@@ -226,10 +247,13 @@ func (s *Server) Serve() error {
 		delay = 0
 		sc, ok := c.(*clientConn)
 		if !ok {
+			if s.tls != nil {
+				c = tls.Server(c, s.tls) // net/http runs the handshake
+			}
 			s.handoff.give(c)
 			continue
 		}
-		fc := &fastConn{c: sc}
+		fc := &fastConn{c: sc, rw: sc}
 		fc.send.c = sc
 		if !s.track(fc) {
 			c.Close()
@@ -299,7 +323,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // request goes to net/http.
 func (s *Server) serveConn(fc *fastConn) {
 	defer s.untrack(fc)
-	c := fc.c
+	if s.tls != nil && !s.handshake(fc) {
+		return
+	}
+	c := fc.rw
 	br := bufio.NewReaderSize(c, headMax)
 	first := true // no request read yet
 	fresh := true // nothing answered yet: a hand-off is net/http's start
@@ -332,11 +359,11 @@ func (s *Server) serveConn(fc *fastConn) {
 			// net/http answers this one request; then the connection
 			// comes back for the next.
 			fresh = false
-			loan := newLoanConn(c, head)
+			loan := newLoanConn(fc.c, fc.tc, head)
 			br.Discard(len(head))
 			c.SetReadDeadline(time.Time{})
 			stop := watchClient(c, br, loan)
-			s.midway.give(loan)
+			s.midway.give(loan.conn())
 			back := loan.returned()
 			stop()
 			if !back || !s.setActive(fc, false) {
@@ -361,6 +388,7 @@ func (s *Server) answer(fc *fastConn, head []byte) bool {
 		return false
 	}
 	fc.send.head = fc.req.Method == "HEAD"
+	fc.req.TLS = fc.tc != nil
 	fc.send.sent, fc.send.err = false, nil
 	s.cache.ServeFast(&fc.send, &fc.req)
 	return fc.send.sent
@@ -370,7 +398,7 @@ func (s *Server) answer(fc *fastConn, head []byte) bool {
 // Handoff when nothing was answered on it yet, else to Midway; or, when it
 // starts with the HTTP/2 preface, to H2C.
 func (s *Server) handOff(fc *fastConn, br *bufio.Reader, fresh bool) {
-	if fresh && s.h2c != nil {
+	if fresh && s.h2c != nil && fc.tc == nil {
 		// (Within the read deadline still set: a preface cut short goes
 		// to net/http.)
 		if b, _ := br.Peek(len(h2Preface)); string(b) == h2Preface {
@@ -378,10 +406,14 @@ func (s *Server) handOff(fc *fastConn, br *bufio.Reader, fresh bool) {
 			return
 		}
 	}
-	fc.c.SetReadDeadline(time.Time{})
+	fc.rw.SetReadDeadline(time.Time{})
 	to := s.midway
 	if fresh {
 		to = s.handoff
+	}
+	if fc.tc != nil {
+		to.give(&tlsBufferedConn{Conn: fc.tc, br: br})
+		return
 	}
 	to.give(&bufferedConn{clientConn: fc.c, br: br})
 }

@@ -32,7 +32,9 @@ import (
 // fails and net/http cancels the request's context (a lent miss then stops
 // fetching for no one).
 type loanConn struct {
-	*clientConn // writes, sendfile, addresses and write deadlines
+	c  *clientConn // the TCP connection
+	tc *tls.Conn   // the TLS connection over c; nil on the clear listener
+	w  net.Conn    // where answers go (c or tc): writes, addresses, write deadlines
 
 	mu       sync.Mutex
 	head     []byte        // what is left to read of the request head
@@ -44,14 +46,56 @@ type loanConn struct {
 	done     chan struct{} // closed by Close
 }
 
-func newLoanConn(c *clientConn, head []byte) *loanConn {
-	return &loanConn{
-		clientConn: c,
-		head:       bytes.Clone(head),
-		changed:    make(chan struct{}),
-		done:       make(chan struct{}),
+func newLoanConn(c *clientConn, tc *tls.Conn, head []byte) *loanConn {
+	l := &loanConn{
+		c:       c,
+		tc:      tc,
+		w:       c,
+		head:    bytes.Clone(head),
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
 	}
+	if tc != nil {
+		l.w = tc
+	}
+	return l
 }
+
+// conn is the connection net/http is lent: on the clear listener one whose
+// ReadFrom sends blob bodies with sendfile; over TLS one without (the bytes
+// must go through TLS) whose ConnectionState net/http puts in Request.TLS,
+// as it does for a *tls.Conn.
+func (l *loanConn) conn() net.Conn {
+	if l.tc != nil {
+		return &tlsLoan{l}
+	}
+	return &clearLoan{l}
+}
+
+// clearLoan is a loanConn on the clear listener.
+type clearLoan struct{ *loanConn }
+
+// ReadFrom sends what r reads through the connection's ReadFrom
+// (sendfile for blob bodies).
+func (l *clearLoan) ReadFrom(r io.Reader) (int64, error) { return l.c.ReadFrom(r) }
+
+// tlsLoan is a loanConn over TLS.
+type tlsLoan struct{ *loanConn }
+
+// ConnectionState is the TLS connection's state (net/http's Request.TLS).
+func (l *tlsLoan) ConnectionState() tls.ConnectionState { return l.tc.ConnectionState() }
+
+// Write writes to the client.
+func (l *loanConn) Write(p []byte) (int, error) { return l.w.Write(p) }
+
+// LocalAddr is the connection's local address.
+func (l *loanConn) LocalAddr() net.Addr { return l.w.LocalAddr() }
+
+// RemoteAddr is the client's address.
+func (l *loanConn) RemoteAddr() net.Addr { return l.w.RemoteAddr() }
+
+// SetWriteDeadline sets the write deadline of the real connection.
+func (l *loanConn) SetWriteDeadline(t time.Time) error { return l.w.SetWriteDeadline(t) }
 
 // notify wakes a blocked Read; l.mu must be held.
 func (l *loanConn) notify() {
@@ -112,7 +156,7 @@ func (l *loanConn) SetReadDeadline(t time.Time) error {
 // SetDeadline sets the read and write deadlines.
 func (l *loanConn) SetDeadline(t time.Time) error {
 	l.SetReadDeadline(t)
-	return l.clientConn.SetWriteDeadline(t)
+	return l.w.SetWriteDeadline(t)
 }
 
 // setIdle records that net/http has answered the request and would read
@@ -144,7 +188,10 @@ func (l *loanConn) CloseWrite() error {
 	l.mu.Lock()
 	l.idle = false
 	l.mu.Unlock()
-	return l.clientConn.CloseWrite()
+	if l.tc != nil {
+		return l.tc.CloseWrite()
+	}
+	return l.c.CloseWrite()
 }
 
 // clientGone records that the client reset or closed the connection.
@@ -161,7 +208,7 @@ func (l *loanConn) clientGone(err error) {
 // fast path; when one is already buffered there is nothing to watch. stop
 // ends the watch (through a read deadline in the past) and must be called
 // before br is used again.
-func watchClient(c *clientConn, br *bufio.Reader, loan *loanConn) (stop func()) {
+func watchClient(c net.Conn, br *bufio.Reader, loan *loanConn) (stop func()) {
 	if br.Buffered() > 0 {
 		return func() {}
 	}
@@ -209,7 +256,10 @@ func ConnState(c net.Conn, state http.ConnState) {
 		}
 	}
 	c.SetWriteDeadline(time.Time{})
-	if l, ok := c.(*loanConn); ok {
+	switch l := c.(type) {
+	case *clearLoan:
+		l.setIdle()
+	case *tlsLoan:
 		l.setIdle()
 	}
 }

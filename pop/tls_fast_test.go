@@ -1,0 +1,348 @@
+package pop
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-cdn/outpost/config"
+	"github.com/outpost-cdn/outpost/pop/fastpath"
+)
+
+// tlsFastOrigin serves the objects of the TLS fast-path tests.
+func tlsFastOrigin(t *testing.T) *testOrigin {
+	return newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "public, max-age=60")
+		h.Set("ETag", `"v1"`)
+		switch r.URL.Path {
+		case "/big": // a blob: read into a buffer and encrypted, no sendfile
+			h.Set("Content-Type", "application/octet-stream")
+			w.Write(bigBody(100 << 10))
+		case "/huge": // several batches
+			h.Set("Content-Type", "application/octet-stream")
+			w.Write(bigBody(700 << 10))
+		case "/own": // its own Alt-Svc and HSTS, which win over the PoP's
+			h.Set("Content-Type", "text/plain")
+			h.Set("Alt-Svc", "clear")
+			h.Set("Strict-Transport-Security", "max-age=5")
+			h.Set("Via", "1.1 upstream")
+			h["Zz-Last"] = []string{"z"}
+			io.WriteString(w, "own fields")
+		case "/vary":
+			h.Set("Content-Type", "text/plain")
+			h.Set("Vary", "Accept-Encoding")
+			io.WriteString(w, "varies")
+		default:
+			h.Set("Content-Type", "text/plain")
+			io.WriteString(w, "hello TLS fast path "+r.URL.RawQuery)
+		}
+	})
+}
+
+// tlsFastPoP is a PoP with an HTTPS listener (HTTP/3 on, so Alt-Svc is
+// sent) whose service redirects plain HTTP and sends HSTS.
+type tlsFastPoP struct {
+	*testPoP
+	tlsAddr string
+	conf    *tls.Config // trusts the PoP's certificate; ALPN http/1.1
+}
+
+// startTLSFastPoP starts a tlsFastPoP; tlsExtra is added to its tls
+// section, timeouts (when not "") replaces its timeouts, and fast false
+// turns the TLS fast path off (tls.fast_path: false).
+func startTLSFastPoP(t *testing.T, originURL string, fast bool, tlsExtra, timeouts string) *tlsFastPoP {
+	t.Helper()
+	if !fast {
+		tlsExtra += ", fast_path: false"
+	}
+	text := fmt.Sprintf(testConfig, originURL, "0s")
+	text = strings.Replace(text, "max_object: 1MiB", "max_object: 4MiB", 1)
+	text = strings.Replace(text, "    cache:\n", "    https: {redirect: true, hsts: {max_age: 1h, include_subdomains: true}}\n    cache:\n", 1)
+	popExtra := "    tls: {listen: \"127.0.0.1:0\", self_signed: true" + tlsExtra + "}\n"
+	if timeouts != "" {
+		popExtra += "    timeouts: " + timeouts + "\n"
+	}
+	text = strings.Replace(text, "    cache_size: 64MiB\n", "    cache_size: 64MiB\n"+popExtra, 1)
+	cfg, err := config.Parse("tls.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := newClock()
+	p, err := New(cfg, "", Options{Now: clk.Now, ShutdownGrace: 5 * time.Second, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := listenAll(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	conf := &tls.Config{RootCAs: p.certs.selfSignedCA.Pool(), ServerName: "demo.example", NextProtos: []string{"http/1.1"}}
+	tp := &tlsFastPoP{
+		testPoP: &testPoP{
+			PoP:    p,
+			url:    "https://" + ls.TLS.Addr().String(),
+			admin:  "http://" + ls.Admin.Addr().String(),
+			clock:  clk,
+			client: &http.Client{Transport: &http.Transport{TLSClientConfig: conf.Clone(), TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}},
+			cancel: cancel,
+			done:   make(chan error, 1),
+		},
+		tlsAddr: ls.TLS.Addr().String(),
+		conf:    conf,
+	}
+	go func() { tp.done <- p.ServeListeners(ctx, ls) }()
+	t.Cleanup(func() {
+		tp.stop(t)
+		p.Close()
+	})
+	return tp
+}
+
+// dial opens a TLS connection to the PoP.
+func (tp *tlsFastPoP) dial(t *testing.T) *tls.Conn {
+	t.Helper()
+	c, err := tls.Dial("tcp", tp.tlsAddr, tp.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// fill stores paths through the TLS listener (keyed https) and waits
+// until the store holds at least items entries.
+func (tp *tlsFastPoP) fill(t *testing.T, items int, paths ...string) {
+	t.Helper()
+	for _, path := range paths {
+		tp.get(t, path)
+	}
+	waitFor(t, "fills stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items >= int64(items) })
+}
+
+// exchangeTLS is exchange over a TLS connection to tp: it writes raw and
+// reads n responses, then whether the server closed the connection (see
+// exchange); wire is every plaintext byte read before the probe.
+func exchangeTLS(t *testing.T, tp *tlsFastPoP, raw string, n int, wantClosed bool) (resps []*http.Response, bodies [][]byte, closed bool, wire []byte) {
+	t.Helper()
+	c := tp.dial(t)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	var methods []string
+	rr := bufio.NewReader(strings.NewReader(raw))
+	for {
+		req, err := http.ReadRequest(rr)
+		if err != nil {
+			break
+		}
+		io.Copy(io.Discard, req.Body)
+		methods = append(methods, req.Method)
+	}
+	var rec bytes.Buffer
+	br := bufio.NewReader(io.TeeReader(c, &rec))
+	for i := range n {
+		method := strings.Fields(raw)[0]
+		if i < len(methods) {
+			method = methods[i]
+		}
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("reading response %d of %q: %v", i+1, raw, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("reading body %d of %q: %v", i+1, raw, err)
+		}
+		resps, bodies = append(resps, resp), append(bodies, body)
+	}
+	wire = bytes.Clone(rec.Bytes())
+	if wantClosed {
+		_, err := br.ReadByte()
+		return resps, bodies, errors.Is(err, io.EOF), wire
+	}
+	if _, err := io.WriteString(c, probeRequest); err != nil {
+		return resps, bodies, true, wire
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return resps, bodies, true, wire
+	}
+	io.Copy(io.Discard, resp.Body)
+	return resps, bodies, false, wire
+}
+
+// TestTLSFastPathMatchesNetHTTP sends the same raw requests over TLS to a
+// PoP with the TLS fast path and to one without (tls.fast_path: false,
+// net/http's ServeTLS), and requires the same answers, byte for byte but
+// for Date values, the same connection handling, and the fast path to
+// have taken the requests it should. Over TLS the fast path keys hits
+// https, adds Alt-Svc and HSTS where the handler would (stored ones win),
+// does not redirect, and lends or hands over the rest with Request.TLS
+// set (a lent miss is stored under https, so its hit comes next).
+func TestTLSFastPathMatchesNetHTTP(t *testing.T) {
+	o := tlsFastOrigin(t)
+	fast := startTLSFastPoP(t, o.URL, true, "", "")
+	slow := startTLSFastPoP(t, o.URL, false, "", "")
+	for _, tp := range []*tlsFastPoP{fast, slow} {
+		tp.fill(t, 6, "/obj", "/obj?b=2&a=1", "/big", "/huge", "/own", "/vary")
+	}
+	const host = "Host: demo.example\r\n"
+	tests := []struct {
+		name      string
+		raw       string
+		n         int // responses
+		wantFast  int // of them, answered by the fast path
+		wantClose bool
+	}{
+		{"fresh hit with Alt-Svc and RFC6797 HSTS", "GET /obj HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"RFC9110 9.3.2 HEAD", "HEAD /obj HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"blob body through TLS", "GET /big HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"HEAD of a blob", "HEAD /big HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"blob body of several batches", "GET /huge HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"stored Alt-Svc and HSTS win", "GET /own HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"sorted query shares the key", "GET /obj?a=1&b=2 HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"RFC9112 9.6 Connection: close closes", "GET /obj HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", 1, 1, true},
+		{"RFC9112 9.3.2 pipelined requests", "GET /obj HTTP/1.1\r\n" + host + "\r\nGET /big HTTP/1.1\r\n" + host + "\r\nHEAD /own HTTP/1.1\r\n" + host + "\r\n", 3, 3, false},
+		{"fast, a range lent to net/http, fast again", "GET /obj HTTP/1.1\r\n" + host + "\r\nGET /obj HTTP/1.1\r\n" + host + "Range: bytes=1-2\r\n\r\nGET /big HTTP/1.1\r\n" + host + "\r\n", 3, 2, false},
+		{"a range of a blob lent to net/http", "GET /big HTTP/1.1\r\n" + host + "Range: bytes=100-70000\r\n\r\n", 1, 0, false},
+		{"a miss lent to net/http, stored under https, then its hit", "GET /obj?miss=1 HTTP/1.1\r\n" + host + "\r\nGET /obj?miss=1 HTTP/1.1\r\n" + host + "\r\n", 2, 1, false},
+		{"RFC9110 13.1.2 a 304 lent to net/http, then a hit", "GET /obj HTTP/1.1\r\n" + host + "If-None-Match: \"v1\"\r\n\r\nHEAD /obj HTTP/1.1\r\n" + host + "\r\n", 2, 1, false},
+		{"RFC9112 9.6 a lent request with Connection: close closes", "GET /obj HTTP/1.1\r\n" + host + "Range: bytes=0-0\r\nConnection: close\r\n\r\n", 1, 0, true},
+		{"a request with a body gives net/http the connection for good", "POST /obj HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\nGET /obj HTTP/1.1\r\n" + host + "\r\n", 2, 0, false},
+		{"RFC9111 5.2.1 request directives go to net/http", "GET /obj HTTP/1.1\r\n" + host + "Cache-Control: max-stale\r\n\r\n", 1, 0, false},
+		{"RFC9110 12.5.5 Vary goes to net/http", "GET /vary HTTP/1.1\r\n" + host + "Accept-Encoding: gzip\r\n\r\n", 1, 0, false},
+		{"HTTP/1.0 goes to net/http", "GET /obj HTTP/1.0\r\n" + host + "\r\n", 1, 0, true},
+		{"RFC9110 15.5.20 unknown host", "GET /obj HTTP/1.1\r\nHost: other.example\r\n\r\n", 1, 0, false},
+		{"RFC9112 3.2 missing Host is 400", "GET /obj HTTP/1.1\r\n\r\n", 1, 0, true},
+		{"garbage request line is 400", "GARBAGE\r\n\r\n", 1, 0, true},
+		{"garbage after a fast-path hit", "GET /obj HTTP/1.1\r\n" + host + "\r\nGARBAGE\r\n\r\n", 2, 1, true},
+		{"RFC9113 3.4 an h2 preface over ALPN http/1.1 is an HTTP/1 request", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 1, 0, true},
+		{"head larger than the fast path's buffer", "GET /obj HTTP/1.1\r\n" + host + "X-Big: " + strings.Repeat("x", 6000) + "\r\n\r\n", 1, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := fast.fastHits.Load()
+			fr, fb, fclosed, fwire := exchangeTLS(t, fast, tt.raw, tt.n, tt.wantClose)
+			sr, sb, sclosed, swire := exchangeTLS(t, slow, tt.raw, tt.n, tt.wantClose)
+			// The PoPs' Alt-Svc differ by their ports only.
+			fwire, swire = altSvcPort.ReplaceAll(fwire, []byte(`h3=":*"`)), altSvcPort.ReplaceAll(swire, []byte(`h3=":*"`))
+			for _, r := range append(fr, sr...) {
+				if v := r.Header["Alt-Svc"]; len(v) == 1 {
+					r.Header["Alt-Svc"] = []string{altSvcPort.ReplaceAllString(v[0], `h3=":*"`)}
+				}
+			}
+			if !sameWire(fwire, swire) {
+				t.Errorf("bytes on the wire differ:\n%q\nnet/http:\n%q", clip(fwire, 900), clip(swire, 900))
+			}
+			for i := range tt.n {
+				if fr[i].StatusCode != sr[i].StatusCode {
+					t.Errorf("response %d: status %d, net/http %d", i+1, fr[i].StatusCode, sr[i].StatusCode)
+				}
+				if !bytes.Equal(fb[i], sb[i]) {
+					t.Errorf("response %d: body %q, net/http %q", i+1, clip(fb[i], 60), clip(sb[i], 60))
+				}
+				if d := headerDiff(fr[i].Header, sr[i].Header); d != "" {
+					t.Errorf("response %d: header differs from net/http's: %s", i+1, d)
+				}
+			}
+			if fclosed != tt.wantClose || sclosed != tt.wantClose {
+				t.Errorf("connection closed = %v, net/http's %v, want %v", fclosed, sclosed, tt.wantClose)
+			}
+			if got := int(fast.fastHits.Load() - before); got != tt.wantFast {
+				t.Errorf("fast path answered %d, want %d", got, tt.wantFast)
+			}
+		})
+	}
+	// What the fields above depend on, once: the fast path's answers
+	// over TLS carry both, and a clear request is redirected.
+	resp, _ := fast.get(t, "/obj")
+	if resp.Header.Get("Alt-Svc") == "" || resp.Header.Get("Strict-Transport-Security") != "max-age=3600; includeSubDomains" {
+		t.Errorf("a TLS hit's Alt-Svc %q, HSTS %q", resp.Header.Get("Alt-Svc"), resp.Header.Get("Strict-Transport-Security"))
+	}
+	if resp.TLS == nil || resp.TLS.NegotiatedProtocol != "http/1.1" {
+		t.Errorf("negotiated %+v, want http/1.1", resp.TLS)
+	}
+}
+
+// TestTLSFastPathHTTP2 checks that a connection negotiating h2 still goes
+// to HTTP/2 with the TLS fast path on, on net/http's server and on the
+// PoP's own, and that a client without ALPN gets the fast path.
+func TestTLSFastPathHTTP2(t *testing.T) {
+	o := tlsFastOrigin(t)
+	for _, server := range []string{config.HTTP2NetHTTP, config.HTTP2Outpost} {
+		t.Run(strings.ReplaceAll(server, "/", ""), func(t *testing.T) {
+			tp := startTLSFastPoP(t, o.URL, true, ", http2: "+server, "")
+			tp.fill(t, 1, "/obj")
+			h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tp.certs.selfSignedCA.Pool()}, ForceAttemptHTTP2: true}}
+			defer h2.CloseIdleConnections()
+			for range 2 {
+				req, _ := http.NewRequest(http.MethodGet, tp.url+"/obj", nil)
+				req.Host = "demo.example"
+				resp, err := h2.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK || string(body) != "hello TLS fast path " ||
+					!strings.Contains(resp.Header.Get("Cache-Status"), "; hit") || resp.Header.Get("Strict-Transport-Security") == "" {
+					t.Fatalf("%s %d %q %v", resp.Proto, resp.StatusCode, body, resp.Header)
+				}
+			}
+			// No ALPN at all: HTTP/1.1, through the fast path.
+			conf := tp.conf.Clone()
+			conf.NextProtos = nil
+			c, err := tls.Dial("tcp", tp.tlsAddr, conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			before := tp.fastHits.Load()
+			io.WriteString(c, "GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if tp.fastHits.Load() != before+1 {
+				t.Errorf("a client without ALPN: the fast path answered %d", tp.fastHits.Load()-before)
+			}
+			got := tp.handshakes()
+			if got["h2"] < 1 || got["http/1.1"] < 2 {
+				t.Errorf("handshakes %v", got)
+			}
+		})
+	}
+}
+
+// handshakes reads the PoP's outpost_pop_tls_handshakes_total by result.
+func (tp *tlsFastPoP) handshakes() map[string]float64 {
+	out := map[string]float64{}
+	mfs, err := tp.registry.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "outpost_pop_tls_handshakes_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+// altSvcPort matches the port in the PoP's Alt-Svc value.
+var altSvcPort = regexp.MustCompile(`h3=":[0-9]+"`)
+
+var _ = fastpath.HandshakeResults
