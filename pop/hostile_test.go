@@ -428,7 +428,7 @@ func TestAttackAbortedRequests(t *testing.T) {
 		{"issue 16 item 4 PoP-wide bound, HTTP 1.1 client closes after sending", 16, 3, false, false, 3, ""},
 		{"issue 16 item 4 no detached fills, HTTP 1.1 client closes after sending", 0, 64, false, false, 0, ""},
 		{"issue 16 item 4 per-service bound, HTTP 1.1 without the fast path", 5, 64, false, true, 5, ""},
-		{"issue 16 item 4 HTTP2 rapid reset (CVE-2023-44487)", 4, 64, true, false, 4, ""},
+		{"issue 16 item 4 HTTP2 rapid reset (CVE-2023-44487), net/http's HTTP/2 server", 4, 64, true, false, 4, "net/http"},
 		{"issue 16 item 4 HTTP2 rapid reset (CVE-2023-44487), the PoP's own HTTP/2 server", 4, 64, true, false, 4, "outpost"},
 	}
 	for _, tt := range tests {

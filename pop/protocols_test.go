@@ -28,10 +28,12 @@ func startTLSPoP(t *testing.T, originURL, proto string, opts ...func(*Options)) 
 	t.Helper()
 	tlsYAML := `{listen: "127.0.0.1:0", self_signed: true}`
 	switch proto {
+	case "h2":
+		tlsYAML = `{listen: "127.0.0.1:0", self_signed: true, http2: net/http}`
 	case "h2-outpost": // the PoP's own HTTP/2 server (pop/h2serve)
 		tlsYAML = `{listen: "127.0.0.1:0", self_signed: true, http2: outpost}`
 	case "h2c":
-		tlsYAML = `{listen: "127.0.0.1:0", self_signed: true, h2c: true}`
+		tlsYAML = `{listen: "127.0.0.1:0", self_signed: true, h2c: true, http2: net/http}`
 	case "h2c-outpost":
 		tlsYAML = `{listen: "127.0.0.1:0", self_signed: true, h2c: true, http2: outpost}`
 	}
