@@ -5,12 +5,16 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-cdn/outpost/config"
 )
 
 // clientHello returns the first bytes a real TLS client sends: its
@@ -244,5 +248,60 @@ func TestTLSFastPathShutdown(t *testing.T) {
 		tp.done <- nil // for the cleanup's stop
 	case <-time.After(10 * time.Second):
 		t.Fatal("the PoP did not stop")
+	}
+}
+
+// TestTLSFastPathSendTimeout has a client that stops reading a large
+// fast-path answer over TLS, from the heap and from a blob (copied through
+// TLS): the write stalls, the send timeout cuts the connection off, counts
+// it on the TLS listener and frees its slot.
+func TestTLSFastPathSendTimeout(t *testing.T) {
+	const size = 24 << 20
+	path := fmt.Sprintf("/big/%d", size)
+	o := bigOrigin(t)
+	for _, bodies := range []string{"heap", "blob"} {
+		t.Run(bodies, func(t *testing.T) {
+			yaml := strings.Replace(bigConfig(o.URL, ""), "    cache_size: 64MiB\n",
+				"    cache_size: 64MiB\n    tls: {listen: \"127.0.0.1:0\", self_signed: true}\n", 1)
+			tp, tlsAddr := startTunedPoP(t, yaml, func(pc *config.POP) { pc.Timeouts.Send = 200 * time.Millisecond }, bodiesIn(bodies))
+			conf := &tls.Config{RootCAs: tp.certs.selfSignedCA.Pool(), ServerName: "demo.example", NextProtos: []string{"http/1.1"}}
+			// The fill over TLS (an https key); its own client may be cut
+			// off too on a loaded machine: what matters is that it is stored.
+			fill := &http.Client{Transport: &http.Transport{TLSClientConfig: conf, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
+			if resp, err := fill.Do(mustRequest(t, "https://"+tlsAddr+path)); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			fill.CloseIdleConnections()
+			waitStored(t, tp.PoP)
+			waitFor(t, "no connection open", func() bool { return listenerMetric(t, tp.PoP, "outpost_pop_client_connections", "tls") == 0 })
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				return rc.Control(func(fd uintptr) {
+					syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
+				})
+			}}
+			raw, err := d.Dial("tcp", tlsAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			raw.SetDeadline(time.Now().Add(20 * time.Second))
+			c := tls.Client(raw, conf)
+			if err := c.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			before := tp.fastHits.Load()
+			timeouts := listenerMetric(t, tp.PoP, "outpost_pop_send_timeouts_total", "tls")
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: demo.example\r\n\r\n", path)
+			waitFor(t, "the send timeout", func() bool {
+				return listenerMetric(t, tp.PoP, "outpost_pop_send_timeouts_total", "tls") == timeouts+1
+			})
+			waitFor(t, "the fast path answered", func() bool { return tp.fastHits.Load() == before+1 })
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if n, _ := io.Copy(io.Discard, c); n >= size {
+				t.Errorf("read %d bytes: the whole body arrived", n)
+			}
+			waitFor(t, "the connection closed", func() bool { return listenerMetric(t, tp.PoP, "outpost_pop_client_connections", "tls") == 0 })
+		})
 	}
 }
