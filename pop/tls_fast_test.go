@@ -341,3 +341,36 @@ func (tp *tlsFastPoP) handshakes() map[string]float64 {
 var altSvcPort = regexp.MustCompile(`h3=":[0-9]+"`)
 
 var _ = fastpath.HandshakeResults
+
+// TestTLSFastPathAccessLog sends the same hit over TLS through the fast
+// path and through net/http (tls.fast_path: false) and compares their
+// access-log lines: every field but the timings and the PoP-made request
+// ID is the same (the proto is HTTP/1.1 either way, the path as sent).
+func TestTLSFastPathAccessLog(t *testing.T) {
+	o := tlsFastOrigin(t)
+	dir := t.TempDir()
+	logs := [2]string{dir + "/fast.log", dir + "/slow.log"}
+	var lines [2]map[string]any
+	for i, fast := range []bool{true, false} {
+		tp := startTLSFastPoP(t, o.URL, fast, "", "    access_log: {mode: full, path: "+logs[i]+"}\n")
+		tp.fill(t, 1, "/obj?b=2&a=1")
+		before := tp.fastHits.Load()
+		exchangeTLS(t, tp, "GET /obj?b=2&a=1 HTTP/1.1\r\nHost: demo.example\r\nUser-Agent: ua/1\r\nReferer: https://r.example/\r\n\r\n", 1, false)
+		lines[i] = hitLine(t, logs[i], "/obj?b=2&a=1")
+		if got := tp.fastHits.Load() - before; (got == 1) != fast {
+			t.Fatalf("fast path %v: it answered %d", fast, got)
+		}
+	}
+	for k := range lines[1] {
+		switch k {
+		case "time", "ttfb_ms", "total_ms", "request_id":
+			continue
+		}
+		if lines[0][k] != lines[1][k] {
+			t.Errorf("%s: fast path %q, net/http %q", k, lines[0][k], lines[1][k])
+		}
+	}
+	if len(lines[0]) != len(lines[1]) || lines[0]["proto"] != "HTTP/1.1" {
+		t.Errorf("fast path's line %v\nnet/http's %v", lines[0], lines[1])
+	}
+}
