@@ -2,7 +2,8 @@
 // serving listeners' connections, and the HTTP/1.1 fast path for fresh hits.
 //
 // A Listener caps how many connections are open and gives each a send
-// timeout and sendfile for blob bodies. On the clear listener a Server
+// timeout and sendfile for blob bodies. On the clear listener, and on the
+// TLS listener once it has run the handshake itself (tls.go), a Server
 // reads each request head itself; when the PoP, through the Cache seam,
 // answers it from storage, the Server writes that answer and reads the next
 // request. Anything the Cache declines goes to net/http with every byte
@@ -27,7 +28,7 @@ import (
 )
 
 // The HTTP/1.1 fast path serves the commonest request a PoP gets, a plain
-// GET or HEAD for a fresh stored 200 on the clear listener, without
+// GET or HEAD for a fresh stored 200 on the clear or TLS listener, without
 // net/http: it reads the request head from the connection's buffer, asks
 // the Cache to answer it, and writes the stored header and body itself
 // (the body with sendfile when it is in a blob). net/http's per-request
