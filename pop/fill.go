@@ -186,10 +186,18 @@ func (f *fetch) sendInterim(code int, h textproto.MIMEHeader) error {
 	return nil
 }
 
-// fillGroup is the PoP's fills in flight, by key.
+// fillGroup is the PoP's fills in flight, by key, and the goroutines
+// they run on: a fill's goroutine grows its stack in the origin client, so
+// fills run on workers that outlive one fill (fill.Workers: at most
+// fill.DefaultIdleWorkers wait for the next fill, each for
+// fill.DefaultWorkerIdle; outpost_pop_fill_workers counts them).
 type fillGroup struct {
-	g fill.Group[*fetch]
+	g       fill.Group[*fetch]
+	workers fill.Workers
 }
+
+// run runs a fill on a worker goroutine.
+func (g *fillGroup) run(fn func()) { g.workers.Go(fn) }
 
 // join returns the fill in flight for key, or starts a new one; leader is
 // true for the request that must run it.

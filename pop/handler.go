@@ -22,7 +22,9 @@ func (p *PoP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.serve(w, r)
 }
 
-// serve is ServeHTTP without the access log.
+// serve is ServeHTTP without the access log. The checks before the
+// cache and the uncommon requests are functions of their own, which keeps
+// this frame small (see serveMiss).
 func (p *PoP) serve(w http.ResponseWriter, r *http.Request) {
 	host := hostOnly(r.Host)
 	svc := p.routes.Load().byHost[host]
@@ -32,9 +34,23 @@ func (p *PoP) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	defer func() { svc.stats.latency.Observe(time.Since(start)) }()
+	if !p.admit(w, r, svc, host) {
+		return
+	}
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Header.Get("Upgrade") == "" && r.Header.Get("Authorization") == "" {
+		p.serveCacheable(w, r, svc, host)
+		return
+	}
+	p.serveOther(w, r, svc, host)
+}
+
+// admit applies what comes before any answer of the service: loop
+// detection, the HTTPS fields or the redirect to HTTPS, signed URLs. It
+// returns false when it answered the request.
+func (p *PoP) admit(w http.ResponseWriter, r *http.Request, svc *service, host string) bool {
 	if p.looped(r) { // shield.go
 		p.loopDetected(w, r, svc)
-		return
+		return false
 	}
 	if r.TLS != nil {
 		h := w.Header()
@@ -46,11 +62,16 @@ func (p *PoP) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	} else if svc.redirect && p.httpsPort != "" && !edgeHTTPS(r) {
 		p.redirectToHTTPS(w, r, svc, host)
-		return
+		return false
 	}
 	if svc.signer != nil && !p.checkSigned(w, r, svc) { // signed.go
-		return
+		return false
 	}
+	return true
+}
+
+// serveOther serves a request that is not a plain GET or HEAD.
+func (p *PoP) serveOther(w http.ResponseWriter, r *http.Request, svc *service, host string) {
 	switch {
 	case r.Method == http.MethodConnect || r.Method == http.MethodTrace:
 		// A CDN is no tunnel, and TRACE would echo the client's cookies and
@@ -153,18 +174,50 @@ func (p *PoP) find(r *http.Request, svc *service, host string) lookup {
 	return l
 }
 
-// serveCacheable serves a GET or HEAD that may use storage.
+// serveCacheable serves a GET or HEAD that may use storage. Its frame is
+// kept small (what comes before a miss is a function of its own), so that
+// a miss's handler stays within its goroutine's stack (see serveMiss).
 func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *service, host string) {
+	var l lookup
+	var status cache.Status
+	if p.serveBeforeMiss(w, r, svc, host, &l, &status) {
+		return
+	}
+	p.serveMiss(w, r, svc, &l, status)
+}
+
+// serveBeforeMiss looks r up and answers it when storage can, or when it
+// may not go to the origin; it returns false when the request is a miss,
+// with its lookup in l and its Cache-Status so far in status.
+func (p *PoP) serveBeforeMiss(w http.ResponseWriter, r *http.Request, svc *service, host string, l *lookup, status *cache.Status) (answered bool) {
 	rd := cache.ParseRequestDirectives(r.Header)
-	l := p.find(r, svc, host)
+	*l = p.find(r, svc, host)
 	now := p.now()
 	if l.entry == nil && svc.slice > 0 {
-		if l.meta = p.findSliced(l.key); l.meta != nil && p.serveSlicedHit(w, r, svc, l, rd, now) {
-			return
+		if l.meta = p.findSliced(l.key); l.meta != nil && p.serveSlicedHit(w, r, svc, l, &rd, now) {
+			return true
 		}
 		l.noSlice = p.marks.unsliced(l.key, now)
 	}
-	status := cache.Status{Fwd: cache.FwdURIMiss}
+	var served bool
+	if *status, served = p.serveUsable(w, r, svc, l, &rd, now); served {
+		return true
+	}
+	if rd.OnlyIfCached || rd.NoStore {
+		p.serveUnfetched(w, r, svc, rd.OnlyIfCached, *status)
+		return true
+	}
+	if m, ok := p.marks.get(l.key, now); ok {
+		return p.serveMarked(w, r, svc, l, status, m)
+	}
+	return false
+}
+
+// serveUsable answers from storage when what it holds for l may be used
+// (fresh, or stale as the client or stale-while-revalidate allows), and
+// otherwise returns the Cache-Status of the request that goes forward.
+func (p *PoP) serveUsable(w http.ResponseWriter, r *http.Request, svc *service, l *lookup, rd *cache.RequestDirectives, now time.Time) (status cache.Status, served bool) {
+	status = cache.Status{Fwd: cache.FwdURIMiss}
 	switch {
 	case l.meta != nil:
 		status.Fwd = cache.FwdStale
@@ -172,17 +225,17 @@ func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *servic
 			status.Fwd = cache.FwdRequest
 		}
 	case l.entry != nil:
-		switch l.entry.Usable(now, rd) {
+		switch l.entry.Usable(now, *rd) {
 		case cache.UseFresh:
 			p.serveStored(w, r, svc, l.entry, cache.Status{Hit: true, Detail: tierDetail(l.entry)}, resultHit)
-			return
+			return status, true
 		case cache.UseStale:
 			p.serveStored(w, r, svc, l.entry, cache.Status{Hit: true, Detail: "max-stale"}, resultHit)
-			return
+			return status, true
 		case cache.UseStaleRevalidate:
-			p.refreshInBackground(r, svc, l)
+			p.refreshInBackground(r, svc, *l)
 			p.serveStored(w, r, svc, l.entry, cache.Status{Hit: true, Detail: "stale-while-revalidate"}, resultHit)
-			return
+			return status, true
 		}
 		status.Fwd = cache.FwdStale
 		if rd.NoCache || rd.HasMaxAge || rd.HasMinFresh {
@@ -193,37 +246,43 @@ func (p *PoP) serveCacheable(w http.ResponseWriter, r *http.Request, svc *servic
 	case p.rejections != nil && p.rejections.Rejected(l.key):
 		status.Detail = "rejected" // the store declined the last fill
 	}
-	if rd.OnlyIfCached {
+	return status, false
+}
+
+// serveUnfetched answers a request that storage could not and that may
+// not fill: only-if-cached, or else no-store.
+func (p *PoP) serveUnfetched(w http.ResponseWriter, r *http.Request, svc *service, onlyIfCached bool, status cache.Status) {
+	if onlyIfCached {
 		// Nothing usable is stored and the client forbids going to the
 		// origin (RFC 9111 §5.2.1.7).
 		status.Detail = "only-if-cached"
 		p.plainError(w, r, svc, http.StatusGatewayTimeout, status, "outpost: nothing usable is stored and the request said only-if-cached\n")
 		return
 	}
-	if rd.NoStore {
-		// Serve from storage when possible, but store nothing (§5.2.1.5).
-		p.pass(w, r, svc, cache.Status{Fwd: cache.FwdRequest, Detail: string(cache.ReasonRequestNoStore)}, resultMiss)
-		return
+	// Serve from storage when possible, but store nothing (§5.2.1.5).
+	p.pass(w, r, svc, cache.Status{Fwd: cache.FwdRequest, Detail: string(cache.ReasonRequestNoStore)}, resultMiss)
+}
+
+// serveMarked handles a request for a key marked uncacheable lately
+// (hit-for-miss, or too large). It answers the request itself and returns
+// true, or adjusts l and status for serveMiss and returns false.
+func (p *PoP) serveMarked(w http.ResponseWriter, r *http.Request, svc *service, l *lookup, status *cache.Status, m mark) bool {
+	if m.tooLarge && svc.slice > 0 && !l.noSlice {
+		// Above max_object: from now on it is fetched and cached in
+		// slices (slice.go), shared like any fill.
+		l.large = true
+		return false
 	}
-	if m, ok := p.marks.get(l.key, now); ok {
-		if m.tooLarge && svc.slice > 0 && !l.noSlice {
-			// Above max_object: from now on it is fetched and cached in
-			// slices (slice.go), shared like any fill.
-			l.large = true
-			p.serveMiss(w, r, svc, l, status)
-			return
-		}
-		if m.tooLarge && r.Header["Range"] != nil {
-			// Above max_object: the origin answers the range itself.
-			p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(cache.ReasonTooLarge)}, resultMiss)
-			return
-		}
-		// Hit-for-miss: the last answer could not be stored, so this
-		// request fetches on its own instead of queueing behind others.
-		l.alone = true
-		status.Detail = detailHitForMiss
+	if m.tooLarge && r.Header["Range"] != nil {
+		// Above max_object: the origin answers the range itself.
+		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(cache.ReasonTooLarge)}, resultMiss)
+		return true
 	}
-	p.serveMiss(w, r, svc, l, status)
+	// Hit-for-miss: the last answer could not be stored, so this
+	// request fetches on its own instead of queueing behind others.
+	l.alone = true
+	status.Detail = detailHitForMiss
+	return false
 }
 
 // detailHitForMiss is the Cache-Status detail of a request sent to the
@@ -259,9 +318,9 @@ func (p *PoP) redirectToHTTPS(w http.ResponseWriter, r *http.Request, svc *servi
 // slices. A stale object within stale-while-revalidate is revalidated
 // before use, as the slices in flight could not be told apart from a
 // refresh's. It returns false when the object must be validated first.
-func (p *PoP) serveSlicedHit(w http.ResponseWriter, r *http.Request, svc *service, l lookup, rd cache.RequestDirectives, now time.Time) bool {
+func (p *PoP) serveSlicedHit(w http.ResponseWriter, r *http.Request, svc *service, l *lookup, rd *cache.RequestDirectives, now time.Time) bool {
 	status := cache.Status{Hit: true}
-	switch l.meta.meta.Usable(now, rd) {
+	switch l.meta.meta.Usable(now, *rd) {
 	case cache.UseFresh:
 	case cache.UseStale:
 		status.Detail = "max-stale"
@@ -270,7 +329,7 @@ func (p *PoP) serveSlicedHit(w http.ResponseWriter, r *http.Request, svc *servic
 	}
 	if !p.serveSliced(w, r, svc, l.meta, status, resultHit, nil, true) {
 		// The object changed under the request: fetch it anew, once.
-		p.serveMiss(w, r, svc, lookup{primary: l.primary, key: l.key, index: l.index, resliced: true}, cache.Status{Fwd: cache.FwdURIMiss})
+		p.serveMiss(w, r, svc, &lookup{primary: l.primary, key: l.key, index: l.index, resliced: true}, cache.Status{Fwd: cache.FwdURIMiss})
 	}
 	return true
 }

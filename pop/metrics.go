@@ -33,6 +33,8 @@ var (
 		"1 while the PoP is draining for shutdown.", nil, nil)
 	descFills = prometheus.NewDesc("outpost_pop_fills_in_flight",
 		"Origin fills running now.", nil, nil)
+	descFillWorkers = prometheus.NewDesc("outpost_pop_fill_workers",
+		"Goroutines that run origin fills, running one or waiting for the next (at most 128 wait, each for 50 ms).", nil, nil)
 	descItems = prometheus.NewDesc("outpost_cache_items",
 		"Entries held in the cache.", nil, nil)
 	descBytes = prometheus.NewDesc("outpost_cache_bytes",
@@ -99,7 +101,7 @@ const unroutedService = "_unknown_host"
 // Describe sends every metric description.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descCacheServedBytes,
-		descOriginBytes, descOriginFetches, descDraining, descFills, descItems, descBytes,
+		descOriginBytes, descOriginFetches, descDraining, descFills, descFillWorkers, descItems, descBytes,
 		descMaxBytes, descAdmissions, descRejections, descDrops, descEvictions,
 		descPurges, descPurgedObjects, descPurgesDenied, descIndexKeys, descAccessDropped, descLatency, descOriginLatency,
 		descOriginRequests, descOriginFailures, descOriginInFlight, descOriginHealthy,
@@ -147,6 +149,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	emit(unroutedService, &p.unrouted)
 	ch <- prometheus.MustNewConstMetric(descDraining, prometheus.GaugeValue, boolValue(p.draining.Load()))
 	ch <- prometheus.MustNewConstMetric(descFills, prometheus.GaugeValue, float64(p.fills.inFlight()))
+	ch <- prometheus.MustNewConstMetric(descFillWorkers, prometheus.GaugeValue, float64(p.fills.workers.Live()))
 	st := p.store.Stats()
 	ch <- prometheus.MustNewConstMetric(descItems, prometheus.GaugeValue, float64(st.Items))
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(st.Bytes))

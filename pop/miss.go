@@ -32,15 +32,25 @@ func (p *PoP) serveAuthorized(w http.ResponseWriter, r *http.Request, svc *servi
 	}
 	l := p.find(r, svc, host)
 	l.entry, l.alone = nil, true
-	p.serveMiss(w, r, svc, l, cache.Status{Fwd: cache.FwdRequest})
+	p.serveMiss(w, r, svc, &l, cache.Status{Fwd: cache.FwdRequest})
 }
 
 // serveMiss answers a request that storage could not, through the fill for
 // its key: it starts the fill or joins the one in flight.
-func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l lookup, status cache.Status) {
+//
+// The common answer, a shared body streamed as it arrives, is this
+// function's; the others are in functions of their own, which keeps this
+// frame small. A request's handler runs on a new net/http goroutine whose
+// stack starts small and is copied to one twice its size whenever a call
+// goes deeper; the deepest point of a miss is net/http writing the
+// response header, 4 KiB of frames below the handler's, and with small
+// frames above it that stays within 8 KiB. Past it, the stack was copied
+// a third time, to 16 KiB: 3.5% of a 1 KiB miss's CPU (BenchmarkMiss/wire's
+// profile, with the flush after the last chunk, now left to net/http).
+func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l *lookup, status cache.Status) {
 	flight := l.key
 	if l.alone {
-		flight = fmt.Sprintf("%s\x00alone\x00%p", l.key, r) // unique while r is in flight
+		flight = aloneFlight(l.key, r)
 	}
 	f, leader := p.fills.join(flight)
 	// Attach before the fill starts, so no byte of a shared body can pass
@@ -74,73 +84,23 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 	case f.err != nil:
 		p.originFailed(w, r, svc, status, f.err)
 		return
-	case f.entry != nil && parseMeta(f.entry) != nil:
-		// A sliced object: answered from its slices.
-		p.serveSlicedFill(w, r, svc, l, f, status, role, reader)
-		reader = nil // serveSlicedFill detached it
-		return
-	case f.entry != nil && f.waitersAlone && !leader:
-		// The revalidation made the response one user's: fetch our own.
-		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(cache.ReasonPrivate)}, resultMiss)
-		return
-	case f.entry != nil: // revalidated, or stale served on origin error
-		status.FwdStatus = f.fwdStatus
-		res := f.outcome
-		e := f.entry
-		if res == resultRevalidated {
-			status.Stored = !f.waitersAlone
-			if leader && f.leaderEntry != nil {
-				e = f.leaderEntry
-			}
-			if !leader {
-				res = resultCollapsed
-			}
-		} else {
-			status.Detail = "stale-if-error"
+	case f.entry != nil:
+		if p.serveFillEntry(w, r, svc, l, f, status, role, reader, leader) {
+			reader = nil // serveFillEntry detached it
 		}
-		p.serveStored(w, r, svc, e, status, res)
 		return
 	}
 	status.FwdStatus = f.resp.StatusCode
 	if !f.shared {
-		if leader {
-			if f.reason == cache.ReasonTooLarge && r.Header["Range"] != nil {
-				// Too large to store: the origin answers the range itself
-				// (video seeking and resumed downloads depend on it).
-				f.resp.Body.Close()
-				p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(cache.ReasonTooLarge)}, resultMiss)
-				return
-			}
-			if f.reason == reasonEncoding {
-				// The origin ignored the Accept-Encoding it was sent: its
-				// body may be one this client cannot decode.
-				f.resp.Body.Close()
-				status.Detail = string(reasonEncoding)
-				p.log.Warn("origin answered with a content coding it was not asked for", "service", svc.name,
-					"asked", f.encoding, "content_encoding", f.resp.Header.Get("Content-Encoding"))
-				p.plainError(w, r, svc, http.StatusBadGateway, status, "outpost: Bad Gateway: the origin answered with a content coding the request did not accept\n")
-				return
-			}
-			if status.Detail != detailHitForMiss {
-				// Hit-for-miss is why this request fetched alone: it stays
-				// the detail.
-				status.Detail = string(f.reason)
-			}
-			p.relay(w, r, svc, f.resp, status, resultMiss)
-			return
-		}
-		// The response is not to be shared: fetch this request's own.
-		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(f.reason)}, resultMiss)
+		p.serveUnshared(w, r, svc, f, status, leader)
 		return
 	}
 	if f.varyFields != nil && !leader && !l.retried {
 		if mine := cache.VariantKey(l.primary, f.varyNonce, f.varyFields, r.Header); mine != f.storeKey {
 			// Another variant of the URL: it needs a fill of its own.
-			index := &cache.Entry{Key: l.primary, VaryFields: f.varyFields, VaryNonce: f.varyNonce}
-			status.Fwd, status.Collapsed = cache.FwdVary, false
 			reader.Detach()
 			reader = nil
-			p.serveMiss(w, r, svc, lookup{primary: l.primary, key: mine, index: index, retried: true}, status)
+			p.serveOtherVariant(w, r, svc, l, f, status, mine)
 			return
 		}
 	}
@@ -163,20 +123,105 @@ func (p *PoP) serveMiss(w http.ResponseWriter, r *http.Request, svc *service, l 
 	}
 
 	if needsEvaluation(r) {
-		// Preconditions and ranges are answered from the complete object.
-		if err := reader.Drain(r.Context()); err != nil || f.final == nil {
-			if r.Context().Err() == nil {
-				// Not stored: the reason the body stopped being stored,
-				// if it did.
-				p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(f.notStored())}, resultMiss)
-			}
-			return
-		}
-		status.HasTTL = false // serveStored reports the entry's
-		p.serveStored(w, r, svc, f.final, status, role)
+		p.serveEvaluated(w, r, svc, f, reader, status, role)
 		return
 	}
-	p.streamFill(w, r, svc, f, reader, status, role, leader)
+	p.streamFill(w, r, svc, f, reader, &status, role, leader)
+}
+
+// aloneFlight is the flight key of a request that fetches alone: unique
+// while r is in flight.
+func aloneFlight(key string, r *http.Request) string {
+	return fmt.Sprintf("%s\x00alone\x00%p", key, r)
+}
+
+// serveFillEntry answers from the stored entry a fill found, revalidated
+// or stood in with. It returns true when it detached reader (a sliced
+// object's fill reads its slice through it).
+func (p *PoP) serveFillEntry(w http.ResponseWriter, r *http.Request, svc *service, l *lookup, f *fetch, status cache.Status, role result, reader *fill.Reader, leader bool) (detached bool) {
+	switch {
+	case parseMeta(f.entry) != nil:
+		// A sliced object: answered from its slices.
+		p.serveSlicedFill(w, r, svc, *l, f, status, role, reader)
+		return true
+	case f.waitersAlone && !leader:
+		// The revalidation made the response one user's: fetch our own.
+		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(cache.ReasonPrivate)}, resultMiss)
+		return false
+	}
+	// Revalidated, or stale served on origin error.
+	status.FwdStatus = f.fwdStatus
+	res := f.outcome
+	e := f.entry
+	if res == resultRevalidated {
+		status.Stored = !f.waitersAlone
+		if leader && f.leaderEntry != nil {
+			e = f.leaderEntry
+		}
+		if !leader {
+			res = resultCollapsed
+		}
+	} else {
+		status.Detail = "stale-if-error"
+	}
+	p.serveStored(w, r, svc, e, status, res)
+	return false
+}
+
+// serveUnshared answers a request whose fill's response is not to be
+// shared: the leader relays it, the others fetch their own.
+func (p *PoP) serveUnshared(w http.ResponseWriter, r *http.Request, svc *service, f *fetch, status cache.Status, leader bool) {
+	if !leader {
+		// The response is not to be shared: fetch this request's own.
+		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(f.reason)}, resultMiss)
+		return
+	}
+	if f.reason == cache.ReasonTooLarge && r.Header["Range"] != nil {
+		// Too large to store: the origin answers the range itself
+		// (video seeking and resumed downloads depend on it).
+		f.resp.Body.Close()
+		p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(cache.ReasonTooLarge)}, resultMiss)
+		return
+	}
+	if f.reason == reasonEncoding {
+		// The origin ignored the Accept-Encoding it was sent: its
+		// body may be one this client cannot decode.
+		f.resp.Body.Close()
+		status.Detail = string(reasonEncoding)
+		p.log.Warn("origin answered with a content coding it was not asked for", "service", svc.name,
+			"asked", f.encoding, "content_encoding", f.resp.Header.Get("Content-Encoding"))
+		p.plainError(w, r, svc, http.StatusBadGateway, status, "outpost: Bad Gateway: the origin answered with a content coding the request did not accept\n")
+		return
+	}
+	if status.Detail != detailHitForMiss {
+		// Hit-for-miss is why this request fetched alone: it stays
+		// the detail.
+		status.Detail = string(f.reason)
+	}
+	p.relay(w, r, svc, f.resp, status, resultMiss)
+}
+
+// serveOtherVariant answers a request that joined a fill for another
+// variant of its URL (key mine), through a fill of its own.
+func (p *PoP) serveOtherVariant(w http.ResponseWriter, r *http.Request, svc *service, l *lookup, f *fetch, status cache.Status, mine string) {
+	index := &cache.Entry{Key: l.primary, VaryFields: f.varyFields, VaryNonce: f.varyNonce}
+	status.Fwd, status.Collapsed = cache.FwdVary, false
+	p.serveMiss(w, r, svc, &lookup{primary: l.primary, key: mine, index: index, retried: true}, status)
+}
+
+// serveEvaluated answers a request with preconditions or a range from the
+// fill's complete, stored object.
+func (p *PoP) serveEvaluated(w http.ResponseWriter, r *http.Request, svc *service, f *fetch, reader *fill.Reader, status cache.Status, role result) {
+	if err := reader.Drain(r.Context()); err != nil || f.final == nil {
+		if r.Context().Err() == nil {
+			// Not stored: the reason the body stopped being stored,
+			// if it did.
+			p.pass(w, r, svc, cache.Status{Fwd: status.Fwd, Detail: string(f.notStored())}, resultMiss)
+		}
+		return
+	}
+	status.HasTTL = false // serveStored reports the entry's
+	p.serveStored(w, r, svc, f.final, status, role)
 }
 
 // awaitFill waits for the fill's response header, relaying the origin's
@@ -213,47 +258,77 @@ func (p *PoP) awaitFill(w http.ResponseWriter, r *http.Request, f *fetch, leader
 }
 
 // streamFill sends a shared fill's response to one client as its body
-// arrives from the origin.
-func (p *PoP) streamFill(w http.ResponseWriter, r *http.Request, svc *service, f *fetch, reader *fill.Reader, status cache.Status, role result, leader bool) {
+// arrives from the origin. The header and the body are each a function of
+// its own, which keeps the deepest frames of a miss's handler small (see
+// serveMiss).
+func (p *PoP) streamFill(w http.ResponseWriter, r *http.Request, svc *service, f *fetch, reader *fill.Reader, status *cache.Status, role result, leader bool) {
 	h := w.Header()
 	if leader {
 		copyHeader(h, f.resp.Header) // the leader's own, cookies and all
 	} else {
 		copyHeader(h, f.header) // what may be shared
 	}
-	p.dropTargeted(h)
-	if age := f.decision.InitialAge + p.now().Sub(f.responseTime); age >= 1e9 {
-		h.Set("Age", cache.AgeHeader(age))
-	}
-	p.addVia(h, r)
-	p.addStatus(h, status)
+	p.fillHeader(h, r, f, status)
 	w.WriteHeader(f.resp.StatusCode)
 	if r.Method == http.MethodHead {
 		svc.stats.record(r, f.resp.StatusCode, role, 0)
 		return
 	}
+	sent, err := p.fillBody(w, r, reader)
+	if err != nil {
+		// The origin failed mid-body: cut the client's response short so
+		// it cannot mistake it for a whole one.
+		svc.stats.record(r, f.resp.StatusCode, resultError, sent)
+		panic(http.ErrAbortHandler)
+	}
+	svc.stats.record(r, f.resp.StatusCode, role, sent)
+}
+
+// fillHeader completes the header of a fill's response to one client:
+// without the fields aimed at this CDN, with Age, Via and Cache-Status.
+func (p *PoP) fillHeader(h http.Header, r *http.Request, f *fetch, status *cache.Status) {
+	p.dropTargeted(h)
+	if age := f.decision.InitialAge + p.now().Sub(f.responseTime); age >= 1e9 {
+		h.Set("Age", cache.AgeHeader(age))
+	}
+	p.addVia(h, r)
+	p.addStatus(h, *status)
+}
+
+// fillBody writes a fill's body to the client as it arrives, and returns
+// the bytes sent. The error is the origin's failure mid-body, if the
+// client is still there; a client that leaves or fails ends it with no
+// error.
+func (p *PoP) fillBody(w http.ResponseWriter, r *http.Request, reader *fill.Reader) (sent int64, err error) {
 	flusher := http.NewResponseController(w)
-	var sent int64
+	var flushed int64
 	for {
-		chunk, done, err := reader.Next(r.Context())
+		// What has been written goes out before waiting for more, so the
+		// client has the bytes that came; what is written last goes out
+		// with the response's end (one write for a small body, and net/http
+		// flushes it higher up the stack than here).
+		chunk, done, ok, err := reader.TryNext()
+		if !ok {
+			if sent > flushed {
+				_ = flusher.Flush()
+				flushed = sent
+			}
+			chunk, done, err = reader.Next(r.Context())
+		}
 		if done || err != nil {
 			if err != nil && !errors.Is(err, context.Canceled) && r.Context().Err() == nil {
-				// The origin failed mid-body: cut the client's response
-				// short so it cannot mistake it for a whole one.
-				svc.stats.record(r, f.resp.StatusCode, resultError, sent)
-				panic(http.ErrAbortHandler)
+				// What came goes out before the response is cut short.
+				_ = flusher.Flush()
+				return sent, err
 			}
-			svc.stats.record(r, f.resp.StatusCode, role, sent)
-			return
+			return sent, nil
 		}
 		p.extendWrite(flusher)
 		n, werr := w.Write(chunk)
 		sent += int64(n)
 		if werr != nil {
-			svc.stats.record(r, f.resp.StatusCode, role, sent)
-			return
+			return sent, nil
 		}
-		_ = flusher.Flush()
 	}
 }
 
@@ -471,6 +546,6 @@ func (p *PoP) serveSlicedFill(w http.ResponseWriter, r *http.Request, svc *servi
 		reader.Detach()
 	}
 	if !p.serveSliced(w, r, svc, obj, status, res, probe, !l.resliced) {
-		p.serveMiss(w, r, svc, lookup{primary: l.primary, key: l.key, index: l.index, resliced: true}, cache.Status{Fwd: cache.FwdURIMiss})
+		p.serveMiss(w, r, svc, &lookup{primary: l.primary, key: l.key, index: l.index, resliced: true}, cache.Status{Fwd: cache.FwdURIMiss})
 	}
 }

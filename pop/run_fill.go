@@ -24,18 +24,34 @@ import (
 // stored or shared, as clients of the variant could not decode it.
 const reasonEncoding cache.Reason = "encoding-mismatch"
 
-// startFill prepares f for the request that leads it and runs it on its own
-// goroutine. A stored entry that must be validated turns the fill into a
-// conditional request.
-func (p *PoP) startFill(f *fetch, r *http.Request, svc *service, l lookup) {
+// startFill prepares f for the request that leads it and runs it on a
+// fill worker (fillGroup.run). A stored entry that must be validated
+// turns the fill into a conditional request. Everything the fill needs of
+// r is taken here: r is not read once the handler may have returned.
+func (p *PoP) startFill(f *fetch, r *http.Request, svc *service, l *lookup) {
 	f.primary = l.primary
 	f.index = l.index
 	f.stale = l.entry
-	f.leaderHeader = r.Header.Clone()
 	f.purgeSeq = p.purges.current()
+	out, probe := p.fillOrigin(f, r, svc, l)
+	// The context exists before the fill runs, so a leader reset at once
+	// can cancel it.
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	hooks := svc.fillHooks
+	hooks.Cancel = cancel
+	f.Prepare(hooks)
+	key := l.key
+	p.fills.run(func() { p.runFill(ctx, f, svc, key, out, probe) })
+}
+
+// fillOrigin makes f's origin request for r, and the slice it asks for,
+// if any.
+func (p *PoP) fillOrigin(f *fetch, r *http.Request, svc *service, l *lookup) (origin.Request, *sliceProbe) {
+	f.leaderHeader = r.Header.Clone()
 	out := p.fillRequest(r, l.entry)
 	out.CacheKey = l.primary
-	probe := p.sliceProbeFor(r, svc, l)
+	probe := p.sliceProbeFor(r, svc, *l)
 	if probe != nil && !f.background {
 		probe.prepare(out.Header)
 	} else {
@@ -45,14 +61,7 @@ func (p *PoP) startFill(f *fetch, r *http.Request, svc *service, l lookup) {
 	if r.ProtoAtLeast(1, 1) && !f.background {
 		out.Got1xx = f.sendInterim
 	}
-	// The context exists before the fill runs, so a leader reset at once
-	// can cancel it.
-	ctx, cancel := context.WithCancel(context.Background())
-	f.cancel = cancel
-	hooks := svc.fillHooks
-	hooks.Cancel = cancel
-	f.Prepare(hooks)
-	go p.runFill(ctx, f, svc, l.key, out, probe)
+	return out, probe
 }
 
 // setFillHooks gives each service of rt the hooks its fills get: the

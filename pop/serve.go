@@ -162,11 +162,15 @@ func (p *PoP) refreshInBackground(r *http.Request, svc *service, l lookup) {
 		p.releaseDetached(svc)
 		return
 	}
-	p.startFill(f, r, svc, l)
+	p.startFill(f, r, svc, &l)
 }
 
 // copyHeader copies src into dst, sharing value slices (src is never
-// modified after a fill publishes it).
+// modified after a fill publishes it). It is not inlined: its map
+// iterator would sit in the frame of streamFill, above a miss's deepest
+// point (see serveMiss).
+//
+//go:noinline
 func copyHeader(dst, src http.Header) {
 	for name, values := range src {
 		dst[name] = values
