@@ -119,3 +119,54 @@ func startTLSBenchPoP(b *testing.B, fast bool, size int) (*tls.Conn, *atomic.Uin
 	b.Cleanup(func() { c.Close(); cancel(); <-done; p.Close() })
 	return c, cw, p
 }
+
+// BenchmarkTLSHitParallel is BenchmarkTLSHit as bench/anchors.sh's tls row
+// loads it: 64 keep-alive TLS connections (wrk -c64) on two cores, each
+// sending its next request when it has the last answer. cpu-ns/op (the
+// process's CPU per hit, the client's TLS included) is the figure to
+// compare, in interleaved runs.
+func BenchmarkTLSHitParallel(b *testing.B) {
+	for _, size := range []int{1 << 10, 100 << 10} {
+		for _, path := range []string{"fast", "nethttp"} {
+			b.Run(fmt.Sprintf("%s/%dKiB", path, size>>10), func(b *testing.B) {
+				c, _, p := startTLSBenchPoP(b, path == "fast", size)
+				c.Close()
+				addr := c.RemoteAddr().String()
+				conf := &tls.Config{RootCAs: p.certs.selfSignedCA.Pool(), ServerName: "demo.example", NextProtos: []string{"http/1.1"}}
+				request := []byte("GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n")
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				b.SetParallelism(32) // 64 connections on 2 cores
+				stop := reportCPU(b)
+				b.RunParallel(func(pb *testing.PB) {
+					c, err := tls.Dial("tcp", addr, conf)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					defer c.Close()
+					br := bufio.NewReaderSize(c, 64<<10)
+					for pb.Next() {
+						if _, err := c.Write(request); err != nil {
+							b.Error(err)
+							return
+						}
+						resp, err := http.ReadResponse(br, nil)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if n, _ := io.Copy(io.Discard, resp.Body); n != int64(size) {
+							b.Errorf("got %d body bytes, want %d", n, size)
+							return
+						}
+					}
+				})
+				stop()
+				if fast := p.fastHits.Load(); (path == "fast") != (fast > 0) {
+					b.Fatalf("%s: the fast path answered %d requests", path, fast)
+				}
+			})
+		}
+	}
+}
