@@ -102,6 +102,7 @@ type Flight struct {
 	// trimmed); held is their capacity, taken from the budget. expect is
 	// the announced length, to size the last chunk.
 	chunks [][]byte
+	first  [1][]byte // the chunks' first backing array: most bodies are one chunk
 	base   int64
 	held   int64
 	expect int64
@@ -110,7 +111,8 @@ type Flight struct {
 	// reader, and at most RelayWindow bytes are written ahead of it.
 	storing bool
 	cause   error
-	readers map[*Reader]struct{}
+	readers []*Reader  // each at its index, Reader.at
+	reader1 [1]*Reader // the readers' first backing array: most flights have one
 	done    bool
 	err     error
 	// stored is the complete, stored body once done without error; from
@@ -126,9 +128,8 @@ type Flight struct {
 
 func newFlight(key string) *Flight {
 	return &Flight{
-		key:     key,
-		ready:   make(chan struct{}),
-		readers: make(map[*Reader]struct{}),
+		key:   key,
+		ready: make(chan struct{}),
 	}
 }
 
@@ -249,6 +250,9 @@ func (f *Flight) Start(expect int64) bool {
 	f.storing = true
 	if size > 0 {
 		f.held += size
+		if f.chunks == nil {
+			f.chunks = f.first[:0]
+		}
 		f.chunks = append(f.chunks, make([]byte, 0, size))
 	}
 	return true
@@ -379,7 +383,7 @@ func (f *Flight) dropChunksLocked() {
 // lowLocked is the position of the slowest reader (the end when none).
 func (f *Flight) lowLocked() int64 {
 	low := f.endLocked()
-	for r := range f.readers {
+	for _, r := range f.readers {
 		low = min(low, r.pos)
 	}
 	return low
@@ -408,8 +412,23 @@ func (f *Flight) trimLocked() {
 // by one goroutine.
 type Reader struct {
 	f   *Flight
+	at  int // index in f.readers; -1 once detached
 	pos int64
 	buf []byte // for reading a stored body through Stored.At
+}
+
+// removeLocked takes r out of f.readers, if it is there. f.mu is held.
+func (f *Flight) removeLocked(r *Reader) {
+	i := r.at
+	if i < 0 || i >= len(f.readers) || f.readers[i] != r {
+		return
+	}
+	last := len(f.readers) - 1
+	f.readers[i] = f.readers[last]
+	f.readers[i].at = i
+	f.readers[last] = nil
+	f.readers = f.readers[:last]
+	r.at = -1
 }
 
 // Attach adds a reader at the start of the body. It returns nil when the
@@ -422,7 +441,11 @@ func (f *Flight) Attach() *Reader {
 		return nil
 	}
 	r := &Reader{f: f}
-	f.readers[r] = struct{}{}
+	if f.readers == nil {
+		f.readers = f.reader1[:0]
+	}
+	r.at = len(f.readers)
+	f.readers = append(f.readers, r)
 	return r
 }
 
@@ -433,7 +456,7 @@ func (f *Flight) Attach() *Reader {
 func (r *Reader) Detach() {
 	f := r.f
 	f.mu.Lock()
-	delete(f.readers, r)
+	f.removeLocked(r)
 	f.trimLocked()
 	f.notifyLocked()
 	switch {
