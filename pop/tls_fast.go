@@ -36,8 +36,10 @@ func (p *PoP) serveTLS(httpsSrv *http.Server, ln *fastpath.Listener, errc chan<-
 	fast := fastpath.NewServer(ln, fastCache{p}, fastpath.Options{
 		ReadHeaderTimeout: t.ReadHeader,
 		IdleTimeout:       t.Idle,
-		TLS:               httpsSrv.TLSConfig,
-		Logger:            p.log,
+		// A Config of its own: net/http's Serve sets fields of
+		// httpsSrv.TLSConfig (http2ConfigureServer) while handshakes run.
+		TLS:    p.certs.tlsConfig(),
+		Logger: p.log,
 	})
 	go func() { errc <- fast.Serve() }()
 	// The connections come handshaken: net/http serves them with Serve,
