@@ -34,7 +34,8 @@
 # Every knob of the harness (BENCH_*) passes through; see its header. The PoP
 # uses the harness origin ($BENCH_ORIGIN) and listens on BENCH_POP_ADDR.
 # BENCH_POP_HTTP2 (outpost or net/http) sets the PoP's tls.http2, the server
-# of HTTP/2 over TLS and h2c; unset, the PoP's default.
+# of HTTP/2 over TLS and h2c, and BENCH_POP_TLS_FAST (true or false) its
+# tls.fast_path, the HTTP/1.1 fast path over TLS; unset, the PoP's defaults.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HARNESS=${OUTPOST_HARNESS:-$ROOT/bench/harness}/http-anchors.sh
@@ -77,7 +78,7 @@ pops:
     drain: 0s
     # HTTPS (h1 and h2 by ALPN; HTTP/3 on UDP) with an in-memory certificate,
     # and h2c on the plain listener, for the harness's h2 and tls tests.
-    tls: {listen: $POP_TLS, self_signed: true, h2c: true${BENCH_POP_HTTP2:+, http2: $BENCH_POP_HTTP2}}
+    tls: {listen: $POP_TLS, self_signed: true, h2c: true${BENCH_POP_HTTP2:+, http2: $BENCH_POP_HTTP2}${BENCH_POP_TLS_FAST:+, fast_path: $BENCH_POP_TLS_FAST}}
 YAML
 "$BENCH_RUN/outpost" pop --config "$BENCH_RUN/outpost.yaml" --check >&2
 
