@@ -103,9 +103,6 @@ func (e connError) Error() string {
 	return fmt.Sprintf("h2serve: connection error %v: %s", e.code, e.reason)
 }
 
-// errClientGone ends the read loop after the client's GOAWAY, or EOF.
-var errClientGone = errors.New("h2serve: client closed the connection")
-
 // serve runs the read loop.
 func (c *conn) serve(ctx context.Context) error {
 	c.ctx, c.cancel = context.WithCancel(ctx)
@@ -134,7 +131,7 @@ func (c *conn) serve(ctx context.Context) error {
 		c.nc.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
 		io.Copy(io.Discard, io.LimitReader(c.br, 1<<20))
 		return err
-	case errors.Is(err, errClientGone), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		return nil
 	}
 	return err
@@ -271,7 +268,9 @@ func (c *conn) process(f http2.Frame) error {
 		done := c.slots == 0
 		c.mu.Unlock()
 		if done {
-			return errClientGone
+			// Our GOAWAY, and the connection drained before it closes,
+			// so what the client sent meanwhile does not reset it.
+			return connError{http2.ErrCodeNo, "the client sent GOAWAY"}
 		}
 	case *http2.PushPromiseFrame:
 		return connError{http2.ErrCodeProtocol, "PUSH_PROMISE from a client"}

@@ -39,6 +39,12 @@ type Request struct {
 	RequestID string // when there is exactly one
 }
 
+// inlineMax is the most of one body the read loop queues itself; beyond
+// it (or beyond the windows) the stream's own goroutine sends the rest, so
+// the write buffer stays near flushAt however big the object and the
+// client's windows.
+const inlineMax = flushAt
+
 // Sender sends the Cache's answer on the connection; one is reused for
 // the connection's requests.
 type Sender struct {
@@ -82,8 +88,9 @@ func (s *Sender) Send(block, body []byte, b *blob.Blob) (int64, error) {
 		c.mu.Unlock()
 		return 0, nil
 	}
-	// As much as the windows allow now.
-	n := min(size, c.sendWindow, c.peerWindow)
+	// As much as the windows allow now, up to inlineMax: the rest of a
+	// big body goes out from a goroutine, a buffer's worth at a time.
+	n := min(size, c.sendWindow, c.peerWindow, inlineMax)
 	var off int64
 	for off < n {
 		m := min(n-off, int64(c.peerFrame))
