@@ -265,9 +265,23 @@ func TestH2SpecPoP(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-			if ee := (*exec.ExitError)(nil); err != nil && !errors.As(err, &ee) {
-				t.Fatal(err)
+			run := func() ([]byte, error) {
+				out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+				if ee := (*exec.ExitError)(nil); err != nil && !errors.As(err, &ee) {
+					t.Fatal(err)
+				}
+				return out, err
+			}
+			out, err := run()
+			if err != nil && !(proto == "h2c-outpost" && bytes.Contains(out, []byte("144 passed, 0 skipped, 1 failed"))) {
+				// Once, under -race on a loaded CI machine, one case (7/2)
+				// saw the connection closed where it waited 2 s (-o 2) for a
+				// PING's ACK; not seen in dozens of runs since. A case that
+				// fails for a reason fails again: the whole suite runs once
+				// more, and the first run's failures are logged.
+				i := bytes.Index(out, []byte("Failures:"))
+				t.Logf("h2spec, first run, failed; running it again:\n%s", out[max(i, 0):])
+				out, err = run()
 			}
 			if err != nil {
 				i := bytes.Index(out, []byte("Failures:"))
