@@ -26,6 +26,13 @@ import (
 // knowledge on the clear listener) or "h3".
 func startTLSPoP(t *testing.T, originURL, proto string, opts ...func(*Options)) *testPoP {
 	t.Helper()
+	return startTLSPoPWith(t, originURL, proto, "", opts...)
+}
+
+// startTLSPoPWith is startTLSPoP with popYAML (lines of the PoP's section,
+// each indented by four spaces) added to the configuration.
+func startTLSPoPWith(t *testing.T, originURL, proto, popYAML string, opts ...func(*Options)) *testPoP {
+	t.Helper()
 	tlsYAML := `{listen: "127.0.0.1:0", self_signed: true}`
 	switch proto {
 	case "h2":
@@ -38,7 +45,7 @@ func startTLSPoP(t *testing.T, originURL, proto string, opts ...func(*Options)) 
 		tlsYAML = `{listen: "127.0.0.1:0", self_signed: true, h2c: true, http2: outpost}`
 	}
 	text := strings.Replace(fmt.Sprintf(testConfig, originURL, "0s"), "    cache_size: 64MiB\n",
-		"    cache_size: 64MiB\n    tls: "+tlsYAML+"\n", 1)
+		"    cache_size: 64MiB\n    tls: "+tlsYAML+"\n"+popYAML, 1)
 	cfg, err := config.Parse("tls.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)

@@ -106,6 +106,12 @@ func (p *PoP) clientBodyFailed(w http.ResponseWriter, r *http.Request, svc *serv
 	}
 	status.Detail = "client-body"
 	p.log.Debug("request body failed", "service", svc.name, "status", code, "err", err)
-	w.Header().Set("Connection", "close")
+	if r.ProtoMajor == 1 {
+		// What is left of the body on the connection is unknown: it
+		// closes. An HTTP/2 or HTTP/3 stream fails alone (a Connection
+		// field there would end every stream of the connection, or be
+		// malformed: RFC 9113 §8.2.2, RFC 9114 §4.2).
+		w.Header().Set("Connection", "close")
+	}
 	p.plainError(w, r, svc, code, status, "outpost: "+http.StatusText(code)+": the request body could not be read\n")
 }

@@ -502,11 +502,13 @@ func (c *conn) closeStream(st *stream, err error) {
 		c.releaseSlotLocked()
 	}
 	c.mu.Unlock()
-	if st.body != nil && err != nil {
-		st.body.closeWithError(err)
-	}
+	// The request's context ends before its body fails, so a handler
+	// that sees the body fail can tell that the client left.
 	if st.cancel != nil && err != nil {
 		st.cancel()
+	}
+	if st.body != nil && err != nil {
+		st.body.closeWithError(err)
 	}
 }
 
