@@ -290,8 +290,12 @@ func TestCluster(t *testing.T) {
 	if purgeTook == 0 || purgeTook > bound {
 		t.Errorf("the purge went through %s after the kill (0: not within 20s), want within %s", purgeTook.Round(time.Millisecond), bound)
 	}
-	if pushTook == 0 || pushTook > bound {
-		t.Errorf("the push reached both PoPs %s after the kill (0: not within 20s), want within %s", pushTook.Round(time.Millisecond), bound)
+	// A push publishes once and waits for the bucket's ack up to the
+	// control timeout (2 s here) before it publishes again: an ack lost
+	// to the kill (the publish went out as the cluster noticed) costs
+	// that wait, which a purge, retried on its own schedule, does not show.
+	if pushBound := bound + 2*time.Second; pushTook == 0 || pushTook > pushBound {
+		t.Errorf("the push reached both PoPs %s after the kill (0: not within 20s), want within %s", pushTook.Round(time.Millisecond), pushBound)
 	}
 	// Once through, they keep going through at once.
 	for i := range 3 {
