@@ -69,7 +69,10 @@ func TestFollowerBeforeBuckets(t *testing.T) {
 		t.Fatal(err)
 	}
 	created := time.Now()
-	waitFor(t, time.Second, "prg in the hosts bucket once it exists", func() bool {
+	// The agent retries with the reconnect backoff (at most 200 ms here);
+	// 5 s leaves a loaded -race run room and still fails a follower that
+	// waits for the client's 10 s heartbeat check.
+	waitFor(t, 5*time.Second, "prg in the hosts bucket once it exists", func() bool {
 		return slices.Equal(hostNames(ops), []string{"pop.prg"})
 	})
 	t.Logf("prg recorded %s after the bucket was made", time.Since(created).Round(time.Millisecond))
@@ -77,7 +80,7 @@ func TestFollowerBeforeBuckets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Second, "prg applies the first revision", func() bool { return a.Config().Revision == rev })
+	waitFor(t, 5*time.Second, "prg applies the first revision", func() bool { return a.Config().Revision == rev })
 }
 
 // TestFollowerReconnect cuts an agent off, and while it is away pushes a
@@ -116,9 +119,13 @@ func TestFollowerReconnect(t *testing.T) {
 	}
 	px.restore()
 	back := time.Now()
-	waitFor(t, 2*time.Second, "iad reconnected", func() bool { return conn.NATS().IsConnected() })
-	waitFor(t, time.Second, "iad applies the revision pushed while it was away", func() bool { return a.Config().Revision == rev })
-	waitFor(t, time.Second, "iad records itself again", func() bool {
+	// Reconnects back off to at most 200 ms here and the watch is made
+	// again at once: 5 s for each step leaves a loaded -race run room and
+	// still fails a watch that resumes only on the client's 10 s
+	// heartbeat check.
+	waitFor(t, 5*time.Second, "iad reconnected", func() bool { return conn.NATS().IsConnected() })
+	waitFor(t, 5*time.Second, "iad applies the revision pushed while it was away", func() bool { return a.Config().Revision == rev })
+	waitFor(t, 5*time.Second, "iad records itself again", func() bool {
 		hosts, err := ops.Hosts(ctx)
 		return err == nil && len(hosts) == 1 && hosts[0].Revision == rev
 	})
