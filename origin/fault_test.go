@@ -347,7 +347,10 @@ func TestCallerContext(t *testing.T) {
 				<-r.Context().Done() // stall until the pool gives up
 			})
 			p := newTestPool(t, Options{}, []string{b.URL})
-			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			// The deadline rows need the dial, the request and (for the
+			// body rows) the header done before it passes: 200 ms was
+			// within reach of a loaded -race run.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			if tt.cancel {
 				ctx, cancel = context.WithCancel(context.Background())

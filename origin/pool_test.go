@@ -62,8 +62,11 @@ func TestPoolRoundRobinAndErrors(t *testing.T) {
 	a, b := mk(0), mk(1)
 	defer a.Close()
 	defer b.Close()
+	// The timeouts must pass for /slow and /stall and never for /x, whose
+	// first request also dials: 300 ms was within reach of a loaded -race
+	// run, 2 s is not (and /slow and /stall stall for 5 s).
 	pool, err := NewPool([]Server{{URL: mustURL(t, a.URL)}, {URL: mustURL(t, b.URL)}},
-		Options{Timeouts: Timeouts{FirstByte: 300 * time.Millisecond, Idle: 300 * time.Millisecond}})
+		Options{Timeouts: Timeouts{FirstByte: 2 * time.Second, Idle: 2 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
