@@ -133,8 +133,10 @@ func TestNetlabControl(t *testing.T) {
 		}
 		pushed := time.Now()
 		var st string
+		var asked time.Time // when the last `config status` started
 		err = pollUntil(ctx, 20*time.Second, func() bool {
 			var err error
+			asked = time.Now()
 			st, err = status()
 			return err == nil && len(regexp.MustCompile(`(?m)\scurrent\s`).FindAllString(st, -1)) == 5
 		})
@@ -142,11 +144,17 @@ func TestNetlabControl(t *testing.T) {
 		if err != nil {
 			t.Fatalf("not every host runs the pushed revision: %v\n%s", err, st)
 		}
+		// The hosts ran it when the status that saw them all read the
+		// hosts bucket, somewhere within that command's run (a process in
+		// the lab that connects to the bus: a few hundred ms on a loaded
+		// machine), which is the measurement's, not the push's: the bound
+		// is within plus that run.
+		polled := time.Since(asked)
 		t.Logf("%s: %s", strings.TrimSpace(out), st)
-		t.Logf("every host (3 PoPs, 2 DNS servers) runs it %s after the push returned (the push itself took %s; status polled every run of `config status`)",
-			took.Round(time.Millisecond), pushed.Sub(start).Round(time.Millisecond))
-		if took > within {
-			t.Errorf("the revision reached every host %s after the push, want within %s", took.Round(time.Millisecond), within)
+		t.Logf("every host (3 PoPs, 2 DNS servers) runs it %s after the push returned (the push itself took %s; the `config status` that saw it took %s)",
+			took.Round(time.Millisecond), pushed.Sub(start).Round(time.Millisecond), polled.Round(time.Millisecond))
+		if took > within+polled {
+			t.Errorf("the revision reached every host %s after the push, want within %s (+ the %s the status that saw it took)", took.Round(time.Millisecond), within, polled.Round(time.Millisecond))
 		}
 	}
 
