@@ -87,7 +87,7 @@ func TestDNSFollower(t *testing.T) {
 		}
 	})
 
-	waitFor(t, 3*time.Second, "the follower hands the DNS server prg's state", func() bool {
+	waitFor(t, 10*time.Second, "the follower hands the DNS server prg's state", func() bool {
 		st, ok := d.seen("prg")
 		return ok && st.PoP == "prg"
 	})
@@ -109,13 +109,13 @@ func TestDNSFollower(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "the DNS server runs the pushed revision", func() bool {
+	waitFor(t, 10*time.Second, "the DNS server runs the pushed revision", func() bool {
 		return f.Config().Revision == rev
 	})
 	if got := d.reloaded(); len(got) != 1 || got[0] != f.Config().Version {
 		t.Errorf("reloads %v, want the pushed version %s once", got, f.Config().Version)
 	}
-	waitFor(t, 3*time.Second, "the hosts bucket has dns ns1 at the pushed revision", func() bool {
+	waitFor(t, 10*time.Second, "the hosts bucket has dns ns1 at the pushed revision", func() bool {
 		hosts, err := ops.Hosts(context.Background())
 		if err != nil {
 			return false
@@ -136,7 +136,7 @@ func TestDNSFollower(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "the DNS server reports the refused revision", func() bool {
+	waitFor(t, 10*time.Second, "the DNS server reports the refused revision", func() bool {
 		r := f.Config()
 		return r.Refused == rev3 && r.Revision == rev && r.Reason == d.reloadErr.Error()
 	})

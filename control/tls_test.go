@@ -171,7 +171,7 @@ func TestTLS(t *testing.T) {
 					t.Fatal(err)
 				}
 				for i, a := range ags {
-					waitFor(t, 2*time.Second, fmt.Sprintf("%s applies revision %d", pops[i].name, rev), func() bool { return a.Config().Revision == rev })
+					waitFor(t, 10*time.Second, fmt.Sprintf("%s applies revision %d", pops[i].name, rev), func() bool { return a.Config().Revision == rev })
 				}
 			})
 
