@@ -101,7 +101,7 @@ func TestConfigPush(t *testing.T) {
 		})
 		t.Logf("revision %d applied by %d agents %s after the push returned (bound %s)", rev, len(fl.ags), time.Since(pushed).Round(time.Millisecond), bound)
 		want := map[string][]string{"prg": {"listen"}, "iad": nil, "nrt": nil}
-		waitFor(t, 2*time.Second, "every host's report in the hosts bucket", func() bool {
+		waitFor(t, 10*time.Second, "every host's report in the hosts bucket", func() bool {
 			hosts, err := fl.ops.Hosts(ctx)
 			if err != nil || len(hosts) != 3 {
 				return false
@@ -248,7 +248,7 @@ func TestPurgeAfterReconnect(t *testing.T) {
 	var healthyBeforeApplied sync.Once
 	early := false
 	px.restore()
-	waitFor(t, 5*time.Second, "iad applies the purges it missed and reports lag 0", func() bool {
+	waitFor(t, 10*time.Second, "iad applies the purges it missed and reports lag 0", func() bool {
 		st := iadAgent.State()
 		if st.Healthy && len(iad.purged()) < len(missed) {
 			healthyBeforeApplied.Do(func() { early = true })
@@ -357,7 +357,7 @@ func TestStates(t *testing.T) {
 	fl.pops[1].mu.Lock()
 	fl.pops[1].draining = true
 	fl.pops[1].mu.Unlock()
-	waitFor(t, 2*time.Second, "iad unhealthy while draining", func() bool {
+	waitFor(t, 10*time.Second, "iad unhealthy while draining", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		s := seen["iad"][len(seen["iad"])-1]
