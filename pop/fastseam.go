@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-cdn/outpost/cache"
@@ -29,8 +30,8 @@ var _ fastpath.Cache = fastCache{}
 func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 	p := f.p
 	host := hostOnly(string(r.Host))
-	svc := p.routes.Load().byHost[host]
-	if svc == nil || (!r.TLS && svc.redirect && p.httpsPort != "") || svc.isShield {
+	svc := p.inlineService(host, r.TLS)
+	if svc == nil {
 		return
 	}
 	target := string(r.Target) // logged
@@ -40,30 +41,13 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 			return // net/http refuses it, and counts and logs why (signed.go)
 		}
 	}
-	start := time.Now()
-	scheme := "http"
-	if r.TLS {
-		scheme = "https"
-	}
-	key := cache.Key(scheme, host, string(r.Path), string(r.Query), svc.query)
-	e, ok := p.store.Get(key)
-	if !ok || e.IsVaryIndex() || e.Status != http.StatusOK || e.Header["Content-Type"] == nil {
-		return // (net/http sniffs a missing Content-Type)
-	}
-	now := p.now()
-	if e.Usable(now, cache.RequestDirectives{}) != cache.UseFresh {
+	h, ok := p.inlineLookup(svc, r.TLS, host, string(r.Path), string(r.Query))
+	if !ok {
 		return
 	}
-	fh, _ := e.Prepared.(*fastHead)
-	if fh == nil {
-		fh = prepareFastHead(e) // an entry the PoP did not make itself
-	}
-	if !fh.ok {
-		return
-	}
+	e, fh, now := h.e, h.fh, h.now
 	// The stored fields, prepared once per entry, around the ones the PoP
 	// writes per request, in net/http's (sorted) order.
-	status := cache.Status{Hit: true, TTL: e.TTL(now), HasTTL: true, Detail: tierDetail(e)}.Format(p.statusName)
 	out := append(s.Buffer(), "HTTP/1.1 200 OK\r\n"...)
 	out = append(out, fh.seg[0]...)
 	out = fastpath.AppendField(out, "Age", cache.AgeHeader(e.Age(now)))
@@ -72,7 +56,7 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 		out = fastpath.AppendField(out, "Alt-Svc", p.altSvc)
 	}
 	out = append(out, fh.seg[2]...)
-	out = fastpath.AppendField(out, "Cache-Status", status)
+	out = fastpath.AppendField(out, "Cache-Status", h.status)
 	out = append(out, fh.seg[3]...)
 	if r.TLS && svc.hsts != "" && !fh.hasHSTS {
 		out = fastpath.AppendField(out, "Strict-Transport-Security", svc.hsts)
@@ -92,19 +76,81 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 
 	n, _ := s.Send(out, e.Body, e.Blob)
 	p.fastHits.Add(1)
-	svc.stats.recordMethod(r.Method, http.StatusOK, resultHit, n)
-	p.countDiskHit(e, n)
-	total := time.Since(start)
-	svc.stats.latency.Observe(total)
+	total := p.countInlineHit(&h, r.Method, n)
 	if record, toLog := p.fastWant(); record { // accesslog.go
 		client, _, _ := net.SplitHostPort(s.RemoteAddr().String())
 		p.access.log(accessRecord{
-			at: start, client: client, method: r.Method, host: string(r.Host), path: target,
-			proto: "HTTP/1.1", status: http.StatusOK, bytes: n, cacheStatus: status,
+			at: h.start, client: client, method: r.Method, host: string(r.Host), path: target,
+			proto: "HTTP/1.1", status: http.StatusOK, bytes: n, cacheStatus: h.status,
 			userAgent: string(r.UserAgent), referer: string(r.Referer), requestID: fastRequestID(r.RequestID),
 			ttfb: total, total: total, toLog: toLog,
 		})
 	}
+}
+
+// inlineService is the service a request for host gets answered by on an
+// inline hit path (the HTTP/1.1 fast path, the HTTP/2 server's), or nil
+// when the handler must answer it: an unknown host, a shield service (its
+// requests are checked for loops), or a clear-text request the service
+// redirects to HTTPS. Signed URLs are the caller's to check.
+func (p *PoP) inlineService(host string, tls bool) *service {
+	svc := p.routes.Load().byHost[host]
+	if svc == nil || svc.isShield || (!tls && svc.redirect && p.httpsPort != "") {
+		return nil
+	}
+	return svc
+}
+
+// inlineHit is a request an inline hit path answers: the fresh stored 200
+// and what the response needs besides it.
+type inlineHit struct {
+	svc    *service
+	e      *cache.Entry
+	fh     *fastHead // e's prepared head, ok
+	start  time.Time // when the lookup began, for the latency figures
+	now    time.Time // the PoP's clock, for Age and TTL
+	status string    // the Cache-Status field value
+}
+
+// inlineLookup finds the entry for a request to svc and says whether an
+// inline hit path may answer it: a fresh stored 200 with a Content-Type
+// (net/http sniffs a missing one) whose prepared head is ok, that the
+// handler would serve unchanged. Both inline paths ask it, so they
+// answer the same requests.
+func (p *PoP) inlineLookup(svc *service, tls bool, host, path, query string) (inlineHit, bool) {
+	start := time.Now()
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	key := cache.Key(scheme, host, path, query, svc.query)
+	e, ok := p.store.Get(key)
+	if !ok || e.IsVaryIndex() || e.Status != http.StatusOK || e.Header["Content-Type"] == nil {
+		return inlineHit{}, false
+	}
+	now := p.now()
+	if e.Usable(now, cache.RequestDirectives{}) != cache.UseFresh {
+		return inlineHit{}, false
+	}
+	fh, _ := e.Prepared.(*fastHead)
+	if fh == nil {
+		fh = prepareFastHead(e) // an entry the PoP did not make itself
+	}
+	if !fh.ok {
+		return inlineHit{}, false
+	}
+	status := cache.Status{Hit: true, TTL: e.TTL(now), HasTTL: true, Detail: tierDetail(e)}.Format(p.statusName)
+	return inlineHit{svc: svc, e: e, fh: fh, start: start, now: now, status: status}, true
+}
+
+// countInlineHit counts an answered inline hit of n body bytes as the
+// handler counts its hits, and returns the time it took.
+func (p *PoP) countInlineHit(h *inlineHit, method string, n int64) time.Duration {
+	h.svc.stats.recordMethod(method, http.StatusOK, resultHit, n)
+	p.countDiskHit(h.e, n)
+	total := time.Since(h.start)
+	h.svc.stats.latency.Observe(total)
+	return total
 }
 
 // fastHead is the part of a stored entry's response head the fast path
@@ -121,6 +167,11 @@ type fastHead struct {
 	hasAltSvc bool // ... its own Alt-Svc
 	hasHSTS   bool // ... its own Strict-Transport-Security
 	seg       [6][]byte
+	// h2 is the same head as an HPACK block for the HTTP/2 server, made
+	// on the entry's first HTTP/2 hit (h2HeadOf). It is not counted in
+	// the entry's cost: it exists only for entries asked over HTTP/2, and
+	// is about as large as seg.
+	h2 atomic.Pointer[h2Head]
 }
 
 // fastHeadBounds are the last names of the fastHead's segments but the

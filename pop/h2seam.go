@@ -3,11 +3,8 @@ package pop
 import (
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
-	"sync"
 	"time"
-	"weak"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http/httpguts"
@@ -31,32 +28,22 @@ var _ h2serve.Cache = h2Cache{}
 func (h h2Cache) ServeH2(s *h2serve.Sender, r *h2serve.Request) {
 	p := h.p
 	host := hostOnly(r.Authority)
-	svc := p.routes.Load().byHost[host]
-	if svc == nil || svc.isShield || svc.signer != nil || (!r.TLS && svc.redirect && p.httpsPort != "") {
+	svc := p.inlineService(host, r.TLS)
+	if svc == nil || svc.signer != nil {
 		return
 	}
-	start := time.Now()
-	scheme := "http"
-	if r.TLS {
-		scheme = "https"
-	}
-	key := cache.Key(scheme, host, r.Path, r.Query, svc.query)
-	e, ok := p.store.Get(key)
-	if !ok || e.IsVaryIndex() || e.Status != http.StatusOK || e.Header["Content-Type"] == nil {
+	hit, ok := p.inlineLookup(svc, r.TLS, host, r.Path, r.Query)
+	if !ok {
 		return
 	}
-	now := p.now()
-	if e.Usable(now, cache.RequestDirectives{}) != cache.UseFresh {
-		return
-	}
-	hh := h2HeadOf(e)
+	e, now := hit.e, hit.now
+	hh := h2HeadOf(e, hit.fh)
 	if !hh.ok {
 		return
 	}
-	status := cache.Status{Hit: true, TTL: e.TTL(now), HasTTL: true, Detail: tierDetail(e)}.Format(p.statusName)
 	out := append(s.Block(), hh.block...)
 	out = h2serve.AppendField(out, "age", cache.AgeHeader(e.Age(now)))
-	out = h2serve.AppendField(out, "cache-status", status)
+	out = h2serve.AppendField(out, "cache-status", hit.status)
 	out = h2serve.AppendField(out, "via", p.via[1])
 	if r.TLS {
 		// The handler sets these before the stored fields, which win.
@@ -75,15 +62,12 @@ func (h h2Cache) ServeH2(s *h2serve.Sender, r *h2serve.Request) {
 	if r.Method == http.MethodHead {
 		n = 0
 	}
-	svc.stats.recordMethod(r.Method, http.StatusOK, resultHit, n)
-	p.countDiskHit(e, n)
-	total := time.Since(start)
-	svc.stats.latency.Observe(total)
+	total := p.countInlineHit(&hit, r.Method, n)
 	if record, toLog := p.fastWant(); record { // accesslog.go
 		client, _, _ := net.SplitHostPort(s.RemoteAddr().String())
 		p.access.log(accessRecord{
-			at: start, client: client, method: r.Method, host: r.Authority, path: r.Target,
-			proto: "HTTP/2.0", status: http.StatusOK, bytes: n, cacheStatus: status,
+			at: hit.start, client: client, method: r.Method, host: r.Authority, path: r.Target,
+			proto: "HTTP/2.0", status: http.StatusOK, bytes: n, cacheStatus: hit.status,
 			userAgent: r.UserAgent, referer: r.Referer, requestID: fastRequestID([]byte(r.RequestID)),
 			ttfb: total, total: total, toLog: toLog,
 		})
@@ -101,37 +85,26 @@ type h2Head struct {
 	block     []byte // :status 200 and the stored fields but Age
 }
 
-// h2Heads holds the prepared blocks, keyed by the entry's fast-path head
-// (cache.Entry.Prepared, made once per entry) and dropped with it: the
-// entry's Prepared slot is the fast path's.
-var h2Heads sync.Map // weak.Pointer[fastHead] -> *h2Head
-
-// h2HeadOf returns e's prepared block, making it on first use.
-func h2HeadOf(e *cache.Entry) *h2Head {
-	fh, _ := e.Prepared.(*fastHead)
-	if fh == nil {
-		return prepareH2Head(e) // an entry the PoP did not make itself
-	}
-	k := weak.Make(fh)
-	if v, ok := h2Heads.Load(k); ok {
-		return v.(*h2Head)
+// h2HeadOf returns the HTTP/2 block of e, whose prepared HTTP/1.1 head
+// is fh (ok), making it on first use and keeping it beside fh, so it
+// lives and goes with the entry's prepared head.
+func h2HeadOf(e *cache.Entry, fh *fastHead) *h2Head {
+	if hh := fh.h2.Load(); hh != nil {
+		return hh
 	}
 	hh := prepareH2Head(e)
-	if _, loaded := h2Heads.LoadOrStore(k, hh); !loaded {
-		runtime.AddCleanup(fh, func(k weak.Pointer[fastHead]) { h2Heads.Delete(k) }, k)
+	if !fh.h2.CompareAndSwap(nil, hh) {
+		return fh.h2.Load() // another stream made it first
 	}
 	return hh
 }
 
 // prepareH2Head encodes e's stored fields as net/http's HTTP/2 server
-// would send them from serveStored. ok is false where the fast path's
-// head is not ok (prepareFastHead), or a field would be dropped or sent
+// would send them from serveStored, for an entry whose fast-path head is
+// ok (prepareFastHead). ok is false where a field would be dropped or sent
 // otherwise by net/http's HTTP/2 server.
 func prepareH2Head(e *cache.Entry) *h2Head {
 	hh := &h2Head{}
-	if fh := prepareFastHead(e); !fh.ok {
-		return hh
-	}
 	size := 1
 	for name, values := range e.Header {
 		for _, v := range values {
