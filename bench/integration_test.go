@@ -125,13 +125,16 @@ func TestAgainstPoP(t *testing.T) {
 		OriginStats: origin + "/_origin/stats",
 	})
 	// The PoP counts a request when its handler returns, which may be just
-	// after the client has the last byte: wait for the counts to settle.
+	// after the client has the last byte, and its bytes just after its
+	// result: wait for the counts to settle, every request counted, no
+	// fill running and two snapshots in a row the same.
 	var after popStats
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	for deadline, last := time.Now().Add(10*time.Second), (popStats{}); ; {
 		after = tp.stats(t)
-		if after.Requests-before.Requests >= res.Responses && after.Cache.Fills == 0 {
+		if after.Requests-before.Requests >= res.Responses && after.Cache.Fills == 0 && after == last {
 			break
 		}
+		last = after
 		if time.Now().After(deadline) {
 			t.Fatalf("the PoP counted %d requests, bench %d", after.Requests-before.Requests, res.Responses)
 		}
