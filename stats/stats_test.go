@@ -82,7 +82,16 @@ func TestCollect(t *testing.T) {
 	}
 	get(1, "/x")
 	get(1, "/y")
-	waitFor(t, func() bool { return pops[0].Stats().Requests == 4 && pops[1].Stats().Requests == 2 })
+	// A PoP adds a request's bytes just after its result: the figures
+	// have settled when every request is counted and two reads in a row
+	// agree.
+	var last [2]popapi.Figures
+	waitFor(t, func() bool {
+		a, b := pops[0].Stats().Figures, pops[1].Stats().Figures
+		settled := a.Requests == 4 && b.Requests == 2 && a == last[0] && b == last[1]
+		last = [2]popapi.Figures{a, b}
+		return settled
+	})
 
 	r := Collect(context.Background(), cfg, nil)
 	if down := r.Down(); len(down) != 1 || down[0] != "p2" {
