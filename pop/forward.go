@@ -16,31 +16,67 @@ import (
 // which tells the origin that this surrogate obeys Surrogate-Control and
 // the device token to target it with (W3C Edge Architecture 1.0).
 func (p *PoP) forwardHeader(r *http.Request) http.Header {
-	h := r.Header.Clone()
-	if h == nil {
-		h = make(http.Header)
-	}
+	h := cloneHeader(r.Header)
 	origin.RemoveHopByHop(h)
 	client := clientIP(r)
+	// The PoP's one-value fields share one backing array: a field set
+	// with http.Header.Set costs an allocation each.
+	own := make([]string, 0, forwardFields)
+	set := func(name, value string) {
+		own = append(own, value)
+		h[name] = own[len(own)-1 : len(own) : len(own)]
+	}
 	if client != "" {
 		if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
-			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+client)
+			set("X-Forwarded-For", strings.Join(prior, ", ")+", "+client)
 		} else {
-			h.Set("X-Forwarded-For", client)
+			set("X-Forwarded-For", client)
 		}
 	}
-	h.Set("X-Forwarded-Host", r.Host)
-	h.Set("X-Forwarded-Proto", scheme(r))
+	proto := scheme(r)
+	set("X-Forwarded-Host", r.Host)
+	set("X-Forwarded-Proto", proto)
 	// The client's own Forwarded elements are not passed on: ahead of the
 	// PoP's they would read as hops the PoP vouches for (RFC 7239 §8.1).
-	h["Forwarded"] = []string{forwardedElement(client, r.Host, scheme(r))}
+	set("Forwarded", forwardedElement(client, r.Host, proto))
 	h.Add("Via", p.viaFor(r))
 	h.Add("Cdn-Loop", p.cdnLoopMember()) // RFC 8586 (shield.go)
-	h.Add("Surrogate-Capability", cache.SurrogateDevice+`="Surrogate/1.0"`)
+	h.Add("Surrogate-Capability", surrogateCapability)
 	// The request's ID: the one its log line has (serveLogged set it), the
 	// client's, or a new one, so the origin's logs can name it too.
 	ensureRequestID(h)
 	return h
+}
+
+// surrogateCapability is the Surrogate-Capability value every origin
+// request carries.
+const surrogateCapability = cache.SurrogateDevice + `="Surrogate/1.0"`
+
+// forwardFields is the most fields forwardHeader and fillRequest add to
+// the client's: room for them is made up front.
+const forwardFields = 12
+
+// cloneHeader copies h as http.Header.Clone does (nil stays nil; the
+// values of all fields share one array), into a map with room for
+// forwardFields more fields, so that adding the PoP's own does not grow
+// it.
+func cloneHeader(h http.Header) http.Header {
+	nv := 0
+	for _, vv := range h {
+		nv += len(vv)
+	}
+	values := make([]string, nv)
+	c := make(http.Header, len(h)+forwardFields)
+	for name, vv := range h {
+		if vv == nil {
+			c[name] = nil
+			continue
+		}
+		n := copy(values, vv)
+		c[name] = values[:n:n]
+		values = values[n:]
+	}
+	return c
 }
 
 // fillRequest is the origin request that fills the cache for r: always a
