@@ -122,7 +122,8 @@ func TestSendTimeout(t *testing.T) {
 		{"fast path, blob with sendfile", "blob", "", false, true},
 		{"lent to net/http, heap body", "heap", "Cache-Control: max-age=600\r\n", false, false},
 		{"lent to net/http, blob with sendfile", "blob", "Cache-Control: max-age=600\r\n", false, false},
-		{"TLS, HTTP/1.1", "heap", "", true, false},
+		{"TLS fast path, heap body", "heap", "", true, true},
+		{"TLS, lent to net/http", "heap", "Cache-Control: max-age=600\r\n", true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,12 +134,22 @@ func TestSendTimeout(t *testing.T) {
 			tp, tlsAddr := startTunedPoP(t, yaml, func(pc *config.POP) { pc.Timeouts.Send = 200 * time.Millisecond }, bodiesIn(tt.bodies))
 			// The fill's own client may be cut off too on a loaded machine
 			// (-race): what matters is that the object is stored.
-			if resp, err := tp.client.Do(mustRequest(t, tp.url+path)); err == nil {
+			// Over TLS the object is filled over TLS: the key is https's.
+			fillClient, fillURL := tp.client, tp.url+path
+			if tt.tls {
+				fillClient = &http.Client{Transport: &http.Transport{
+					TLSClientConfig: &tls.Config{RootCAs: tp.certs.selfSignedCA.Pool(), ServerName: "demo.example"},
+				}}
+				fillURL = "https://" + tlsAddr + path
+			}
+			req := mustRequest(t, fillURL)
+			req.Host = "demo.example"
+			if resp, err := fillClient.Do(req); err == nil {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 			}
 			waitStored(t, tp.PoP)
-			tp.client.CloseIdleConnections()
+			fillClient.CloseIdleConnections()
 
 			listener, addr := "clear", strings.TrimPrefix(tp.url, "http://")
 			if tt.tls {
@@ -171,6 +182,11 @@ func TestSendTimeout(t *testing.T) {
 			waitFor(t, "the send timeout", func() bool {
 				return listenerMetric(t, tp.PoP, "outpost_pop_send_timeouts_total", listener) == timeouts+1
 			})
+			if tt.wantFast {
+				// The send timeout is counted inside the write, before the
+				// hit is.
+				waitFor(t, "the fast path's hit counted", func() bool { return tp.fastHits.Load() > before })
+			}
 			if got := tp.fastHits.Load() > before; got != tt.wantFast {
 				t.Errorf("fast path answered: %v, want %v", got, tt.wantFast)
 			}

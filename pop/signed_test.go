@@ -176,6 +176,9 @@ func TestSignedURLs(t *testing.T) {
 			if q := o.lastRequest(path).URL.RawQuery; q != "q=1" {
 				t.Errorf("the origin got query %q, want q=1 (no signature parameters)", q)
 			}
+			if fast {
+				waitFor(t, "the signed hit counted", func() bool { return tp.fastHits.Load() >= 1 })
+			}
 			if fast && tp.fastHits.Load() != 1 {
 				t.Errorf("the fast path answered %d requests, want 1 (the signed hit)", tp.fastHits.Load())
 			}
