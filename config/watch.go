@@ -17,7 +17,7 @@ import (
 // calls changed when any of them looks different from the last poll: it
 // appeared or vanished, or has another inode (a swapped ConfigMap, a file
 // replaced by rename), size or modification time. Symlinks are followed.
-// files is asked again after each change, as the new file may name other
+// files is asked again at each poll, as a changed file may name other
 // files. A poll costs one stat per file; polling suits the few files of a
 // configuration and works where inotify does not (network file systems,
 // some container runtimes).
@@ -34,10 +34,15 @@ func Watch(ctx context.Context, every time.Duration, files func() []string, chan
 			return
 		case <-t.C:
 		}
+		// The files as they were before changed() runs are what the next
+		// poll compares with: a change made while the reload runs (a
+		// ConfigMap swapped again) is then seen and reported, never
+		// folded into the reload's snapshot. A reload that makes the
+		// configuration name other files is seen as one more change: one
+		// more reload, which finds nothing new.
 		now := snapshot(files())
 		if !sameSnapshot(last, now) {
 			changed()
-			now = snapshot(files())
 		}
 		last = now
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,13 +28,9 @@ func TestWatch(t *testing.T) {
 	must(os.Symlink(filepath.Join("..data", "cdn.yaml"), filepath.Join(dir, "cdn.yaml")))
 	path := filepath.Join(dir, "cdn.yaml")
 
-	// files counts the watcher's snapshots: a poll asks for the files,
-	// and so does the snapshot it takes again after a reported change.
-	// The test moves on by these counts, not by time: a loaded -race run
-	// can go 200 ms without a poll, and a change made while the watcher
-	// still takes its snapshot after the last change is taken into that
-	// snapshot and never reported (the watcher's design: see the report
-	// of this sweep), so each change waits for that snapshot.
+	// files counts the watcher's polls (each asks for the files). The
+	// test moves on by these counts, not by time: a loaded -race run can
+	// go 200 ms without a poll.
 	var polls atomic.Int64
 	changes := make(chan int64, 10)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -65,9 +63,9 @@ func TestWatch(t *testing.T) {
 		}
 		select {
 		case at := <-changes:
-			// The snapshot after the change is ask at+1; the next poll,
-			// at+2, starts once it is the one compared against.
-			waitPolls(what, at+2)
+			// The poll that saw it was ask at; the next one starts once
+			// that poll's snapshot is the one compared against.
+			waitPolls(what, at+1)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%s: no change reported in 10s", what)
 		}
@@ -93,4 +91,57 @@ func TestWatch(t *testing.T) {
 	expect("rewritten in place", true)
 	must(os.Remove(filepath.Join(dir, "..data")))
 	expect("removed", true)
+}
+
+// TestWatchChangeDuringReload: a change made while changed() runs (a
+// ConfigMap swapped again during a reload) is reported by a later poll,
+// not folded into the reload's snapshot.
+func TestWatchChangeDuringReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cdn.yaml")
+	if err := os.WriteFile(path, []byte("a: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	var mu sync.Mutex
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Watch(ctx, 5*time.Millisecond, func() []string { return []string{path} }, func() {
+			mu.Lock() // the test's writes stop once a change is reported
+			defer mu.Unlock()
+			if calls.Add(1) == 1 {
+				// Lands while the first reload runs.
+				if err := os.WriteFile(path, []byte("a: 2222222\n"), 0o644); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	// Change the file until the watcher reports a change (its first
+	// snapshot may be taken after any one write): sizes 6 and 7 in turn,
+	// never the reload's 11. Once one is reported, only the reload
+	// writes.
+	for i, deadline := 0, time.Now().Add(10*time.Second); ; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no change reported in 10s")
+		}
+		mu.Lock()
+		if calls.Load() > 0 {
+			mu.Unlock()
+			break
+		}
+		err := os.WriteFile(path, []byte("a: 1"+strings.Repeat("1", i%2)+"\n"), 0o644)
+		mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for deadline := time.Now().Add(10 * time.Second); calls.Load() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the change made during the reload was never reported")
+		}
+	}
 }
