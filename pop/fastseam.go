@@ -75,7 +75,11 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 	out = append(out, "\r\n"...)
 
 	n, _ := s.Send(out, e.Body, e.Blob)
-	p.fastHits.Add(1)
+	if r.TLS {
+		p.fastHits.tls.Add(1)
+	} else {
+		p.fastHits.clear.Add(1)
+	}
 	total := p.countInlineHit(&h, r.Method, n)
 	if record, toLog := p.fastWant(); record { // accesslog.go
 		client, _, _ := net.SplitHostPort(s.RemoteAddr().String())
@@ -87,6 +91,13 @@ func (f fastCache) ServeFast(s *fastpath.Sender, r *fastpath.Request) {
 		})
 	}
 }
+
+// fastHitCounts counts the requests the HTTP/1.1 fast path answered, by
+// serving listener.
+type fastHitCounts struct{ clear, tls atomic.Uint64 }
+
+// Load returns the requests answered on both listeners.
+func (c *fastHitCounts) Load() uint64 { return c.clear.Load() + c.tls.Load() }
 
 // inlineService is the service a request for host gets answered by on an
 // inline hit path (the HTTP/1.1 fast path, the HTTP/2 server's), or nil

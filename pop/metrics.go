@@ -66,7 +66,7 @@ var (
 	descSendfileBytes = prometheus.NewDesc("outpost_pop_sendfile_bytes_total",
 		"Body bytes sent to clients with sendfile, from memory files.", nil, nil)
 	descFastPath = prometheus.NewDesc("outpost_pop_fast_path_requests_total",
-		"Fresh hits answered by the HTTP/1.1 fast path rather than net/http (also counted in outpost_pop_requests_total).", nil, nil)
+		"Fresh hits answered by the HTTP/1.1 fast path rather than net/http, by serving listener: clear or tls (also counted in outpost_pop_requests_total).", []string{"listener"}, nil)
 	descBlobFallbacks = prometheus.NewDesc("outpost_cache_blob_heap_fallbacks_total",
 		"Large bodies kept on the heap because no memory file could be made (the open-file limit).", nil, nil)
 
@@ -162,7 +162,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBlobs, prometheus.GaugeValue, float64(blobs))
 	ch <- prometheus.MustNewConstMetric(descBlobBytes, prometheus.GaugeValue, float64(blobBytes))
 	ch <- prometheus.MustNewConstMetric(descSendfileBytes, prometheus.CounterValue, float64(p.sendfileBytes.Load()))
-	ch <- prometheus.MustNewConstMetric(descFastPath, prometheus.CounterValue, float64(p.fastHits.Load()))
+	ch <- prometheus.MustNewConstMetric(descFastPath, prometheus.CounterValue, float64(p.fastHits.clear.Load()), "clear")
+	ch <- prometheus.MustNewConstMetric(descFastPath, prometheus.CounterValue, float64(p.fastHits.tls.Load()), "tls")
 	ch <- prometheus.MustNewConstMetric(descBlobFallbacks, prometheus.CounterValue, float64(p.blobFailures.Load()))
 	for k, kind := range purgeKinds {
 		for m, mode := range [2]string{"hard", "soft"} {

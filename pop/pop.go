@@ -96,7 +96,7 @@ type PoP struct {
 	// blobs. blobFailures counts bodies kept on the heap because no blob
 	// could be made.
 	noFastPath    bool
-	fastHits      atomic.Uint64 // requests the HTTP/1.1 fast path answered
+	fastHits      fastHitCounts // requests the HTTP/1.1 fast path answered
 	blobMin       int
 	blobFailures  atomic.Uint64
 	sendfileBytes atomic.Uint64 // body bytes sent from blobs with sendfile

@@ -262,6 +262,11 @@ func TestTLSFastPathMatchesNetHTTP(t *testing.T) {
 			}
 		})
 	}
+	// Every fast hit above came over TLS, and the metric says so.
+	if tls, clear := listenerMetric(t, fast.PoP, "outpost_pop_fast_path_requests_total", "tls"),
+		listenerMetric(t, fast.PoP, "outpost_pop_fast_path_requests_total", "clear"); tls != float64(fast.fastHits.Load()) || tls == 0 || clear != 0 {
+		t.Errorf("outpost_pop_fast_path_requests_total: tls %v, clear %v, want %d and 0", tls, clear, fast.fastHits.Load())
+	}
 	// What the fields above depend on, once: the fast path's answers
 	// over TLS carry both, and a clear request is redirected.
 	resp, _ := fast.get(t, "/obj")
