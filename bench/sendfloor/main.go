@@ -1,0 +1,146 @@
+// Command sendfloor is the floor under the PoP's disk hits: the least a Go
+// program can spend to answer an HTTP/1.1 GET with a cached file. It
+// answers every request on its connection with one of -n files of -size
+// bytes on tmpfs (chosen by a hash of the request line), the head with
+// write(2) and the body with sendfile(2) through the runtime's network
+// poller, as the PoP's fast path does, and nothing else: no cache, no
+// parsing beyond the head's end, no timeouts, no metrics.
+//
+// bench/sendfloor.sh puts it under the same load as bench/anchors.sh's disk
+// test; what the PoP spends per hit above it is the PoP's own, and what
+// nginx spends below it is what the Go runtime costs (docs/storage.md).
+// It is a measuring tool, not a server: it trusts its clients.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:18700", "listen address")
+	n := flag.Int("n", 2000, "files")
+	size := flag.Int("size", 1<<20, "bytes per file")
+	dir := flag.String("dir", "/dev/shm", "where the files go (a temporary directory in it, removed at exit)")
+	flag.Parse()
+	tmp, err := os.MkdirTemp(*dir, "sendfloor")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	files, err := makeFiles(tmp, *n, *size)
+	if err != nil {
+		os.RemoveAll(tmp)
+		log.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		os.RemoveAll(tmp)
+		log.Fatal(err)
+	}
+	// The files can be gigabytes of memory on tmpfs: remove them on
+	// SIGINT and SIGTERM too.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() { <-sig; ln.Close() }()
+	fmt.Println("ready")
+	head := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
+		strconv.Itoa(*size) + "\r\n\r\n")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go serve(c.(*net.TCPConn), files, head, int64(*size))
+	}
+}
+
+// makeFiles writes n files of size bytes into dir and opens them.
+func makeFiles(dir string, n, size int) ([]*os.File, error) {
+	body := bytes.Repeat([]byte("x"), size)
+	files := make([]*os.File, n)
+	for i := range files {
+		p := filepath.Join(dir, strconv.Itoa(i))
+		if err := os.WriteFile(p, body, 0o644); err != nil {
+			return nil, err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		files[i] = f
+	}
+	return files, nil
+}
+
+// serve answers the requests on c until it closes.
+func serve(c *net.TCPConn, files []*os.File, head []byte, size int64) {
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 4096)
+	sock, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return
+		}
+		h := fnv.New32a()
+		h.Write(line)
+		for { // the rest of the head
+			l, err := br.ReadSlice('\n')
+			if err != nil {
+				return
+			}
+			if len(l) <= 2 {
+				break
+			}
+		}
+		if _, err := c.Write(head); err != nil {
+			return
+		}
+		if err := sendFile(sock, files[h.Sum32()%uint32(len(files))], size); err != nil {
+			return
+		}
+	}
+}
+
+// sendFile sends the first size bytes of f to sock with sendfile(2),
+// waiting in the runtime's poller when the socket is full.
+func sendFile(sock syscall.RawConn, f *os.File, size int64) error {
+	var off int64
+	var sendErr error
+	err := sock.Write(func(fd uintptr) bool {
+		for off < size {
+			n, err := syscall.Sendfile(int(fd), int(f.Fd()), &off, int(size-off))
+			switch {
+			case err == syscall.EAGAIN:
+				return false
+			case err == syscall.EINTR:
+				continue
+			case err != nil:
+				sendErr = err
+				return true
+			case n == 0:
+				sendErr = fmt.Errorf("sendfile sent nothing at %d of %d", off, size)
+				return true
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return sendErr
+}
