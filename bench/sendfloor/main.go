@@ -32,13 +32,14 @@ func main() {
 	n := flag.Int("n", 2000, "files")
 	size := flag.Int("size", 1<<20, "bytes per file")
 	dir := flag.String("dir", "/dev/shm", "where the files go (a temporary directory in it, removed at exit)")
+	offset := flag.Int("offset", 0, "bytes before the body in each file (a cache file's header and metadata)")
 	flag.Parse()
 	tmp, err := os.MkdirTemp(*dir, "sendfloor")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(tmp)
-	files, err := makeFiles(tmp, *n, *size)
+	files, err := makeFiles(tmp, *n, *offset, *size)
 	if err != nil {
 		os.RemoveAll(tmp)
 		log.Fatal(err)
@@ -61,13 +62,14 @@ func main() {
 		if err != nil {
 			return
 		}
-		go serve(c.(*net.TCPConn), files, head, int64(*size))
+		go serve(c.(*net.TCPConn), files, head, int64(*offset), int64(*size))
 	}
 }
 
-// makeFiles writes n files of size bytes into dir and opens them.
-func makeFiles(dir string, n, size int) ([]*os.File, error) {
-	body := bytes.Repeat([]byte("x"), size)
+// makeFiles writes n files of offset bytes and a body of size bytes into
+// dir and opens them.
+func makeFiles(dir string, n, offset, size int) ([]*os.File, error) {
+	body := bytes.Repeat([]byte("x"), offset+size)
 	files := make([]*os.File, n)
 	for i := range files {
 		p := filepath.Join(dir, strconv.Itoa(i))
@@ -84,7 +86,7 @@ func makeFiles(dir string, n, size int) ([]*os.File, error) {
 }
 
 // serve answers the requests on c until it closes.
-func serve(c *net.TCPConn, files []*os.File, head []byte, size int64) {
+func serve(c *net.TCPConn, files []*os.File, head []byte, offset, size int64) {
 	defer c.Close()
 	br := bufio.NewReaderSize(c, 4096)
 	sock, err := c.SyscallConn()
@@ -110,20 +112,20 @@ func serve(c *net.TCPConn, files []*os.File, head []byte, size int64) {
 		if _, err := c.Write(head); err != nil {
 			return
 		}
-		if err := sendFile(sock, files[h.Sum32()%uint32(len(files))], size); err != nil {
+		if err := sendFile(sock, files[h.Sum32()%uint32(len(files))], offset, size); err != nil {
 			return
 		}
 	}
 }
 
-// sendFile sends the first size bytes of f to sock with sendfile(2),
+// sendFile sends size bytes of f from offset to sock with sendfile(2),
 // waiting in the runtime's poller when the socket is full.
-func sendFile(sock syscall.RawConn, f *os.File, size int64) error {
-	var off int64
+func sendFile(sock syscall.RawConn, f *os.File, offset, size int64) error {
+	off, end := offset, offset+size
 	var sendErr error
 	err := sock.Write(func(fd uintptr) bool {
-		for off < size {
-			n, err := syscall.Sendfile(int(fd), int(f.Fd()), &off, int(size-off))
+		for off < end {
+			n, err := syscall.Sendfile(int(fd), int(f.Fd()), &off, int(end-off))
 			switch {
 			case err == syscall.EAGAIN:
 				return false
@@ -133,7 +135,7 @@ func sendFile(sock syscall.RawConn, f *os.File, size int64) error {
 				sendErr = err
 				return true
 			case n == 0:
-				sendErr = fmt.Errorf("sendfile sent nothing at %d of %d", off, size)
+				sendErr = fmt.Errorf("sendfile sent nothing at %d of %d", off-offset, size)
 				return true
 			}
 		}

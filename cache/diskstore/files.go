@@ -90,7 +90,7 @@ func (s *Store) readFile(f *os.File, name, key string, verifyBody bool) (header,
 		return h, m, nil, fmt.Errorf("%w: the file's key does not hash to its name", errCorrupt)
 	}
 	if verifyBody && h.bodyLen > 0 {
-		if err := checkBody(f, int64(end), h); err != nil {
+		if err := checkBody(f, h.bodyOff, h); err != nil {
 			return h, m, nil, err
 		}
 	}
@@ -127,7 +127,7 @@ func checkBody(f *os.File, off int64, h header) error {
 func entryOf(f *os.File, h header, m *meta) *cache.Entry {
 	e := m.entry()
 	if h.bodyLen > 0 {
-		e.Blob = blob.FromFile(f, headerSize+int64(h.metaLen), h.bodyLen)
+		e.Blob = blob.FromFile(f, h.bodyOff, h.bodyLen)
 	} else {
 		f.Close()
 	}

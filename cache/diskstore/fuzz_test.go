@@ -21,10 +21,14 @@ func fixChecksums(b []byte) []byte {
 	}
 	b = bytes.Clone(b)
 	metaLen := int(binary.LittleEndian.Uint32(b[8:]))
-	if metaLen <= len(b)-headerSize {
+	bodyOff := int64(headerSize + metaLen)
+	if binary.LittleEndian.Uint16(b[6:])&flagAligned != 0 {
+		bodyOff = blocks(bodyOff)
+	}
+	if bodyOff <= int64(len(b)) {
 		meta := b[headerSize : headerSize+metaLen]
 		binary.LittleEndian.PutUint32(b[12:], crc32.Checksum(meta, castagnoli))
-		body := b[headerSize+metaLen:]
+		body := b[bodyOff:]
 		binary.LittleEndian.PutUint64(b[16:], uint64(len(body)))
 		binary.LittleEndian.PutUint32(b[24:], crc32.Checksum(body, castagnoli))
 	}
@@ -36,6 +40,7 @@ func fuzzSeeds() [][]byte {
 	var seeds [][]byte
 	for _, e := range []*cache.Entry{
 		entryFor("http://a.example/seed", 100),
+		entryFor("http://a.example/aligned", alignMin), // flagAligned
 		{Key: "v\x00nonce", Status: 200, VaryFields: []string{"Accept-Encoding"}, VaryNonce: "n"},
 		{Key: "k", Status: 204, Header: http.Header{}},
 	} {
@@ -107,6 +112,8 @@ func TestDecodeFileRejects(t *testing.T) {
 		{"flipped body byte", flip(len(good) - 1)},
 		{"truncated", good[:len(good)-1]},
 		{"trailing bytes", append(bytes.Clone(good), 0)},
+		{"unknown flag, header checksum right", fixChecksums(flip(7))},
+		{"aligned flag on an unaligned file", func() []byte { b := bytes.Clone(good); b[6] |= flagAligned; return fixChecksums(b) }()},
 		{"metadata not gob, checksums right", fixChecksums(append(append(bytes.Clone(good[:headerSize]), bytes.Repeat([]byte{0xff}, int(binary.LittleEndian.Uint32(good[8:]))-0)...), good[headerSize+int(binary.LittleEndian.Uint32(good[8:])):]...))},
 	}
 	for _, tt := range tests {

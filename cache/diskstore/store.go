@@ -418,7 +418,7 @@ func (s *Store) set(e *cache.Entry, ttl time.Duration, h uint64, admitted bool) 
 		return
 	}
 	cost := e.BodySize() + int64(len(e.Key)) + 512
-	if blocks(headerSize+e.Size()) > s.opts.MaxBytes {
+	if fileEstimate(e) > s.opts.MaxBytes {
 		s.decline(e, h)
 		return
 	}
@@ -428,7 +428,7 @@ func (s *Store) set(e *cache.Entry, ttl time.Duration, h uint64, admitted bool) 
 	_, queued := sh.pending[e.Key]
 	free := false
 	if !admitted && !onDisk && !queued && s.minUses > 1 && s.sketch.add(h) < s.minUses {
-		if free = s.hasRoom(blocks(headerSize + e.Size())); !free {
+		if free = s.hasRoom(fileEstimate(e)); !free {
 			sh.mu.Unlock()
 			s.decline(e, h)
 			return

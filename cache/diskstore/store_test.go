@@ -341,7 +341,8 @@ func openFull(t *testing.T, opts Options) *Store {
 	}
 	s := openTest(t, opts)
 	loaded(t, s)
-	filler := entryFor("filler", int(opts.MaxBytes)-1000)
+	// Its metadata in the first block, its (aligned) body in the rest.
+	filler := entryFor("filler", int(opts.MaxBytes)-blockSize)
 	for range opts.MinUses - 1 {
 		s.Touch(filler, time.Hour) // uses, so that the Set below has its MinUses
 	}

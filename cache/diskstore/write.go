@@ -196,7 +196,8 @@ func (s *Store) writeTmp(w *write, buf []byte, p *pacer) (string, int64, error) 
 		return "", 0, fmt.Errorf("%w: %v", errSource, err)
 	}
 	bodyLen := w.e.BodySize()
-	size := headerSize + int64(len(mb)) + bodyLen
+	bodyOff, flags := bodyOffset(len(mb), bodyLen)
+	size := bodyOff + bodyLen
 	if err := s.injected("write"); err != nil {
 		return "", size, &os.PathError{Op: "write", Path: s.tmp, Err: err}
 	}
@@ -208,6 +209,7 @@ func (s *Store) writeTmp(w *write, buf []byte, p *pacer) (string, int64, error) 
 	fw := fileWriter{f: f, buf: buf[:0], p: p}
 	fw.write(make([]byte, headerSize)) // the header goes in last
 	fw.write(mb)
+	fw.write(make([]byte, bodyOff-headerSize-int64(len(mb)))) // the padding to an aligned body
 	crc, n, err := fw.body(w.e)
 	if err == nil {
 		err = fw.flush()
@@ -216,7 +218,7 @@ func (s *Store) writeTmp(w *write, buf []byte, p *pacer) (string, int64, error) 
 		err = fmt.Errorf("%w: %d bytes, the entry says %d", errSource, n, bodyLen)
 	}
 	if err == nil {
-		hdr := appendHeader(make([]byte, 0, headerSize), len(mb), crc32.Checksum(mb, castagnoli), bodyLen, crc)
+		hdr := appendHeader(make([]byte, 0, headerSize), flags, len(mb), crc32.Checksum(mb, castagnoli), bodyLen, crc)
 		_, err = f.WriteAt(hdr, 0)
 	}
 	if err == nil && s.opts.Fsync {
