@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,46 +51,67 @@ func TestACMEDNS01Pebble(t *testing.T) {
 
 	// Pebble's own TLS certificate, and its configuration.
 	certFile, keyFile, pool := selfSigned(t, dir)
-	acmeAddr, mgmtAddr := freeAddr(t), freeAddr(t)
-	conf := map[string]any{"pebble": map[string]any{
-		"listenAddress": acmeAddr, "managementListenAddress": mgmtAddr,
-		"certificate": certFile, "privateKey": keyFile,
-		"httpPort": 0, "tlsPort": 0, "ocspResponderURL": "",
-		"externalAccountBindingRequired": false,
-		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
-		"profiles":                       map[string]any{"default": map[string]any{"description": "test", "validityPeriod": 86400}},
-	}}
-	confFile := filepath.Join(dir, "pebble.json")
-	b, _ := json.Marshal(conf)
-	if err := os.WriteFile(confFile, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(pebble, "-config", confFile, "-dnsserver", ts.tcp)
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("pebble's log:\n%s", logs)
-		}
-	})
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	dirURL := "https://" + acmeAddr + "/dir"
-	waitFor(t, "pebble to serve its directory", func() bool {
-		resp, err := hc.Get(dirURL)
-		if err != nil {
-			return false
+	// Pebble takes its addresses from its configuration; freeAddr's
+	// ports can be taken by another test's listener before pebble binds
+	// them, so a start that fails to bind is tried again on other ports.
+	var dirURL string
+	for attempt := 1; ; attempt++ {
+		acmeAddr, mgmtAddr := freeAddr(t), freeAddr(t)
+		conf := map[string]any{"pebble": map[string]any{
+			"listenAddress": acmeAddr, "managementListenAddress": mgmtAddr,
+			"certificate": certFile, "privateKey": keyFile,
+			"httpPort": 0, "tlsPort": 0, "ocspResponderURL": "",
+			"externalAccountBindingRequired": false,
+			"retryAfter":                     map[string]int{"authz": 1, "order": 1},
+			"profiles":                       map[string]any{"default": map[string]any{"description": "test", "validityPeriod": 86400}},
+		}}
+		confFile := filepath.Join(dir, "pebble.json")
+		b, _ := json.Marshal(conf)
+		if err := os.WriteFile(confFile, b, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+		cmd := exec.Command(pebble, "-config", confFile, "-dnsserver", ts.tcp)
+		cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
+		logs := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			<-exited
+			if t.Failed() {
+				t.Logf("pebble's log (attempt %d):\n%s", attempt, logs)
+			}
+		})
+		dirURL = "https://" + acmeAddr + "/dir"
+		served := false
+		waitFor(t, "pebble to serve its directory or exit", func() bool {
+			select {
+			case <-exited:
+				return true
+			default:
+			}
+			resp, err := hc.Get(dirURL)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			served = resp.StatusCode == http.StatusOK
+			return served
+		})
+		if served {
+			break
+		}
+		if attempt == 3 || !strings.Contains(logs.String(), "address already in use") {
+			t.Fatalf("pebble exited before serving its directory (attempt %d)", attempt)
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
