@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -82,9 +83,22 @@ func startChild(t *testing.T, spec string) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// freePort returns a loopback port nothing listens on now.
+// freePort returns a loopback port nothing listens on now. The cluster's
+// servers must know each other's ports before they start, so the port is
+// closed again before a server binds it. It is taken below Linux's
+// ephemeral range (32768-60999 by default), from which the kernel hands
+// ports to other tests' 127.0.0.1:0 listeners and to outgoing
+// connections, so none of those can take it in between.
 func freePort(t *testing.T) int {
 	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000)))
+		if err == nil {
+			port := ln.Addr().(*net.TCPAddr).Port
+			ln.Close()
+			return port
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
