@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,11 +44,7 @@ func TestWatch(t *testing.T) {
 	// waitPolls waits until the watcher has asked for the files n times.
 	waitPolls := func(what string, n int64) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); polls.Load() < n; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the watcher polled %d times in 10s, want %d", what, polls.Load(), n)
-			}
-		}
+		pollUntil(t, fmt.Sprintf("%s: the watcher to poll %d times", what, n), func() bool { return polls.Load() >= n })
 	}
 	expect := func(what string, want bool) {
 		t.Helper()
@@ -123,25 +120,34 @@ func TestWatchChangeDuringReload(t *testing.T) {
 	// snapshot may be taken after any one write): sizes 6 and 7 in turn,
 	// never the reload's 11. Once one is reported, only the reload
 	// writes.
-	for i, deadline := 0, time.Now().Add(10*time.Second); ; i++ {
-		if time.Now().After(deadline) {
-			t.Fatal("no change reported in 10s")
-		}
+	i := 0
+	pollUntil(t, "a change reported", func() bool {
 		mu.Lock()
+		defer mu.Unlock()
 		if calls.Load() > 0 {
-			mu.Unlock()
-			break
+			return true
 		}
-		err := os.WriteFile(path, []byte("a: 1"+strings.Repeat("1", i%2)+"\n"), 0o644)
-		mu.Unlock()
-		if err != nil {
+		i++
+		if err := os.WriteFile(path, []byte("a: 1"+strings.Repeat("1", i%2)+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Millisecond)
-	}
-	for deadline := time.Now().Add(10 * time.Second); calls.Load() < 2; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the change made during the reload was never reported")
+		return false
+	})
+	pollUntil(t, "the change made during the reload reported", func() bool { return calls.Load() >= 2 })
+}
+
+// pollUntil checks cond every millisecond until it holds, and fails the
+// test if it does not within 10 s.
+func pollUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("timed out after 10s waiting for %s", what)
 		}
 	}
 }
