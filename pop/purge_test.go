@@ -157,8 +157,10 @@ func TestPurgeIDAppliedOnce(t *testing.T) {
 	srv := newTestOrigin(t, o.ServeHTTP)
 	tp := startPoP(t, srv.URL)
 	tp.get(t, "/once")
+	waitStored(t, tp.PoP) // a fill is stored just after its response is sent
 	_, first, _ := tp.purge(t, "s3cret", `{"id":"same","url":"http://demo.example/once"}`)
 	tp.get(t, "/once") // stored again
+	waitStored(t, tp.PoP)
 	_, second, _ := tp.purge(t, "s3cret", `{"id":"same","url":"http://demo.example/once"}`)
 	if first.Purged != 1 || first.Duplicate || !second.Duplicate || second.Purged != 1 {
 		t.Errorf("first %+v, second %+v", first, second)
