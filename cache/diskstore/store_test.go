@@ -484,7 +484,14 @@ func TestEviction(t *testing.T) {
 		}
 	}
 	waitFor(t, "the deleter", func() bool { return s.unlinksQueued() == 0 })
-	st := s.Stats()
+	st := s.Stats() // final: the writer is idle and nothing expires
+	// The deleter reports a removal just after it takes the file off its
+	// queue: wait for the notices of every eviction counted.
+	waitFor(t, "a notice of every eviction", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return uint64(len(removed)) >= st.Evictions
+	})
 	files := objectFiles(t, s.dir)
 	if int64(len(files)) != st.Items {
 		t.Errorf("%d files on disk, %d items", len(files), st.Items)
