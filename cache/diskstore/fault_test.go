@@ -48,6 +48,10 @@ func TestIOErrorOutOfService(t *testing.T) {
 			})
 			tt.do(s)
 			waitFor(t, "the store to go out of service", func() bool { return !s.Healthy() })
+			// A failed write turns the store unhealthy before the writer
+			// counts its drop (abandon): let the writer finish, so that
+			// the drop below is the later Set's alone.
+			settle(t, s)
 			if _, ok := s.Get("hot"); ok {
 				t.Error("an open entry served by a store out of service")
 			}
