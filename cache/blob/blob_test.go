@@ -200,6 +200,21 @@ func TestLimitAndRelease(t *testing.T) {
 	old := Limit()
 	defer SetLimit(old)
 
+	// The probe and the blobs of the tests before are garbage whose
+	// cleanups may close them at any moment: wait until they have, so
+	// that the counts below move only with this test's blobs.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		if c, _ := Open(); c == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			c, n := Open()
+			t.Fatalf("blobs of earlier tests still open: %d blobs, %d bytes", c, n)
+		}
+		time.Sleep(time.Millisecond) // polling interval for the cleanup goroutine
+	}
 	count0, bytes0 := Open()
 	SetLimit(count0 + 2)
 	a, err := New("a", make([]byte, 1000))
@@ -219,7 +234,7 @@ func TestLimitAndRelease(t *testing.T) {
 	runtime.KeepAlive(a)
 	runtime.KeepAlive(b)
 	a, b = nil, nil
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for {
 		runtime.GC()
 		if c, _ := Open(); c <= count0 {
