@@ -205,14 +205,23 @@ func TestPromotionPaced(t *testing.T) {
 	for i := range keys {
 		mem.Delete(fmt.Sprintf("k%02d", i))
 	}
-	for range 2 {
-		for i := range keys {
-			st.Get(fmt.Sprintf("k%02d", i))
-		}
+	for i := range keys { // first disk hits: nothing to promote yet
+		st.Get(fmt.Sprintf("k%02d", i))
 	}
+	start := time.Now()
+	for i := range keys { // second disk hits
+		st.Get(fmt.Sprintf("k%02d", i))
+	}
+	elapsed := time.Since(start)
+	// The bucket holds a second's worth, one body, and is full (nothing
+	// took from it yet): the first second hit is promoted, and one more
+	// for each whole second the round took (a loaded machine can stretch
+	// it); every other one is paced.
+	allowed := 1 + int(elapsed/time.Second)
 	ts := st.Tiers()
-	if ts.PromotePaced < keys-2 || ts.PromotePaced > keys {
-		t.Errorf("%d promotions paced of %d second disk hits at one body a second, want nearly all", ts.PromotePaced, keys)
+	if ts.PromotePaced > keys-1 || ts.PromotePaced < uint64(max(keys-allowed, 0)) {
+		t.Errorf("%d promotions paced of %d second disk hits in %v at one body a second, want %d to %d",
+			ts.PromotePaced, keys, elapsed, max(keys-allowed, 0), keys-1)
 	}
 }
 
@@ -245,13 +254,18 @@ func TestPromotionLargerThanRate(t *testing.T) {
 	for _, k := range keys {
 		mem.Delete(k)
 	}
-	for range 2 {
-		for _, k := range keys {
-			st.Get(k)
-		}
+	for _, k := range keys { // first disk hits
+		st.Get(k)
 	}
-	waitFor(t, "one promotion", func() bool { return st.Tiers().Promoted == 1 })
-	if ts := st.Tiers(); ts.PromotePaced != 1 {
-		t.Errorf("second disk hits paced: %d, want 1 (the second body waits for the first's debt)", ts.PromotePaced)
+	start := time.Now()
+	for _, k := range keys { // second disk hits
+		st.Get(k)
+	}
+	elapsed := time.Since(start)
+	waitFor(t, "one promotion", func() bool { return st.Tiers().Promoted >= 1 })
+	// big0 leaves the bucket 90 KiB in debt: big1 could be promoted only
+	// if the round took the 10 s the debt and a body take to repay.
+	if ts := st.Tiers(); ts.PromotePaced != 1 && elapsed < 10*time.Second {
+		t.Errorf("second disk hits paced: %d in %v, want 1 (the second body waits for the first's debt)", ts.PromotePaced, elapsed)
 	}
 }
