@@ -67,7 +67,7 @@ func TestCrashDuringWrites(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var lasts []int
-	kills := []int{1, 25, 60, 150, 7} // the Sets after which each round kills the child
+	kills := []int{1, 25, 60, 150, 7} // the Sets after which each round sends the kill (the child runs on until it lands)
 	for round, after := range kills {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashDuringWrites$", "-test.count=1")
 		cmd.Env = append(os.Environ(), childEnv+"="+dir, childEnv+"_ROUND="+strconv.Itoa(round))
@@ -88,10 +88,15 @@ func TestCrashDuringWrites(t *testing.T) {
 			last = n
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
-		go func() {
-			for sc.Scan() { // drain what it wrote before it died
+		// The child goes on Setting until the signal lands (far beyond
+		// after if this goroutine was descheduled): every number it
+		// printed meanwhile is a Set it finished too. Read them all (the
+		// pipe ends when the child dies), then wait for it.
+		for sc.Scan() {
+			if n, err := strconv.Atoi(sc.Text()); err == nil {
+				last = max(last, n)
 			}
-		}()
+		}
 		cmd.Wait()
 		if last < after {
 			t.Fatalf("round %d: child died after %d entries", round, last)
