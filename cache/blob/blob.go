@@ -44,6 +44,9 @@ type Blob struct {
 	f    *os.File
 	off  int64 // where the body starts in f: 0 but for FromFile
 	size int64
+	// disk: a window of an ordinary file (FromFile), whose pages may have
+	// to be read from a disk; a memory file's never do.
+	disk bool
 }
 
 // open counts the blobs whose files are open, and their bytes.

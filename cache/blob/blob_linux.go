@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,6 +62,15 @@ func defaultLimit() int64 {
 // *net.TCPConn, with sendfile(2), waiting for the socket to drain as a
 // Write would (its write deadline applies). It returns the bytes sent; the
 // reader's offset moves past them.
+//
+// When every page to send is in memory (always for a memory file; for a
+// window of a disk file when cachestat(2) finds its pages in the page
+// cache) sendfile is made as a raw system call, which the Go scheduler is
+// not told about: on a non-blocking socket and pages in memory it cannot
+// block, and telling the scheduler costs a wake-up of its monitor thread
+// whenever the process was idle (see rawSendfile). A call that may read
+// from a disk is made as an ordinary one, so that the scheduler can run
+// other goroutines while it waits.
 func (r *Reader) SendTo(conn syscall.Conn, n int64) (int64, error) {
 	end := r.b.size
 	if n >= 0 && r.off+n < end {
@@ -80,9 +91,10 @@ func (r *Reader) SendTo(conn syscall.Conn, n int64) (int64, error) {
 	defer func() { r.off = pos - r.b.off }()
 	var sendErr error
 	readErr := src.Read(func(srcFD uintptr) bool {
+		raw := !r.b.disk || resident(srcFD, pos, fileEnd)
 		writeErr := sock.Write(func(dstFD uintptr) bool {
 			for pos < fileEnd {
-				n, err := unix.Sendfile(int(dstFD), int(srcFD), &pos, int(min(fileEnd-pos, 1<<30)))
+				n, err := sendfile(raw, int(dstFD), int(srcFD), &pos, int(min(fileEnd-pos, 1<<30)))
 				switch {
 				case err == unix.EAGAIN:
 					return false // wait until the socket can take more
@@ -111,3 +123,62 @@ func (r *Reader) SendTo(conn syscall.Conn, n int64) (int64, error) {
 	}
 	return pos - r.b.off - start, nil
 }
+
+// sendfile is sendfile(2), made as a raw system call when raw is true
+// (and rawSendfile allows it).
+//
+// Why raw: the Go runtime's monitor thread (sysmon) sleeps deeply while
+// every P is idle, and the next system call made through the scheduler
+// (entersyscall) wakes it; it then checks every 20 µs for at least a
+// millisecond before it backs off. A server that is busy in bursts, as any
+// server below full load is, so pays thousands of wake-ups a second, each
+// two context switches, about a quarter of its CPU time on the disk-hit
+// benchmark (docs/storage.md). A raw call never wakes it. The price is
+// that the P is not handed to another thread if the call blocks, which is
+// why only calls that cannot block (pages in memory, a non-blocking
+// socket) are made raw.
+func sendfile(raw bool, out, in int, off *int64, n int) (int, error) {
+	if !raw || !rawSendfile {
+		return unix.Sendfile(out, in, off, n)
+	}
+	w, _, e := syscall.RawSyscall6(syscall.SYS_SENDFILE, uintptr(out), uintptr(in), uintptr(unsafe.Pointer(off)), uintptr(n), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(w), nil
+}
+
+// rawSendfile lets sendfile make raw calls; tests turn it off to compare.
+var rawSendfile = true
+
+// cachestatWorks is cleared when the kernel has no cachestat(2) (before
+// Linux 6.5) or refuses it: every disk page then counts as maybe not
+// resident.
+var cachestatWorks atomic.Bool
+
+func init() { cachestatWorks.Store(true) }
+
+// resident reports whether every page of [off, end) of the file fd is in
+// the page cache, by cachestat(2), itself made as a raw call (it only
+// looks the pages up). A page evicted between the check and sendfile is
+// read from disk inside a raw call: rare, and then it costs what nginx's
+// blocking sendfile always risks.
+func resident(fd uintptr, off, end int64) bool {
+	if !cachestatWorks.Load() || end <= off {
+		return false
+	}
+	first := off &^ (pageSize - 1)
+	rng := unix.CachestatRange{Off: uint64(first), Len: uint64(end - first)}
+	var st unix.Cachestat_t
+	_, _, e := syscall.RawSyscall6(unix.SYS_CACHESTAT, fd, uintptr(unsafe.Pointer(&rng)), uintptr(unsafe.Pointer(&st)), 0, 0, 0)
+	if e != 0 {
+		if e == unix.ENOSYS || e == unix.EPERM {
+			cachestatWorks.Store(false)
+		}
+		return false
+	}
+	return int64(st.Cache) >= (end-first+pageSize-1)/pageSize
+}
+
+// pageSize is the page cache's unit.
+var pageSize = int64(os.Getpagesize())

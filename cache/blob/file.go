@@ -23,7 +23,7 @@ var files atomic.Int64
 // turns out shorter than the window, reads fail with io.ErrUnexpectedEOF
 // and SendTo with an error, never with another file's bytes.
 func FromFile(f *os.File, off, size int64) *Blob {
-	b := &Blob{f: f, off: max(off, 0), size: max(size, 0)}
+	b := &Blob{f: f, off: max(off, 0), size: max(size, 0), disk: true}
 	files.Add(1)
 	runtime.AddCleanup(b, closeWindowFile, f)
 	return b

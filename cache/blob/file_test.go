@@ -119,39 +119,55 @@ func TestFromFileSendTo(t *testing.T) {
 		{"limit past the end stops at the end", big[:1<<20], 1<<20 - 100, 1 << 20},
 		{"large body against small socket buffers", big, 0, -1},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f, off := windowFile(t, bytes.Repeat([]byte{0xAA}, 77), tt.data, bytes.Repeat([]byte{0xBB}, 5000))
-			b := FromFile(f, off, int64(len(tt.data)))
-			server, client := tcpPair(t)
-			client.SetReadBuffer(32 << 10)
-			server.SetWriteBuffer(32 << 10)
-			want := tt.data[tt.start:]
-			if tt.n >= 0 && tt.n < int64(len(want)) {
-				want = want[:tt.n]
-			}
-			got := make(chan []byte, 1)
-			go func() {
-				buf, _ := io.ReadAll(io.LimitReader(client, int64(len(want))))
-				got <- buf
-			}()
-			r := b.NewReader()
-			r.Seek(tt.start, io.SeekStart)
-			server.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			n, err := r.SendTo(server, tt.n)
-			if err != nil {
-				t.Fatalf("SendTo: %v", err)
-			}
-			if n != int64(len(want)) {
-				t.Fatalf("SendTo sent %d bytes, want %d", n, len(want))
-			}
-			if r.Remaining() != int64(len(tt.data))-tt.start-n {
-				t.Errorf("Remaining = %d after sending", r.Remaining())
-			}
-			if buf := <-got; !bytes.Equal(buf, want) {
-				t.Errorf("received %d bytes, not the %d sent (or different bytes)", len(buf), len(want))
-			}
-		})
+	// The three ways sendfile is made: raw (the window is in the page
+	// cache), through the scheduler (its pages were dropped: on a file
+	// system that honours POSIX_FADV_DONTNEED, not tmpfs), and through the
+	// scheduler because raw calls are off.
+	modes := []struct {
+		name          string
+		drop, nothing bool
+	}{{"resident", false, false}, {"dropped from the page cache", true, false}, {"raw calls off", false, true}}
+	for _, mode := range modes {
+		for _, tt := range tests {
+			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
+				f, off := windowFile(t, bytes.Repeat([]byte{0xAA}, 77), tt.data, bytes.Repeat([]byte{0xBB}, 5000))
+				if mode.drop {
+					dropPages(f)
+				}
+				if mode.nothing {
+					defer noRawSendfile()()
+				}
+				b := FromFile(f, off, int64(len(tt.data)))
+				server, client := tcpPair(t)
+				client.SetReadBuffer(32 << 10)
+				server.SetWriteBuffer(32 << 10)
+				want := tt.data[tt.start:]
+				if tt.n >= 0 && tt.n < int64(len(want)) {
+					want = want[:tt.n]
+				}
+				got := make(chan []byte, 1)
+				go func() {
+					buf, _ := io.ReadAll(io.LimitReader(client, int64(len(want))))
+					got <- buf
+				}()
+				r := b.NewReader()
+				r.Seek(tt.start, io.SeekStart)
+				server.SetWriteDeadline(time.Now().Add(30 * time.Second))
+				n, err := r.SendTo(server, tt.n)
+				if err != nil {
+					t.Fatalf("SendTo: %v", err)
+				}
+				if n != int64(len(want)) {
+					t.Fatalf("SendTo sent %d bytes, want %d", n, len(want))
+				}
+				if r.Remaining() != int64(len(tt.data))-tt.start-n {
+					t.Errorf("Remaining = %d after sending", r.Remaining())
+				}
+				if buf := <-got; !bytes.Equal(buf, want) {
+					t.Errorf("received %d bytes, not the %d sent (or different bytes)", len(buf), len(want))
+				}
+			})
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pires/go-proxyproto"
@@ -103,7 +104,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		l.open.Add(-1)
 		return c, nil
 	}
-	cc := &clientConn{TCPConn: tc, l: l}
+	cc := &clientConn{TCPConn: tc, l: l, raw: newRawSock(tc)}
 	l.wrapProxy(cc)
 	return cc, nil
 }
@@ -126,7 +127,8 @@ func (l *Listener) Close() error {
 // ReadFrom sends blob bodies with sendfile.
 type clientConn struct {
 	*net.TCPConn
-	l *Listener
+	l   *Listener
+	raw *rawSock // the socket's raw reads and writes (rawsock_linux.go); nil: TCPConn's
 
 	armed  atomic.Int64 // when the send deadline was last armed (Unix ns); 0: at the next write
 	acked  atomic.Int64 // bytes the client had acknowledged at the last stall (0 before one)
@@ -176,12 +178,12 @@ func (c *clientConn) Write(p []byte) (int, error) {
 // write is Write without coalescing.
 func (c *clientConn) write(p []byte) (int, error) {
 	if c.l.send <= 0 {
-		return c.TCPConn.Write(p)
+		return c.sockWrite(p)
 	}
 	var n int
 	for n < len(p) {
 		c.arm(false)
-		m, err := c.TCPConn.Write(p[n:min(len(p), n+sendChunk)])
+		m, err := c.sockWrite(p[n:min(len(p), n+sendChunk)])
 		n += m
 		if err != nil {
 			if c.stalled(int64(m), err) {
@@ -191,6 +193,31 @@ func (c *clientConn) write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// sockWrite writes p to the socket, without the send timeout.
+func (c *clientConn) sockWrite(p []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.Write(p)
+	}
+	return c.TCPConn.Write(p)
+}
+
+// sockRead reads from the socket.
+func (c *clientConn) sockRead(p []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.Read(p)
+	}
+	return c.TCPConn.Read(p)
+}
+
+// SyscallConn returns the socket's raw connection (made once per
+// connection: blob's sendfile asks for it on every body).
+func (c *clientConn) SyscallConn() (syscall.RawConn, error) {
+	if c.raw != nil {
+		return c.raw.rc, nil
+	}
+	return c.TCPConn.SyscallConn()
 }
 
 // arm sets the send deadline when a quarter of the timeout has passed since
@@ -325,7 +352,7 @@ func (c *clientConn) sendBlob(r *blob.Reader, limit int64) (int64, error) {
 		if c.l.send > 0 {
 			c.arm(false)
 		}
-		n, err := r.SendTo(c.TCPConn, want)
+		n, err := r.SendTo(c, want)
 		total += n
 		c.l.sent.Add(uint64(n))
 		if err != nil {

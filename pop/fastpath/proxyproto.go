@@ -153,7 +153,7 @@ func (c *clientConn) proxyHeader() error {
 // the listener takes them.
 func (c *clientConn) Read(p []byte) (int, error) {
 	if c.pp == nil {
-		return c.TCPConn.Read(p)
+		return c.sockRead(p)
 	}
 	if err := c.proxyHeader(); err != nil {
 		return 0, err

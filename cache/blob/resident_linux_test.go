@@ -1,0 +1,64 @@
+package blob
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestResident checks the page-cache probe that decides whether sendfile
+// may be a raw call: a file just written is resident, and one whose pages
+// were dropped (fsync, then POSIX_FADV_DONTNEED) is not.
+func TestResident(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, make([]byte, 256<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if !resident(f.Fd(), 1000, 200<<10) {
+		if !cachestatWorks.Load() {
+			t.Skip("no cachestat(2) here (Linux before 6.5): disk pages are never taken as resident")
+		}
+		t.Fatal("a file just written is not resident")
+	}
+	if resident(f.Fd(), 10, 10) {
+		t.Error("an empty range counts as resident")
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC {
+		t.Skip("the temporary directory is on tmpfs, which keeps its pages whatever the advice")
+	}
+	if resident(f.Fd(), 1000, 200<<10) {
+		t.Error("pages dropped from the page cache count as resident")
+	}
+}
+
+// dropPages writes f's pages back and drops them from the page cache
+// (where the file system honours the advice).
+func dropPages(f *os.File) {
+	f.Sync()
+	unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+}
+
+// noRawSendfile makes every sendfile go through the scheduler until the
+// function it returns is called.
+func noRawSendfile() func() {
+	rawSendfile = false
+	return func() { rawSendfile = true }
+}

@@ -1,0 +1,173 @@
+package fastpath
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (server, client *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return s.(*net.TCPConn), c.(*net.TCPConn)
+}
+
+// rwConn is the reading and writing side under test: a rawSock, or the
+// TCPConn itself.
+type rwConn interface {
+	Read([]byte) (int, error)
+	Write([]byte) (int, error)
+}
+
+// errClass sorts an error as the PoP's callers tell them apart.
+func errClass(err error) string {
+	var op *net.OpError
+	var se *os.SyscallError
+	ne, isNet := err.(net.Error)
+	switch {
+	case err == nil:
+		return "nil"
+	case err == io.EOF:
+		return "EOF"
+	case !errors.As(err, &op):
+		return "not an OpError: " + err.Error()
+	case errors.Is(err, os.ErrDeadlineExceeded) && isNet && ne.Timeout():
+		return op.Op + ": deadline"
+	case errors.Is(err, net.ErrClosed):
+		return op.Op + ": closed"
+	case errors.As(err, &se) && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)):
+		return op.Op + ": " + se.Syscall + ": peer gone"
+	}
+	return "other: " + err.Error()
+}
+
+// TestRawSockMatchesTCPConn checks that a rawSock reads, writes and fails
+// as net.TCPConn does, case by case (differential: the fast path's callers,
+// net/http and crypto/tls among them, tell errors apart by these).
+func TestRawSockMatchesTCPConn(t *testing.T) {
+	cases := []struct {
+		name string
+		run  func(t *testing.T, s rwConn, server, client *net.TCPConn) string
+	}{
+		{"read what the peer sent", func(t *testing.T, s rwConn, _, client *net.TCPConn) string {
+			client.Write([]byte("hello"))
+			buf := make([]byte, 16)
+			n, err := io.ReadAtLeast(s, buf, 5)
+			return string(buf[:n]) + " " + errClass(err)
+		}},
+		{"read of nothing", func(t *testing.T, s rwConn, _, _ *net.TCPConn) string {
+			n, err := s.Read(nil)
+			return fmt.Sprintf("%s %d", errClass(err), n)
+		}},
+		{"read at the peer's close", func(t *testing.T, s rwConn, _, client *net.TCPConn) string {
+			client.Close()
+			_, err := s.Read(make([]byte, 8))
+			return errClass(err)
+		}},
+		{"read past the deadline", func(t *testing.T, s rwConn, server, _ *net.TCPConn) string {
+			server.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			_, err := s.Read(make([]byte, 8))
+			return errClass(err)
+		}},
+		{"read of a closed connection", func(t *testing.T, s rwConn, server, _ *net.TCPConn) string {
+			server.Close()
+			_, err := s.Read(make([]byte, 8))
+			return errClass(err)
+		}},
+		{"write a large body", func(t *testing.T, s rwConn, _, client *net.TCPConn) string {
+			body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB: more than the socket takes at once
+			got := make(chan []byte)
+			go func() { b, _ := io.ReadAll(io.LimitReader(client, int64(len(body)))); got <- b }()
+			n, err := s.Write(body)
+			ok := bytes.Equal(<-got, body) && n == len(body)
+			return errClass(err) + map[bool]string{true: " all bytes", false: " wrong bytes"}[ok]
+		}},
+		{"write past the deadline to a peer that reads nothing", func(t *testing.T, s rwConn, server, _ *net.TCPConn) string {
+			body := make([]byte, 64<<20) // far more than the socket buffers hold
+			server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+			n, err := s.Write(body)
+			if n <= 0 || n >= len(body) {
+				return fmt.Sprintf("wrote %d", n)
+			}
+			return errClass(err) + " part written"
+		}},
+		{"write to a peer that reset", func(t *testing.T, s rwConn, _, client *net.TCPConn) string {
+			client.SetLinger(0)
+			client.Close()
+			var err error
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+				if _, err = s.Write([]byte("x")); err != nil {
+					break
+				}
+			}
+			return errClass(err)
+		}},
+		{"write to a closed connection", func(t *testing.T, s rwConn, server, _ *net.TCPConn) string {
+			server.Close()
+			_, err := s.Write([]byte("x"))
+			return errClass(err)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			server, client := tcpPair(t)
+			want := tc.run(t, server, server, client)
+			server, client = tcpPair(t)
+			rs := newRawSock(server)
+			if rs == nil {
+				t.Fatal("no raw socket")
+			}
+			if got := tc.run(t, rs, server, client); got != want {
+				t.Errorf("rawSock: %q, net.TCPConn: %q", got, want)
+			}
+			t.Logf("both: %s", want)
+		})
+	}
+}
+
+// TestRawSockAllocs checks that a read and a write allocate nothing.
+func TestRawSockAllocs(t *testing.T) {
+	server, client := tcpPair(t)
+	rs := newRawSock(server)
+	if rs == nil {
+		t.Fatal("no raw socket")
+	}
+	out, in := []byte("x"), make([]byte, 1)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := rs.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(client, in); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rs.Read(in); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per write and read, want 0", allocs)
+	}
+}
