@@ -10,6 +10,7 @@
 #   bench/sendfloor.sh                 # 1 MiB and 100 KiB, 2,000 files each
 #   BENCH_DISK_SIZES=1m BENCH_DISK_N=200 BENCH_DURATION=5 bench/sendfloor.sh
 #   BENCH_SENDFLOOR_OFFSET=700 bench/sendfloor.sh   # bodies 700 bytes into their files
+#   BENCH_SENDFLOOR_RAW=false bench/sendfloor.sh    # system calls through the scheduler
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZES=${BENCH_DISK_SIZES:-"100k 1m"}
@@ -31,7 +32,7 @@ load() {  # SECONDS SEQ SIZE
 }
 printf 'size\tfiles\trequests\tsrv_cpu_s\trps_per_srv_cpu\n'
 for s in $SIZES; do
-  taskset -c "$SCPU" "$TMP/sendfloor" -addr "$ADDR" -n "$N" -size "$(bytes "$s")" -offset "${BENCH_SENDFLOOR_OFFSET:-0}" >"$TMP/out" 2>&1 &
+  taskset -c "$SCPU" "$TMP/sendfloor" -addr "$ADDR" -n "$N" -size "$(bytes "$s")" -offset "${BENCH_SENDFLOOR_OFFSET:-0}" -raw="${BENCH_SENDFLOOR_RAW:-true}" >"$TMP/out" 2>&1 &
   PID=$!
   for _ in $(seq 600); do grep -q ready "$TMP/out" && break; kill -0 "$PID" 2>/dev/null || { cat "$TMP/out" >&2; exit 1; }; sleep 0.1; done
   load 3 1 "$s" >/dev/null 2>&1 || true   # one walk: every file's pages touched

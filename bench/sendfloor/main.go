@@ -3,8 +3,9 @@
 // answers every request on its connection with one of -n files of -size
 // bytes on tmpfs (chosen by a hash of the request line), the head with
 // write(2) and the body with sendfile(2) through the runtime's network
-// poller, as the PoP's fast path does, and nothing else: no cache, no
-// parsing beyond the head's end, no timeouts, no metrics.
+// poller, as raw system calls (-raw, the default), as the PoP's fast path
+// does, and nothing else: no cache, no parsing beyond the head's end, no
+// timeouts, no metrics.
 //
 // bench/sendfloor.sh puts it under the same load as bench/anchors.sh's disk
 // test; what the PoP spends per hit above it is the PoP's own, and what
@@ -18,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -25,7 +27,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"unsafe"
 )
+
+// raw: see the -raw flag.
+var raw bool
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:18700", "listen address")
@@ -33,6 +39,7 @@ func main() {
 	size := flag.Int("size", 1<<20, "bytes per file")
 	dir := flag.String("dir", "/dev/shm", "where the files go (a temporary directory in it, removed at exit)")
 	offset := flag.Int("offset", 0, "bytes before the body in each file (a cache file's header and metadata)")
+	flag.BoolVar(&raw, "raw", true, "make the socket's read, write and sendfile calls without telling the Go scheduler (RawSyscall), as the PoP's fast path does; -raw=false shows what telling it costs")
 	flag.Parse()
 	tmp, err := os.MkdirTemp(*dir, "sendfloor")
 	if err != nil {
@@ -88,11 +95,15 @@ func makeFiles(dir string, n, offset, size int) ([]*os.File, error) {
 // serve answers the requests on c until it closes.
 func serve(c *net.TCPConn, files []*os.File, head []byte, offset, size int64) {
 	defer c.Close()
-	br := bufio.NewReaderSize(c, 4096)
 	sock, err := c.SyscallConn()
 	if err != nil {
 		return
 	}
+	var in io.Reader = c
+	if raw {
+		in = rawReader{sock}
+	}
+	br := bufio.NewReaderSize(in, 4096)
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
@@ -109,7 +120,11 @@ func serve(c *net.TCPConn, files []*os.File, head []byte, offset, size int64) {
 				break
 			}
 		}
-		if _, err := c.Write(head); err != nil {
+		if raw {
+			if err := rawWrite(sock, head); err != nil {
+				return
+			}
+		} else if _, err := c.Write(head); err != nil {
 			return
 		}
 		if err := sendFile(sock, files[h.Sum32()%uint32(len(files))], offset, size); err != nil {
@@ -125,7 +140,7 @@ func sendFile(sock syscall.RawConn, f *os.File, offset, size int64) error {
 	var sendErr error
 	err := sock.Write(func(fd uintptr) bool {
 		for off < end {
-			n, err := syscall.Sendfile(int(fd), int(f.Fd()), &off, int(end-off))
+			n, err := sendfile(int(fd), int(f.Fd()), &off, int(end-off))
 			switch {
 			case err == syscall.EAGAIN:
 				return false
@@ -145,4 +160,69 @@ func sendFile(sock syscall.RawConn, f *os.File, offset, size int64) error {
 		return err
 	}
 	return sendErr
+}
+
+// sendfile is sendfile(2), through the scheduler or (-raw) not.
+func sendfile(out, in int, off *int64, n int) (int, error) {
+	if !raw {
+		return syscall.Sendfile(out, in, off, n)
+	}
+	r, _, e := syscall.RawSyscall6(syscall.SYS_SENDFILE, uintptr(out), uintptr(in), uintptr(unsafe.Pointer(off)), uintptr(n), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// rawReader reads a socket with read(2) made as a RawSyscall, waiting in
+// the runtime's poller when there is nothing to read.
+type rawReader struct{ sock syscall.RawConn }
+
+func (r rawReader) Read(p []byte) (int, error) {
+	var n int
+	var rerr error
+	err := r.sock.Read(func(fd uintptr) bool {
+		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch {
+		case e == syscall.EAGAIN:
+			return false
+		case e != 0:
+			rerr = e
+		case m == 0:
+			rerr = io.EOF
+		default:
+			n = int(m)
+		}
+		return true
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, rerr
+}
+
+// rawWrite writes p to a socket with write(2) made as a RawSyscall,
+// waiting in the runtime's poller when the socket is full.
+func rawWrite(sock syscall.RawConn, p []byte) error {
+	var werr error
+	err := sock.Write(func(fd uintptr) bool {
+		for len(p) > 0 {
+			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			switch {
+			case e == syscall.EAGAIN:
+				return false
+			case e == syscall.EINTR:
+				continue
+			case e != 0:
+				werr = e
+				return true
+			}
+			p = p[m:]
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return werr
 }
