@@ -47,6 +47,9 @@ type Blob struct {
 	// disk: a window of an ordinary file (FromFile), whose pages may have
 	// to be read from a disk; a memory file's never do.
 	disk bool
+	// residentAt is when every page of a disk window was last found in the
+	// page cache (time since epoch, monotonic), or 0 (blob_linux.go).
+	residentAt atomic.Int64
 }
 
 // open counts the blobs whose files are open, and their bytes.

@@ -62,3 +62,31 @@ func noRawSendfile() func() {
 	rawSendfile = false
 	return func() { rawSendfile = true }
 }
+
+// TestResidentRemembered checks that a disk window found resident is taken
+// as resident for residentFor without another look, and looked at again
+// after it.
+func TestResidentRemembered(t *testing.T) {
+	dir := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil || fs.Type == unix.TMPFS_MAGIC {
+		t.Skip("the temporary directory is on tmpfs, whose pages cannot be dropped")
+	}
+	f, off := windowFile(t, make([]byte, 100), make([]byte, 200<<10), nil)
+	b := FromFile(f, off, 200<<10)
+	fd := f.Fd()
+	if !b.resident(fd) {
+		if !cachestatWorks.Load() {
+			t.Skip("no cachestat(2) here")
+		}
+		t.Fatal("a file just written is not resident")
+	}
+	dropPages(f)
+	if !b.resident(fd) {
+		t.Error("a window found resident is looked at again within residentFor")
+	}
+	b.residentAt.Add(-int64(residentFor))
+	if b.resident(fd) {
+		t.Error("a window whose pages were dropped is taken as resident after residentFor")
+	}
+}
