@@ -175,28 +175,15 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	return c.write(p)
 }
 
-// writeHead writes a response head whose body follows at once with
-// sendfile: with MSG_MORE where it can (rawSock.WriteMore), so that head
-// and body share segments; else as Write.
-func (c *clientConn) writeHead(p []byte) (int, error) {
-	if c.raw == nil || c.batch != nil || c.co.Load() != nil {
-		return c.Write(p)
-	}
-	return c.writeMore(p, true)
-}
-
 // write is Write without coalescing.
-func (c *clientConn) write(p []byte) (int, error) { return c.writeMore(p, false) }
-
-// writeMore is write, with MSG_MORE when more is true (c.raw is set).
-func (c *clientConn) writeMore(p []byte, more bool) (int, error) {
+func (c *clientConn) write(p []byte) (int, error) {
 	if c.l.send <= 0 {
-		return c.sockWrite(p, more)
+		return c.sockWrite(p)
 	}
 	var n int
 	for n < len(p) {
 		c.arm(false)
-		m, err := c.sockWrite(p[n:min(len(p), n+sendChunk)], more)
+		m, err := c.sockWrite(p[n:min(len(p), n+sendChunk)])
 		n += m
 		if err != nil {
 			if c.stalled(int64(m), err) {
@@ -208,13 +195,9 @@ func (c *clientConn) writeMore(p []byte, more bool) (int, error) {
 	return n, nil
 }
 
-// sockWrite writes p to the socket, without the send timeout; with
-// MSG_MORE when more is true (c.raw must be set).
-func (c *clientConn) sockWrite(p []byte, more bool) (int, error) {
-	switch {
-	case more:
-		return c.raw.WriteMore(p)
-	case c.raw != nil:
+// sockWrite writes p to the socket, without the send timeout.
+func (c *clientConn) sockWrite(p []byte) (int, error) {
+	if c.raw != nil {
 		return c.raw.Write(p)
 	}
 	return c.TCPConn.Write(p)

@@ -108,13 +108,10 @@ func (s *Sender) Send(head, body []byte, b *blob.Blob) (int64, error) {
 	switch {
 	case s.head:
 		_, err = s.c.Write(head)
-	case b != nil && b.Size() > 0:
-		// The head with MSG_MORE: it goes out in the body's first segment.
-		if _, err = s.c.writeHead(head); err == nil {
+	case b != nil:
+		if _, err = s.c.Write(head); err == nil {
 			n, err = s.c.ReadFrom(b.NewReader())
 		}
-	case b != nil:
-		_, err = s.c.Write(head)
 	default:
 		// One write for a small answer: head and body in one packet.
 		out := append(head, body...)

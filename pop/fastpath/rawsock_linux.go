@@ -41,7 +41,6 @@ type rawSock struct {
 	wmu     sync.Mutex
 	wp      []byte
 	wn      int
-	wflags  int // send(2) flags for wp; 0: write(2)
 	werr    error
 	writeFn func(fd uintptr) bool
 }
@@ -107,21 +106,12 @@ func (s *rawSock) read1(fd uintptr) bool {
 }
 
 // Write writes p, as net.Conn's Write.
-func (s *rawSock) Write(p []byte) (int, error) { return s.send(p, 0) }
-
-// WriteMore writes p as the start of a longer answer whose rest follows
-// at once: with MSG_MORE, so the kernel holds a short p back to go out
-// with the first bytes of the rest (sendfile's), in full segments, rather
-// than as a packet of its own.
-func (s *rawSock) WriteMore(p []byte) (int, error) { return s.send(p, syscall.MSG_MORE) }
-
-// send writes p with send(2) flags (write(2) for none).
-func (s *rawSock) send(p []byte, flags int) (int, error) {
+func (s *rawSock) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	s.wmu.Lock()
-	s.wp, s.wn, s.wflags, s.werr = p, 0, flags, nil
+	s.wp, s.wn, s.werr = p, 0, nil
 	err := s.rc.Write(s.writeFn)
 	n, werr := s.wn, s.werr
 	s.wp, s.werr = nil, nil
@@ -140,13 +130,7 @@ func (s *rawSock) send(p []byte, flags int) (int, error) {
 func (s *rawSock) write1(fd uintptr) bool {
 	for s.wn < len(s.wp) {
 		rest := s.wp[s.wn:]
-		var n uintptr
-		var e syscall.Errno
-		if s.wflags == 0 {
-			n, _, e = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-		} else {
-			n, _, e = syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)), uintptr(s.wflags), 0, 0)
-		}
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
 		switch {
 		case e == syscall.EAGAIN:
 			return false

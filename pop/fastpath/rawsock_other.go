@@ -16,6 +16,4 @@ func newRawSock(*net.TCPConn) *rawSock { return nil }
 func (*rawSock) Read([]byte) (int, error)  { panic("unreachable") }
 func (*rawSock) Write([]byte) (int, error) { panic("unreachable") }
 
-func (*rawSock) WriteMore([]byte) (int, error) { panic("unreachable") }
-
 var rawSockets = false
