@@ -3,8 +3,10 @@ package diskstore
 // setFault makes the store's file operations call f first: "open" (a
 // file opened for a Get), "read" (its header, metadata and body checks),
 // "write" (a new file), "rename", "load" (the loader, before each file,
-// where it may block); a non-nil error fails the operation
-// with it. nil removes the hook.
+// where it may block), "unlink" (an evicted or expired file, before the
+// deleter or a writer out of space unlinks it; it may block, its error
+// is ignored); a non-nil error fails the operation with it. nil removes
+// the hook.
 func (s *Store) setFault(f func(op string) error) {
 	if f == nil {
 		s.fault.Store(nil)

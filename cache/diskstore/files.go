@@ -404,9 +404,10 @@ type doomed struct {
 
 // deleter unlinks evicted and expired files off the request path.
 type deleter struct {
-	mu   sync.Mutex
-	q    []doomed
-	wake chan struct{}
+	mu    sync.Mutex
+	q     []doomed
+	wake  chan struct{}
+	bytes atomic.Int64 // of the files queued or being unlinked, in blocks
 }
 
 func (d *deleter) init() { d.wake = make(chan struct{}, 1) }
@@ -414,6 +415,7 @@ func (d *deleter) init() { d.wake = make(chan struct{}, 1) }
 // push queues d for unlinking; the shard's doomed set is updated by the
 // caller under the shard's lock.
 func (d *deleter) push(x doomed) {
+	d.bytes.Add(x.it.node.size)
 	d.mu.Lock()
 	d.q = append(d.q, x)
 	d.mu.Unlock()
@@ -436,23 +438,33 @@ func (s *Store) runDeleter() {
 	}
 }
 
-// unlinkQueued unlinks the queued files and reports their removal.
+// unlinkQueued unlinks the queued files and reports their removal, until
+// the queue is empty. It takes one file off the queue at a time, so that
+// the deleter and a writer that ran out of space (noSpace) can both call
+// it and share the work: each file is unlinked once, by one of them, and
+// a caller returns once no file is left that the other has not taken.
 func (s *Store) unlinkQueued() {
 	for {
 		s.del.mu.Lock()
-		q := s.del.q
-		s.del.q = nil
-		s.del.mu.Unlock()
-		if len(q) == 0 {
+		if len(s.del.q) == 0 {
+			s.del.q = nil // let the backing array go
+			s.del.mu.Unlock()
 			return
 		}
-		for _, d := range q {
-			s.unlinkDoomed(d)
-		}
+		d := s.del.q[0]
+		s.del.q[0] = doomed{}
+		s.del.q = s.del.q[1:]
+		s.del.mu.Unlock()
+		s.unlinkDoomed(d)
+		s.del.bytes.Add(-d.it.node.size)
 	}
 }
 
+// unlinkDoomed unlinks d's file, unless a newer file of its key took its
+// name, and reports its removal. Safe to call concurrently for different
+// files (the shard's lock orders them).
 func (s *Store) unlinkDoomed(d doomed) {
+	s.injected("unlink") // tests slow the deleter here
 	it := d.it
 	name := fileName(it.key)
 	path := s.path(name)

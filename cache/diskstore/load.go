@@ -199,6 +199,10 @@ type DiskStats struct {
 	Discarded    uint64 // writes overtaken by a Delete or a newer Set of their key
 	Expirations  uint64 // files removed because they expired (also in Evictions)
 	Vanished     uint64 // indexed files found missing (removed by hand)
+	// CapacityLowered and CapacityRaised count the changes of the
+	// effective capacity (StoreStats.MaxBytes): lowered after a write
+	// found the file system full, raised as its free space came back.
+	CapacityLowered, CapacityRaised uint64
 	// FreeAdmissions are the Admissions (StoreStats) let through under
 	// MinUses because the store had free room for them.
 	FreeAdmissions uint64
@@ -230,6 +234,8 @@ func (s *Store) DiskStats() DiskStats {
 		Discarded:       s.c.discarded.Load(),
 		Expirations:     s.c.expirations.Load(),
 		Vanished:        s.c.notFound.Load(),
+		CapacityLowered: s.c.capLowered.Load(),
+		CapacityRaised:  s.c.capRaised.Load(),
 		FreeAdmissions:  s.c.freeAdmissions.Load(),
 		QueuedWrites:    s.unwritten.Load(),
 		QueuedBytes:     s.queuedBytes.Load(),

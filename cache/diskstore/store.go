@@ -33,8 +33,9 @@
 // durable before its rename, at the price of a flush per write.
 //
 // Failures: a full file system (ENOSPC, EDQUOT) drops the write, lowers
-// the store's effective capacity to what it held then, less a margin for
-// the writes to come, and evicts down to it. Any other I/O error of the device (EIO,
+// the store's effective capacity to what the directory holds plus what is
+// free, less a headroom, and evicts down to it; while it is lowered, the
+// writer raises it again as space comes free (space.go). Any other I/O error of the device (EIO,
 // EROFS, ...) takes the store out of service for good: Get misses, Set
 // drops, Healthy reports false; the owner may Close it and Open it again.
 // A damaged file is a miss, and is removed.
@@ -123,6 +124,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock of expiry. If nil, time.Now.
 	Now func() time.Time
+	// SpaceCheckInterval is how often, while a full file system holds
+	// the effective capacity below MaxBytes, the writer looks at the free
+	// space (statfs) to raise it again (see space.go). If zero,
+	// DefaultSpaceCheckInterval (5 s).
+	SpaceCheckInterval time.Duration
 	// Prepare, if set, is called once with each entry the store makes from
 	// a file, before the entry is shared, and its result kept as the
 	// entry's Prepared (cache.Entry): the PoP renders its fast path's
@@ -157,6 +163,7 @@ type Store struct {
 	opens       openSet
 	pathMu      sync.Mutex // the writer's renames against the loader's removal of files of unknown key
 	del         deleter
+	space       space // the writer's
 
 	closed  atomic.Bool
 	failed  atomic.Bool
@@ -184,6 +191,7 @@ type counters struct {
 	freeAdmissions                                        atomic.Uint64 // admitted under MinUses, into free room
 	writes, bytesWritten, writeErrors, readErrors         atomic.Uint64
 	corrupt, nospace, ioErrors, discarded, notFound       atomic.Uint64
+	capLowered, capRaised                                 atomic.Uint64 // effective capacity changes (space.go)
 }
 
 // shard is the index of the keys whose hash falls in it.
@@ -246,7 +254,8 @@ func OpenWith(opts Options, keep func(e *cache.Entry) bool) (*Store, error) {
 		name string
 		v    int64
 	}{{"MinUses", int64(opts.MinUses)}, {"WriteQueue", int64(opts.WriteQueue)}, {"WriteQueueBytes", opts.WriteQueueBytes},
-		{"MaxWriteRate", opts.MaxWriteRate}, {"OpenFiles", int64(opts.OpenFiles)}} {
+		{"MaxWriteRate", opts.MaxWriteRate}, {"OpenFiles", int64(opts.OpenFiles)},
+		{"SpaceCheckInterval", int64(opts.SpaceCheckInterval)}} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%w: %s must not be negative, got %d", ErrInvalidOptions, f.name, f.v))
 		}
@@ -265,6 +274,9 @@ func OpenWith(opts Options, keep func(e *cache.Entry) bool) (*Store, error) {
 	}
 	if opts.OpenFiles == 0 {
 		opts.OpenFiles = DefaultOpenFiles
+	}
+	if opts.SpaceCheckInterval == 0 {
+		opts.SpaceCheckInterval = DefaultSpaceCheckInterval
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -591,7 +603,8 @@ func (s *Store) Healthy() bool { return s.serving() }
 
 // Stats returns the store's counters. Items and Bytes are the indexed
 // files (Bytes in 4 KiB blocks); MaxBytes is the effective capacity, below
-// Options.MaxBytes after the file system ran full. Admissions count Sets
+// Options.MaxBytes after the file system ran full, until its free space
+// comes back (space.go). Admissions count Sets
 // (and Touches) queued for writing, Rejections those declined for too few
 // uses, Drops those lost to a full queue, a full disk or a store out of
 // service; Evictions count files removed for room or because they

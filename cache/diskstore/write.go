@@ -35,8 +35,28 @@ func (s *Store) runWriter() {
 	defer s.wg.Done()
 	buf := make([]byte, writeBuffer)
 	p := pacer{rate: s.opts.MaxWriteRate, stop: s.stop}
+	// While a full file system holds the capacity below MaxBytes, the
+	// writer looks at the free space every SpaceCheckInterval (checkSpace).
+	var check *time.Ticker
+	var checkC <-chan time.Time
+	defer func() {
+		if check != nil {
+			check.Stop()
+		}
+	}()
 	for {
+		if s.space.below != (check != nil) {
+			if s.space.below {
+				check = time.NewTicker(s.opts.SpaceCheckInterval)
+				checkC = check.C
+			} else {
+				check.Stop()
+				check, checkC = nil, nil
+			}
+		}
 		select {
+		case <-checkC:
+			s.checkSpace()
 		case <-s.stop:
 			for { // discard what is queued
 				select {
@@ -328,31 +348,4 @@ func (p *pacer) wait(n int64) error {
 
 func (p *pacer) duration(bytes int64) time.Duration {
 	return time.Duration(float64(bytes) / float64(p.rate) * float64(time.Second))
-}
-
-// noSpace handles a write the file system had no room for: the capacity
-// drops to what the store holds (or what it was, if less) less a margin of
-// a sixteenth of that or twice the failed write, whichever is more, so
-// that the next writes (which need room before eviction makes it) fit;
-// the store evicts down to it.
-func (s *Store) noSpace(size int64, err error) {
-	s.c.nospace.Add(1)
-	s.polMu.Lock()
-	old := s.pol.capacity
-	held := s.pol.bytes()
-	base := min(old, held)
-	victims := s.pol.setCapacity(base-max(base/16, 2*blocks(size)), s.now().UnixNano(), nil)
-	lowered := s.pol.capacity
-	s.polMu.Unlock()
-	if s.c.nospace.Load() == 1 {
-		s.log.Warn("diskstore: file system full: capacity lowered to what fits",
-			"err", err, "write_bytes", size, "held_bytes", held, "old_max_bytes", old, "max_bytes", lowered)
-	} else {
-		s.log.Debug("diskstore: file system full again: capacity lowered",
-			"write_bytes", size, "held_bytes", held, "max_bytes", lowered)
-	}
-	s.evictVictims(victims)
-	// Files unlinked while an entry still holds them open keep their
-	// space until the collector closes them.
-	collect()
 }
