@@ -29,7 +29,9 @@ var (
 	diskLabels       = []string{"path"}
 	descDiskItems    = prometheus.NewDesc("outpost_disk_items", "Entries in the cache directory.", diskLabels, nil)
 	descDiskBytes    = prometheus.NewDesc("outpost_disk_bytes", "Bytes of the directory's cache files (4 KiB blocks).", diskLabels, nil)
-	descDiskMax      = prometheus.NewDesc("outpost_disk_max_bytes", "The directory's effective capacity (lower than configured after the file system ran full).", diskLabels, nil)
+	descDiskMax      = prometheus.NewDesc("outpost_disk_max_bytes", "The directory's effective capacity (lower than configured after the file system ran full, until its free space came back).", diskLabels, nil)
+	descDiskConf     = prometheus.NewDesc("outpost_disk_configured_bytes", "The directory's configured capacity (pops[].disk size); outpost_disk_max_bytes returns to it once the file system has room again.", diskLabels, nil)
+	descDiskCapacity = prometheus.NewDesc("outpost_disk_capacity_changes_total", "Changes of the effective capacity: lowered (a write found the file system full), raised (its free space came back).", []string{"path", "direction"}, nil)
 	descDiskHealthy  = prometheus.NewDesc("outpost_disk_healthy", "1 while the directory is in service, 0 after an I/O error took it out.", diskLabels, nil)
 	descDiskWrites   = prometheus.NewDesc("outpost_disk_writes_total", "Cache files written and published.", diskLabels, nil)
 	descDiskWritten  = prometheus.NewDesc("outpost_disk_written_bytes_total", "Bytes written to cache files.", diskLabels, nil)
@@ -52,7 +54,7 @@ type diskCollector struct{ p *PoP }
 
 func (c diskCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTierHits, descDiskServed, descDiskServedBytes, descPromotions, descPromotionDrops, descPromotionPaced, descPurgedOnLoad, descJournalErrors,
-		descDiskItems, descDiskBytes, descDiskMax, descDiskHealthy, descDiskWrites, descDiskWritten, descDiskErrors,
+		descDiskItems, descDiskBytes, descDiskMax, descDiskConf, descDiskCapacity, descDiskHealthy, descDiskWrites, descDiskWritten, descDiskErrors,
 		descDiskAdmit, descDiskReject, descDiskFree, descDiskDrops, descDiskEvict, descDiskQueued, descDiskLoad, descDiskLoadDone,
 		descDiskRead, descDiskWrite, descDiskOpen} {
 		ch <- d
@@ -87,6 +89,9 @@ func (c diskCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descDiskItems, float64(s.Items), path)
 		gauge(descDiskBytes, float64(s.Bytes), path)
 		gauge(descDiskMax, float64(s.MaxBytes), path)
+		gauge(descDiskConf, float64(s.ConfiguredBytes), path)
+		counter(descDiskCapacity, s.CapacityLowered, path, "lowered")
+		counter(descDiskCapacity, s.CapacityRaised, path, "raised")
 		gauge(descDiskHealthy, boolValue(s.Healthy), path)
 		counter(descDiskWrites, s.Writes, path)
 		counter(descDiskWritten, s.BytesWritten, path)
