@@ -317,12 +317,13 @@ func TestFreeSpaceKeepsCapacity(t *testing.T) {
 			mnt := mountTmpfs(t, 8<<20)
 			const maxBytes = 5 << 20
 			s := openTest(t, Options{Dir: mnt, MaxBytes: maxBytes, MinUses: 1, SpaceCheckInterval: 10 * time.Millisecond})
-			release := make(chan struct{})
+			release, blocked := make(chan struct{}), make(chan struct{})
 			t.Cleanup(func() { close(release) }) // before the store's Close
 			if tt.block {
 				var first atomic.Bool
 				s.setFault(func(op string) error {
 					if op == "unlink" && first.CompareAndSwap(false, true) {
+						close(blocked)
 						<-release
 					}
 					return nil
@@ -333,6 +334,19 @@ func TestFreeSpaceKeepsCapacity(t *testing.T) {
 			for i := range 40 {
 				s.Set(entryFor(fmt.Sprint("k", i), size), time.Hour)
 				settle(t, s)
+				if tt.block && s.Stats().Evictions > 0 {
+					// The first file evicted is the deleter's (the file
+					// system has room for a few more): let it block there
+					// before the writer can run out of space and unlink.
+					waitFor(t, "the deleter to block", func() bool {
+						select {
+						case <-blocked:
+							return true
+						default:
+							return false
+						}
+					})
+				}
 			}
 			st := s.DiskStats()
 			if (st.NoSpace > 0) != tt.wantNoSpace {
