@@ -278,7 +278,11 @@ func TestFullDiskRecovers(t *testing.T) {
 		notAbove()
 		return s.Stats().MaxBytes == maxBytes
 	})
-	if got := strings.Count(logs.String(), "free space is back"); got != 1 || !strings.Contains(logs.String(), "level=INFO msg=\"diskstore: free space is back") {
+	// The record is written just after the capacity is raised.
+	waitFor(t, "an INFO record of the recovery", func() bool {
+		return strings.Contains(logs.String(), "level=INFO msg=\"diskstore: free space is back")
+	})
+	if got := strings.Count(logs.String(), "free space is back"); got != 1 {
 		t.Errorf("%d records of the recovery, want one at INFO:\n%s", got, logs.String())
 	}
 	if st := s.DiskStats(); st.CapacityRaised == 0 {

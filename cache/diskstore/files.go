@@ -408,6 +408,11 @@ type deleter struct {
 	q     []doomed
 	wake  chan struct{}
 	bytes atomic.Int64 // of the files queued or being unlinked, in blocks
+	// unlinking is read-held by each unlink from the file's removal to
+	// the decrement of bytes, and write-held while the writer measures
+	// the directory's room (measureRoom), so that a file counts either in
+	// bytes or in the file system's free space: never in neither.
+	unlinking sync.RWMutex
 }
 
 func (d *deleter) init() { d.wake = make(chan struct{}, 1) }
@@ -456,7 +461,6 @@ func (s *Store) unlinkQueued() {
 		s.del.q = s.del.q[1:]
 		s.del.mu.Unlock()
 		s.unlinkDoomed(d)
-		s.del.bytes.Add(-d.it.node.size)
 	}
 }
 
@@ -473,6 +477,7 @@ func (s *Store) unlinkDoomed(d doomed) {
 		e = s.readBack(path, name, it.key)
 	}
 	sh := s.shardOf(it.hash)
+	s.del.unlinking.RLock()
 	sh.mu.Lock()
 	if sh.doomed[it.key] == it {
 		delete(sh.doomed, it.key)
@@ -485,6 +490,8 @@ func (s *Store) unlinkDoomed(d doomed) {
 		sh.unlinks++
 	}
 	sh.mu.Unlock()
+	s.del.bytes.Add(-it.node.size)
+	s.del.unlinking.RUnlock()
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.ioError("unlink", err)
 	}

@@ -91,12 +91,9 @@ func (s *Store) noSpace(size int64, err error) {
 		s.log.Debug("diskstore: file system full while loading: write dropped", "err", err, "write_bytes", size)
 		return
 	}
-	fs, ferr := statFS(s.dir)
 	quota := errors.Is(err, syscall.EDQUOT)
-	s.polMu.Lock()
+	ours, fs, ferr := s.measureRoom() // polMu held from here
 	old := s.pol.capacity
-	held := s.pol.bytes()
-	ours := held + s.del.bytes.Load() // what the deleter has in hand still takes space
 	room := ours
 	if ferr == nil && !quota {
 		room += fs.avail
@@ -144,17 +141,16 @@ func (s *Store) noSpace(size int64, err error) {
 // has gained (see above). It runs on the writer, every SpaceCheckInterval
 // while the capacity is below MaxBytes.
 func (s *Store) checkSpace() {
-	fs, err := statFS(s.dir)
+	ours, fs, err := s.measureRoom() // polMu held from here
+	old := s.pol.capacity
 	if err != nil {
+		s.polMu.Unlock()
 		if !s.space.warned {
 			s.space.warned = true // one record, not one per interval
 			s.log.Warn("diskstore: cannot look at the free space: the capacity stays lowered", "err", err)
 		}
 		return
 	}
-	s.polMu.Lock()
-	old := s.pol.capacity
-	ours := s.pol.bytes() + s.del.bytes.Load()
 	target := min(ours+fs.avail-s.space.offset, s.opts.MaxBytes)
 	// Raise by whole steps (a quarter of the headroom), or to MaxBytes,
 	// so that a few KiB freed do not count as a raise each.
@@ -177,4 +173,21 @@ func (s *Store) checkSpace() {
 	} else {
 		s.log.Debug("diskstore: capacity raised", "free_bytes", fs.avail, "old_max_bytes", old, "max_bytes", now)
 	}
+}
+
+// measureRoom returns the bytes the store's files take (indexed, and
+// evicted but not unlinked yet) and what statfs says of the file system,
+// taken together so that no file the deleter unlinks meanwhile counts in
+// neither; it returns with polMu held, for the caller to unlock, so that
+// no file leaves the index meanwhile either (but for a Delete, or an
+// expiry found by a Get, whose file may then count in neither: a capacity
+// a file too low, which the next check corrects). Lock order: unlinking,
+// then polMu (the deleter holds unlinking before a shard's lock, which
+// comes before polMu).
+func (s *Store) measureRoom() (ours int64, fs fsSpace, err error) {
+	s.del.unlinking.Lock()
+	defer s.del.unlinking.Unlock()
+	fs, err = statFS(s.dir)
+	s.polMu.Lock()
+	return s.pol.bytes() + s.del.bytes.Load(), fs, err
 }
