@@ -354,6 +354,10 @@ func (s *Store) Get(key string) (*cache.Entry, bool) {
 	}
 	h := s.hash(key)
 	sh := s.shardOf(h)
+	// Read before the index: a loader that finishes after the lookup
+	// below may have indexed key meanwhile, which a Get that saw it done
+	// only then would miss without looking at the file.
+	loading := s.loading.Load()
 	sh.mu.RLock()
 	w := sh.pending[key]
 	it := sh.items[key]
@@ -375,7 +379,7 @@ func (s *Store) Get(key string) (*cache.Entry, bool) {
 			it.hit()
 			return e, true
 		}
-	} else if s.loading.Load() {
+	} else if loading {
 		if e, ok := s.openUnindexed(sh, key, h, now); ok {
 			return e, true
 		}
