@@ -47,9 +47,6 @@ const (
 	writeHeadroom = 2
 )
 
-// errNoStatfs is statFS's error where the platform has no statfs.
-var errNoStatfs = errors.New("diskstore: no statfs on this platform")
-
 // fsSpace is what statfs says of a file system, in bytes.
 type fsSpace struct {
 	avail int64 // free for an unprivileged user; 0 if no inode is free
