@@ -280,6 +280,41 @@ func TestFastPathTimeouts(t *testing.T) {
 	}
 }
 
+// TestFastPathHeadDeadlineOnKeptAlive checks that a request head begun
+// on a kept-alive connection, and never finished, gets the head's
+// deadline (read_header), not what is left of the idle timeout: the fast
+// path sets the head's deadline once the first bytes come, unless the
+// whole head came with them.
+func TestFastPathHeadDeadlineOnKeptAlive(t *testing.T) {
+	o := fastOrigin(t)
+	yaml := strings.Replace(fastConfig(o.URL), "    drain: 0s\n", "    drain: 0s\n    timeouts: {read_header: 300ms, idle: 60s}\n", 1)
+	tp := startPoPConfig(t, yaml)
+	tp.get(t, "/obj")
+	waitFor(t, "the object stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items > 0 })
+	c, err := net.Dial("tcp", strings.TrimPrefix(tp.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	io.WriteString(c, "GET /obj HTTP/1.1\r\nHost: demo") // and nothing more
+	start := time.Now()
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after the head's deadline: %v, want EOF (the server closes)", err)
+	}
+	// Closed by the 300 ms head deadline; the idle timeout would take 60 s.
+	if waited := time.Since(start); waited > 20*time.Second {
+		t.Errorf("closed after %v: the idle timeout, not the head's", waited)
+	}
+}
+
 func fastConfig(originURL string) string {
 	return strings.Replace(bigConfig(originURL, ""), "max_object: 32MiB", "max_object: 1MiB", 1)
 }

@@ -15,6 +15,7 @@ package fastpath
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -346,7 +347,12 @@ func (s *Server) serveConn(fc *fastConn) {
 			c.Close()
 			return
 		}
-		setReadDeadline(c, s.readHeader)
+		// The head's own deadline, unless the whole head is in already
+		// (nearly always: a request head comes in one segment), so that
+		// readHead reads nothing more: setting a deadline updates a timer.
+		if buf, _ := br.Peek(br.Buffered()); !bytes.Contains(buf, headEnd) {
+			setReadDeadline(c, s.readHeader)
+		}
 		head, ok := readHead(br)
 		if !ok {
 			s.handOff(fc, br, fresh)
@@ -418,6 +424,9 @@ func (s *Server) handOff(fc *fastConn, br *bufio.Reader, fresh bool) {
 	}
 	to.give(&bufferedConn{clientConn: fc.c, br: br})
 }
+
+// headEnd ends a request head.
+var headEnd = []byte("\r\n\r\n")
 
 // h2Preface is the HTTP/2 client preface (RFC 9113 §3.4).
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
