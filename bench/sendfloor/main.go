@@ -28,6 +28,8 @@ import (
 	"strconv"
 	"syscall"
 	"unsafe"
+
+	"github.com/outpost-cdn/outpost/rawsock"
 )
 
 // raw: see the -raw flag.
@@ -99,11 +101,11 @@ func serve(c *net.TCPConn, files []*os.File, head []byte, offset, size int64) {
 	if err != nil {
 		return
 	}
-	var in io.Reader = c
-	if raw {
-		in = rawReader{sock}
+	var rw io.ReadWriter = c
+	if rs := rawsock.New(c); raw && rs != nil {
+		rw = rs
 	}
-	br := bufio.NewReaderSize(in, 4096)
+	br := bufio.NewReaderSize(rw, 4096)
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
@@ -120,11 +122,7 @@ func serve(c *net.TCPConn, files []*os.File, head []byte, offset, size int64) {
 				break
 			}
 		}
-		if raw {
-			if err := rawWrite(sock, head); err != nil {
-				return
-			}
-		} else if _, err := c.Write(head); err != nil {
+		if _, err := rw.Write(head); err != nil {
 			return
 		}
 		if err := sendFile(sock, files[h.Sum32()%uint32(len(files))], offset, size); err != nil {
@@ -172,57 +170,4 @@ func sendfile(out, in int, off *int64, n int) (int, error) {
 		return 0, e
 	}
 	return int(r), nil
-}
-
-// rawReader reads a socket with read(2) made as a RawSyscall, waiting in
-// the runtime's poller when there is nothing to read.
-type rawReader struct{ sock syscall.RawConn }
-
-func (r rawReader) Read(p []byte) (int, error) {
-	var n int
-	var rerr error
-	err := r.sock.Read(func(fd uintptr) bool {
-		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		switch {
-		case e == syscall.EAGAIN:
-			return false
-		case e != 0:
-			rerr = e
-		case m == 0:
-			rerr = io.EOF
-		default:
-			n = int(m)
-		}
-		return true
-	})
-	if err != nil {
-		return n, err
-	}
-	return n, rerr
-}
-
-// rawWrite writes p to a socket with write(2) made as a RawSyscall,
-// waiting in the runtime's poller when the socket is full.
-func rawWrite(sock syscall.RawConn, p []byte) error {
-	var werr error
-	err := sock.Write(func(fd uintptr) bool {
-		for len(p) > 0 {
-			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch {
-			case e == syscall.EAGAIN:
-				return false
-			case e == syscall.EINTR:
-				continue
-			case e != 0:
-				werr = e
-				return true
-			}
-			p = p[m:]
-		}
-		return true
-	})
-	if err != nil {
-		return err
-	}
-	return werr
 }

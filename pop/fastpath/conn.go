@@ -13,6 +13,7 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/outpost-cdn/outpost/cache/blob"
+	"github.com/outpost-cdn/outpost/rawsock"
 )
 
 // Client connections on the clear and TLS listeners go through a
@@ -104,7 +105,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		l.open.Add(-1)
 		return c, nil
 	}
-	cc := &clientConn{TCPConn: tc, l: l, raw: newRawSock(tc)}
+	cc := &clientConn{TCPConn: tc, l: l, raw: rawsock.New(tc)}
 	l.wrapProxy(cc)
 	return cc, nil
 }
@@ -128,7 +129,7 @@ func (l *Listener) Close() error {
 type clientConn struct {
 	*net.TCPConn
 	l   *Listener
-	raw *rawSock // the socket's raw reads and writes (rawsock_linux.go); nil: TCPConn's
+	raw *rawsock.Sock // the socket's raw reads and writes; nil: TCPConn's
 
 	armed  atomic.Int64 // when the send deadline was last armed (Unix ns); 0: at the next write
 	acked  atomic.Int64 // bytes the client had acknowledged at the last stall (0 before one)
@@ -215,7 +216,7 @@ func (c *clientConn) sockRead(p []byte) (int, error) {
 // connection: blob's sendfile asks for it on every body).
 func (c *clientConn) SyscallConn() (syscall.RawConn, error) {
 	if c.raw != nil {
-		return c.raw.rc, nil
+		return c.raw.RawConn(), nil
 	}
 	return c.TCPConn.SyscallConn()
 }

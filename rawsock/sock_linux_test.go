@@ -1,4 +1,4 @@
-package fastpath
+package rawsock
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ func tcpPair(t *testing.T) (server, client *net.TCPConn) {
 	return s.(*net.TCPConn), c.(*net.TCPConn)
 }
 
-// rwConn is the reading and writing side under test: a rawSock, or the
+// rwConn is the reading and writing side under test: a Sock, or the
 // TCPConn itself.
 type rwConn interface {
 	Read([]byte) (int, error)
@@ -61,10 +61,10 @@ func errClass(err error) string {
 	return "other: " + err.Error()
 }
 
-// TestRawSockMatchesTCPConn checks that a rawSock reads, writes and fails
+// TestSockMatchesTCPConn checks that a rawSock reads, writes and fails
 // as net.TCPConn does, case by case (differential: the fast path's callers,
 // net/http and crypto/tls among them, tell errors apart by these).
-func TestRawSockMatchesTCPConn(t *testing.T) {
+func TestSockMatchesTCPConn(t *testing.T) {
 	cases := []struct {
 		name string
 		run  func(t *testing.T, s rwConn, server, client *net.TCPConn) string
@@ -133,22 +133,22 @@ func TestRawSockMatchesTCPConn(t *testing.T) {
 			server, client := tcpPair(t)
 			want := tc.run(t, server, server, client)
 			server, client = tcpPair(t)
-			rs := newRawSock(server)
+			rs := New(server)
 			if rs == nil {
 				t.Fatal("no raw socket")
 			}
 			if got := tc.run(t, rs, server, client); got != want {
-				t.Errorf("rawSock: %q, net.TCPConn: %q", got, want)
+				t.Errorf("Sock: %q, net.TCPConn: %q", got, want)
 			}
 			t.Logf("both: %s", want)
 		})
 	}
 }
 
-// TestRawSockAllocs checks that a read and a write allocate nothing.
-func TestRawSockAllocs(t *testing.T) {
+// TestSockAllocs checks that a read and a write allocate nothing.
+func TestSockAllocs(t *testing.T) {
 	server, client := tcpPair(t)
-	rs := newRawSock(server)
+	rs := New(server)
 	if rs == nil {
 		t.Fatal("no raw socket")
 	}
