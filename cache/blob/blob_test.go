@@ -109,53 +109,65 @@ func itoa(n int) string {
 // offset, a limited length, and a body many times the socket buffers (so
 // sendfile must wait for the reader, EAGAIN).
 func TestSendTo(t *testing.T) {
+	for _, tt := range sendToCases(t) {
+		t.Run(tt.name, func(t *testing.T) { checkSendTo(t, newBlob(t, tt.data), tt.data, tt.start, tt.n) })
+	}
+}
+
+// sendToCase is a body and the part of it SendTo is asked for.
+type sendToCase struct {
+	name  string
+	data  []byte
+	start int64
+	n     int64
+}
+
+// sendToCases are the SendTo cases of memory and file blobs: whole, from
+// an offset, a limited length, and a body many times the socket buffers.
+func sendToCases(t *testing.T) []sendToCase {
 	big := randomBytes(t, 4<<20)
-	tests := []struct {
-		name  string
-		data  []byte
-		start int64
-		n     int64
-	}{
+	return []sendToCase{
 		{"small body whole", []byte("hello, sendfile"), 0, -1},
 		{"from an offset", big[:1<<20], 1000, -1},
 		{"limited length", big[:1<<20], 10, 5000},
 		{"limit past the end stops at the end", big[:1<<20], 1<<20 - 100, 1 << 20},
 		{"large body against small socket buffers", big, 0, -1},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b := newBlob(t, tt.data)
-			server, client := tcpPair(t)
-			// Small buffers force sendfile to fill the socket and wait.
-			client.SetReadBuffer(32 << 10)
-			server.SetWriteBuffer(32 << 10)
+}
 
-			want := tt.data[tt.start:]
-			if tt.n >= 0 && tt.n < int64(len(want)) {
-				want = want[:tt.n]
-			}
-			got := make(chan []byte, 1)
-			go func() {
-				buf, _ := io.ReadAll(io.LimitReader(client, int64(len(want))))
-				got <- buf
-			}()
-			r := b.NewReader()
-			r.Seek(tt.start, io.SeekStart)
-			server.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			n, err := r.SendTo(server, tt.n)
-			if err != nil {
-				t.Fatalf("SendTo: %v", err)
-			}
-			if n != int64(len(want)) {
-				t.Fatalf("SendTo sent %d bytes, want %d", n, len(want))
-			}
-			if r.Remaining() != int64(len(tt.data))-tt.start-n {
-				t.Errorf("Remaining = %d after sending", r.Remaining())
-			}
-			if buf := <-got; !bytes.Equal(buf, want) {
-				t.Errorf("received %d bytes, not the %d sent (or different bytes)", len(buf), len(want))
-			}
-		})
+// checkSendTo sends b, whose body is data, from start for n bytes (the
+// rest when n < 0) over a real TCP connection with small socket buffers
+// (so sendfile must fill the socket and wait), and checks what arrives and
+// the reader's offset after.
+func checkSendTo(t *testing.T, b *Blob, data []byte, start, n int64) {
+	t.Helper()
+	server, client := tcpPair(t)
+	client.SetReadBuffer(32 << 10)
+	server.SetWriteBuffer(32 << 10)
+	want := data[start:]
+	if n >= 0 && n < int64(len(want)) {
+		want = want[:n]
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		buf, _ := io.ReadAll(io.LimitReader(client, int64(len(want))))
+		got <- buf
+	}()
+	r := b.NewReader()
+	r.Seek(start, io.SeekStart)
+	server.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	sent, err := r.SendTo(server, n)
+	if err != nil {
+		t.Fatalf("SendTo: %v", err)
+	}
+	if sent != int64(len(want)) {
+		t.Fatalf("SendTo sent %d bytes, want %d", sent, len(want))
+	}
+	if r.Remaining() != int64(len(data))-start-sent {
+		t.Errorf("Remaining = %d after sending", r.Remaining())
+	}
+	if buf := <-got; !bytes.Equal(buf, want) {
+		t.Errorf("received %d bytes, not the %d sent (or different bytes)", len(buf), len(want))
 	}
 }
 
@@ -168,6 +180,24 @@ func TestSendToClosedPeer(t *testing.T) {
 	server.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	if _, err := b.NewReader().SendTo(server, -1); err == nil {
 		t.Fatal("SendTo to a closed peer succeeded")
+	}
+}
+
+// collectUntil collects garbage until cond holds (the blobs' cleanups
+// close their files after a collection), failing after 10 s.
+func collectUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			c, n := Open()
+			t.Fatalf("timed out waiting for %s: %d blobs, %d bytes and %d file blobs open", what, c, n, OpenFiles())
+		}
+		time.Sleep(time.Millisecond) // polling interval for the cleanup goroutine
 	}
 }
 
@@ -203,18 +233,7 @@ func TestLimitAndRelease(t *testing.T) {
 	// The probe and the blobs of the tests before are garbage whose
 	// cleanups may close them at any moment: wait until they have, so
 	// that the counts below move only with this test's blobs.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		runtime.GC()
-		if c, _ := Open(); c == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			c, n := Open()
-			t.Fatalf("blobs of earlier tests still open: %d blobs, %d bytes", c, n)
-		}
-		time.Sleep(time.Millisecond) // polling interval for the cleanup goroutine
-	}
+	collectUntil(t, "the blobs of earlier tests closed", func() bool { c, _ := Open(); return c == 0 })
 	count0, bytes0 := Open()
 	SetLimit(count0 + 2)
 	a, err := New("a", make([]byte, 1000))
@@ -234,18 +253,7 @@ func TestLimitAndRelease(t *testing.T) {
 	runtime.KeepAlive(a)
 	runtime.KeepAlive(b)
 	a, b = nil, nil
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		runtime.GC()
-		if c, _ := Open(); c <= count0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			c, n := Open()
-			t.Fatalf("unreferenced blobs still open: %d blobs, %d bytes (before: %d)", c, n, count0)
-		}
-		time.Sleep(time.Millisecond) // polling interval for the cleanup goroutine
-	}
+	collectUntil(t, "the unreferenced blobs closed", func() bool { c, _ := Open(); return c <= count0 })
 	SetLimit(0)
 	if _, err := New("off", []byte("x")); !errors.Is(err, ErrLimit) {
 		t.Errorf("New with blobs off: err = %v, want ErrLimit", err)

@@ -15,7 +15,13 @@ import (
 // opened for reading, with data's offset.
 func windowFile(t *testing.T, prefix, data, suffix []byte) (*os.File, int64) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "object")
+	return windowFileIn(t, t.TempDir(), prefix, data, suffix)
+}
+
+// windowFileIn is windowFile in dir.
+func windowFileIn(t *testing.T, dir string, prefix, data, suffix []byte) (*os.File, int64) {
+	t.Helper()
+	path := filepath.Join(dir, "object")
 	all := append(append(append([]byte(nil), prefix...), data...), suffix...)
 	if err := os.WriteFile(path, all, 0o644); err != nil {
 		t.Fatal(err)
@@ -106,66 +112,30 @@ func TestFromFileTruncated(t *testing.T) {
 // whole, from an offset, a limited length, and many times the socket
 // buffers.
 func TestFromFileSendTo(t *testing.T) {
-	big := randomBytes(t, 4<<20)
-	tests := []struct {
-		name  string
-		data  []byte
-		start int64
-		n     int64
-	}{
-		{"small body whole", []byte("hello, sendfile"), 0, -1},
-		{"from an offset", big[:1<<20], 1000, -1},
-		{"limited length", big[:1<<20], 10, 5000},
-		{"limit past the end stops at the end", big[:1<<20], 1<<20 - 100, 1 << 20},
-		{"large body against small socket buffers", big, 0, -1},
-	}
+	tests := sendToCases(t)
 	// The three ways sendfile is made: raw (the window is in the page
-	// cache), through the scheduler (its pages were dropped: on a file
-	// system that honours POSIX_FADV_DONTNEED, not tmpfs), and through the
+	// cache), through the scheduler (its pages were dropped, in a
+	// directory whose file system drops them: droppableDir), and through the
 	// scheduler because raw calls are off.
 	modes := []struct {
-		name          string
-		drop, nothing bool
+		name        string
+		drop, noRaw bool
 	}{{"resident", false, false}, {"dropped from the page cache", true, false}, {"raw calls off", false, true}}
 	for _, mode := range modes {
 		for _, tt := range tests {
 			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
-				f, off := windowFile(t, bytes.Repeat([]byte{0xAA}, 77), tt.data, bytes.Repeat([]byte{0xBB}, 5000))
+				dir := t.TempDir()
+				if mode.drop {
+					dir = droppableDir(t)
+				}
+				f, off := windowFileIn(t, dir, bytes.Repeat([]byte{0xAA}, 77), tt.data, bytes.Repeat([]byte{0xBB}, 5000))
 				if mode.drop {
 					dropPages(f)
 				}
-				if mode.nothing {
+				if mode.noRaw {
 					defer noRawSendfile()()
 				}
-				b := FromFile(f, off, int64(len(tt.data)))
-				server, client := tcpPair(t)
-				client.SetReadBuffer(32 << 10)
-				server.SetWriteBuffer(32 << 10)
-				want := tt.data[tt.start:]
-				if tt.n >= 0 && tt.n < int64(len(want)) {
-					want = want[:tt.n]
-				}
-				got := make(chan []byte, 1)
-				go func() {
-					buf, _ := io.ReadAll(io.LimitReader(client, int64(len(want))))
-					got <- buf
-				}()
-				r := b.NewReader()
-				r.Seek(tt.start, io.SeekStart)
-				server.SetWriteDeadline(time.Now().Add(30 * time.Second))
-				n, err := r.SendTo(server, tt.n)
-				if err != nil {
-					t.Fatalf("SendTo: %v", err)
-				}
-				if n != int64(len(want)) {
-					t.Fatalf("SendTo sent %d bytes, want %d", n, len(want))
-				}
-				if r.Remaining() != int64(len(tt.data))-tt.start-n {
-					t.Errorf("Remaining = %d after sending", r.Remaining())
-				}
-				if buf := <-got; !bytes.Equal(buf, want) {
-					t.Errorf("received %d bytes, not the %d sent (or different bytes)", len(buf), len(want))
-				}
+				checkSendTo(t, FromFile(f, off, int64(len(tt.data))), tt.data, tt.start, tt.n)
 			})
 		}
 	}
@@ -175,14 +145,7 @@ func TestFromFileSendTo(t *testing.T) {
 // accounting and that the garbage collector closes their files.
 func TestFromFileAccounting(t *testing.T) {
 	// Blobs of the tests before may still wait for their cleanup.
-	deadline := time.Now().Add(10 * time.Second)
-	for OpenFiles() > 0 {
-		runtime.GC()
-		if time.Now().After(deadline) {
-			t.Fatalf("file blobs of earlier tests still open: %d", OpenFiles())
-		}
-		time.Sleep(time.Millisecond) // polling interval for the cleanup goroutine
-	}
+	collectUntil(t, "the file blobs of earlier tests closed", func() bool { return OpenFiles() == 0 })
 	files0 := OpenFiles()
 	count0, bytes0 := Open()
 	var keep []*Blob
@@ -198,12 +161,5 @@ func TestFromFileAccounting(t *testing.T) {
 	}
 	runtime.KeepAlive(keep)
 	keep = nil
-	deadline = time.Now().Add(10 * time.Second)
-	for OpenFiles() > files0 {
-		runtime.GC()
-		if time.Now().After(deadline) {
-			t.Fatalf("unreferenced file blobs still open: %d (before: %d)", OpenFiles(), files0)
-		}
-		time.Sleep(time.Millisecond) // polling interval for the cleanup goroutine
-	}
+	collectUntil(t, "the unreferenced file blobs closed", func() bool { return OpenFiles() <= files0 })
 }

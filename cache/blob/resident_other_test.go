@@ -2,8 +2,13 @@
 
 package blob
 
-import "os"
+import (
+	"os"
+	"testing"
+)
 
 func dropPages(*os.File) {}
 
 func noRawSendfile() func() { return func() {} }
+
+func droppableDir(t *testing.T) string { return t.TempDir() }

@@ -69,10 +69,7 @@ func TestRestart(t *testing.T) {
 	// The loader logs "index loaded" just after it sets Done (which
 	// loaded waited for): wait for the record instead of reading the log
 	// at once.
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(logs.String(), "index loaded") && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond) // polling interval
-	}
+	waitFor(t, `the "index loaded" log record`, func() bool { return strings.Contains(logs.String(), "index loaded") })
 	for _, want := range []string{"loading the index", "index loaded", "loaded=300"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("logs lack %q:\n%s", want, logs.String())
