@@ -31,7 +31,7 @@ func BenchmarkFastPathParse(b *testing.B) {
 			for b.Loop() {
 				src.Reset(data)
 				br.Reset(src)
-				head, ok := readHead(br)
+				head, ok := readHead(br, nil)
 				if !ok || !parseRequest(head, &r) {
 					b.Fatalf("the fast path refused %q", h.head)
 				}

@@ -15,7 +15,6 @@ package fastpath
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -332,6 +331,7 @@ func (s *Server) serveConn(fc *fastConn) {
 	br := bufio.NewReaderSize(c, headMax)
 	first := true // no request read yet
 	fresh := true // nothing answered yet: a hand-off is net/http's start
+	headDeadline := func() { setReadDeadline(c, s.readHeader) }
 	for {
 		wait := s.idle
 		if first || wait <= 0 {
@@ -347,13 +347,10 @@ func (s *Server) serveConn(fc *fastConn) {
 			c.Close()
 			return
 		}
-		// The head's own deadline, unless the whole head is in already
-		// (nearly always: a request head comes in one segment), so that
-		// readHead reads nothing more: setting a deadline updates a timer.
-		if buf, _ := br.Peek(br.Buffered()); !bytes.Contains(buf, headEnd) {
-			setReadDeadline(c, s.readHeader)
-		}
-		head, ok := readHead(br)
+		// The head's own deadline once readHead must read more than came
+		// with the first bytes (rarely: a request head comes in one
+		// segment); setting a deadline updates a timer.
+		head, ok := readHead(br, headDeadline)
 		if !ok {
 			s.handOff(fc, br, fresh)
 			return
@@ -424,9 +421,6 @@ func (s *Server) handOff(fc *fastConn, br *bufio.Reader, fresh bool) {
 	}
 	to.give(&bufferedConn{clientConn: fc.c, br: br})
 }
-
-// headEnd ends a request head.
-var headEnd = []byte("\r\n\r\n")
 
 // h2Preface is the HTTP/2 client preface (RFC 9113 §3.4).
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

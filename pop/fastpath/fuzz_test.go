@@ -33,7 +33,7 @@ func FuzzParseRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReaderSize(bytes.NewReader(data), headMax)
-		head, ok := readHead(br)
+		head, ok := readHead(br, nil)
 		if !ok {
 			return
 		}

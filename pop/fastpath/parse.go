@@ -17,8 +17,9 @@ import (
 // with part of a head read — net/http then answers it. It is also false
 // as soon as the lines read so far are ones net/http would already have
 // rejected (see rejectedSoFar), so that net/http answers them as early as
-// it would alone.
-func readHead(br *bufio.Reader) (head []byte, ok bool) {
+// it would alone. more, if not nil, is called once before the first read
+// beyond what br had buffered (the caller sets the head's deadline).
+func readHead(br *bufio.Reader, more func()) (head []byte, ok bool) {
 	checked := 0 // bytes of complete lines checked
 	for {
 		buf, _ := br.Peek(br.Buffered())
@@ -42,6 +43,10 @@ func readHead(br *bufio.Reader) (head []byte, ok bool) {
 				return nil, false
 			}
 			checked = end
+		}
+		if more != nil {
+			more()
+			more = nil
 		}
 		if _, err := br.Peek(len(buf) + 1); err != nil {
 			return nil, false
