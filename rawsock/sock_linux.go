@@ -1,10 +1,12 @@
 package rawsock
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -19,6 +21,12 @@ type Sock struct {
 	rn     int
 	rerr   error
 	readFn func(fd uintptr) bool
+
+	// The read loop (Loop): its step, and the socket while a step runs.
+	step   func() bool
+	loopFD uintptr
+	inStep atomic.Bool
+	loopFn func(fd uintptr) bool
 
 	wmu     sync.Mutex
 	wp      []byte
@@ -37,6 +45,7 @@ func New(tc *net.TCPConn) *Sock {
 	s := &Sock{tc: tc, rc: rc}
 	s.readFn = s.read1
 	s.writeFn = s.write1
+	s.loopFn = s.loop1
 	return s
 }
 
@@ -81,6 +90,77 @@ func (s *Sock) read1(fd uintptr) bool {
 			s.rn = int(n)
 		}
 		return true
+	}
+}
+
+// Loop runs step inside one read of the socket through the poller
+// (RawConn.Read), until step returns true: step reads with ReadNow, and
+// returns false to wait until the socket has more to read, after which it
+// is called again. The poller's readiness is cleared only when Loop
+// starts, not between steps, so a step may wait without reading until
+// ReadNow fails with ErrWouldBlock once it knows the socket is drained (its
+// last read was short): no data that arrived meanwhile is missed, as every
+// arrival after that read wakes the wait. That saves the read(2) per
+// request that would only say "nothing yet" (nginx skips it the same way).
+//
+// Loop returns what the wait failed with (the read deadline, the
+// connection closed), wrapped as Read's errors are, or nil when step ended
+// it. The connection's other methods may be used inside step (writes,
+// deadlines); its Read and Close may not: the read lock is held, and Close
+// waits for it.
+func (s *Sock) Loop(step func() bool) error {
+	s.rmu.Lock()
+	s.step = step
+	err := s.rc.Read(s.loopFn)
+	s.step = nil
+	s.rmu.Unlock()
+	if err != nil {
+		return s.opError("read", err)
+	}
+	return nil
+}
+
+// loop1 is one step of Loop.
+func (s *Sock) loop1(fd uintptr) bool {
+	s.loopFD = fd
+	s.inStep.Store(true)
+	done := s.step()
+	s.inStep.Store(false)
+	return done
+}
+
+// InStep reports whether a step of Loop is running. The connection must
+// not be closed from inside a step: Close waits for the read the step is
+// part of to end.
+func (s *Sock) InStep() bool { return s.inStep.Load() }
+
+// ErrWouldBlock is what ReadNow returns when the socket has nothing to
+// read yet: the step returns false to wait for more.
+var ErrWouldBlock = errors.New("rawsock: nothing to read yet")
+
+// ReadNow reads into p with one read(2), from inside a step of Loop (it
+// panics elsewhere): ErrWouldBlock when nothing has come yet, io.EOF at
+// the end of the input, and otherwise errors as Read's.
+func (s *Sock) ReadNow(p []byte) (int, error) {
+	if !s.inStep.Load() {
+		panic("rawsock: ReadNow outside Loop")
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, s.loopFD, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch {
+		case e == syscall.EAGAIN:
+			return 0, ErrWouldBlock
+		case e == syscall.EINTR:
+			continue
+		case e != 0:
+			return 0, s.opError("read", os.NewSyscallError("read", e))
+		case n == 0:
+			return 0, io.EOF
+		}
+		return int(n), nil
 	}
 }
 

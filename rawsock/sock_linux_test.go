@@ -1,12 +1,14 @@
 package rawsock
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -61,8 +63,25 @@ func errClass(err error) string {
 	return "other: " + err.Error()
 }
 
-// TestSockMatchesTCPConn checks that a rawSock reads, writes and fails
-// as net.TCPConn does, case by case (differential: the fast path's callers,
+// loopConn reads with one Loop per Read, whose step makes one ReadNow and
+// waits while it would block.
+type loopConn struct{ *Sock }
+
+func (c *loopConn) Read(p []byte) (int, error) {
+	var n int
+	var err error
+	lerr := c.Loop(func() bool {
+		n, err = c.ReadNow(p)
+		return err != ErrWouldBlock
+	})
+	if lerr != nil {
+		return 0, lerr
+	}
+	return n, err
+}
+
+// TestSockMatchesTCPConn checks that a Sock reads (with Read, and with
+// Loop and ReadNow), writes and fails as net.TCPConn does, case by case (differential: the fast path's callers,
 // net/http and crypto/tls among them, tell errors apart by these).
 func TestSockMatchesTCPConn(t *testing.T) {
 	cases := []struct {
@@ -140,7 +159,11 @@ func TestSockMatchesTCPConn(t *testing.T) {
 			if got := tc.run(t, rs, server, client); got != want {
 				t.Errorf("Sock: %q, net.TCPConn: %q", got, want)
 			}
-			t.Logf("both: %s", want)
+			server, client = tcpPair(t)
+			if got := tc.run(t, &loopConn{New(server)}, server, client); got != want {
+				t.Errorf("Sock's Loop and ReadNow: %q, net.TCPConn: %q", got, want)
+			}
+			t.Logf("all: %s", want)
 		})
 	}
 }
@@ -170,4 +193,122 @@ func TestSockAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per write and read, want 0", allocs)
 	}
+}
+
+// TestLoopMissesNothing runs an echo server in one Loop that, as the
+// PoP's serving loop does, waits without reading after a short read: the
+// client sends lines of random length, each after the echo of the one
+// before (a keep-alive client), or all at once (pipelined), through a read
+// buffer smaller than some lines. Every line comes back; a wake-up the
+// loop missed would hang the client until its deadline.
+func TestLoopMissesNothing(t *testing.T) {
+	for _, pipelined := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipelined=%v", pipelined), func(t *testing.T) {
+			server, client := tcpPair(t)
+			rs := New(server)
+			client.SetDeadline(time.Now().Add(20 * time.Second))
+			var lines []string
+			for i := range 300 {
+				lines = append(lines, strings.Repeat(string(rune('a'+i%26)), 1+(i*7919)%23)+"\n")
+			}
+			buf := make([]byte, 8)
+			var pending, reads, blocked int
+			steps := 0
+			loopErr := make(chan error, 1)
+			go func() {
+				loopErr <- rs.Loop(func() bool {
+					steps++
+					if !rs.InStep() {
+						t.Error("InStep false inside a step")
+					}
+					for {
+						n, err := rs.ReadNow(buf)
+						if err == ErrWouldBlock {
+							blocked++
+							return false
+						}
+						if err != nil {
+							if err != io.EOF {
+								t.Errorf("ReadNow: %v", err)
+							}
+							return true
+						}
+						reads++
+						if _, err := server.Write(buf[:n]); err != nil {
+							return true
+						}
+						pending += n
+						if n < len(buf) {
+							return false // drained: wait without reading
+						}
+					}
+				})
+			}()
+			br := bufio.NewReader(client)
+			if pipelined {
+				go io.WriteString(client, strings.Join(lines, ""))
+			}
+			for i, line := range lines {
+				if !pipelined {
+					io.WriteString(client, line)
+				}
+				got, err := br.ReadString('\n')
+				if err != nil || got != line {
+					t.Fatalf("line %d: %q, %v; want %q", i, got, err, line)
+				}
+			}
+			client.CloseWrite()
+			if err := <-loopErr; err != nil {
+				t.Fatalf("Loop: %v", err)
+			}
+			if rs.InStep() {
+				t.Error("InStep true after Loop")
+			}
+			t.Logf("%d steps, %d reads, %d would block", steps, reads, blocked)
+		})
+	}
+}
+
+// TestLoopEnds checks how a waiting Loop ends: at its read deadline, and
+// when another goroutine closes the connection.
+func TestLoopEnds(t *testing.T) {
+	tests := []struct {
+		name string
+		end  func(server *net.TCPConn)
+		want string
+	}{
+		{"the read deadline", func(server *net.TCPConn) { server.SetReadDeadline(time.Now().Add(20 * time.Millisecond)) }, "read: deadline"},
+		{"closed meanwhile", func(server *net.TCPConn) { go server.Close() }, "read: closed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			server, _ := tcpPair(t)
+			rs := New(server)
+			done := make(chan error, 1)
+			go func() {
+				done <- rs.Loop(func() bool {
+					_, err := rs.ReadNow(make([]byte, 8))
+					return err != ErrWouldBlock
+				})
+			}()
+			tt.end(server)
+			select {
+			case err := <-done:
+				if got := errClass(err); got != tt.want {
+					t.Errorf("Loop: %s, want %s", got, tt.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Loop did not end")
+			}
+		})
+	}
+	t.Run("ReadNow outside Loop", func(t *testing.T) {
+		server, _ := tcpPair(t)
+		defer func() {
+			if recover() == nil {
+				t.Error("ReadNow outside Loop did not panic")
+			}
+		}()
+		New(server).ReadNow(make([]byte, 1))
+	})
 }

@@ -266,7 +266,12 @@ func (c *clientConn) stalled(sent int64, err error) bool {
 	}
 	if c.cut.CompareAndSwap(false, true) {
 		c.l.sendTimeouts.Add(1)
-		c.closeConn()
+		// Inside a raw read loop's step (rawloop.go) Close would wait for
+		// the loop's read, held by this goroutine: the failed write ends
+		// the step, and the loop then closes the connection.
+		if c.raw == nil || !c.raw.InStep() {
+			c.closeConn()
+		}
 	}
 	return false
 }

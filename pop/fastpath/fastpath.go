@@ -188,6 +188,11 @@ type fastConn struct {
 	active bool      // serving a request (guarded by Server.mu)
 	req    Request
 	send   Sender
+
+	// Owned by the connection's serving goroutine:
+	first     bool  // no request read yet: the wait for one is read_header's
+	answered  bool  // something was answered: a hand-off goes to Midway
+	idleArmed int64 // when the idle read deadline in force was set (Unix ns); 0: another one is (armWait)
 }
 
 // headMax is the largest request head the fast path reads; a bigger one
@@ -328,57 +333,73 @@ func (s *Server) serveConn(fc *fastConn) {
 		return
 	}
 	c := fc.rw
-	br := bufio.NewReaderSize(c, headMax)
-	first := true // no request read yet
-	fresh := true // nothing answered yet: a hand-off is net/http's start
-	headDeadline := func() { setReadDeadline(c, s.readHeader) }
+	rd := &connReader{conn: c}
+	br := bufio.NewReaderSize(rd, headMax)
+	var loop *rawLoop
+	if fc.tc == nil && fc.c.raw != nil && fc.c.pp == nil {
+		loop = newRawLoop(s, fc, br, rd) // rawloop.go
+	}
+	fc.first = true
+	headDeadline := func() {
+		fc.idleArmed = 0
+		setReadDeadline(c, s.readHeader)
+	}
 	for {
-		wait := s.idle
-		if first || wait <= 0 {
-			wait = s.readHeader
-		}
-		first = false
-		setReadDeadline(c, wait)
-		if _, err := br.Peek(1); err != nil {
-			c.Close()
-			return
-		}
-		if !s.setActive(fc, true) {
-			c.Close()
-			return
-		}
-		// The head's own deadline once readHead must read more than came
-		// with the first bytes (rarely: a request head comes in one
-		// segment); setting a deadline updates a timer.
-		head, ok := readHead(br, headDeadline)
-		if !ok {
-			s.handOff(fc, br, fresh)
-			return
-		}
-		if !s.answer(fc, head) {
-			if !lendable(head) {
-				s.handOff(fc, br, fresh)
+		s.armWait(fc)
+		var head []byte // a whole head the Cache declined
+		if loop != nil {
+			switch loop.run() {
+			case exitClose:
+				c.Close()
 				return
+			case exitDeclined:
+				head = loop.head
 			}
-			// net/http answers this one request; then the connection
-			// comes back for the next.
-			fresh = false
-			loan := newLoanConn(fc.c, fc.tc, head)
-			br.Discard(len(head))
-			c.SetReadDeadline(time.Time{})
-			stop := watchClient(c, br, loan)
-			s.midway.give(loan.conn())
-			back := loan.returned()
-			stop()
-			if !back || !s.setActive(fc, false) {
+		} else {
+			if _, err := br.Peek(1); err != nil {
 				c.Close()
 				return
 			}
-			continue
+			if !s.setActive(fc, true) {
+				c.Close()
+				return
+			}
 		}
-		fresh = false
+		if head == nil {
+			// The head's own deadline once readHead must read more than
+			// came with the first bytes (rarely: a request head comes in
+			// one segment); setting a deadline updates a timer.
+			var ok bool
+			if head, ok = readHead(br, headDeadline); !ok {
+				s.handOff(fc, br, !fc.answered)
+				return
+			}
+			if s.answer(fc, head) {
+				fc.answered = true
+				br.Discard(len(head))
+				if fc.send.err != nil || fc.req.Close || !s.setActive(fc, false) {
+					c.Close()
+					return
+				}
+				continue
+			}
+		}
+		if !lendable(head) {
+			s.handOff(fc, br, !fc.answered)
+			return
+		}
+		// net/http answers this one request; then the connection comes
+		// back for the next.
+		fc.answered = true
+		loan := newLoanConn(fc.c, fc.tc, head)
 		br.Discard(len(head))
-		if fc.send.err != nil || fc.req.Close || !s.setActive(fc, false) {
+		fc.idleArmed = 0
+		c.SetReadDeadline(time.Time{})
+		stop := watchClient(c, br, loan)
+		s.midway.give(loan.conn())
+		back := loan.returned()
+		stop()
+		if !back || !s.setActive(fc, false) {
 			c.Close()
 			return
 		}

@@ -308,3 +308,85 @@ func TestParseRequestLogged(t *testing.T) {
 		})
 	}
 }
+
+// TestServerSegments sends requests in the pieces a client may send them
+// in, each row on one connection: whatever the segments, every answer
+// comes from the right side, in order. The clear listener serves inside
+// one poller read per connection (rawloop.go), waiting without a read
+// after a short one, so a wake-up it lost would hang a row (the
+// connection's deadline fails it); heads cut short and heads it declines
+// leave that loop and come back to it.
+func TestServerSegments(t *testing.T) {
+	ts := startServer(t, &fixedCache{})
+	const host = "Host: a.example\r\n"
+	hit := "GET /hit HTTP/1.1\r\n" + host + "\r\n"
+	many := strings.Repeat(hit, 200) // more than a buffer (headMax) of heads
+	tests := []struct {
+		name     string
+		segments []string // written one by one, each after the answers to the one before
+		answers  []int    // answers to read after each segment
+		want     string   // the bodies, joined by |
+	}{
+		{"one at a time, waiting for each answer", slices.Repeat([]string{hit}, 50), slices.Repeat([]int{1}, 50),
+			strings.TrimSuffix(strings.Repeat("hit|", 50), "|")},
+		{"a head in three segments", []string{"GET /hit HTT", "P/1.1\r\n" + host, "\r\n"}, []int{0, 0, 1}, "hit"},
+		{"a head in two, then a whole one", []string{"GET /hit HTTP/1.1\r\n", host + "\r\n", hit}, []int{0, 1, 1}, "hit|hit"},
+		{"a whole head and the start of the next", []string{hit + "GET /hit", " HTTP/1.1\r\n" + host + "\r\n"}, []int{1, 1}, "hit|hit"},
+		{"pipelined: a hit, a declined one, a hit", []string{hit + "GET /miss HTTP/1.1\r\n" + host + "\r\n" + hit}, []int{3},
+			"hit|net/http /miss|hit"},
+		{"declined, then hits waited for", []string{"GET /miss HTTP/1.1\r\n" + host + "\r\n", hit, hit}, []int{1, 1, 1},
+			"net/http /miss|hit|hit"},
+		{"more pipelined heads than a buffer holds", []string{many}, []int{200},
+			strings.TrimSuffix(strings.Repeat("hit|", 200), "|")},
+		{"RFC9112 2.2 a bare LF goes to net/http", []string{hit, "GET /hit HTTP/1.1\n" + host + "\r\n"}, []int{1, 1}, "hit|net/http /hit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", ts.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			var got []string
+			for i, seg := range tt.segments {
+				if _, err := io.WriteString(c, seg); err != nil {
+					t.Fatalf("segment %d: %v", i+1, err)
+				}
+				for range tt.answers[i] {
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						t.Fatalf("after segment %d: %v (bodies so far %q)", i+1, err, got)
+					}
+					body, err := io.ReadAll(resp.Body)
+					if err != nil {
+						t.Fatalf("after segment %d: body: %v", i+1, err)
+					}
+					got = append(got, string(body))
+				}
+			}
+			if g := strings.Join(got, "|"); g != tt.want {
+				t.Errorf("bodies %q, want %q", g, tt.want)
+			}
+		})
+	}
+	t.Run("the client leaves mid-head", func(t *testing.T) {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, hit+"GET /hit HTTP/1.1\r\nHo")
+		c.(*net.TCPConn).CloseWrite()
+		br := bufio.NewReader(c)
+		if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("the whole request's answer: %v", err)
+		}
+		// net/http, given the rest, answers the cut head or closes.
+		if _, err := io.Copy(io.Discard, br); err != nil {
+			t.Fatalf("after the cut head: %v, want the connection closed", err)
+		}
+	})
+}
