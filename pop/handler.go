@@ -92,10 +92,16 @@ func (p *PoP) serveOther(w http.ResponseWriter, r *http.Request, svc *service, h
 }
 
 // hostOnly lowercases a Host value and removes its port and a trailing dot.
+// A Host without a colon has no port: SplitHostPort is not asked, as it
+// would fail and allocate its error (most browsers' requests).
 func hostOnly(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+	split := false
+	if strings.IndexByte(host, ':') >= 0 {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host, split = h, true
+		}
+	}
+	if !split && strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
 		host = host[1 : len(host)-1]
 	}
 	host = strings.TrimSuffix(host, ".")
