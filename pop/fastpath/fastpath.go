@@ -300,14 +300,16 @@ func (s *Server) setActive(fc *fastConn, active bool) bool {
 // and returns ctx's error). Connections already handed to net/http are
 // its servers' to shut down.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// Connections are closed after the lock is let go: a Close waits for
+	// a read in progress, and the clear listener's serving loop reads
+	// while it answers (rawloop.go), marking the connection idle or busy
+	// under the lock. A connection found idle that turns busy meanwhile
+	// sees closing and closes itself; it answers nothing more.
 	s.mu.Lock()
 	s.closing = true
-	for fc := range s.conns {
-		if !fc.active {
-			fc.c.Close()
-		}
-	}
+	idle := s.connsWhere(func(fc *fastConn) bool { return !fc.active })
 	s.mu.Unlock()
+	closeAll(idle)
 	s.ln.Close()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -316,12 +318,29 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		s.mu.Lock()
-		for fc := range s.conns {
-			fc.c.Close()
-		}
+		all := s.connsWhere(func(*fastConn) bool { return true })
 		s.mu.Unlock()
+		closeAll(all)
 		<-done
 		return ctx.Err()
+	}
+}
+
+// connsWhere lists the tracked connections that match; s.mu must be held.
+func (s *Server) connsWhere(match func(*fastConn) bool) []*clientConn {
+	var cs []*clientConn
+	for fc := range s.conns {
+		if match(fc) {
+			cs = append(cs, fc.c)
+		}
+	}
+	return cs
+}
+
+// closeAll closes the connections.
+func closeAll(cs []*clientConn) {
+	for _, c := range cs {
+		c.Close()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -65,11 +66,18 @@ type testServer struct {
 
 func startServer(t *testing.T, c *fixedCache) *testServer {
 	t.Helper()
+	return startServerFor(t, c, c)
+}
+
+// startServerFor is startServer with any Cache (fc is ts.cache, may be
+// nil).
+func startServerFor(t *testing.T, c Cache, fc *fixedCache) *testServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{addr: ln.Addr().String(), cache: c}
+	ts := &testServer{addr: ln.Addr().String(), cache: fc}
 	l := NewListener(ln, 0, 10*time.Second, &ts.sent)
 	ts.srv = NewServer(l, c, Options{ReadHeaderTimeout: 10 * time.Second})
 	hs := &http.Server{
@@ -389,4 +397,178 @@ func TestServerSegments(t *testing.T) {
 			t.Fatalf("after the cut head: %v, want the connection closed", err)
 		}
 	})
+}
+
+// closingCache answers a request and returns only once its connection has
+// begun to close (Shutdown past its deadline), so that the connection is
+// marked idle again while Shutdown closes it.
+type closingCache struct{ started chan struct{} }
+
+func (c *closingCache) ServeFast(s *Sender, r *Request) {
+	s.Send(append(s.Buffer(), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"...), nil, nil)
+	c.started <- struct{}{}
+	for deadline := time.Now().Add(10 * time.Second); !s.c.closed.Load() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestServerShutdownMidAnswer shuts the server down while an answer is in
+// progress and lets the answer end only once Shutdown, its deadline past,
+// is closing the connection: Shutdown returns. (A Close waits for the
+// serving loop's read, and the loop, answer done, marks the connection
+// under the server's lock: closing under that lock deadlocked.)
+func TestServerShutdownMidAnswer(t *testing.T) {
+	cc := &closingCache{started: make(chan struct{}, 1)}
+	ts := startServerFor(t, cc, nil)
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /hit HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-cc.started
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- ts.srv.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown: %v, want its deadline's error", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Shutdown did not return: deadlocked closing a connection mid-answer")
+	}
+}
+
+// TestServerSegmentsRandom sends random streams of requests (hits, HEADs,
+// declined ones, a bare LF that hands the connection to net/http, a
+// Connection: close), each cut at random points into segments written one
+// after another, and checks every answer against what the stream asks
+// for, whatever the cuts: the serving loop's reads, waits and exits
+// (rawloop.go) must not depend on how the bytes arrive.
+func TestServerSegmentsRandom(t *testing.T) {
+	ts := startServer(t, &fixedCache{})
+	const host = "Host: a.example\r\n"
+	kinds := []struct {
+		raw     string
+		method  string
+		fast    string // the body when the fast path answers
+		handOff bool   // net/http has the connection from here on
+		close   bool   // the last answer on the connection
+	}{
+		{"GET /hit HTTP/1.1\r\n" + host + "\r\n", "GET", "hit", false, false},
+		{"HEAD /hit HTTP/1.1\r\n" + host + "\r\n", "HEAD", "", false, false},
+		{"GET /miss HTTP/1.1\r\n" + host + "\r\n", "GET", "net/http /miss", false, false},
+		{"GET /hit HTTP/1.1\n" + host + "\r\n", "GET", "net/http /hit", true, false},
+		{"GET /hit HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", "GET", "hit", false, true},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for row := range 150 {
+		var stream strings.Builder
+		var methods, want []string
+		handedOff := false
+		for range 1 + rng.IntN(8) {
+			k := kinds[rng.IntN(len(kinds))]
+			stream.WriteString(k.raw)
+			methods = append(methods, k.method)
+			switch {
+			case k.method == "HEAD":
+				want = append(want, "")
+			case handedOff || k.handOff:
+				want = append(want, "net/http /"+strings.Fields(k.raw)[1][1:])
+			default:
+				want = append(want, k.fast)
+			}
+			handedOff = handedOff || k.handOff
+			if k.close {
+				break
+			}
+		}
+		raw := stream.String()
+		cuts := []int{0, len(raw)}
+		for range rng.IntN(6) {
+			cuts = append(cuts, rng.IntN(len(raw)))
+		}
+		slices.Sort(cuts)
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		go func() {
+			for i := 1; i < len(cuts); i++ {
+				if _, err := io.WriteString(c, raw[cuts[i-1]:cuts[i]]); err != nil {
+					return
+				}
+			}
+		}()
+		br := bufio.NewReader(c)
+		var got []string
+		for i, m := range methods {
+			resp, err := http.ReadResponse(br, &http.Request{Method: m})
+			if err != nil {
+				t.Fatalf("row %d (cuts %v of %q): response %d: %v (bodies so far %q)", row, cuts, raw, i+1, err, got)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			got = append(got, string(body))
+		}
+		c.Close()
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("row %d (cuts %v of %q): bodies %q, want %q", row, cuts, raw, got, want)
+		}
+	}
+}
+
+// deadlineConn records the read deadlines set on it.
+type deadlineConn struct {
+	net.Conn
+	set []time.Time
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.set = append(c.set, t)
+	return nil
+}
+
+// TestArmWait checks the wait's read deadline: read_header before the
+// first request; after it idle, set 1.25 × idle ahead and not moved again
+// until a quarter of idle has passed; read_header again when idle is 0.
+func TestArmWait(t *testing.T) {
+	const readHeader, idle = 10 * time.Second, 100 * time.Second
+	s := &Server{readHeader: readHeader, idle: idle}
+	dc := &deadlineConn{}
+	fc := &fastConn{rw: dc, first: true}
+	within := func(got time.Time, ahead time.Duration) bool {
+		d := time.Until(got)
+		return d > ahead-time.Second && d <= ahead
+	}
+	s.armWait(fc)
+	if len(dc.set) != 1 || !within(dc.set[0], readHeader) {
+		t.Fatalf("before the first request: deadlines %v, want one read_header (%v) ahead", dc.set, readHeader)
+	}
+	s.armWait(fc)
+	if len(dc.set) != 2 || !within(dc.set[1], idle+idle/4) {
+		t.Fatalf("after it: deadlines %v, want 1.25 x idle ahead", dc.set)
+	}
+	s.armWait(fc)
+	s.armWait(fc)
+	if len(dc.set) != 2 {
+		t.Fatalf("within a quarter of idle: deadline moved again (%v)", dc.set)
+	}
+	fc.idleArmed -= int64(idle / 4) // a quarter of idle later
+	s.armWait(fc)
+	if len(dc.set) != 3 || !within(dc.set[2], idle+idle/4) {
+		t.Fatalf("a quarter of idle later: deadlines %v, want a third, 1.25 x idle ahead", dc.set)
+	}
+	fc.idleArmed = 0 // another deadline was set meanwhile (a head's, a loan's)
+	s.armWait(fc)
+	if len(dc.set) != 4 {
+		t.Fatalf("after another deadline: not re-armed (%v)", dc.set)
+	}
+	s.idle = 0
+	s.armWait(fc)
+	if len(dc.set) != 5 || !within(dc.set[4], readHeader) {
+		t.Fatalf("idle 0: deadlines %v, want read_header ahead", dc.set)
+	}
 }
