@@ -75,21 +75,31 @@ func (s *Sock) Read(p []byte) (int, error) {
 
 // read1 is one read(2): false when the socket has nothing to read yet.
 func (s *Sock) read1(fd uintptr) bool {
+	n, err := readOnce(fd, s.rp)
+	if err == ErrWouldBlock {
+		return false
+	}
+	s.rn, s.rerr = n, err
+	return true
+}
+
+// readOnce is one read(2) into p (not empty), retried on EINTR:
+// ErrWouldBlock when the socket has nothing to read yet, io.EOF at its
+// end, an *os.SyscallError when it fails.
+func readOnce(fd uintptr, p []byte) (int, error) {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rp[0])), uintptr(len(s.rp)))
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch {
 		case e == syscall.EAGAIN:
-			return false
+			return 0, ErrWouldBlock
 		case e == syscall.EINTR:
 			continue
 		case e != 0:
-			s.rerr = os.NewSyscallError("read", e)
+			return 0, os.NewSyscallError("read", e)
 		case n == 0:
-			s.rerr = io.EOF
-		default:
-			s.rn = int(n)
+			return 0, io.EOF
 		}
-		return true
+		return int(n), nil
 	}
 }
 
@@ -148,20 +158,11 @@ func (s *Sock) ReadNow(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, s.loopFD, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		switch {
-		case e == syscall.EAGAIN:
-			return 0, ErrWouldBlock
-		case e == syscall.EINTR:
-			continue
-		case e != 0:
-			return 0, s.opError("read", os.NewSyscallError("read", e))
-		case n == 0:
-			return 0, io.EOF
-		}
-		return int(n), nil
+	n, err := readOnce(s.loopFD, p)
+	if err != nil && err != ErrWouldBlock && err != io.EOF {
+		err = s.opError("read", err)
 	}
+	return n, err
 }
 
 // Write writes p, as net.Conn's Write.
