@@ -345,7 +345,11 @@ func closeAll(cs []*clientConn) {
 }
 
 // serveConn answers requests on one connection until it closes or a
-// request goes to net/http.
+// request goes to net/http. On the clear listener (without PROXY protocol
+// headers) a rawLoop answers the requests whose heads come whole and the
+// Cache answers; serveConn reads the rest itself (a head in pieces, with
+// its deadline) and lends or hands off what the Cache declines, as it
+// does for every request on TLS and PROXY protocol connections.
 func (s *Server) serveConn(fc *fastConn) {
 	defer s.untrack(fc)
 	if s.tls != nil && !s.handshake(fc) {
