@@ -40,16 +40,7 @@ func (w *discardWriter) SetWriteDeadline(time.Time) error { return nil }
 func BenchmarkHit(b *testing.B) {
 	for _, size := range []int{1 << 10, 100 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
-			body := strings.Repeat("x", size)
-			o := newBenchOrigin(b, body)
-			cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(testConfig, o, "0s")))
-			if err != nil {
-				b.Fatal(err)
-			}
-			p, err := New(cfg, "", Options{Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				b.Fatal(err)
-			}
+			p := newBenchPoP(b, benchConfig(b, size), Options{})
 			defer p.Close()
 			req, _ := http.NewRequest(http.MethodGet, "http://demo.example/obj", nil)
 			req.RemoteAddr = "127.0.0.1:5000"
@@ -76,16 +67,7 @@ func BenchmarkHit(b *testing.B) {
 
 // BenchmarkHitParallel measures the hit path from many goroutines.
 func BenchmarkHitParallel(b *testing.B) {
-	body := strings.Repeat("x", 1<<10)
-	o := newBenchOrigin(b, body)
-	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(testConfig, o, "0s")))
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := New(cfg, "", Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := newBenchPoP(b, benchConfig(b, 1<<10), Options{})
 	defer p.Close()
 	req, _ := http.NewRequest(http.MethodGet, "http://demo.example/obj", nil)
 	p.ServeHTTP(&discardWriter{h: http.Header{}}, req)
@@ -100,6 +82,33 @@ func BenchmarkHitParallel(b *testing.B) {
 	})
 }
 
+// benchConfig is testConfig in front of a loopback origin that sends size
+// bytes for every path.
+func benchConfig(b *testing.B, size int) string {
+	return fmt.Sprintf(testConfig, newBenchOrigin(b, strings.Repeat("x", size)), "0s")
+}
+
+// newBenchPoP is the PoP of the configuration text, with opts and no logs,
+// each tune applied to its PoP's configuration first.
+func newBenchPoP(b *testing.B, text string, opts Options, tune ...func(*config.POP)) *PoP {
+	b.Helper()
+	cfg, err := config.Parse("bench.yaml", []byte(text))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range tune {
+		f(&cfg.POPs[0])
+	}
+	opts.Logger = slog.New(slog.DiscardHandler)
+	p, err := New(cfg, "", opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// newBenchOrigin starts a loopback origin that sends body, cacheable for
+// an hour, for every path, and returns its URL.
 func newBenchOrigin(b *testing.B, body string) string {
 	b.Helper()
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -141,58 +150,22 @@ func BenchmarkHTTP1Hit(b *testing.B) {
 	for _, path := range []string{"fast", "nethttp"} {
 		for _, size := range []int{1 << 10, 100 << 10} {
 			b.Run(fmt.Sprintf("%s/%dKiB", path, size>>10), func(b *testing.B) {
-				o := newBenchOrigin(b, strings.Repeat("x", size))
-				cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(testConfig, o, "0s")))
-				if err != nil {
-					b.Fatal(err)
-				}
-				p, err := New(cfg, "", Options{Logger: slog.New(slog.DiscardHandler), NoFastPath: path == "nethttp"})
-				if err != nil {
-					b.Fatal(err)
-				}
+				p := newBenchPoP(b, benchConfig(b, size), Options{NoFastPath: path == "nethttp"})
 				addr := serveBench(b, p)
-
-				// The fill on a connection of its own: a miss hands its
-				// connection to net/http for good.
-				fillReq, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/obj", nil)
-				fillReq.Host = "demo.example"
-				fillReq.Close = true
-				fill, err := http.DefaultClient.Do(fillReq)
-				if err != nil {
-					b.Fatal(err)
-				}
-				io.Copy(io.Discard, fill.Body)
-				fill.Body.Close()
-				waitStored(b, p)
-
+				fillBench(b, http.DefaultClient, "http://"+addr, p)
 				c, err := net.Dial("tcp", addr)
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer c.Close()
-				br := bufio.NewReaderSize(c, 64<<10)
-				request := []byte("GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n")
-				get := func() {
-					if _, err := c.Write(request); err != nil {
-						b.Fatal(err)
-					}
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if n, _ := io.Copy(io.Discard, resp.Body); n != int64(size) {
-						b.Fatalf("got %d body bytes, want %d", n, size)
-					}
-				}
+				get := keepAliveGet(b, c, size, objRequest)
 				get() // the first hit on this connection
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
 				for b.Loop() {
 					get()
 				}
-				if fast := p.fastHits.Load(); (path == "fast") != (fast > 0) {
-					b.Fatalf("%s: the fast path answered %d requests", path, fast)
-				}
+				checkFastHits(b, p, path)
 			})
 		}
 	}
@@ -215,18 +188,7 @@ func BenchmarkHTTP1Hit(b *testing.B) {
 // other processes' load disturbs far less than ns/op, the wall time.
 func BenchmarkMiss(b *testing.B) {
 	const size = 1 << 10
-	newPoP := func(b *testing.B) *PoP {
-		o := newBenchOrigin(b, strings.Repeat("x", size))
-		cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(testConfig, o, "0s")))
-		if err != nil {
-			b.Fatal(err)
-		}
-		p, err := New(cfg, "", Options{Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return p
-	}
+	newPoP := func(b *testing.B) *PoP { return newBenchPoP(b, benchConfig(b, size), Options{}) }
 	b.Run("handler", func(b *testing.B) {
 		p := newPoP(b)
 		defer p.Close()
@@ -318,30 +280,23 @@ func BenchmarkWire(b *testing.B) {
 		for _, size := range []int{1 << 10, 100 << 10} {
 			b.Run(fmt.Sprintf("%s/%dKiB", proto, size>>10), func(b *testing.B) {
 				client, url, cw := startWirePoP(b, proto, strings.Repeat("x", size))
+				major := 1
+				if proto == "h2" {
+					major = 2
+				}
 				get := func() {
-					req, _ := http.NewRequest(http.MethodGet, url+"/obj", nil)
-					req.Host = "demo.example"
-					resp, err := client.Do(req)
-					if err != nil {
+					if err := clientHit(client, url, size, major); err != nil {
 						b.Fatal(err)
-					}
-					n, _ := io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if n != int64(size) || !strings.Contains(resp.Header.Get("Cache-Status"), "; hit") {
-						b.Fatalf("got %d body bytes (%s), want a hit of %d", n, resp.Header.Get("Cache-Status"), size)
 					}
 				}
 				get() // the connection and its first hit
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
-				before, ok := processWrites()
-				clientBefore := cw.Load()
+				writes := reportWrites(b, cw)
 				for b.Loop() {
 					get()
 				}
-				if after, ok2 := processWrites(); ok && ok2 {
-					b.ReportMetric(float64(after-before-(cw.Load()-clientBefore))/float64(b.N), "writes/op")
-				}
+				writes()
 			})
 		}
 	}
@@ -352,34 +307,10 @@ func BenchmarkWire(b *testing.B) {
 // "h1-tls" or "h2") whose connections count their writes in cw.
 func startWirePoP(b *testing.B, proto, body string) (*http.Client, string, *atomic.Uint64) {
 	b.Helper()
-	o := newBenchOrigin(b, body)
-	text := strings.Replace(fmt.Sprintf(testConfig, o, "0s"), "    cache_size: 64MiB\n",
-		"    cache_size: 64MiB\n    tls: {listen: \"127.0.0.1:0\", self_signed: true}\n", 1)
-	cfg, err := config.Parse("bench.yaml", []byte(text))
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := New(cfg, "", Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var ls Listeners
-	for _, ln := range []*net.Listener{&ls.Serve, &ls.Admin, &ls.TLS} {
-		if *ln, err = listenLoopback(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.ServeListeners(ctx, ls) }()
-	cw := new(atomic.Uint64)
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return &countingConn{Conn: c, writes: cw}, nil
-	}
+	text := withBenchTLS(fmt.Sprintf(testConfig, newBenchOrigin(b, body), "0s"), "")
+	p := newBenchPoP(b, text, Options{})
+	ls := serveBenchListeners(b, p, true)
+	dial, cw := countingDialer()
 	tlsConf := &tls.Config{RootCAs: p.certs.selfSignedCA.Pool()}
 	tr := &http.Transport{DialContext: dial, TLSClientConfig: tlsConf, MaxIdleConnsPerHost: 1}
 	url := "https://" + ls.TLS.Addr().String()
@@ -391,14 +322,31 @@ func startWirePoP(b *testing.B, proto, body string) (*http.Client, string, *atom
 	case "h2":
 		tr.ForceAttemptHTTP2 = true
 	}
-	b.Cleanup(func() { tr.CloseIdleConnections(); cancel(); <-done; p.Close() })
+	b.Cleanup(tr.CloseIdleConnections) // before the PoP stops (cleanups run last first)
 	client := &http.Client{Transport: tr}
+	fillBench(b, client, url, p)
+	return client, url, cw
+}
+
+// withBenchTLS adds an HTTPS listener on loopback with a self-signed
+// certificate to the configuration text, with extra settings (such as
+// ", http3: false") in its tls section.
+func withBenchTLS(text, extra string) string {
+	return strings.Replace(text, "    cache_size: 64MiB\n",
+		"    cache_size: 64MiB\n    tls: {listen: \"127.0.0.1:0\", self_signed: true"+extra+"}\n", 1)
+}
+
+// fillBench fills /obj through client from the PoP at url (Host
+// demo.example) on a connection of its own, closed after it (a miss hands
+// a clear connection to net/http for good), and waits until p stores it.
+func fillBench(b *testing.B, client *http.Client, url string, p *PoP) {
+	b.Helper()
 	fill, err := http.NewRequest(http.MethodGet, url+"/obj", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	fill.Host = "demo.example"
-	fill.Close = true // a miss hands a clear connection to net/http for good
+	fill.Close = true
 	resp, err := client.Do(fill)
 	if err != nil {
 		b.Fatal(err)
@@ -406,7 +354,95 @@ func startWirePoP(b *testing.B, proto, body string) (*http.Client, string, *atom
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	waitStored(b, p)
-	return client, url, cw
+}
+
+// checkFastHits fails b unless the fast path answered requests on path
+// "fast" and none on any other (net/http's).
+func checkFastHits(b *testing.B, p *PoP, path string) {
+	b.Helper()
+	if fast := p.fastHits.Load(); (path == "fast") != (fast > 0) {
+		b.Fatalf("%s: the fast path answered %d requests", path, fast)
+	}
+}
+
+// objRequest asks for /obj over HTTP/1.1, keeping the connection.
+const objRequest = "GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n"
+
+// keepAliveGet returns a function that sends the next of requests (in
+// turn) on c and reads its answer, failing b unless the body has size bytes.
+func keepAliveGet(b *testing.B, c net.Conn, size int, requests ...string) func() {
+	br := bufio.NewReaderSize(c, 64<<10)
+	raw := make([][]byte, len(requests))
+	for i, r := range requests {
+		raw[i] = []byte(r)
+	}
+	i := 0
+	return func() {
+		err := keepAliveHit(c, br, raw[i%len(raw)], size)
+		i++
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// keepAliveHit sends request on c and reads its answer from br, which
+// reads c: an error unless it is whole and its body has size bytes.
+func keepAliveHit(c net.Conn, br *bufio.Reader, request []byte, size int) error {
+	if _, err := c.Write(request); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
+	}
+	if n, _ := io.Copy(io.Discard, resp.Body); n != int64(size) {
+		return fmt.Errorf("got %d body bytes, want %d", n, size)
+	}
+	return nil
+}
+
+// clientHit asks client for url+"/obj" (Host demo.example): an error
+// unless the answer is a hit of size bytes over HTTP/major.
+func clientHit(client *http.Client, url string, size, major int) error {
+	req, _ := http.NewRequest(http.MethodGet, url+"/obj", nil)
+	req.Host = "demo.example"
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n != int64(size) || resp.ProtoMajor != major || !strings.Contains(resp.Header.Get("Cache-Status"), "; hit") {
+		return fmt.Errorf("got %d body bytes over %s (%s), want an HTTP/%d hit of %d", n, resp.Proto, resp.Header.Get("Cache-Status"), major, size)
+	}
+	return nil
+}
+
+// countingDialer returns a dial function whose connections count their
+// writes in the counter it returns too.
+func countingDialer() (func(ctx context.Context, network, addr string) (net.Conn, error), *atomic.Uint64) {
+	cw := new(atomic.Uint64)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &countingConn{Conn: c, writes: cw}, nil
+	}, cw
+}
+
+// reportWrites starts counting the server's write system calls: the
+// process's (processWrites) less the client's, which cw counts; the
+// function it returns reports them per operation as writes/op.
+func reportWrites(b *testing.B, cw *atomic.Uint64) func() {
+	before, ok := processWrites()
+	clientBefore := cw.Load()
+	return func() {
+		if after, ok2 := processWrites(); ok && ok2 {
+			b.ReportMetric(float64(after-before-(cw.Load()-clientBefore))/float64(b.N), "writes/op")
+		}
+	}
 }
 
 // countingConn counts the writes made on a connection.
@@ -441,17 +477,27 @@ func processWrites() (uint64, bool) {
 // returns its serving address.
 func serveBench(b *testing.B, p *PoP) string {
 	b.Helper()
-	serveLn, err := listenLoopback()
-	if err != nil {
-		b.Fatal(err)
+	return serveBenchListeners(b, p, false).Serve.Addr().String()
+}
+
+// serveBenchListeners serves p on loopback listeners (an HTTPS one too
+// when withTLS) until the benchmark ends, then closes it, and returns them.
+func serveBenchListeners(b *testing.B, p *PoP, withTLS bool) Listeners {
+	b.Helper()
+	var ls Listeners
+	lns := []*net.Listener{&ls.Serve, &ls.Admin}
+	if withTLS {
+		lns = append(lns, &ls.TLS)
 	}
-	adminLn, err := listenLoopback()
-	if err != nil {
-		b.Fatal(err)
+	for _, ln := range lns {
+		var err error
+		if *ln, err = listenLoopback(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, serveLn, adminLn) }()
+	go func() { done <- p.ServeListeners(ctx, ls) }()
 	b.Cleanup(func() { cancel(); <-done; p.Close() })
-	return serveLn.Addr().String()
+	return ls
 }

@@ -1,10 +1,8 @@
 package pop
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -42,25 +40,11 @@ func BenchmarkDiskHit(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer c.Close()
-				br := bufio.NewReaderSize(c, 64<<10)
-				requests := make([][]byte, objects)
+				requests := make([]string, objects)
 				for i := range requests {
-					requests[i] = []byte("GET /obj/" + strconv.Itoa(i) + " HTTP/1.1\r\nHost: demo.example\r\n\r\n")
+					requests[i] = "GET /obj/" + strconv.Itoa(i) + " HTTP/1.1\r\nHost: demo.example\r\n\r\n"
 				}
-				i := 0
-				get := func() {
-					if _, err := c.Write(requests[i%objects]); err != nil {
-						b.Fatal(err)
-					}
-					i++
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if n, _ := io.Copy(io.Discard, resp.Body); n != int64(size) {
-						b.Fatalf("got %d body bytes, want %d", n, size)
-					}
-				}
+				get := keepAliveGet(b, c, size, requests...)
 				for range 2 * objects { // warm: every object asked twice on this connection
 					get()
 				}
@@ -71,11 +55,11 @@ func BenchmarkDiskHit(b *testing.B) {
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
 				before, ok := processSyscalls()
-				cpuBefore := processCPU()
+				stop := reportCPU(b)
 				for b.Loop() {
 					get()
 				}
-				b.ReportMetric(float64(processCPU()-cpuBefore)/float64(b.N), "cpu-ns/op")
+				stop()
 				if after, ok2 := processSyscalls(); ok && ok2 {
 					b.ReportMetric(float64(after-before)/float64(b.N), "syscalls/op")
 				}
@@ -102,11 +86,6 @@ func BenchmarkDiskHit(b *testing.B) {
 // tier of 1 GiB and a directory it does not need.
 func startDiskBenchPoP(b *testing.B, tier string, size int) (*PoP, string) {
 	b.Helper()
-	o := newBenchOrigin(b, strings.Repeat("x", size))
-	cfg, err := config.Parse("bench.yaml", []byte(strings.Replace(fmt.Sprintf(testConfig, o, "0s"), "max_object: 1MiB", "max_object: 8MiB", 1)))
-	if err != nil {
-		b.Fatal(err)
-	}
 	dir := b.TempDir()
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		if dir, err = os.MkdirTemp("/dev/shm", "outpost-diskhit-"); err != nil {
@@ -118,12 +97,11 @@ func startDiskBenchPoP(b *testing.B, tier string, size int) (*PoP, string) {
 	if tier == "memory" {
 		mem = 1 << 30
 	}
-	cfg.POPs[0].CacheSize = mem
-	cfg.POPs[0].Disk = []config.Disk{{Path: dir, Size: 1 << 30, MinUses: 1}}
-	p, err := New(cfg, "", Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
+	text := strings.Replace(benchConfig(b, size), "max_object: 1MiB", "max_object: 8MiB", 1)
+	p := newBenchPoP(b, text, Options{}, func(pc *config.POP) {
+		pc.CacheSize = mem
+		pc.Disk = []config.Disk{{Path: dir, Size: 1 << 30, MinUses: 1}}
+	})
 	addr := serveBench(b, p)
 	// The fills, on a connection of their own: a miss hands its
 	// connection to net/http for good.

@@ -1,16 +1,11 @@
 package pop
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -35,24 +30,14 @@ func BenchmarkH2Hit(b *testing.B) {
 				b.Run(fmt.Sprintf("%s/%s/%dKiB", mode, name, size>>10), func(b *testing.B) {
 					client, url, cw := startH2BenchPoP(b, server, mode, size)
 					get := func() {
-						req, _ := http.NewRequest(http.MethodGet, url+"/obj", nil)
-						req.Host = "demo.example"
-						resp, err := client.Do(req)
-						if err != nil {
+						if err := clientHit(client, url, size, 2); err != nil {
 							b.Error(err)
-							return
-						}
-						n, _ := io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if n != int64(size) || resp.ProtoMajor != 2 || !strings.Contains(resp.Header.Get("Cache-Status"), "; hit") {
-							b.Errorf("got %d body bytes over %s (%s), want an HTTP/2 hit of %d", n, resp.Proto, resp.Header.Get("Cache-Status"), size)
 						}
 					}
 					get() // the connection and its first hit
 					b.SetBytes(int64(size))
 					b.ReportAllocs()
-					before, ok := h2ProcWrites()
-					clientBefore := cw.Load()
+					writes := reportWrites(b, cw)
 					b.SetParallelism(5) // ten streams on two cores
 					b.ResetTimer()
 					b.RunParallel(func(pb *testing.PB) {
@@ -61,9 +46,7 @@ func BenchmarkH2Hit(b *testing.B) {
 						}
 					})
 					b.StopTimer()
-					if after, ok2 := h2ProcWrites(); ok && ok2 {
-						b.ReportMetric(float64(after-before-(cw.Load()-clientBefore))/float64(b.N), "writes/op")
-					}
+					writes()
 				})
 			}
 		}
@@ -82,34 +65,11 @@ func startH2BenchPoP(b *testing.B, server, mode string, size int) (*http.Client,
 		io.WriteString(w, body)
 	}))
 	b.Cleanup(o.Close)
-	text := strings.Replace(fmt.Sprintf(testConfig, o.URL, "0s"), "    cache_size: 64MiB\n",
-		"    cache_size: 64MiB\n    tls: {listen: \"127.0.0.1:0\", self_signed: true, http3: false, h2c: true, http2: "+server+"}\n", 1)
+	text := withBenchTLS(fmt.Sprintf(testConfig, o.URL, "0s"), ", http3: false, h2c: true, http2: "+server)
 	text = strings.Replace(text, "max_object: 1MiB", "max_object: 4MiB", 1)
-	cfg, err := config.Parse("bench.yaml", []byte(text))
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := New(cfg, "", Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var ls Listeners
-	for _, ln := range []*net.Listener{&ls.Serve, &ls.Admin, &ls.TLS} {
-		if *ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			b.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.ServeListeners(ctx, ls) }()
-	cw := new(atomic.Uint64)
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return &h2CountConn{Conn: c, writes: cw}, nil
-	}
+	p := newBenchPoP(b, text, Options{})
+	ls := serveBenchListeners(b, p, true)
+	dial, cw := countingDialer()
 	tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 1}
 	url := "https://" + ls.TLS.Addr().String()
 	if mode == "tls" {
@@ -120,7 +80,7 @@ func startH2BenchPoP(b *testing.B, server, mode string, size int) (*http.Client,
 		tr.Protocols.SetUnencryptedHTTP2(true)
 		url = "http://" + ls.Serve.Addr().String()
 	}
-	b.Cleanup(func() { tr.CloseIdleConnections(); cancel(); <-done; p.Close() })
+	b.Cleanup(tr.CloseIdleConnections) // before the PoP stops (cleanups run last first)
 	client := &http.Client{Transport: tr}
 	// The fill, through the same client (HTTP/2 connections stay), until
 	// the object answers as a hit.
@@ -136,31 +96,4 @@ func startH2BenchPoP(b *testing.B, server, mode string, size int) (*http.Client,
 		return strings.Contains(resp.Header.Get("Cache-Status"), "; hit")
 	})
 	return client, url, cw
-}
-
-// h2CountConn counts a client connection's writes.
-type h2CountConn struct {
-	net.Conn
-	writes *atomic.Uint64
-}
-
-func (c *h2CountConn) Write(p []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(p)
-}
-
-// h2ProcWrites reads the process's write system calls so far (syscw in
-// /proc/self/io); false where that is not available.
-func h2ProcWrites() (uint64, bool) {
-	data, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		return 0, false
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "syscw: "); ok {
-			n, err := strconv.ParseUint(v, 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
 }

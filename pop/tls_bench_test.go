@@ -2,18 +2,12 @@ package pop
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"testing"
-
-	"github.com/outpost-cdn/outpost/config"
 )
 
 // BenchmarkTLSHit measures fresh hits over HTTP/1.1 on TLS through one
@@ -31,20 +25,7 @@ func BenchmarkTLSHit(b *testing.B) {
 		for _, path := range []string{"fast", "nethttp"} {
 			b.Run(fmt.Sprintf("%s/%dKiB", path, size>>10), func(b *testing.B) {
 				c, cw, p := startTLSBenchPoP(b, path == "fast", size)
-				br := bufio.NewReaderSize(c, 64<<10)
-				request := []byte("GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n")
-				get := func() {
-					if _, err := c.Write(request); err != nil {
-						b.Fatal(err)
-					}
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if n, _ := io.Copy(io.Discard, resp.Body); n != int64(size) {
-						b.Fatalf("got %d body bytes, want %d", n, size)
-					}
-				}
+				get := keepAliveGet(b, c, size, objRequest)
 				// Past crypto/tls's small first records (it grows them over
 				// a connection's first 128 KiB), as on a busy connection.
 				for range 1 + (256<<10)/size {
@@ -53,19 +34,14 @@ func BenchmarkTLSHit(b *testing.B) {
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
 				stop := reportCPU(b)
-				before, ok := processWrites()
-				clientBefore := cw.Load()
+				writes := reportWrites(b, cw)
 				for b.Loop() {
 					get()
 				}
 				b.StopTimer()
-				if after, ok2 := processWrites(); ok && ok2 {
-					b.ReportMetric(float64(after-before-(cw.Load()-clientBefore))/float64(b.N), "writes/op")
-				}
+				writes()
 				stop()
-				if fast := p.fastHits.Load(); (path == "fast") != (fast > 0) {
-					b.Fatalf("%s: the fast path answered %d requests", path, fast)
-				}
+				checkFastHits(b, p, path)
 			})
 		}
 	}
@@ -77,46 +53,21 @@ func BenchmarkTLSHit(b *testing.B) {
 // in cw.
 func startTLSBenchPoP(b *testing.B, fast bool, size int) (*tls.Conn, *atomic.Uint64, *PoP) {
 	b.Helper()
-	o := newBenchOrigin(b, strings.Repeat("x", size))
-	text := strings.Replace(fmt.Sprintf(testConfig, o, "0s"), "    cache_size: 64MiB\n",
-		fmt.Sprintf("    cache_size: 64MiB\n    tls: {listen: \"127.0.0.1:0\", self_signed: true, http3: false, fast_path: %v}\n", fast), 1)
-	cfg, err := config.Parse("bench.yaml", []byte(text))
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := New(cfg, "", Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var ls Listeners
-	for _, ln := range []*net.Listener{&ls.Serve, &ls.Admin, &ls.TLS} {
-		if *ln, err = listenLoopback(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.ServeListeners(ctx, ls) }()
+	text := withBenchTLS(benchConfig(b, size), fmt.Sprintf(", http3: false, fast_path: %v", fast))
+	p := newBenchPoP(b, text, Options{})
+	ls := serveBenchListeners(b, p, true)
 	conf := &tls.Config{RootCAs: p.certs.selfSignedCA.Pool(), ServerName: "demo.example", NextProtos: []string{"http/1.1"}}
 	// The fill, on a connection of its own (a miss is lent to net/http).
 	tr := &http.Transport{TLSClientConfig: conf, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
-	req, _ := http.NewRequest(http.MethodGet, "https://"+ls.TLS.Addr().String()+"/obj", nil)
-	req.Host = "demo.example"
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	fillBench(b, &http.Client{Transport: tr}, "https://"+ls.TLS.Addr().String(), p)
 	tr.CloseIdleConnections()
-	waitStored(b, p)
 	raw, err := net.Dial("tcp", ls.TLS.Addr().String())
 	if err != nil {
 		b.Fatal(err)
 	}
 	cw := new(atomic.Uint64)
 	c := tls.Client(&countingConn{Conn: raw, writes: cw}, conf)
-	b.Cleanup(func() { c.Close(); cancel(); <-done; p.Close() })
+	b.Cleanup(func() { c.Close() }) // before the PoP stops (cleanups run last first)
 	return c, cw, p
 }
 
@@ -133,7 +84,7 @@ func BenchmarkTLSHitParallel(b *testing.B) {
 				c.Close()
 				addr := c.RemoteAddr().String()
 				conf := &tls.Config{RootCAs: p.certs.selfSignedCA.Pool(), ServerName: "demo.example", NextProtos: []string{"http/1.1"}}
-				request := []byte("GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n")
+				request := []byte(objRequest)
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
 				b.SetParallelism(32) // 64 connections on 2 cores
@@ -147,25 +98,14 @@ func BenchmarkTLSHitParallel(b *testing.B) {
 					defer c.Close()
 					br := bufio.NewReaderSize(c, 64<<10)
 					for pb.Next() {
-						if _, err := c.Write(request); err != nil {
+						if err := keepAliveHit(c, br, request, size); err != nil {
 							b.Error(err)
-							return
-						}
-						resp, err := http.ReadResponse(br, nil)
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						if n, _ := io.Copy(io.Discard, resp.Body); n != int64(size) {
-							b.Errorf("got %d body bytes, want %d", n, size)
 							return
 						}
 					}
 				})
 				stop()
-				if fast := p.fastHits.Load(); (path == "fast") != (fast > 0) {
-					b.Fatalf("%s: the fast path answered %d requests", path, fast)
-				}
+				checkFastHits(b, p, path)
 			})
 		}
 	}
