@@ -50,19 +50,35 @@ func fastOrigin(t *testing.T) *testOrigin {
 	})
 }
 
-// exchange writes raw to a new connection and reads n responses (bodies
-// included), then whether the server closed the connection after them:
-// when wantClosed it waits up to 10s for the end of the stream; otherwise
-// it sends one more request (one the fast path lends to net/http, so the
-// fast-hit count stays) and a closed connection is one that does not
-// answer it. wire is every byte read before that probe.
-func exchange(t *testing.T, addr, raw string, n int, wantClosed bool) (resps []*http.Response, bodies [][]byte, closed bool, wire []byte) {
+// exchanged is what an exchange read: the responses and their bodies,
+// whether the server closed the connection after them, and every byte
+// read before the probe (see exchangeOn).
+type exchanged struct {
+	resps  []*http.Response
+	bodies [][]byte
+	closed bool
+	wire   []byte
+}
+
+// exchange is exchangeOn over a new TCP connection to addr.
+func exchange(t *testing.T, addr, raw string, n int, wantClosed bool) exchanged {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	return exchangeOn(t, c, raw, n, wantClosed)
+}
+
+// exchangeOn writes raw to c and reads n responses (bodies included),
+// then whether the server closed the connection after them: when
+// wantClosed it waits up to 10s for the end of the stream; otherwise it
+// sends one more request (one the fast path lends to net/http, so the
+// fast-hit count stays) and a closed connection is one that does not
+// answer it.
+func exchangeOn(t *testing.T, c net.Conn, raw string, n int, wantClosed bool) (ex exchanged) {
+	t.Helper()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
@@ -87,28 +103,79 @@ func exchange(t *testing.T, addr, raw string, n int, wantClosed bool) (resps []*
 		}
 		resp, err := http.ReadResponse(br, &http.Request{Method: method})
 		if err != nil {
-			t.Fatalf("reading response %d of %q: %v", len(resps)+1, raw, err)
+			t.Fatalf("reading response %d of %q: %v", i+1, raw, err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
-			t.Fatalf("reading body %d of %q: %v", len(resps)+1, raw, err)
+			t.Fatalf("reading body %d of %q: %v", i+1, raw, err)
 		}
-		resps, bodies = append(resps, resp), append(bodies, body)
+		ex.resps, ex.bodies = append(ex.resps, resp), append(ex.bodies, body)
 	}
-	wire = bytes.Clone(rec.Bytes())
+	ex.wire = bytes.Clone(rec.Bytes())
 	if wantClosed {
-		_, err = br.ReadByte()
-		return resps, bodies, errors.Is(err, io.EOF), wire
+		_, err := br.ReadByte()
+		ex.closed = errors.Is(err, io.EOF)
+		return ex
 	}
 	if _, err := io.WriteString(c, probeRequest); err != nil {
-		return resps, bodies, true, wire
+		ex.closed = true
+		return ex
 	}
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		return resps, bodies, true, wire
+		ex.closed = true
+		return ex
 	}
 	io.Copy(io.Discard, resp.Body)
-	return resps, bodies, false, wire
+	return ex
+}
+
+// sameAnswers fails t unless the fast path's exchange and net/http's
+// match: the bytes on the wire but for Date values, each response's
+// status, body and header (but for Date), and both connections closed as
+// wantClose says.
+func sameAnswers(t *testing.T, fast, nethttp exchanged, wantClose bool) {
+	t.Helper()
+	if !sameWire(fast.wire, nethttp.wire) {
+		t.Errorf("bytes on the wire differ:\n%q\nnet/http:\n%q", clip(fast.wire, 900), clip(nethttp.wire, 900))
+	}
+	for i := range min(len(fast.resps), len(nethttp.resps)) {
+		f, s := fast.resps[i], nethttp.resps[i]
+		if f.StatusCode != s.StatusCode {
+			t.Errorf("response %d: status %d, net/http %d", i+1, f.StatusCode, s.StatusCode)
+		}
+		if !bytes.Equal(fast.bodies[i], nethttp.bodies[i]) {
+			t.Errorf("response %d: body %q, net/http %q", i+1, clip(fast.bodies[i], 60), clip(nethttp.bodies[i], 60))
+		}
+		if d := headerDiff(f.Header, s.Header); d != "" {
+			t.Errorf("response %d: header differs from net/http's: %s", i+1, d)
+		}
+	}
+	if fast.closed != wantClose || nethttp.closed != wantClose {
+		t.Errorf("connection closed = %v, net/http's %v, want %v", fast.closed, nethttp.closed, wantClose)
+	}
+}
+
+// wantFastHits fails t unless the fast path of tp answered want requests
+// since its count was before. A hit is counted just after its response is
+// sent, which the client may have read a moment before: it waits for the
+// count first.
+func wantFastHits(t *testing.T, tp *testPoP, before uint64, want int) {
+	t.Helper()
+	waitFor(t, "the fast path's hits counted", func() bool { return int(tp.fastHits.Load()-before) >= want })
+	if got := int(tp.fastHits.Load() - before); got != want {
+		t.Errorf("fast path answered %d, want %d", got, want)
+	}
+}
+
+// fill stores paths through the PoP's listener (on a TLS one, keyed
+// https) and waits until the store holds at least items entries.
+func (tp *testPoP) fill(t *testing.T, items int, paths ...string) {
+	t.Helper()
+	for _, path := range paths {
+		tp.get(t, path)
+	}
+	waitFor(t, "fills stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items >= int64(items) })
 }
 
 // probeRequest asks whether a connection is still open: request cache
@@ -133,10 +200,7 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 	fast := startPoP(t, o.URL)
 	slow := startPoP(t, o.URL, func(o *Options) { o.NoFastPath = true })
 	for _, tp := range []*testPoP{fast, slow} {
-		for _, path := range []string{"/obj", "/obj?b=2&a=1", "/notype", "/vary", "/big", "/targeted", "/many"} {
-			tp.get(t, path)
-		}
-		waitFor(t, "fills stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items >= 8 })
+		tp.fill(t, 8, "/obj", "/obj?b=2&a=1", "/notype", "/vary", "/big", "/targeted", "/many")
 	}
 	const host = "Host: demo.example\r\n"
 	tests := []struct {
@@ -182,31 +246,10 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := fast.fastHits.Load()
-			fr, fb, fclosed, fwire := exchange(t, strings.TrimPrefix(fast.url, "http://"), tt.raw, tt.n, tt.wantClose)
-			sr, sb, sclosed, swire := exchange(t, strings.TrimPrefix(slow.url, "http://"), tt.raw, tt.n, tt.wantClose)
-			if !sameWire(fwire, swire) {
-				t.Errorf("bytes on the wire differ:\n%q\nnet/http:\n%q", clip(fwire, 600), clip(swire, 600))
-			}
-			for i := range tt.n {
-				if fr[i].StatusCode != sr[i].StatusCode {
-					t.Errorf("response %d: status %d, net/http %d", i+1, fr[i].StatusCode, sr[i].StatusCode)
-				}
-				if !bytes.Equal(fb[i], sb[i]) {
-					t.Errorf("response %d: body %q, net/http %q", i+1, clip(fb[i], 60), clip(sb[i], 60))
-				}
-				if d := headerDiff(fr[i].Header, sr[i].Header); d != "" {
-					t.Errorf("response %d: header differs from net/http's: %s", i+1, d)
-				}
-			}
-			if fclosed != tt.wantClose || sclosed != tt.wantClose {
-				t.Errorf("connection closed = %v, net/http's %v, want %v", fclosed, sclosed, tt.wantClose)
-			}
-			// A hit is counted just after its response is sent, which the
-			// client may have read a moment before.
-			waitFor(t, "the fast path's hits counted", func() bool { return int(fast.fastHits.Load()-before) >= tt.wantFast })
-			if got := int(fast.fastHits.Load() - before); got != tt.wantFast {
-				t.Errorf("fast path answered %d, want %d", got, tt.wantFast)
-			}
+			f := exchange(t, fast.addr(), tt.raw, tt.n, tt.wantClose)
+			s := exchange(t, slow.addr(), tt.raw, tt.n, tt.wantClose)
+			sameAnswers(t, f, s, tt.wantClose)
+			wantFastHits(t, fast, before, tt.wantFast)
 		})
 	}
 }
@@ -389,8 +432,7 @@ func TestFastPathHandOffMidConnection(t *testing.T) {
 			fast := startPoPConfig(t, yaml)
 			slow := startPoPConfig(t, yaml, func(o *Options) { o.NoFastPath = true })
 			for _, tp := range []*testPoP{fast, slow} {
-				tp.get(t, "/obj")
-				waitFor(t, "fill stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items >= 1 })
+				tp.fill(t, 1, "/obj")
 			}
 			tests := []struct {
 				name     string
@@ -403,17 +445,10 @@ func TestFastPathHandOffMidConnection(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					before := fast.fastHits.Load()
-					_, _, fclosed, fwire := exchange(t, strings.TrimPrefix(fast.url, "http://"), tt.raw, 2, true)
-					_, _, sclosed, swire := exchange(t, strings.TrimPrefix(slow.url, "http://"), tt.raw, 2, true)
-					if !sameWire(fwire, swire) {
-						t.Errorf("bytes on the wire differ:\n%q\nnet/http:\n%q", clip(fwire, 600), clip(swire, 600))
-					}
-					if !fclosed || !sclosed {
-						t.Errorf("closed = %v, net/http's %v; want both", fclosed, sclosed)
-					}
-					if got := int(fast.fastHits.Load() - before); got != tt.wantFast {
-						t.Errorf("fast path answered %d, want %d", got, tt.wantFast)
-					}
+					f := exchange(t, fast.addr(), tt.raw, 2, true)
+					s := exchange(t, slow.addr(), tt.raw, 2, true)
+					sameAnswers(t, f, s, true)
+					wantFastHits(t, fast, before, tt.wantFast)
 				})
 			}
 		})
@@ -430,8 +465,7 @@ func TestFastPathRejectsAsSoonAsNetHTTP(t *testing.T) {
 	fast := startPoPConfig(t, yaml)
 	slow := startPoPConfig(t, yaml, func(o *Options) { o.NoFastPath = true })
 	for _, tp := range []*testPoP{fast, slow} {
-		tp.get(t, "/obj")
-		waitFor(t, "fill stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items >= 1 })
+		tp.fill(t, 1, "/obj")
 	}
 	const host = "Host: demo.example\r\n"
 	tests := []struct {
@@ -450,14 +484,9 @@ func TestFastPathRejectsAsSoonAsNetHTTP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, fclosed, fwire := exchange(t, strings.TrimPrefix(fast.url, "http://"), tt.raw, tt.n, true)
-			_, _, sclosed, swire := exchange(t, strings.TrimPrefix(slow.url, "http://"), tt.raw, tt.n, true)
-			if !sameWire(fwire, swire) {
-				t.Errorf("bytes on the wire differ:\n%q\nnet/http:\n%q", clip(fwire, 600), clip(swire, 600))
-			}
-			if !fclosed || !sclosed {
-				t.Errorf("closed = %v, net/http's %v; want both", fclosed, sclosed)
-			}
+			f := exchange(t, fast.addr(), tt.raw, tt.n, true)
+			s := exchange(t, slow.addr(), tt.raw, tt.n, true)
+			sameAnswers(t, f, s, true)
 		})
 	}
 }

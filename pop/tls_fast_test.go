@@ -2,10 +2,8 @@ package pop
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -113,68 +111,13 @@ func (tp *tlsFastPoP) dial(t *testing.T) *tls.Conn {
 	return c
 }
 
-// fill stores paths through the TLS listener (keyed https) and waits
-// until the store holds at least items entries.
-func (tp *tlsFastPoP) fill(t *testing.T, items int, paths ...string) {
-	t.Helper()
-	for _, path := range paths {
-		tp.get(t, path)
-	}
-	waitFor(t, "fills stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items >= int64(items) })
-}
-
-// exchangeTLS is exchange over a TLS connection to tp: it writes raw and
-// reads n responses, then whether the server closed the connection (see
-// exchange); wire is every plaintext byte read before the probe.
-func exchangeTLS(t *testing.T, tp *tlsFastPoP, raw string, n int, wantClosed bool) (resps []*http.Response, bodies [][]byte, closed bool, wire []byte) {
+// exchangeTLS is exchangeOn over a new TLS connection to tp; wire is
+// every plaintext byte read before the probe.
+func exchangeTLS(t *testing.T, tp *tlsFastPoP, raw string, n int, wantClosed bool) exchanged {
 	t.Helper()
 	c := tp.dial(t)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	var methods []string
-	rr := bufio.NewReader(strings.NewReader(raw))
-	for {
-		req, err := http.ReadRequest(rr)
-		if err != nil {
-			break
-		}
-		io.Copy(io.Discard, req.Body)
-		methods = append(methods, req.Method)
-	}
-	var rec bytes.Buffer
-	br := bufio.NewReader(io.TeeReader(c, &rec))
-	for i := range n {
-		method := strings.Fields(raw)[0]
-		if i < len(methods) {
-			method = methods[i]
-		}
-		resp, err := http.ReadResponse(br, &http.Request{Method: method})
-		if err != nil {
-			t.Fatalf("reading response %d of %q: %v", i+1, raw, err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatalf("reading body %d of %q: %v", i+1, raw, err)
-		}
-		resps, bodies = append(resps, resp), append(bodies, body)
-	}
-	wire = bytes.Clone(rec.Bytes())
-	if wantClosed {
-		_, err := br.ReadByte()
-		return resps, bodies, errors.Is(err, io.EOF), wire
-	}
-	if _, err := io.WriteString(c, probeRequest); err != nil {
-		return resps, bodies, true, wire
-	}
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return resps, bodies, true, wire
-	}
-	io.Copy(io.Discard, resp.Body)
-	return resps, bodies, false, wire
+	return exchangeOn(t, c, raw, n, wantClosed)
 }
 
 // TestTLSFastPathMatchesNetHTTP sends the same raw requests over TLS to a
@@ -228,38 +171,19 @@ func TestTLSFastPathMatchesNetHTTP(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := fast.fastHits.Load()
-			fr, fb, fclosed, fwire := exchangeTLS(t, fast, tt.raw, tt.n, tt.wantClose)
-			sr, sb, sclosed, swire := exchangeTLS(t, slow, tt.raw, tt.n, tt.wantClose)
+			f := exchangeTLS(t, fast, tt.raw, tt.n, tt.wantClose)
+			s := exchangeTLS(t, slow, tt.raw, tt.n, tt.wantClose)
 			// The PoPs' Alt-Svc differ by their ports only.
-			fwire, swire = altSvcPort.ReplaceAll(fwire, []byte(`h3=":*"`)), altSvcPort.ReplaceAll(swire, []byte(`h3=":*"`))
-			for _, r := range append(fr, sr...) {
-				if v := r.Header["Alt-Svc"]; len(v) == 1 {
-					r.Header["Alt-Svc"] = []string{altSvcPort.ReplaceAllString(v[0], `h3=":*"`)}
+			for _, ex := range []*exchanged{&f, &s} {
+				ex.wire = altSvcPort.ReplaceAll(ex.wire, []byte(`h3=":*"`))
+				for _, r := range ex.resps {
+					if v := r.Header["Alt-Svc"]; len(v) == 1 {
+						r.Header["Alt-Svc"] = []string{altSvcPort.ReplaceAllString(v[0], `h3=":*"`)}
+					}
 				}
 			}
-			if !sameWire(fwire, swire) {
-				t.Errorf("bytes on the wire differ:\n%q\nnet/http:\n%q", clip(fwire, 900), clip(swire, 900))
-			}
-			for i := range tt.n {
-				if fr[i].StatusCode != sr[i].StatusCode {
-					t.Errorf("response %d: status %d, net/http %d", i+1, fr[i].StatusCode, sr[i].StatusCode)
-				}
-				if !bytes.Equal(fb[i], sb[i]) {
-					t.Errorf("response %d: body %q, net/http %q", i+1, clip(fb[i], 60), clip(sb[i], 60))
-				}
-				if d := headerDiff(fr[i].Header, sr[i].Header); d != "" {
-					t.Errorf("response %d: header differs from net/http's: %s", i+1, d)
-				}
-			}
-			if fclosed != tt.wantClose || sclosed != tt.wantClose {
-				t.Errorf("connection closed = %v, net/http's %v, want %v", fclosed, sclosed, tt.wantClose)
-			}
-			// A hit is counted just after its response is sent, which the
-			// client may have read a moment before.
-			waitFor(t, "the fast path's hits counted", func() bool { return int(fast.fastHits.Load()-before) >= tt.wantFast })
-			if got := int(fast.fastHits.Load() - before); got != tt.wantFast {
-				t.Errorf("fast path answered %d, want %d", got, tt.wantFast)
-			}
+			sameAnswers(t, f, s, tt.wantClose)
+			wantFastHits(t, fast.testPoP, before, tt.wantFast)
 		})
 	}
 	// Every fast hit above came over TLS, and the metric says so.
