@@ -155,19 +155,7 @@ func TestSendTimeout(t *testing.T) {
 			if tt.tls {
 				listener, addr = "tls", tlsAddr
 			}
-			// The receive buffer is set before connecting, so the window
-			// the client offers is small from the start.
-			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-				return rc.Control(func(fd uintptr) {
-					syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
-				})
-			}}
-			raw, err := d.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
-			raw.SetDeadline(time.Now().Add(20 * time.Second))
+			raw := dialSmallWindow(t, addr)
 			var c net.Conn = raw
 			if tt.tls {
 				tc := tls.Client(raw, &tls.Config{RootCAs: tp.certs.selfSignedCA.Pool(), ServerName: "demo.example"})
@@ -199,6 +187,26 @@ func TestSendTimeout(t *testing.T) {
 			waitFor(t, "the connection closed", func() bool { return listenerMetric(t, tp.PoP, "outpost_pop_client_connections", listener) == 0 })
 		})
 	}
+}
+
+// dialSmallWindow connects to addr with a receive buffer of 4 KiB, set
+// before connecting so that the window the client offers is small from
+// the start; the connection has a deadline 20 s away and is closed when
+// the test ends.
+func dialSmallWindow(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
+		})
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c
 }
 
 // TestSendTimeoutSlowReader checks that the send timeout bounds each wait,

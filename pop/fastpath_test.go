@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// fastOrigin serves the objects of the fast-path tests.
+// fastOrigin serves the objects of the fast-path tests, clear and TLS.
 func fastOrigin(t *testing.T) *testOrigin {
 	return newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -29,9 +29,19 @@ func fastOrigin(t *testing.T) *testOrigin {
 			h.Set("Content-Type", "text/plain")
 			h.Set("Vary", "Accept-Encoding")
 			io.WriteString(w, "varies")
-		case "/big":
+		case "/big": // a blob: sent with sendfile, or through TLS from a buffer
 			h.Set("Content-Type", "application/octet-stream")
 			w.Write(bigBody(100 << 10))
+		case "/huge": // several of the TLS fast path's batches
+			h.Set("Content-Type", "application/octet-stream")
+			w.Write(bigBody(700 << 10))
+		case "/own": // its own Alt-Svc and HSTS, which win over the PoP's
+			h.Set("Content-Type", "text/plain")
+			h.Set("Alt-Svc", "clear")
+			h.Set("Strict-Transport-Security", "max-age=5")
+			h.Set("Via", "1.1 upstream")
+			h["Zz-Last"] = []string{"z"}
+			io.WriteString(w, "own fields")
 		case "/many":
 			h.Set("Content-Type", "text/plain")
 			h.Set("Via", "1.1 upstream")
@@ -304,23 +314,10 @@ func TestFastPathTimeouts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			yaml := strings.Replace(fastConfig(o.URL), "    drain: 0s\n", "    drain: 0s\n    timeouts: "+tt.timeouts+"\n", 1)
 			tp := startPoPConfig(t, yaml)
-			tp.get(t, "/obj")
-			// Stored, so the fast path answers the requests below.
-			waitFor(t, "the object stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items > 0 })
-			c, err := net.Dial("tcp", strings.TrimPrefix(tp.url, "http://"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			io.WriteString(c, tt.raw)
-			br := bufio.NewReader(c)
+			tp.fill(t, 1, "/obj") // stored, so the fast path answers the requests below
+			br := sendRaw(t, tp.dialClear(t), tt.raw, 30*time.Second)
 			for range tt.n {
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				io.Copy(io.Discard, resp.Body)
+				readAnswer(t, br)
 			}
 			start := time.Now()
 			if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
@@ -342,23 +339,11 @@ func fastConfig(originURL string) string {
 func TestFastPathShutdown(t *testing.T) {
 	o := fastOrigin(t)
 	tp := startPoP(t, o.URL)
-	tp.get(t, "/obj")
 	// The fill stores the object just after the client has it: only a
 	// stored object is a fast-path hit.
-	waitFor(t, "the object stored", func() bool { return tp.fills.inFlight() == 0 && tp.store.Stats().Items > 0 })
-	c, err := net.Dial("tcp", strings.TrimPrefix(tp.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n")
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
+	tp.fill(t, 1, "/obj")
+	br := sendRaw(t, tp.dialClear(t), objRequest, 10*time.Second)
+	readAnswer(t, br)
 	waitFor(t, "the fast path answered", func() bool { return tp.fastHits.Load() > 0 })
 	tp.stop(t)
 	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
@@ -371,47 +356,81 @@ func TestFastPathShutdown(t *testing.T) {
 // answer arrives whole, the connection is then closed, and the PoP stops
 // cleanly.
 func TestLentRequestAtShutdown(t *testing.T) {
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 1)
-	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		arrived <- struct{}{}
-		<-release
+	o, arrived, release := slowOrigin(t)
+	tp := startPoP(t, o.URL)
+	br := sendRaw(t, tp.dialClear(t), "GET /slow HTTP/1.1\r\nHost: demo.example\r\n\r\n", 10*time.Second)
+	<-arrived
+	tp.cancel() // shutdown begins with the lent request in flight
+	close(release)
+	wantWholeThenEOF(t, br, "the lent request")
+	tp.waitStopped(t)
+}
+
+// slowOrigin is an origin that answers "slow but whole" (fresh for a
+// minute), to a request for /slow only once release is closed: arrived
+// receives a value when one comes.
+func slowOrigin(t *testing.T) (o *testOrigin, arrived <-chan struct{}, release chan<- struct{}) {
+	rel := make(chan struct{})
+	arr := make(chan struct{}, 1)
+	o = newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arr <- struct{}{}
+			<-rel
+		}
 		w.Header().Set("Cache-Control", "max-age=60")
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "slow but whole")
 	})
-	tp := startPoP(t, o.URL)
-	c, err := net.Dial("tcp", strings.TrimPrefix(tp.url, "http://"))
+	return o, arr, rel
+}
+
+// wantWholeThenEOF reads slowOrigin's answer from br and fails t unless
+// its body is whole and the PoP then closes the connection.
+func wantWholeThenEOF(t *testing.T, br *bufio.Reader, what string) {
+	t.Helper()
+	if _, body := readAnswer(t, br); string(body) != "slow but whole" {
+		t.Fatalf("%s: body %q", what, body)
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Errorf("%s after its answer: %v, want EOF (the PoP closes the connection)", what, err)
+	}
+}
+
+// dialClear opens a TCP connection to the PoP's clear listener, closed
+// when the test ends.
+func (tp *testPoP) dialClear(t *testing.T) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", tp.addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: demo.example\r\n\r\n")
-	<-arrived
-	tp.cancel() // shutdown begins with the lent request in flight
-	close(release)
-	br := bufio.NewReader(c)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// sendRaw gives c a deadline within from now, writes raw to it and returns
+// a reader of its answers.
+func sendRaw(t *testing.T, c net.Conn, raw string, within time.Duration) *bufio.Reader {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(within))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	return bufio.NewReader(c)
+}
+
+// readAnswer reads a response to a GET from br, body included.
+func readAnswer(t *testing.T, br *bufio.Reader) (*http.Response, []byte) {
+	t.Helper()
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, err := io.ReadAll(resp.Body)
-	if err != nil || string(body) != "slow but whole" {
-		t.Fatalf("body %q, %v", body, err)
+	if err != nil {
+		t.Fatalf("reading the body: %v", err)
 	}
-	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
-		t.Fatalf("after the answer: %v, want EOF (the PoP closes the connection)", err)
-	}
-	select {
-	case err := <-tp.done:
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-		tp.done <- nil // for the cleanup's stop
-	case <-time.After(10 * time.Second):
-		t.Fatal("the PoP did not stop")
-	}
+	return resp, body
 }
 
 // TestFastPathHandOffMidConnection sends the HTTP/2 connection preface

@@ -169,16 +169,24 @@ func startPoPConfig(t *testing.T, yaml string, opts ...func(*Options)) *testPoP 
 func (tp *testPoP) stop(t *testing.T) {
 	t.Helper()
 	tp.cancel()
+	tp.waitStopped(t)
+	tp.client.CloseIdleConnections()
+}
+
+// waitStopped waits for Serve to return once the PoP was told to stop,
+// and fails t unless it returns nil within 10 s; later calls (the
+// cleanup's stop) return at once.
+func (tp *testPoP) waitStopped(t *testing.T) {
+	t.Helper()
 	select {
 	case err := <-tp.done:
 		if err != nil {
 			t.Errorf("Serve returned %v", err)
 		}
-		tp.done <- nil // later calls return at once
+		tp.done <- nil
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return after cancel")
 	}
-	tp.client.CloseIdleConnections()
 }
 
 // get sends a request with the given Host and returns the response with

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +43,7 @@ func clientHello(t *testing.T) []byte {
 // slot, and a real client queued behind them is then served by the fast
 // path.
 func TestTLSFastPathHandshakeTimeout(t *testing.T) {
-	o := tlsFastOrigin(t)
+	o := fastOrigin(t)
 	hello := clientHello(t)
 	tests := []struct {
 		name string
@@ -122,7 +121,7 @@ func TestTLSFastPathHandshakeTimeout(t *testing.T) {
 // answer and the same end: plain HTTP gets net/http's 400, garbage gets
 // crypto/tls's alert; both are closed at once and counted as failed.
 func TestTLSFastPathHostileBytes(t *testing.T) {
-	o := tlsFastOrigin(t)
+	o := fastOrigin(t)
 	fast := startTLSFastPoP(t, o.URL, true, "", "    timeouts: {read_header: 20s}\n")
 	slow := startTLSFastPoP(t, o.URL, false, "", "    timeouts: {read_header: 20s}\n")
 	tests := []struct {
@@ -167,7 +166,7 @@ func TestTLSFastPathHostileBytes(t *testing.T) {
 // TestTLSFastPathSlowHead sends a request head over TLS a byte per record:
 // the fast path reads it whole and answers it, as net/http would.
 func TestTLSFastPathSlowHead(t *testing.T) {
-	o := tlsFastOrigin(t)
+	o := fastOrigin(t)
 	tp := startTLSFastPoP(t, o.URL, true, "", "    timeouts: {read_header: 10s}\n")
 	tp.fill(t, 1, "/obj")
 	c := tp.dial(t)
@@ -184,7 +183,7 @@ func TestTLSFastPathSlowHead(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || string(body) != "hello TLS fast path " {
+	if resp.StatusCode != http.StatusOK || string(body) != "hello fast path " {
 		t.Errorf("status %d, body %q", resp.StatusCode, body)
 	}
 	// (A fast hit is counted just after it is sent.)
@@ -196,29 +195,13 @@ func TestTLSFastPathSlowHead(t *testing.T) {
 // a request lent to net/http (a miss on a slow origin) is answered whole
 // before its connection closes; the PoP stops cleanly.
 func TestTLSFastPathShutdown(t *testing.T) {
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 1)
-	o := newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			arrived <- struct{}{}
-			<-release
-		}
-		w.Header().Set("Cache-Control", "max-age=60")
-		w.Header().Set("Content-Type", "text/plain")
-		io.WriteString(w, "slow but whole")
-	})
+	o, arrived, release := slowOrigin(t)
 	tp := startTLSFastPoP(t, o.URL, true, "", "")
 	tp.fill(t, 1, "/obj")
 	idle := tp.dial(t)
 	defer idle.Close()
-	idle.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(idle, "GET /obj HTTP/1.1\r\nHost: demo.example\r\n\r\n")
-	idleBR := bufio.NewReader(idle)
-	resp, err := http.ReadResponse(idleBR, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
+	idleBR := sendRaw(t, idle, objRequest, 10*time.Second)
+	readAnswer(t, idleBR)
 	half, err := net.Dial("tcp", tp.tlsAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -228,23 +211,11 @@ func TestTLSFastPathShutdown(t *testing.T) {
 
 	lent := tp.dial(t)
 	defer lent.Close()
-	lent.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(lent, "GET /slow HTTP/1.1\r\nHost: demo.example\r\n\r\n")
+	lentBR := sendRaw(t, lent, "GET /slow HTTP/1.1\r\nHost: demo.example\r\n\r\n", 10*time.Second)
 	<-arrived
 	tp.cancel()
 	close(release)
-	lentBR := bufio.NewReader(lent)
-	resp, err = http.ReadResponse(lentBR, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || string(body) != "slow but whole" {
-		t.Fatalf("lent request: body %q, %v", body, err)
-	}
-	if _, err := lentBR.ReadByte(); !errors.Is(err, io.EOF) {
-		t.Errorf("lent connection after its answer: %v, want EOF", err)
-	}
+	wantWholeThenEOF(t, lentBR, "the lent request")
 	if _, err := idleBR.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Errorf("idle connection at shutdown: %v, want EOF", err)
 	}
@@ -252,15 +223,7 @@ func TestTLSFastPathShutdown(t *testing.T) {
 	if _, err := io.ReadAll(half); err != nil && !strings.Contains(err.Error(), "reset") {
 		t.Errorf("connection in its handshake at shutdown: %v, want closed", err)
 	}
-	select {
-	case err := <-tp.done:
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-		tp.done <- nil // for the cleanup's stop
-	case <-time.After(10 * time.Second):
-		t.Fatal("the PoP did not stop")
-	}
+	tp.waitStopped(t)
 }
 
 // TestTLSFastPathSendTimeout has a client that stops reading a large
@@ -287,18 +250,7 @@ func TestTLSFastPathSendTimeout(t *testing.T) {
 			fill.CloseIdleConnections()
 			waitStored(t, tp.PoP)
 			waitFor(t, "no connection open", func() bool { return listenerMetric(t, tp.PoP, "outpost_pop_client_connections", "tls") == 0 })
-			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-				return rc.Control(func(fd uintptr) {
-					syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
-				})
-			}}
-			raw, err := d.Dial("tcp", tlsAddr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
-			raw.SetDeadline(time.Now().Add(20 * time.Second))
-			c := tls.Client(raw, conf)
+			c := tls.Client(dialSmallWindow(t, tlsAddr), conf)
 			if err := c.Handshake(); err != nil {
 				t.Fatal(err)
 			}

@@ -16,37 +16,6 @@ import (
 	"github.com/outpost-cdn/outpost/pop/fastpath"
 )
 
-// tlsFastOrigin serves the objects of the TLS fast-path tests.
-func tlsFastOrigin(t *testing.T) *testOrigin {
-	return newTestOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Cache-Control", "public, max-age=60")
-		h.Set("ETag", `"v1"`)
-		switch r.URL.Path {
-		case "/big": // a blob: read into a buffer and encrypted, no sendfile
-			h.Set("Content-Type", "application/octet-stream")
-			w.Write(bigBody(100 << 10))
-		case "/huge": // several batches
-			h.Set("Content-Type", "application/octet-stream")
-			w.Write(bigBody(700 << 10))
-		case "/own": // its own Alt-Svc and HSTS, which win over the PoP's
-			h.Set("Content-Type", "text/plain")
-			h.Set("Alt-Svc", "clear")
-			h.Set("Strict-Transport-Security", "max-age=5")
-			h.Set("Via", "1.1 upstream")
-			h["Zz-Last"] = []string{"z"}
-			io.WriteString(w, "own fields")
-		case "/vary":
-			h.Set("Content-Type", "text/plain")
-			h.Set("Vary", "Accept-Encoding")
-			io.WriteString(w, "varies")
-		default:
-			h.Set("Content-Type", "text/plain")
-			io.WriteString(w, "hello TLS fast path "+r.URL.RawQuery)
-		}
-	})
-}
-
 // tlsFastPoP is a PoP with an HTTPS listener (HTTP/3 on, so Alt-Svc is
 // sent) whose service redirects plain HTTP and sends HSTS.
 type tlsFastPoP struct {
@@ -129,7 +98,7 @@ func exchangeTLS(t *testing.T, tp *tlsFastPoP, raw string, n int, wantClosed boo
 // does not redirect, and lends or hands over the rest with Request.TLS
 // set (a lent miss is stored under https, so its hit comes next).
 func TestTLSFastPathMatchesNetHTTP(t *testing.T) {
-	o := tlsFastOrigin(t)
+	o := fastOrigin(t)
 	fast := startTLSFastPoP(t, o.URL, true, "", "")
 	slow := startTLSFastPoP(t, o.URL, false, "", "")
 	for _, tp := range []*tlsFastPoP{fast, slow} {
@@ -206,7 +175,7 @@ func TestTLSFastPathMatchesNetHTTP(t *testing.T) {
 // to HTTP/2 with the TLS fast path on, on net/http's server and on the
 // PoP's own, and that a client without ALPN gets the fast path.
 func TestTLSFastPathHTTP2(t *testing.T) {
-	o := tlsFastOrigin(t)
+	o := fastOrigin(t)
 	for _, server := range []string{config.HTTP2NetHTTP, config.HTTP2Outpost} {
 		t.Run(strings.ReplaceAll(server, "/", ""), func(t *testing.T) {
 			tp := startTLSFastPoP(t, o.URL, true, ", http2: "+server, "")
@@ -222,7 +191,7 @@ func TestTLSFastPathHTTP2(t *testing.T) {
 				}
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK || string(body) != "hello TLS fast path " ||
+				if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK || string(body) != "hello fast path " ||
 					!strings.Contains(resp.Header.Get("Cache-Status"), "; hit") || resp.Header.Get("Strict-Transport-Security") == "" {
 					t.Fatalf("%s %d %q %v", resp.Proto, resp.StatusCode, body, resp.Header)
 				}
@@ -279,7 +248,7 @@ var _ = fastpath.HandshakeResults
 // access-log lines: every field but the timings and the PoP-made request
 // ID is the same (the proto is HTTP/1.1 either way, the path as sent).
 func TestTLSFastPathAccessLog(t *testing.T) {
-	o := tlsFastOrigin(t)
+	o := fastOrigin(t)
 	dir := t.TempDir()
 	logs := [2]string{dir + "/fast.log", dir + "/slow.log"}
 	var lines [2]map[string]any
