@@ -212,52 +212,97 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 	for _, tp := range []*testPoP{fast, slow} {
 		tp.fill(t, 8, "/obj", "/obj?b=2&a=1", "/notype", "/vary", "/big", "/targeted", "/many")
 	}
+	matchNetHTTP(t, "clear", fast, func(t *testing.T, toFast bool, tt fastPathCase) exchanged {
+		tp := slow
+		if toFast {
+			tp = fast
+		}
+		return exchange(t, tp.addr(), tt.raw, tt.n, tt.wantClose)
+	})
+}
+
+// fastPathCase is a row of the tests that compare a PoP's fast path with
+// net/http: raw requests, how many responses they get, how many of those
+// the fast path answers, and whether the connection then ends. only, where
+// set, is the one listener the row is for ("clear" or "tls").
+type fastPathCase struct {
+	name      string
+	only      string
+	raw       string
+	n         int // responses
+	wantFast  int // of them, answered by the fast path
+	wantClose bool
+}
+
+// fastPathCases are the rows for a listener ("clear" or "tls"), in order:
+// one list, so that what the fast path does alike on both is written once.
+func fastPathCases(listener string) []fastPathCase {
 	const host = "Host: demo.example\r\n"
-	tests := []struct {
-		name      string
-		raw       string
-		n         int // responses
-		wantFast  int // of them, answered by the fast path
-		wantClose bool
-	}{
-		{"fresh hit", "GET /obj HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"RFC9110 9.3.2 HEAD", "HEAD /obj HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"blob body with sendfile", "GET /big HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"sorted query shares the key", "GET /obj?a=1&b=2 HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"RFC9110 7.2 Host in any case, with a port", "GET /obj HTTP/1.1\r\nhost: DEMO.example:8080\r\nUser-Agent: t\r\n\r\n", 1, 1, false},
-		{"RFC9112 9.6 Connection: close closes", "GET /obj HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", 1, 1, true},
-		{"RFC9112 9.3.2 pipelined requests", "GET /obj HTTP/1.1\r\n" + host + "\r\nHEAD /big HTTP/1.1\r\n" + host + "\r\n", 2, 2, false},
-		{"RFC9110 5.3 fields in net/http's order, upstream Via and Cache-Status first", "GET /many HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"RFC9213 targeted field dropped", "GET /targeted HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"RFC9110 14.2 range goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "Range: bytes=0-3\r\n\r\n", 1, 0, false},
-		{"RFC9110 13.1.2 If-None-Match goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "If-None-Match: \"v1\"\r\n\r\n", 1, 0, false},
-		{"fast, a range lent to net/http, fast again", "GET /obj HTTP/1.1\r\n" + host + "\r\nGET /obj HTTP/1.1\r\n" + host + "Range: bytes=1-2\r\n\r\nGET /obj HTTP/1.1\r\n" + host + "\r\n", 3, 2, false},
-		{"a miss lent to net/http, then its hit on the same connection", "GET /obj?miss=1 HTTP/1.1\r\n" + host + "\r\nGET /obj?miss=1 HTTP/1.1\r\n" + host + "\r\n", 2, 1, false},
-		{"RFC9110 13.1.2 a 304 lent to net/http, then a hit", "GET /obj HTTP/1.1\r\n" + host + "If-None-Match: \"v1\"\r\n\r\nHEAD /obj HTTP/1.1\r\n" + host + "\r\n", 2, 1, false},
-		{"RFC9112 9.6 a lent request with Connection: close closes", "GET /obj HTTP/1.1\r\n" + host + "Range: bytes=0-0\r\nConnection: close\r\n\r\n", 1, 0, true},
-		{"a request with a body gives net/http the connection for good", "POST /obj HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\nGET /obj HTTP/1.1\r\n" + host + "\r\n", 2, 0, false},
-		{"RFC9111 5.2.1 request directives go to net/http", "GET /obj HTTP/1.1\r\n" + host + "Cache-Control: max-stale\r\n\r\n", 1, 0, false},
-		{"RFC9110 11.6.2 Authorization goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "Authorization: Basic eDp5\r\n\r\n", 1, 0, false},
-		{"RFC9110 12.5.5 Vary goes to net/http", "GET /vary HTTP/1.1\r\n" + host + "Accept-Encoding: gzip\r\n\r\n", 1, 0, false},
-		{"no stored Content-Type: net/http sniffs", "GET /notype HTTP/1.1\r\n" + host + "\r\n", 1, 0, false},
-		{"escaped path goes to net/http", "GET /o%62j HTTP/1.1\r\n" + host + "\r\n", 1, 0, false},
-		{"HTTP/1.0 goes to net/http", "GET /obj HTTP/1.0\r\n" + host + "\r\n", 1, 0, true},
-		{"RFC9110 15.5.20 unknown host", "GET /obj HTTP/1.1\r\nHost: other.example\r\n\r\n", 1, 0, false},
-		{"RFC9112 3.2 missing Host is 400", "GET /obj HTTP/1.1\r\n\r\n", 1, 0, true},
-		{"RFC9112 3.2 two Hosts are 400", "GET /obj HTTP/1.1\r\n" + host + host + "\r\n", 1, 0, true},
-		{"RFC9112 5.2 obs-fold goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "X-A: a\r\n b\r\n\r\n", 1, 0, false},
-		{"RFC9112 5.1 space before colon is 400", "GET /obj HTTP/1.1\r\n" + host + "X-A : a\r\n\r\n", 1, 0, true},
-		{"bare LF line ends go to net/http", "GET /obj HTTP/1.1\n" + host[:len(host)-2] + "\n\n", 1, 0, false},
-		{"garbage request line is 400", "GARBAGE\r\n\r\n", 1, 0, true},
-		{"head larger than the fast path's buffer", "GET /obj HTTP/1.1\r\n" + host + "X-Big: " + strings.Repeat("x", 6000) + "\r\n\r\n", 1, 0, false},
-		{"RFC9112 6.1 a body goes to net/http", "GET /obj HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", 1, 0, false},
-		{"POST goes to net/http", "POST /obj HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", 1, 0, false},
+	all := []fastPathCase{
+		{"fresh hit", "clear", "GET /obj HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"fresh hit with Alt-Svc and RFC6797 HSTS", "tls", "GET /obj HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"RFC9110 9.3.2 HEAD", "", "HEAD /obj HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"blob body with sendfile", "clear", "GET /big HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"blob body through TLS", "tls", "GET /big HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"HEAD of a blob", "tls", "HEAD /big HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"blob body of several batches", "tls", "GET /huge HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"stored Alt-Svc and HSTS win", "tls", "GET /own HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"sorted query shares the key", "", "GET /obj?a=1&b=2 HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"RFC9110 7.2 Host in any case, with a port", "clear", "GET /obj HTTP/1.1\r\nhost: DEMO.example:8080\r\nUser-Agent: t\r\n\r\n", 1, 1, false},
+		{"RFC9112 9.6 Connection: close closes", "", "GET /obj HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", 1, 1, true},
+		{"RFC9112 9.3.2 pipelined requests", "clear", "GET /obj HTTP/1.1\r\n" + host + "\r\nHEAD /big HTTP/1.1\r\n" + host + "\r\n", 2, 2, false},
+		{"RFC9110 5.3 fields in net/http's order, upstream Via and Cache-Status first", "clear", "GET /many HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"RFC9213 targeted field dropped", "clear", "GET /targeted HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
+		{"RFC9110 14.2 range goes to net/http", "clear", "GET /obj HTTP/1.1\r\n" + host + "Range: bytes=0-3\r\n\r\n", 1, 0, false},
+		{"RFC9110 13.1.2 If-None-Match goes to net/http", "clear", "GET /obj HTTP/1.1\r\n" + host + "If-None-Match: \"v1\"\r\n\r\n", 1, 0, false},
+		{"fast, a range lent to net/http, fast again", "clear", "GET /obj HTTP/1.1\r\n" + host + "\r\nGET /obj HTTP/1.1\r\n" + host + "Range: bytes=1-2\r\n\r\nGET /obj HTTP/1.1\r\n" + host + "\r\n", 3, 2, false},
+		{"a miss lent to net/http, then its hit on the same connection", "clear", "GET /obj?miss=1 HTTP/1.1\r\n" + host + "\r\nGET /obj?miss=1 HTTP/1.1\r\n" + host + "\r\n", 2, 1, false},
+		{"RFC9112 9.3.2 pipelined requests", "tls", "GET /obj HTTP/1.1\r\n" + host + "\r\nGET /big HTTP/1.1\r\n" + host + "\r\nHEAD /own HTTP/1.1\r\n" + host + "\r\n", 3, 3, false},
+		{"fast, a range lent to net/http, fast again", "tls", "GET /obj HTTP/1.1\r\n" + host + "\r\nGET /obj HTTP/1.1\r\n" + host + "Range: bytes=1-2\r\n\r\nGET /big HTTP/1.1\r\n" + host + "\r\n", 3, 2, false},
+		{"a range of a blob lent to net/http", "tls", "GET /big HTTP/1.1\r\n" + host + "Range: bytes=100-70000\r\n\r\n", 1, 0, false},
+		{"a miss lent to net/http, stored under https, then its hit", "tls", "GET /obj?miss=1 HTTP/1.1\r\n" + host + "\r\nGET /obj?miss=1 HTTP/1.1\r\n" + host + "\r\n", 2, 1, false},
+		{"RFC9110 13.1.2 a 304 lent to net/http, then a hit", "", "GET /obj HTTP/1.1\r\n" + host + "If-None-Match: \"v1\"\r\n\r\nHEAD /obj HTTP/1.1\r\n" + host + "\r\n", 2, 1, false},
+		{"RFC9112 9.6 a lent request with Connection: close closes", "", "GET /obj HTTP/1.1\r\n" + host + "Range: bytes=0-0\r\nConnection: close\r\n\r\n", 1, 0, true},
+		{"a request with a body gives net/http the connection for good", "", "POST /obj HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\nGET /obj HTTP/1.1\r\n" + host + "\r\n", 2, 0, false},
+		{"RFC9111 5.2.1 request directives go to net/http", "", "GET /obj HTTP/1.1\r\n" + host + "Cache-Control: max-stale\r\n\r\n", 1, 0, false},
+		{"RFC9110 11.6.2 Authorization goes to net/http", "clear", "GET /obj HTTP/1.1\r\n" + host + "Authorization: Basic eDp5\r\n\r\n", 1, 0, false},
+		{"RFC9110 12.5.5 Vary goes to net/http", "", "GET /vary HTTP/1.1\r\n" + host + "Accept-Encoding: gzip\r\n\r\n", 1, 0, false},
+		{"no stored Content-Type: net/http sniffs", "clear", "GET /notype HTTP/1.1\r\n" + host + "\r\n", 1, 0, false},
+		{"escaped path goes to net/http", "clear", "GET /o%62j HTTP/1.1\r\n" + host + "\r\n", 1, 0, false},
+		{"HTTP/1.0 goes to net/http", "", "GET /obj HTTP/1.0\r\n" + host + "\r\n", 1, 0, true},
+		{"RFC9110 15.5.20 unknown host", "", "GET /obj HTTP/1.1\r\nHost: other.example\r\n\r\n", 1, 0, false},
+		{"RFC9112 3.2 missing Host is 400", "", "GET /obj HTTP/1.1\r\n\r\n", 1, 0, true},
+		{"RFC9112 3.2 two Hosts are 400", "clear", "GET /obj HTTP/1.1\r\n" + host + host + "\r\n", 1, 0, true},
+		{"RFC9112 5.2 obs-fold goes to net/http", "clear", "GET /obj HTTP/1.1\r\n" + host + "X-A: a\r\n b\r\n\r\n", 1, 0, false},
+		{"RFC9112 5.1 space before colon is 400", "clear", "GET /obj HTTP/1.1\r\n" + host + "X-A : a\r\n\r\n", 1, 0, true},
+		{"bare LF line ends go to net/http", "clear", "GET /obj HTTP/1.1\n" + host[:len(host)-2] + "\n\n", 1, 0, false},
+		{"garbage request line is 400", "", "GARBAGE\r\n\r\n", 1, 0, true},
+		{"garbage after a fast-path hit", "tls", "GET /obj HTTP/1.1\r\n" + host + "\r\nGARBAGE\r\n\r\n", 2, 1, true},
+		{"RFC9113 3.4 an h2 preface over ALPN http/1.1 is an HTTP/1 request", "tls", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 1, 0, true},
+		{"head larger than the fast path's buffer", "", "GET /obj HTTP/1.1\r\n" + host + "X-Big: " + strings.Repeat("x", 6000) + "\r\n\r\n", 1, 0, false},
+		{"RFC9112 6.1 a body goes to net/http", "clear", "GET /obj HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi", 1, 0, false},
+		{"POST goes to net/http", "clear", "POST /obj HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", 1, 0, false},
 	}
-	for _, tt := range tests {
+	var out []fastPathCase
+	for _, c := range all {
+		if c.only == "" || c.only == listener {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// matchNetHTTP runs fastPathCases(listener), each through exchange to
+// the PoP with the fast path (toFast) and to the one without: their
+// answers must be the same (sameAnswers), and fast's fast path must have
+// answered the row's share of them.
+func matchNetHTTP(t *testing.T, listener string, fast *testPoP, exchange func(t *testing.T, toFast bool, tt fastPathCase) exchanged) {
+	t.Helper()
+	for _, tt := range fastPathCases(listener) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := fast.fastHits.Load()
-			f := exchange(t, fast.addr(), tt.raw, tt.n, tt.wantClose)
-			s := exchange(t, slow.addr(), tt.raw, tt.n, tt.wantClose)
+			f := exchange(t, true, tt)
+			s := exchange(t, false, tt)
 			sameAnswers(t, f, s, tt.wantClose)
 			wantFastHits(t, fast, before, tt.wantFast)
 		})

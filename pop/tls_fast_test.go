@@ -104,57 +104,21 @@ func TestTLSFastPathMatchesNetHTTP(t *testing.T) {
 	for _, tp := range []*tlsFastPoP{fast, slow} {
 		tp.fill(t, 6, "/obj", "/obj?b=2&a=1", "/big", "/huge", "/own", "/vary")
 	}
-	const host = "Host: demo.example\r\n"
-	tests := []struct {
-		name      string
-		raw       string
-		n         int // responses
-		wantFast  int // of them, answered by the fast path
-		wantClose bool
-	}{
-		{"fresh hit with Alt-Svc and RFC6797 HSTS", "GET /obj HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"RFC9110 9.3.2 HEAD", "HEAD /obj HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"blob body through TLS", "GET /big HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"HEAD of a blob", "HEAD /big HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"blob body of several batches", "GET /huge HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"stored Alt-Svc and HSTS win", "GET /own HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"sorted query shares the key", "GET /obj?a=1&b=2 HTTP/1.1\r\n" + host + "\r\n", 1, 1, false},
-		{"RFC9112 9.6 Connection: close closes", "GET /obj HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", 1, 1, true},
-		{"RFC9112 9.3.2 pipelined requests", "GET /obj HTTP/1.1\r\n" + host + "\r\nGET /big HTTP/1.1\r\n" + host + "\r\nHEAD /own HTTP/1.1\r\n" + host + "\r\n", 3, 3, false},
-		{"fast, a range lent to net/http, fast again", "GET /obj HTTP/1.1\r\n" + host + "\r\nGET /obj HTTP/1.1\r\n" + host + "Range: bytes=1-2\r\n\r\nGET /big HTTP/1.1\r\n" + host + "\r\n", 3, 2, false},
-		{"a range of a blob lent to net/http", "GET /big HTTP/1.1\r\n" + host + "Range: bytes=100-70000\r\n\r\n", 1, 0, false},
-		{"a miss lent to net/http, stored under https, then its hit", "GET /obj?miss=1 HTTP/1.1\r\n" + host + "\r\nGET /obj?miss=1 HTTP/1.1\r\n" + host + "\r\n", 2, 1, false},
-		{"RFC9110 13.1.2 a 304 lent to net/http, then a hit", "GET /obj HTTP/1.1\r\n" + host + "If-None-Match: \"v1\"\r\n\r\nHEAD /obj HTTP/1.1\r\n" + host + "\r\n", 2, 1, false},
-		{"RFC9112 9.6 a lent request with Connection: close closes", "GET /obj HTTP/1.1\r\n" + host + "Range: bytes=0-0\r\nConnection: close\r\n\r\n", 1, 0, true},
-		{"a request with a body gives net/http the connection for good", "POST /obj HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\nGET /obj HTTP/1.1\r\n" + host + "\r\n", 2, 0, false},
-		{"RFC9111 5.2.1 request directives go to net/http", "GET /obj HTTP/1.1\r\n" + host + "Cache-Control: max-stale\r\n\r\n", 1, 0, false},
-		{"RFC9110 12.5.5 Vary goes to net/http", "GET /vary HTTP/1.1\r\n" + host + "Accept-Encoding: gzip\r\n\r\n", 1, 0, false},
-		{"HTTP/1.0 goes to net/http", "GET /obj HTTP/1.0\r\n" + host + "\r\n", 1, 0, true},
-		{"RFC9110 15.5.20 unknown host", "GET /obj HTTP/1.1\r\nHost: other.example\r\n\r\n", 1, 0, false},
-		{"RFC9112 3.2 missing Host is 400", "GET /obj HTTP/1.1\r\n\r\n", 1, 0, true},
-		{"garbage request line is 400", "GARBAGE\r\n\r\n", 1, 0, true},
-		{"garbage after a fast-path hit", "GET /obj HTTP/1.1\r\n" + host + "\r\nGARBAGE\r\n\r\n", 2, 1, true},
-		{"RFC9113 3.4 an h2 preface over ALPN http/1.1 is an HTTP/1 request", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 1, 0, true},
-		{"head larger than the fast path's buffer", "GET /obj HTTP/1.1\r\n" + host + "X-Big: " + strings.Repeat("x", 6000) + "\r\n\r\n", 1, 0, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before := fast.fastHits.Load()
-			f := exchangeTLS(t, fast, tt.raw, tt.n, tt.wantClose)
-			s := exchangeTLS(t, slow, tt.raw, tt.n, tt.wantClose)
-			// The PoPs' Alt-Svc differ by their ports only.
-			for _, ex := range []*exchanged{&f, &s} {
-				ex.wire = altSvcPort.ReplaceAll(ex.wire, []byte(`h3=":*"`))
-				for _, r := range ex.resps {
-					if v := r.Header["Alt-Svc"]; len(v) == 1 {
-						r.Header["Alt-Svc"] = []string{altSvcPort.ReplaceAllString(v[0], `h3=":*"`)}
-					}
-				}
+	matchNetHTTP(t, "tls", fast.testPoP, func(t *testing.T, toFast bool, tt fastPathCase) exchanged {
+		tp := slow
+		if toFast {
+			tp = fast
+		}
+		ex := exchangeTLS(t, tp, tt.raw, tt.n, tt.wantClose)
+		// The PoPs' Alt-Svc differ by their ports only.
+		ex.wire = altSvcPort.ReplaceAll(ex.wire, []byte(`h3=":*"`))
+		for _, r := range ex.resps {
+			if v := r.Header["Alt-Svc"]; len(v) == 1 {
+				r.Header["Alt-Svc"] = []string{altSvcPort.ReplaceAllString(v[0], `h3=":*"`)}
 			}
-			sameAnswers(t, f, s, tt.wantClose)
-			wantFastHits(t, fast.testPoP, before, tt.wantFast)
-		})
-	}
+		}
+		return ex
+	})
 	// Every fast hit above came over TLS, and the metric says so.
 	if tls, clear := listenerMetric(t, fast.PoP, "outpost_pop_fast_path_requests_total", "tls"),
 		listenerMetric(t, fast.PoP, "outpost_pop_fast_path_requests_total", "clear"); tls != float64(fast.fastHits.Load()) || tls == 0 || clear != 0 {
