@@ -21,7 +21,38 @@ import (
 // tls), and stops it when the test ends.
 func startTunedPoP(t *testing.T, yaml string, tune func(*config.POP), opts ...func(*Options)) (tp *testPoP, tlsAddr string) {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	p, clk, pc := newTestPoP(t, yaml, tune, opts...)
+	var ls Listeners
+	lns := []*net.Listener{&ls.Serve, &ls.Admin}
+	if pc.TLS.Enabled() {
+		lns = append(lns, &ls.TLS)
+	}
+	for _, ln := range lns {
+		var err error
+		if *ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ls.TLS != nil {
+		tlsAddr = ls.TLS.Addr().String()
+	}
+	tp = &testPoP{
+		PoP:    p,
+		url:    "http://" + ls.Serve.Addr().String(),
+		admin:  "http://" + ls.Admin.Addr().String(),
+		clock:  clk,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200, DisableCompression: true}},
+	}
+	tp.serve(t, ls)
+	return tp, tlsAddr
+}
+
+// newTestPoP is the PoP of the configuration text, tune applied to its
+// PoP's section (which it returns too), with a test clock, a shutdown
+// grace of 5 s and the test's log, then opts.
+func newTestPoP(t *testing.T, text string, tune func(*config.POP), opts ...func(*Options)) (*PoP, *clock, *config.POP) {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(text))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -35,34 +66,19 @@ func startTunedPoP(t *testing.T, yaml string, tune func(*config.POP), opts ...fu
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	var ls Listeners
-	for _, ln := range []*net.Listener{&ls.Serve, &ls.Admin} {
-		if *ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if cfg.POPs[0].TLS.Enabled() {
-		if ls.TLS, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		tlsAddr = ls.TLS.Addr().String()
-	}
+	return p, clk, &cfg.POPs[0]
+}
+
+// serve serves tp's PoP on ls until the test ends, then stops it (waiting
+// for Serve to return) and closes it; it sets tp.cancel and tp.done.
+func (tp *testPoP) serve(t *testing.T, ls Listeners) {
 	ctx, cancel := context.WithCancel(context.Background())
-	tp = &testPoP{
-		PoP:    p,
-		url:    "http://" + ls.Serve.Addr().String(),
-		admin:  "http://" + ls.Admin.Addr().String(),
-		clock:  clk,
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200, DisableCompression: true}},
-		cancel: cancel,
-		done:   make(chan error, 1),
-	}
-	go func() { tp.done <- p.ServeListeners(ctx, ls) }()
+	tp.cancel, tp.done = cancel, make(chan error, 1)
+	go func() { tp.done <- tp.ServeListeners(ctx, ls) }()
 	t.Cleanup(func() {
 		tp.stop(t)
-		p.Close()
+		tp.Close()
 	})
-	return tp, tlsAddr
 }
 
 // mustRequest is a GET of url for Host demo.example.

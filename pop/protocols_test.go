@@ -11,7 +11,6 @@ import (
 	"net/textproto"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/quic-go/quic-go/http3"
 
@@ -46,27 +45,12 @@ func startTLSPoPWith(t *testing.T, originURL, proto, popYAML string, opts ...fun
 	}
 	text := strings.Replace(fmt.Sprintf(testConfig, originURL, "0s"), "    cache_size: 64MiB\n",
 		"    cache_size: 64MiB\n    tls: "+tlsYAML+"\n"+popYAML, 1)
-	cfg, err := config.Parse("tls.yaml", []byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := newClock()
-	o := Options{Now: clk.Now, ShutdownGrace: 5 * time.Second, Logger: testLogger(t)}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	p, err := New(cfg, "", o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, clk, _ := newTestPoP(t, text, func(*config.POP) {}, opts...)
 	ls := listenAll(t)
-	ctx, cancel := context.WithCancel(context.Background())
 	tp := &testPoP{
-		PoP:    p,
-		admin:  "http://" + ls.Admin.Addr().String(),
-		clock:  clk,
-		cancel: cancel,
-		done:   make(chan error, 1),
+		PoP:   p,
+		admin: "http://" + ls.Admin.Addr().String(),
+		clock: clk,
 	}
 	tlsConf := &tls.Config{RootCAs: p.certs.selfSignedCA.Pool()}
 	tp.url = "https://" + ls.TLS.Addr().String()
@@ -85,11 +69,7 @@ func startTLSPoPWith(t *testing.T, originURL, proto, popYAML string, opts ...fun
 		tp.client = &http.Client{Transport: h3}
 		t.Cleanup(func() { h3.Close() })
 	}
-	go func() { tp.done <- p.ServeListeners(ctx, ls) }()
-	t.Cleanup(func() {
-		tp.stop(t)
-		p.Close()
-	})
+	tp.serve(t, ls)
 	return tp
 }
 

@@ -2,7 +2,6 @@ package pop
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/outpost-cdn/outpost/config"
 	"github.com/outpost-cdn/outpost/pop/fastpath"
@@ -37,17 +35,8 @@ func startTLSFastPoP(t *testing.T, originURL string, fast bool, tlsExtra, popExt
 	text = strings.Replace(text, "    cache:\n", "    https: {redirect: true, hsts: {max_age: 1h, include_subdomains: true}}\n    cache:\n", 1)
 	popExtra = "    tls: {listen: \"127.0.0.1:0\", self_signed: true" + tlsExtra + "}\n" + popExtra
 	text = strings.Replace(text, "    cache_size: 64MiB\n", "    cache_size: 64MiB\n"+popExtra, 1)
-	cfg, err := config.Parse("tls.yaml", []byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := newClock()
-	p, err := New(cfg, "", Options{Now: clk.Now, ShutdownGrace: 5 * time.Second, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, clk, _ := newTestPoP(t, text, func(*config.POP) {})
 	ls := listenAll(t)
-	ctx, cancel := context.WithCancel(context.Background())
 	conf := &tls.Config{RootCAs: p.certs.selfSignedCA.Pool(), ServerName: "demo.example", NextProtos: []string{"http/1.1"}}
 	tp := &tlsFastPoP{
 		testPoP: &testPoP{
@@ -56,17 +45,11 @@ func startTLSFastPoP(t *testing.T, originURL string, fast bool, tlsExtra, popExt
 			admin:  "http://" + ls.Admin.Addr().String(),
 			clock:  clk,
 			client: &http.Client{Transport: &http.Transport{TLSClientConfig: conf.Clone(), TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}},
-			cancel: cancel,
-			done:   make(chan error, 1),
 		},
 		tlsAddr: ls.TLS.Addr().String(),
 		conf:    conf,
 	}
-	go func() { tp.done <- p.ServeListeners(ctx, ls) }()
-	t.Cleanup(func() {
-		tp.stop(t)
-		p.Close()
-	})
+	tp.serve(t, ls)
 	return tp
 }
 
