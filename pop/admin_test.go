@@ -32,17 +32,7 @@ func TestAdminCredentials(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(tt.method, tp.admin+tt.path, strings.NewReader(tt.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tt.token != "" {
-				req.Header.Set("Authorization", "Bearer "+tt.token)
-			}
-			resp, err := tp.client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := tp.adminRequest(t, tt.method, tt.path, tt.token, tt.body)
 			resp.Body.Close()
 			if resp.StatusCode != tt.wantCode {
 				t.Errorf("status %d, want %d", resp.StatusCode, tt.wantCode)
@@ -52,4 +42,23 @@ func TestAdminCredentials(t *testing.T) {
 			}
 		})
 	}
+}
+
+// adminRequest sends method path, with body, to the PoP's admin listener,
+// and token as a bearer token (RFC 6750) unless it is "", and returns the
+// answer; the caller closes its body.
+func (tp *testPoP) adminRequest(t *testing.T, method, path, token, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, tp.admin+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := tp.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }

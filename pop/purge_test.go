@@ -15,14 +15,7 @@ import (
 // purge sends a purge to the test PoP's admin listener.
 func (tp *testPoP) purge(t *testing.T, token string, body string) (int, popapi.PurgeResult, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, tp.admin+"/purge", strings.NewReader(body))
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := tp.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := tp.adminRequest(t, http.MethodPost, "/purge", token, body)
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	var res popapi.PurgeResult

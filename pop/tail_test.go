@@ -87,15 +87,7 @@ func FuzzTailFilter(f *testing.F) {
 // its lines as they come.
 func openTail(t *testing.T, tp *testPoP, query url.Values) (*http.Response, <-chan string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, tp.admin+"/tail?"+query.Encode(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer s3cret")
-	resp, err := tp.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := tp.adminRequest(t, http.MethodGet, "/tail?"+query.Encode(), "s3cret", "")
 	lines := make(chan string, 100)
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
@@ -240,14 +232,7 @@ func TestTailBounds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, tp.admin+"/tail?"+tt.query, nil)
-			if tt.token != "" {
-				req.Header.Set("Authorization", "Bearer "+tt.token)
-			}
-			resp, err := tp.client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := tp.adminRequest(t, http.MethodGet, "/tail?"+tt.query, tt.token, "")
 			resp.Body.Close()
 			if resp.StatusCode != tt.status {
 				t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
