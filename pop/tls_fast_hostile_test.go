@@ -5,15 +5,12 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/outpost-cdn/outpost/config"
 )
 
 // clientHello returns the first bytes a real TLS client sends: its
@@ -224,48 +221,4 @@ func TestTLSFastPathShutdown(t *testing.T) {
 		t.Errorf("connection in its handshake at shutdown: %v, want closed", err)
 	}
 	tp.waitStopped(t)
-}
-
-// TestTLSFastPathSendTimeout has a client that stops reading a large
-// fast-path answer over TLS, from the heap and from a blob (copied through
-// TLS): the write stalls, the send timeout cuts the connection off, counts
-// it on the TLS listener and frees its slot.
-func TestTLSFastPathSendTimeout(t *testing.T) {
-	const size = 24 << 20
-	path := fmt.Sprintf("/big/%d", size)
-	o := bigOrigin(t)
-	for _, bodies := range []string{"heap", "blob"} {
-		t.Run(bodies, func(t *testing.T) {
-			yaml := strings.Replace(bigConfig(o.URL, ""), "    cache_size: 64MiB\n",
-				"    cache_size: 64MiB\n    tls: {listen: \"127.0.0.1:0\", self_signed: true}\n", 1)
-			tp, tlsAddr := startTunedPoP(t, yaml, func(pc *config.POP) { pc.Timeouts.Send = 200 * time.Millisecond }, bodiesIn(bodies))
-			conf := &tls.Config{RootCAs: tp.certs.selfSignedCA.Pool(), ServerName: "demo.example", NextProtos: []string{"http/1.1"}}
-			// The fill over TLS (an https key); its own client may be cut
-			// off too on a loaded machine: what matters is that it is stored.
-			fill := &http.Client{Transport: &http.Transport{TLSClientConfig: conf, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
-			if resp, err := fill.Do(mustRequest(t, "https://"+tlsAddr+path)); err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-			fill.CloseIdleConnections()
-			waitStored(t, tp.PoP)
-			waitFor(t, "no connection open", func() bool { return listenerMetric(t, tp.PoP, "outpost_pop_client_connections", "tls") == 0 })
-			c := tls.Client(dialSmallWindow(t, tlsAddr), conf)
-			if err := c.Handshake(); err != nil {
-				t.Fatal(err)
-			}
-			before := tp.fastHits.Load()
-			timeouts := listenerMetric(t, tp.PoP, "outpost_pop_send_timeouts_total", "tls")
-			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: demo.example\r\n\r\n", path)
-			waitFor(t, "the send timeout", func() bool {
-				return listenerMetric(t, tp.PoP, "outpost_pop_send_timeouts_total", "tls") == timeouts+1
-			})
-			waitFor(t, "the fast path answered", func() bool { return tp.fastHits.Load() == before+1 })
-			c.SetReadDeadline(time.Now().Add(2 * time.Second))
-			if n, _ := io.Copy(io.Discard, c); n >= size {
-				t.Errorf("read %d bytes: the whole body arrived", n)
-			}
-			waitFor(t, "the connection closed", func() bool { return listenerMetric(t, tp.PoP, "outpost_pop_client_connections", "tls") == 0 })
-		})
-	}
 }
