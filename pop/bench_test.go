@@ -341,19 +341,28 @@ func withBenchTLS(text, extra string) string {
 // a clear connection to net/http for good), and waits until p stores it.
 func fillBench(b *testing.B, client *http.Client, url string, p *PoP) {
 	b.Helper()
-	fill, err := http.NewRequest(http.MethodGet, url+"/obj", nil)
+	benchGet(b, client, url+"/obj", true)
+	waitStored(b, p)
+}
+
+// benchGet asks client for url (Host demo.example), closing the
+// connection after the answer when closeConn, and returns the response
+// with its body read and closed.
+func benchGet(b *testing.B, client *http.Client, url string, closeConn bool) *http.Response {
+	b.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	fill.Host = "demo.example"
-	fill.Close = true
-	resp, err := client.Do(fill)
+	req.Host = "demo.example"
+	req.Close = closeConn
+	resp, err := client.Do(req)
 	if err != nil {
 		b.Fatal(err)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	waitStored(b, p)
+	return resp
 }
 
 // checkFastHits fails b unless the fast path answered requests on path

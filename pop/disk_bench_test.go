@@ -2,7 +2,6 @@ package pop
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -108,14 +107,7 @@ func startDiskBenchPoP(b *testing.B, tier string, size int) (*PoP, string) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	defer client.CloseIdleConnections()
 	for i := range 200 {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/obj/"+strconv.Itoa(i), nil)
-		req.Host = "demo.example"
-		resp, err := client.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		benchGet(b, client, "http://"+addr+"/obj/"+strconv.Itoa(i), false)
 	}
 	if tier == "disk" {
 		waitFor(b, "every fill on the disk", func() bool {

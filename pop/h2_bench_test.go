@@ -85,14 +85,7 @@ func startH2BenchPoP(b *testing.B, server, mode string, size int) (*http.Client,
 	// The fill, through the same client (HTTP/2 connections stay), until
 	// the object answers as a hit.
 	waitFor(b, "the object stored", func() bool {
-		req, _ := http.NewRequest(http.MethodGet, url+"/obj", nil)
-		req.Host = "demo.example"
-		resp, err := client.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		resp := benchGet(b, client, url+"/obj", false)
 		return strings.Contains(resp.Header.Get("Cache-Status"), "; hit")
 	})
 	return client, url, cw
