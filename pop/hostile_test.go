@@ -546,12 +546,7 @@ func rapidReset(t *testing.T, tp *testPoP, n int) {
 	warm := func() {
 		req, _ := http.NewRequest(http.MethodGet, tp.url+"/warm", nil)
 		req.Host = "demo.example"
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		resp, _ := doRead(t, client, req)
 		if resp.ProtoMajor != 2 {
 			t.Fatalf("answered over %s; want HTTP/2", resp.Proto)
 		}
@@ -885,12 +880,7 @@ func TestAttackEarlyHints(t *testing.T) {
 		}}
 		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, fmt.Sprintf("%s/hinted/%d", tp.url, i), nil)
 		req.Host = "demo.example"
-		resp, err := tp.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, body := doRead(t, tp.client, req)
 		mu.Lock()
 		got := strings.Join(hints, "; ")
 		mu.Unlock()
@@ -1078,15 +1068,8 @@ func TestAttackTricklingOrigin(t *testing.T) {
 	k := hostileDefaults(o.URL)
 	k.FillTimeout = "400ms"
 	tp := startHostile(t, k)
-	req, _ := http.NewRequest(http.MethodGet, tp.url+"/trickle", nil)
-	req.Host = "demo.example"
 	start := time.Now()
-	resp, err := tp.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, readErr := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body, readErr := tp.getCut(t, "/trickle")
 	t.Logf("cut after %v with %d bytes", time.Since(start).Round(time.Millisecond), len(body))
 	if readErr == nil || len(body) >= 1000 {
 		t.Errorf("got %d bytes, error %v; want the response cut short by the fill timeout", len(body), readErr)

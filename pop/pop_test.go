@@ -201,14 +201,38 @@ func (tp *testPoP) do(t *testing.T, method, path, host string, header http.Heade
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	return doRead(t, tp.client, req)
+}
+
+// getCut is get for an answer that may be cut short: it returns the body
+// as far as it came and the error that ended it.
+func (tp *testPoP) getCut(t *testing.T, path string) ([]byte, error) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, tp.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "demo.example"
 	resp, err := tp.client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+// doRead sends req through client and returns the response with its body
+// read and closed.
+func doRead(t *testing.T, client *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", method, path, err)
+		t.Fatalf("%s %s: reading body: %v", req.Method, req.URL.Path, err)
 	}
 	return resp, body
 }
@@ -807,19 +831,12 @@ func TestGracefulShutdown(t *testing.T) {
 
 func TestServeReturnsListenerError(t *testing.T) {
 	o := newTestOrigin(t, cacheable("x"))
-	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(testConfig, o.URL, "0s")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(cfg, "", Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, _, _ := newTestPoP(t, fmt.Sprintf(testConfig, o.URL, "0s"), func(*config.POP) {})
 	defer p.Close()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
 	ln.Close() // Serve fails at once
-	err = p.Serve(context.Background(), ln, adminLn)
+	err := p.Serve(context.Background(), ln, adminLn)
 	if err == nil || errors.Is(err, http.ErrServerClosed) {
 		t.Errorf("Serve on a closed listener returned %v", err)
 	}

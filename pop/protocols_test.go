@@ -127,12 +127,7 @@ func TestProtocols(t *testing.T) {
 			waitFor(t, "fills done", func() bool { return tp.fills.inFlight() == 0 })
 			req, _ := http.NewRequest(http.MethodGet, c.url+"/same", nil)
 			req.Host = "demo.example"
-			resp, err := c.client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := doRead(t, c.client, req)
 			if resp.ProtoMajor != c.wantProto || string(body) != "shared" {
 				t.Fatalf("proto %d body %q", resp.ProtoMajor, body)
 			}
@@ -169,14 +164,7 @@ func TestHTTPSPolicy(t *testing.T) {
 	text := strings.Replace(fmt.Sprintf(testConfig, o.URL, "0s"), "    cache_size: 64MiB\n",
 		"    cache_size: 64MiB\n    tls: {listen: \"127.0.0.1:0\", certificates: [{cert: "+dir+"/cert.pem, key: "+dir+"/key.pem}]}\n", 1)
 	text = strings.Replace(text, "\npops:\n", "\n    https: {redirect: true, hsts: {max_age: 8760h, include_subdomains: true}}\npops:\n", 1)
-	cfg, err := config.Parse("https.yaml", []byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(cfg, "", Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, _, _ := newTestPoP(t, text, func(*config.POP) {})
 	defer p.Close()
 	ls := listenAll(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -268,14 +268,7 @@ func TestSliceValidatorChange(t *testing.T) {
 
 	// A whole GET mid-object meets version 1 at slice 2: the connection is
 	// cut, never a body of two versions.
-	req, _ := http.NewRequest(http.MethodGet, tp.url+path, nil)
-	req.Host = "demo.example"
-	resp, err := tp.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body, err := tp.getCut(t, path)
 	if err == nil {
 		t.Fatalf("a whole GET across a change read %d bytes without an error", len(body))
 	}
@@ -287,7 +280,7 @@ func TestSliceValidatorChange(t *testing.T) {
 		t.Errorf("validator changes %d, want 1", got)
 	}
 	// The next GET is version 1 throughout.
-	resp, body = tp.get(t, path)
+	resp, body := tp.get(t, path)
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, objectBody(size, 1)) {
 		t.Fatalf("after the change: %d with %d bytes; want version 1 whole", resp.StatusCode, len(body))
 	}
@@ -408,14 +401,7 @@ func TestSliceBadOrigin(t *testing.T) {
 			tp := startPoPConfig(t, sliceConfig(o.URL))
 			path := fmt.Sprintf("/obj/%d", size)
 			want := objectBody(size, 0)
-			req, _ := http.NewRequest(http.MethodGet, tp.url+path, nil)
-			req.Host = "demo.example"
-			resp, err := tp.client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			body, err := tp.getCut(t, path)
 			if whole := err == nil && bytes.Equal(body, want); whole != tt.wantWhole {
 				t.Errorf("whole %v (%d bytes, err %v), want %v", whole, len(body), err, tt.wantWhole)
 			}
