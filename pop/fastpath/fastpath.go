@@ -185,7 +185,7 @@ type fastConn struct {
 	c      *clientConn
 	rw     net.Conn  // what requests are read from: c, or tc over it
 	tc     *tls.Conn // the TLS connection over c; nil on the clear listener
-	active bool      // serving a request (guarded by Server.mu)
+	active bool      // serving a request (written by the connection's goroutine under Server.mu; it reads it without)
 	req    Request
 	send   Sender
 

@@ -37,14 +37,13 @@ const (
 // rawLoop runs a connection's fast-path requests inside rawsock.Sock.Loop.
 // One is made per connection; its step function is made once.
 type rawLoop struct {
-	s      *Server
-	fc     *fastConn
-	br     *bufio.Reader
-	rd     *connReader
-	step   func() bool
-	active bool     // the connection is marked active (Server.setActive)
-	exit   loopExit // why the run ended
-	head   []byte   // exitDeclined: the declined head, buffered in br
+	s    *Server
+	fc   *fastConn
+	br   *bufio.Reader
+	rd   *connReader
+	step func() bool
+	exit loopExit // why the run ended
+	head []byte   // exitDeclined: the declined head, buffered in br
 }
 
 func newRawLoop(s *Server, fc *fastConn, br *bufio.Reader, rd *connReader) *rawLoop {
@@ -56,7 +55,7 @@ func newRawLoop(s *Server, fc *fastConn, br *bufio.Reader, rd *connReader) *rawL
 // run serves requests until the connection closes or a request must be
 // read or answered outside the loop. The wait's read deadline must be set.
 func (l *rawLoop) run() loopExit {
-	l.exit, l.head, l.active = exitClose, nil, false
+	l.exit, l.head = exitClose, nil
 	if err := l.fc.c.raw.Loop(l.step); err != nil {
 		return exitClose // the wait's deadline passed, or the connection closed
 	}
@@ -72,12 +71,11 @@ func (l *rawLoop) stepOnce() bool {
 	for {
 		n := l.br.Buffered()
 		if n > 0 {
-			if !l.active {
-				if !l.s.setActive(l.fc, true) {
-					l.exit = exitClose
-					return true
-				}
-				l.active = true
+			// (fc.active is written only by this goroutine, under the
+			// server's lock: reading it here needs no lock.)
+			if !l.fc.active && !l.s.setActive(l.fc, true) {
+				l.exit = exitClose
+				return true
 			}
 			buf, _ := l.br.Peek(n)
 			i := bytes.Index(buf, []byte("\r\n\r\n"))
@@ -123,7 +121,6 @@ func (l *rawLoop) serve(head []byte) bool {
 	}
 	fc.answered = true
 	l.br.Discard(len(head))
-	l.active = false
 	if fc.send.err != nil || fc.req.Close || !s.setActive(fc, false) {
 		l.exit = exitClose
 		return false
